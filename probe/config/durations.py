@@ -1,0 +1,64 @@
+"""Durations as users write them: `250ms`, `30s`, `1m30s`, `1.5h`, `7d` (Go's forms too)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["format_duration", "parse_duration"]
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`; raises ValueError with a message fit for a config error."""
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty duration")
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?", raw):
+        raise ValueError(f'invalid duration "{text}": a bare number has no unit; write "{raw}s"')
+    sign = 1.0
+    body = raw
+    if body[0] in "+-":
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    total = 0.0
+    pos = 0
+    for match in _PART.finditer(body):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(body) or pos == 0:
+        raise ValueError(f'invalid duration "{text}" (examples: 250ms, 30s, 1m30s, 1.5h, 7d)')
+    if sign < 0 and total:
+        raise ValueError(f'invalid duration "{text}": must not be negative')
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: 45s, 2m5s, 3h0m, 2d4h, 350ms."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    s = round(seconds)
+    days, rem = divmod(s, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

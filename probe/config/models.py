@@ -1,0 +1,174 @@
+"""Pydantic models of the config: settings and the keys every probe shares.
+
+Each prober kind declares its own spec (a subclass of `ProbeSpec`) next to its code, in
+probe/probers/<kind>.py. Durations are float seconds; the loader (loader.py) fills each probe's
+unset `interval`/`timeout`/`failure`/`success`/`alert` from `settings.probe` before validation.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+)
+
+from probe.config.durations import parse_duration
+
+__all__ = [
+    "AlertSpec",
+    "ConfigPath",
+    "Duration",
+    "HTTPServerSettings",
+    "LogSettings",
+    "NotifySettings",
+    "ProbeDefaults",
+    "ProbeSpec",
+    "RetrySettings",
+    "SLASettings",
+    "Settings",
+    "StatusSettings",
+    "StoreSettings",
+    "StrictModel",
+]
+
+
+def _to_seconds(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s")
+    if isinstance(value, int | float):
+        raise ValueError(f'a bare number is not a duration; write "{value}s"')
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration such as 10s")
+
+
+Duration = Annotated[float, BeforeValidator(_to_seconds), Field(ge=0)]
+"""A duration in seconds, written `250ms`, `30s`, `1m30s`, `1.5h`, `7d`."""
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not value.is_absolute():
+        return Path(base) / value.expanduser()
+    return value.expanduser()
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+"""A path; relative ones are relative to the config file's directory."""
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors (the loader adds "did you mean"). Frozen: config is a value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    # Keys EaseProbe defines for this section that we accept and do not act on: the loader
+    # removes them with one warning each, so an EaseProbe file loads unchanged.
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset()
+
+
+class AlertSpec(StrictModel):
+    strategy: Literal["regular", "increment", "exponent"] = "regular"
+    factor: int = Field(default=1, ge=1)
+    max: int = Field(default=1, ge=1)
+
+
+class ProbeDefaults(StrictModel):
+    """`settings.probe`: defaults every probe inherits unless it sets its own."""
+
+    interval: Duration = 60.0
+    timeout: Duration = 30.0
+    failure: int = Field(default=1, ge=1)
+    success: int = Field(default=1, ge=1)
+    concurrency: int = Field(default=256, ge=1)
+    alert: AlertSpec = AlertSpec()
+
+
+class ProbeSpec(StrictModel):
+    """Keys every probe has. Subclasses set `kind` and add their own keys."""
+
+    kind: ClassVar[str] = ""
+
+    name: str = Field(min_length=1)
+    enabled: bool = True
+    interval: Duration = 60.0
+    timeout: Duration = 30.0
+    failure: int = Field(default=1, ge=1)
+    success: int = Field(default=1, ge=1)
+    channels: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    alert: AlertSpec = AlertSpec()
+
+    def endpoint(self) -> str:
+        """What the probe checks, as shown to users, with credentials removed."""
+        raise NotImplementedError
+
+
+class RetrySettings(StrictModel):
+    times: int = Field(default=3, ge=0)
+    interval: Duration = 5.0
+
+
+class NotifySettings(StrictModel):
+    dry: bool = False
+    timeout: Duration = 10.0
+    retry: RetrySettings = RetrySettings()
+    max_age: Duration = 86400.0
+
+
+class SLASettings(StrictModel):
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"data", "backups"})
+
+    schedule: Literal["none", "minutely", "hourly", "daily", "weekly", "monthly"] = "daily"
+    time: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    channels: list[str] = Field(default_factory=list)
+
+
+class HTTPServerSettings(StrictModel):
+    ip: str = "127.0.0.1"
+    port: int = Field(default=8181, ge=0, le=65535)
+    refresh: Duration = 60.0
+    token: str | None = None
+
+
+class StoreSettings(StrictModel):
+    path: ConfigPath = Path("data/probe.db")
+    retention: Duration = 7 * 86400.0
+
+
+class StatusSettings(StrictModel):
+    path: ConfigPath = Path("public/index.html")
+
+
+class LogSettings(StrictModel):
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset(
+        {"self_stat", "size", "age", "backups", "compress"}
+    )
+
+    level: Literal["debug", "info", "warning", "warn", "error"] = "info"
+    file: ConfigPath | None = None
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(StrictModel):
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"timeformat", "pid"})
+
+    name: str = "probe"
+    timezone: str = "UTC"
+    probe: ProbeDefaults = ProbeDefaults()
+    notify: NotifySettings = NotifySettings()
+    sla: SLASettings = SLASettings()
+    http: HTTPServerSettings = HTTPServerSettings()
+    store: StoreSettings = StoreSettings()
+    status: StatusSettings = StatusSettings()
+    log: LogSettings = LogSettings()

@@ -1,0 +1,1 @@
+"""Engine core: results, status tracking and scheduling. Knows nothing of storage or alerts."""

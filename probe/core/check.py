@@ -1,0 +1,50 @@
+"""The contract between the scheduler and a prober, with no dependency on any prober."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["CheckContext", "Checkable", "Outcome"]
+
+
+@dataclass(slots=True)
+class CheckContext:
+    """Per-check scratch the runner reads when a check times out or raises.
+
+    A prober sets `phase` as it goes ("resolve", "connect", "TLS handshake", "auth",
+    "reading the body", ...), so a timeout can say where the time went, and may add
+    `details` that are kept even when the check ends in a timeout.
+    """
+
+    phase: str = "connect"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a successful-or-judged check returns. A failure the prober detects itself
+    (wrong status code, missing text) is `Outcome(ok=False, ...)`; a failure to talk to the
+    service at all is raised as `ProbeError`."""
+
+    ok: bool
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Checkable(Protocol):
+    """What the scheduler needs of a prober."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def timeout(self) -> float: ...
+
+    async def check(self, ctx: CheckContext) -> Outcome: ...

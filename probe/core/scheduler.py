@@ -1,0 +1,255 @@
+"""Fixed-rate scheduling of checks on the monotonic clock.
+
+Each probe has its own loop: a check is due `interval` after the previous one was due, the
+first ones spread over the first interval so 5,000 probes do not fire at once. A check never
+overlaps itself: a tick that arrives while the previous check still runs is skipped and
+logged. Every check is bounded end to end by the probe's timeout, enforced here and not by the
+prober, so no prober can outlive it; a prober that raises becomes a `down` result. A global
+semaphore caps the checks in flight (`settings.probe.concurrency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from probe.config.durations import format_duration
+from probe.core.check import Checkable, CheckContext, Outcome
+from probe.core.result import Result, Status
+from probe.errors import ProbeError
+
+__all__ = ["CheckRun", "Scheduler", "SchedulerStats", "run_all_once", "run_check"]
+
+log = logging.getLogger("probe.scheduler")
+
+# How long a cancelled check may take to unwind before the scheduler stops waiting for it.
+CANCEL_GRACE = 1.0
+# Longest message kept from an exception nobody mapped (the prober's own mapping is the norm).
+_MAX_UNMAPPED = 300
+
+
+@dataclass(slots=True)
+class CheckRun:
+    """A finished check: its result, and the task if it ignored cancellation and still runs."""
+
+    result: Result
+    straggler: asyncio.Task[Outcome] | None = None
+
+
+def _result(
+    prober: Checkable,
+    status: Status,
+    message: str,
+    latency: float | None,
+    details: dict[str, object],
+    started: float,
+) -> Result:
+    return Result(
+        name=prober.name,
+        kind=prober.kind,
+        endpoint=prober.endpoint,
+        status=status,
+        latency=latency,
+        message=message,
+        time=datetime.fromtimestamp(started, UTC),
+        details=details,
+    )
+
+
+async def run_check(prober: Checkable, *, cancel_grace: float = CANCEL_GRACE) -> CheckRun:
+    """Run one check under its hard timeout and turn whatever happens into a Result."""
+    ctx = CheckContext()
+    started_wall = time.time()
+    started = time.monotonic()
+    task = asyncio.create_task(prober.check(ctx), name=f"check:{prober.name}")
+    try:
+        done, _ = await asyncio.wait({task}, timeout=prober.timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    elapsed = time.monotonic() - started
+
+    if not done:
+        task.cancel()
+        unwound, _ = await asyncio.wait({task}, timeout=cancel_grace)
+        straggler = None if unwound else task
+        if unwound and not task.cancelled():
+            task.exception()  # retrieved so asyncio does not log it as never retrieved
+        message = f"timeout after {format_duration(prober.timeout)} during {ctx.phase}"
+        details = {**ctx.details, "phase": ctx.phase, "timeout": True}
+        return CheckRun(
+            _result(prober, Status.DOWN, message, None, details, started_wall), straggler
+        )
+
+    exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+    if exc is None:
+        outcome = task.result()
+        status = Status.UP if outcome.ok else Status.DOWN
+        details = {**ctx.details, **outcome.details}
+        return CheckRun(_result(prober, status, outcome.message, elapsed, details, started_wall))
+    if isinstance(exc, ProbeError):
+        details = {**ctx.details, **exc.details}
+        return CheckRun(_result(prober, Status.DOWN, exc.message, None, details, started_wall))
+    # A prober bug or an exception its mapping missed: report it, never let it escape.
+    log.warning("probe %s: unexpected %s in check", prober.name, type(exc).__name__, exc_info=exc)
+    text = str(exc)[:_MAX_UNMAPPED]
+    message = f"check failed: {type(exc).__name__}" + (f": {text}" if text else "")
+    return CheckRun(_result(prober, Status.DOWN, message, None, dict(ctx.details), started_wall))
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """Counters the benchmark and the metrics read. Lag = actual start - due time."""
+
+    checks: int = 0
+    skipped: int = 0
+    stragglers: int = 0
+    lag_samples: list[float] = field(default_factory=list)
+    keep_lag: bool = False
+
+    def record_lag(self, lag: float) -> None:
+        self.checks += 1
+        if self.keep_lag:
+            self.lag_samples.append(lag)
+
+
+class Scheduler:
+    """Runs every probe on its interval until `stop()`; results go to `on_result`."""
+
+    def __init__(
+        self,
+        probes: Sequence[Checkable],
+        on_result: Callable[[Result], None],
+        *,
+        concurrency: int = 256,
+        stats: SchedulerStats | None = None,
+        cancel_grace: float = CANCEL_GRACE,
+    ) -> None:
+        self._probes = list(probes)
+        self._on_result = on_result
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._cancel_grace = cancel_grace
+        self.stats = stats or SchedulerStats()
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._checking: set[str] = set()
+        self._stragglers: dict[str, asyncio.Task[Outcome]] = {}
+        self._stopping = False
+        self._done = asyncio.Event()
+
+    def start(self) -> None:
+        """Start a loop per probe; first checks spread evenly over each probe's interval."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        count = len(self._probes)
+        for index, prober in enumerate(self._probes):
+            first_due = now + prober.interval * index / max(count, 1)
+            self._loops[prober.name] = asyncio.create_task(
+                self._probe_loop(prober, first_due), name=f"schedule:{prober.name}"
+            )
+        if not self._probes:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Until every loop has ended (after `stop()`)."""
+        if self._loops:
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
+        self._done.set()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop scheduling; let checks in flight finish for up to `grace` s, then cancel them."""
+        self._stopping = True
+        idle = [t for name, t in self._loops.items() if name not in self._checking]
+        for task in idle:
+            task.cancel()
+        busy = [t for name, t in self._loops.items() if name in self._checking]
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=grace)
+            if pending:
+                log.warning("cancelling %d check(s) still running after %.0fs", len(pending), grace)
+                for task in pending:
+                    task.cancel()
+        await self.wait()
+        for straggler in self._stragglers.values():
+            straggler.cancel()
+
+    async def _probe_loop(self, prober: Checkable, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        interval = prober.interval
+        while not self._stopping:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            straggler = self._stragglers.get(prober.name)
+            if straggler is not None and not straggler.done():
+                log.warning(
+                    "probe %s: previous check ignored cancellation; tick skipped", prober.name
+                )
+                self.stats.skipped += 1
+            else:
+                self._stragglers.pop(prober.name, None)
+                await self._run_one(prober, due)
+            due += interval
+            late = loop.time() - due
+            if late > 0:
+                missed = math.ceil(late / interval)
+                due += missed * interval
+                self.stats.skipped += missed
+                log.warning(
+                    "probe %s: check ran past its next tick; skipped %d tick(s)",
+                    prober.name,
+                    missed,
+                )
+
+    async def _run_one(self, prober: Checkable, due: float) -> None:
+        async with self._semaphore:
+            if self._stopping:
+                return
+            self._checking.add(prober.name)
+            try:
+                self.stats.record_lag(asyncio.get_running_loop().time() - due)
+                run = await run_check(prober, cancel_grace=self._cancel_grace)
+            finally:
+                self._checking.discard(prober.name)
+        if run.straggler is not None:
+            self.stats.stragglers += 1
+            self._stragglers[prober.name] = run.straggler
+            log.warning("probe %s: check did not stop when cancelled", prober.name)
+        try:
+            self._on_result(run.result)
+        except Exception:  # the pipeline must not take the probe's loop down with it
+            log.exception("probe %s: handling the result failed", prober.name)
+
+    @property
+    def probe_count(self) -> int:
+        return len(self._probes)
+
+
+async def run_all_once(
+    probes: Sequence[Checkable],
+    *,
+    concurrency: int = 256,
+    on_done: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """One check of every probe (for `probe once`), results in the probes' order."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(prober: Checkable) -> Result:
+        async with semaphore:
+            run = await run_check(prober)
+        if run.straggler is not None:
+            run.straggler.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({run.straggler}, timeout=CANCEL_GRACE)
+        if on_done is not None:
+            on_done(run.result)
+        return run.result
+
+    return list(await asyncio.gather(*(one(p) for p in probes)))

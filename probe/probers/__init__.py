@@ -1,0 +1,57 @@
+"""Registry of prober kinds: config section (or `client` driver) -> "module:Class".
+
+Modules are imported only when a config uses them, so a config with only HTTP probes never
+imports a database driver. A new kind is one module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probe.probers.base import Prober
+
+__all__ = [
+    "CLIENT_DRIVERS",
+    "SECTIONS",
+    "UNSUPPORTED_SECTIONS",
+    "load_prober_class",
+    "target_for_kind",
+]
+
+# Top-level config sections holding a list of probes of one kind.
+SECTIONS: dict[str, str] = {
+    "http": "probe.probers.http:HTTPProber",
+    "tcp": "probe.probers.tcp:TCPProber",
+}
+
+# `client:` entries, chosen by their `driver:` key.
+CLIENT_DRIVERS: dict[str, str] = {}
+
+# EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
+UNSUPPORTED_SECTIONS: dict[str, str] = {
+    "ssh": "EaseProbe's ssh probes are not supported",
+    "host": "EaseProbe's host probes are not supported",
+    "ping": "EaseProbe's ping probes are not supported",
+    "websocket": "EaseProbe's websocket probes are not supported",
+    "tls": "tls probes are not supported yet",
+    "shell": "shell probes are not supported yet",
+    "client": "native-client probes (mysql, postgres, redis, ...) are not supported yet",
+}
+
+
+def load_prober_class(target: str) -> type[Prober[Any]]:
+    """Import "module:Class" and return the class."""
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls: type[Prober[Any]] = getattr(module, attr)
+    return cls
+
+
+def target_for_kind(kind: str) -> str:
+    """The "module:Class" of a probe kind (a section name, or a `client` driver)."""
+    target = SECTIONS.get(kind) or CLIENT_DRIVERS.get(kind)
+    if target is None:
+        raise KeyError(f"unknown probe kind {kind!r}")
+    return target

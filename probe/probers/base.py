@@ -1,0 +1,95 @@
+"""The small base every prober kind builds on.
+
+A prober checks one endpoint. `check()` returns an `Outcome` when it could judge the service
+(ok or not), and raises `ProbeError` with a short message when it could not talk to it. Each
+prober maps its driver's exceptions to such messages in one place, its own module. The scheduler
+bounds every check with a hard timeout and reads `ctx.phase` to say where a timeout struck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from probe.config.models import ProbeSpec
+from probe.core.check import CheckContext, Outcome
+
+__all__ = ["Prober", "SharedResources"]
+
+SpecT = TypeVar("SpecT", bound=ProbeSpec)
+T = TypeVar("T")
+
+
+class SharedResources:
+    """Objects that probers share (an HTTP client per TLS/proxy setting, ...).
+
+    Created once by the App, handed to every prober, closed once at shutdown. Building an
+    httpx client costs ~21 ms of CPU and ~0.8 MB, so 5,000 probes must not each own one.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, Any] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def get_or_create(
+        self,
+        key: Hashable,
+        factory: Callable[[], T],
+        close: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        if key in self._items:
+            return cast(T, self._items[key])
+        item = factory()
+        self._items[key] = item
+        if close is not None:
+            self._closers.append(lambda: close(item))
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def aclose(self) -> None:
+        closers, self._closers = self._closers, []
+        self._items.clear()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
+
+
+class Prober(ABC, Generic[SpecT]):
+    """One configured probe: its spec plus whatever it needs to check its endpoint."""
+
+    spec_type: ClassVar[type[ProbeSpec]]
+
+    def __init__(self, spec: SpecT, resources: SharedResources) -> None:
+        self.spec = spec
+        self.resources = resources
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def endpoint(self) -> str:
+        return self.spec.endpoint()
+
+    @property
+    def interval(self) -> float:
+        return self.spec.interval
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    @abstractmethod
+    async def check(self, ctx: CheckContext) -> Outcome:
+        """Check the endpoint once; raise ProbeError when it cannot be reached or judged."""
+
+    async def aclose(self) -> None:
+        """Release anything this prober holds on its own (shared resources close elsewhere)."""

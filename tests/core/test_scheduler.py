@@ -1,0 +1,172 @@
+"""The scheduler under test with small in-test probers: the probers are the scheduler's
+inputs here, not the thing tested, so they are written to misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from probe.core.check import CheckContext, Outcome
+from probe.core.result import Result, Status
+from probe.core.scheduler import Scheduler, SchedulerStats, run_all_once, run_check
+from probe.errors import ProbeError
+
+
+@dataclass
+class FakeProber:
+    name: str
+    interval: float = 0.1
+    timeout: float = 0.1
+    kind: str = "fake"
+    endpoint: str = "fake://"
+    behaviour: str = "ok"  # ok | hang | stubborn | raise | probe-error | slow
+    delay: float = 0.0
+    starts: list[float] = field(default_factory=list)
+    running: int = 0
+    max_running: int = 0
+    shared: dict[str, int] | None = None
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        self.starts.append(time.monotonic())
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        if self.shared is not None:
+            self.shared["now"] += 1
+            self.shared["max"] = max(self.shared["max"], self.shared["now"])
+        try:
+            if self.behaviour == "hang":
+                ctx.phase = "waiting for the response"
+                await asyncio.sleep(3600)
+            if self.behaviour == "stubborn":
+                ctx.phase = "stuck"
+                for _ in range(3):
+                    try:
+                        await asyncio.sleep(0.4)
+                    except asyncio.CancelledError:
+                        continue  # ignores cancellation on purpose
+            if self.behaviour == "raise":
+                raise RuntimeError("driver blew up")
+            if self.behaviour == "probe-error":
+                raise ProbeError("connection refused", port=1)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return Outcome(True, "ok", {"k": 1})
+        finally:
+            self.running -= 1
+            if self.shared is not None:
+                self.shared["now"] -= 1
+
+
+async def run_for(seconds: float, probers, **kwargs) -> tuple[list[Result], Scheduler]:
+    results: list[Result] = []
+    scheduler = Scheduler(probers, results.append, **kwargs)
+    scheduler.start()
+    await asyncio.sleep(seconds)
+    await scheduler.stop(grace=1.0)
+    return results, scheduler
+
+
+async def test_fixed_rate_ticks_on_the_monotonic_clock():
+    prober = FakeProber("a", interval=0.1, delay=0.03)
+    results, _ = await run_for(1.05, [prober])
+    assert 9 <= len(results) <= 12
+    gaps = [b - a for a, b in zip(prober.starts, prober.starts[1:], strict=False)]
+    # fixed rate: the check's own 30 ms does not push the next one back
+    assert abs(sum(gaps) / len(gaps) - 0.1) < 0.02
+
+
+async def test_first_checks_are_spread_over_the_first_interval():
+    probers = [FakeProber(f"p{i}", interval=0.4) for i in range(4)]
+    started = time.monotonic()
+    await run_for(0.35, probers)
+    offsets = [p.starts[0] - started for p in probers]
+    for i, offset in enumerate(offsets):
+        assert abs(offset - 0.1 * i) < 0.05, offsets
+
+
+async def test_hard_timeout_reports_the_phase_and_other_probes_keep_their_rate():
+    hang = FakeProber("hang", interval=0.3, timeout=0.2, behaviour="hang")
+    fast = FakeProber("fast", interval=0.1)
+    results, _ = await run_for(1.0, [hang, fast])
+    hung = [r for r in results if r.name == "hang"]
+    assert hung and all(r.status is Status.DOWN for r in hung)
+    assert hung[0].message == "timeout after 200ms during waiting for the response"
+    assert hung[0].latency is None
+    assert len([r for r in results if r.name == "fast"]) >= 8
+
+
+async def test_a_check_ignoring_cancellation_cannot_outlive_its_timeout():
+    stubborn = FakeProber("stubborn", interval=0.3, timeout=0.1, behaviour="stubborn")
+    started = time.monotonic()
+    run = await run_check(stubborn, cancel_grace=0.1)
+    assert time.monotonic() - started < 0.5
+    assert (
+        run.result.status is Status.DOWN
+        and "timeout after 100ms during stuck" in run.result.message
+    )
+    assert run.straggler is not None and not run.straggler.done()
+    run.straggler.cancel()
+    await asyncio.wait({run.straggler})
+
+
+async def test_no_self_overlap_and_missed_ticks_are_skipped():
+    stats = SchedulerStats()
+    slow = FakeProber("slow", interval=0.1, timeout=0.1, behaviour="stubborn")
+    await run_for(1.2, [slow], stats=stats, cancel_grace=0.05)
+    assert slow.max_running == 1
+    assert stats.skipped > 0
+
+
+async def test_raising_prober_gives_down_result_and_scheduler_carries_on():
+    bad = FakeProber("bad", interval=0.1, behaviour="raise")
+    refused = FakeProber("refused", interval=0.1, behaviour="probe-error")
+    results, _ = await run_for(0.45, [bad, refused])
+    bad_results = [r for r in results if r.name == "bad"]
+    assert len(bad_results) >= 3
+    assert bad_results[0].message == "check failed: RuntimeError: driver blew up"
+    refused_results = [r for r in results if r.name == "refused"]
+    assert refused_results[0].message == "connection refused"
+    assert refused_results[0].details["port"] == 1
+
+
+async def test_concurrency_limit_is_global():
+    shared = {"now": 0, "max": 0}
+    probers = [FakeProber(f"p{i}", interval=0.2, delay=0.1, shared=shared) for i in range(10)]
+    await run_for(0.6, probers, concurrency=2)
+    assert shared["max"] == 2
+
+
+async def test_stop_lets_in_flight_checks_finish_then_cancels():
+    finishing = FakeProber("finishing", interval=10, timeout=5, delay=0.3)
+    results: list[Result] = []
+    scheduler = Scheduler([finishing], results.append)
+    scheduler.start()
+    await asyncio.sleep(0.05)
+    await scheduler.stop(grace=2.0)
+    assert [r.status for r in results] == [Status.UP]
+
+    hanging = FakeProber("hanging", interval=10, timeout=5, behaviour="hang")
+    results.clear()
+    scheduler = Scheduler([hanging], results.append)
+    scheduler.start()
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await scheduler.stop(grace=0.2)
+    assert time.monotonic() - started < 1.0
+    assert results == []  # cancelled at shutdown: no result invented
+
+
+async def test_run_all_once_returns_results_in_probe_order():
+    probers = [
+        FakeProber("a", delay=0.05),
+        FakeProber("b", behaviour="probe-error"),
+        FakeProber("c", timeout=0.05, behaviour="hang"),
+    ]
+    results = await run_all_once(probers)
+    assert [(r.name, r.status) for r in results] == [
+        ("a", Status.UP),
+        ("b", Status.DOWN),
+        ("c", Status.DOWN),
+    ]
+    assert results[0].latency is not None and results[0].latency >= 0.05
