@@ -1,0 +1,1057 @@
+"""The SQLite store: schema and migrations, the background writer, and the reads.
+
+Writes never happen on the event loop. `submit()` puts an Observation on a queue; one writer
+thread, with its own connection, drains whatever is queued and commits it in one transaction:
+raw results, transitions, the tracker's state per probe, and hourly rollups aggregated in
+memory first, so a batch of N results costs one upsert per (probe, hour), not N. Reads use a
+second, read-only connection behind a lock; WAL lets them run while the writer commits.
+
+Retention: raw results are kept `retention` seconds, hourly rollups and transitions 400 days.
+The writer prunes when it starts and then at most once an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from probe.core.result import Result, Status
+from probe.core.tracker import Observation, ProbeState, Transition
+from probe.errors import StoreError
+from probe.store.sla import (
+    BUCKETS_MS,
+    HOUR,
+    HourRollup,
+    SLAFigures,
+    bucket_index,
+    hour_start,
+    percentile_from_histogram,
+    split_by_hour,
+)
+
+__all__ = ["DEFAULT_RETENTION", "ROLLUP_RETENTION", "SCHEMA_VERSION", "Store"]
+
+log = logging.getLogger("probe.store")
+
+DEFAULT_RETENTION = 7 * 86400.0
+ROLLUP_RETENTION = 400 * 86400.0
+
+_BUSY_TIMEOUT_MS = 5000
+# Observations taken off the queue per transaction: large enough that a burst is one commit,
+# small enough that one transaction never holds the write lock for long.
+_MAX_BATCH = 20_000
+# While writes fail (disk full), raw results wait in memory up to this many; past it the
+# oldest raw rows are dropped (logged). Rollups, transitions and states are tiny and always kept,
+# so SLA figures survive even a long outage of the disk.
+_MAX_PENDING_RESULTS = 500_000
+_RETRY_MIN = 0.5
+_RETRY_MAX = 30.0
+# How long the idle writer sleeps before checking whether pruning is due.
+_IDLE_TICK = 60.0
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _migrate_1(conn: sqlite3.Connection) -> None:
+    statements = (
+        """CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            probe TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            time REAL NOT NULL,
+            status TEXT NOT NULL,
+            latency REAL,
+            message TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX results_probe_time ON results (probe, time)",
+        # Retention deletes by time alone; without this it would scan the whole table hourly.
+        "CREATE INDEX results_time ON results (time)",
+        """CREATE TABLE rollups_hourly (
+            probe TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            checks_up INTEGER NOT NULL DEFAULT 0,
+            checks_down INTEGER NOT NULL DEFAULT 0,
+            time_up REAL NOT NULL DEFAULT 0,
+            time_down REAL NOT NULL DEFAULT 0,
+            latency_sum REAL NOT NULL DEFAULT 0,
+            latency_count INTEGER NOT NULL DEFAULT 0,
+            latency_min REAL,
+            latency_max REAL,
+            histogram TEXT NOT NULL,
+            measured_from REAL,
+            measured_to REAL,
+            PRIMARY KEY (probe, hour)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE transitions (
+            id INTEGER PRIMARY KEY,
+            probe TEXT NOT NULL,
+            time REAL NOT NULL,
+            previous TEXT NOT NULL,
+            current TEXT NOT NULL,
+            message TEXT NOT NULL
+        )""",
+        "CREATE INDEX transitions_probe_time ON transitions (probe, time)",
+        """CREATE TABLE probe_state (
+            probe TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            since REAL,
+            ok_streak INTEGER NOT NULL,
+            fail_streak INTEGER NOT NULL,
+            last_time REAL,
+            outage_failures INTEGER NOT NULL,
+            alerts_sent INTEGER NOT NULL,
+            next_alert INTEGER,
+            updated REAL NOT NULL
+        )""",
+    )
+    for sql in statements:
+        conn.execute(sql)
+
+
+# _MIGRATIONS[i] takes a database from schema version i to i + 1 (`PRAGMA user_version`).
+# Append only: never edit a released step, add a new one (the alert outbox will be number 2).
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human reason for a SQLite or OS error (the path is added by StoreError)."""
+    if isinstance(exc, StoreError):
+        return exc.reason
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name == "SQLITE_NOTADB":
+            return "not an SQLite database"
+        if name.startswith("SQLITE_CORRUPT"):
+            return "the database file is corrupt"
+        if name == "SQLITE_FULL":
+            return "disk full"
+        if name in ("SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"):
+            return "I/O error while writing (disk full or file too large?)"
+        if name.startswith("SQLITE_IOERR"):
+            return "I/O error"
+        if name.startswith("SQLITE_CANTOPEN"):
+            return "cannot open the database file"
+        if name.startswith("SQLITE_READONLY"):
+            return "the database is read-only"
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return "the database is locked by another process"
+        if name.startswith(("SQLITE_PERM", "SQLITE_AUTH")):
+            return "permission denied"
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Whether `exc` comes from the values of a row (so retrying as is would fail forever),
+    as opposed to the disk or the database (full, I/O, locked), which may recover."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorname", "") in ("SQLITE_TOOBIG", "SQLITE_MISMATCH")
+    if isinstance(exc, sqlite3.ProgrammingError):
+        # Python 3.11 reports a value of an unsupported type this way; the other
+        # ProgrammingErrors (a closed connection, ...) are not about the row.
+        return "binding" in str(exc).lower()
+    return isinstance(
+        exc,
+        (
+            sqlite3.InterfaceError,
+            sqlite3.DataError,
+            sqlite3.IntegrityError,
+            OverflowError,
+            TypeError,
+            ValueError,
+        ),
+    ) or (isinstance(exc, sqlite3.DatabaseError) and "too big" in str(exc))
+
+
+def _error(path: Path, exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    return StoreError(str(path), _reason(exc))
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _make_parent(path: Path) -> None:
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as exc:
+        # FileExistsError: the parent itself is a file; ENOTDIR: something above it is.
+        raise StoreError(str(path), f"cannot create directory {parent}: not a directory") from exc
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoreError(str(path), f"cannot create directory {parent}: {reason}") from exc
+
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a non-empty file that does not start like an SQLite database.
+
+    SQLite reports most such files itself (SQLITE_NOTADB), but treats some tiny ones (a single
+    byte) as an empty database and would then write over them. An empty file is fine: it is
+    what an interrupted first open leaves behind.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    if head and head != _MAGIC:
+        raise StoreError(str(path), "not an SQLite database")
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is exactly one
+    # transaction. check_same_thread=False: the writer connection is prepared on the opening
+    # thread and then used only by the writer thread; the reader is guarded by a lock.
+    if readonly:
+        target, uri = path.resolve().as_uri() + "?mode=ro", True
+    else:
+        target, uri = str(path), False
+    conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def _newer(path: Path, version: int) -> StoreError:
+    return StoreError(
+        str(path),
+        f"written by a newer probe (schema {version}; this probe knows up to {SCHEMA_VERSION})",
+    )
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    """Check the file is ours and migrate it. Nothing is written before the checks pass."""
+    # The first read is where a garbage file shows itself (SQLITE_NOTADB); SQLite never
+    # writes to a file it could not read, so the file stays byte-identical.
+    version = _user_version(conn)
+    if version > SCHEMA_VERSION:
+        raise _newer(path, version)
+    if version == 0:
+        (objects,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if objects:
+            raise StoreError(str(path), "not a probe store (it holds other tables)")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable across process crashes in WAL mode; only a power cut can lose the
+    # last commits, which for health checks is the right trade for far fewer fsyncs.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read again under the write lock: another process may have migrated meanwhile.
+        version = _user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise _newer(path, version)
+        for step in _MIGRATIONS[version:]:
+            step(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        # SQLite may already have rolled back on its own (SQLITE_FULL, I/O errors).
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+# --------------------------------------------------------------------------- batching
+
+
+@dataclass(slots=True)
+class _Agg:
+    """One (probe, hour) rollup contribution of a batch, merged into the row on write."""
+
+    checks_up: int = 0
+    checks_down: int = 0
+    time_up: float = 0.0
+    time_down: float = 0.0
+    latency_sum: float = 0.0
+    latency_count: int = 0
+    latency_min: float | None = None
+    latency_max: float | None = None
+    histogram: list[int] = field(default_factory=lambda: [0] * len(BUCKETS_MS))
+    measured_from: float | None = None
+    measured_to: float | None = None
+
+    def add_time(self, status: Status, start: float, end: float) -> None:
+        if status is Status.UP:
+            self.time_up += end - start
+        else:
+            self.time_down += end - start
+        self.measured_from = _least(self.measured_from, start)
+        self.measured_to = _greatest(self.measured_to, end)
+
+    def add_latency(self, seconds: float) -> None:
+        self.latency_sum += seconds
+        self.latency_count += 1
+        self.latency_min = _least(self.latency_min, seconds)
+        self.latency_max = _greatest(self.latency_max, seconds)
+        self.histogram[bucket_index(seconds * 1000.0)] += 1
+
+    def merged_row(self, probe: str, hour: int, old: tuple[Any, ...] | None) -> tuple[Any, ...]:
+        """The full row to write: this contribution plus what is stored (`old`), if any."""
+        hist = list(self.histogram)
+        lo, hi = self.latency_min, self.latency_max
+        first, last = self.measured_from, self.measured_to
+        values = [
+            self.checks_up,
+            self.checks_down,
+            self.time_up,
+            self.time_down,
+            self.latency_sum,
+            self.latency_count,
+        ]
+        if old is not None:
+            values = [a + b for a, b in zip(values, old[:6], strict=True)]
+            lo, hi = _least(lo, old[6]), _greatest(hi, old[7])
+            first, last = _least(first, old[9]), _greatest(last, old[10])
+            try:
+                old_hist = json.loads(old[8])
+            except (TypeError, ValueError):
+                old_hist = []  # an unreadable histogram must not block every later write
+            if len(old_hist) == len(hist):
+                hist = [a + b for a, b in zip(hist, old_hist, strict=True)]
+        histogram = json.dumps(hist, separators=(",", ":"))
+        return (probe, hour, *values, lo, hi, histogram, first, last)
+
+
+def _least(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+# default=str: a prober may put a datetime or an exception in details; storing its text beats
+# losing the whole result. One encoder for all: json.dumps with options builds one per call.
+_DETAILS_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
+def _details_json(details: Mapping[str, Any]) -> str:
+    return _DETAILS_ENCODER.encode(dict(details)) if details else "{}"
+
+
+def _text(s: str) -> str:
+    """`s` as valid UTF-8. Output decoded with surrogateescape (a shell probe's stderr) holds
+    lone surrogates, which SQLite cannot store; each undecodable byte becomes U+FFFD."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return s.encode("utf-8", "replace").decode("utf-8")
+    return s
+
+
+class _Batch:
+    """Observations taken off the queue and not yet committed, in the form they are written."""
+
+    __slots__ = ("count", "dropped", "results", "rollups", "states", "transitions")
+
+    def __init__(self) -> None:
+        self.results: list[tuple[Any, ...]] = []
+        self.transitions: list[tuple[Any, ...]] = []
+        self.states: dict[str, ProbeState] = {}
+        self.rollups: dict[tuple[str, int], _Agg] = {}
+        self.count = 0
+        self.dropped = 0
+
+    def _agg(self, probe: str, hour: int) -> _Agg:
+        agg = self.rollups.get((probe, hour))
+        if agg is None:
+            agg = self.rollups[(probe, hour)] = _Agg()
+        return agg
+
+    def add(self, obs: Observation) -> None:
+        r = obs.result
+        t = r.time.timestamp()
+        latency = r.latency
+        if latency is not None:
+            latency = max(0.0, float(latency)) if math.isfinite(latency) else None
+        self.results.append(
+            (
+                r.name,
+                r.kind,
+                r.endpoint,
+                t,
+                r.status.value,
+                latency,
+                _text(r.message),
+                _details_json(r.details),
+            )
+        )
+        agg = self._agg(r.name, hour_start(t))
+        # Checks count by what the check said, not by the tracker's (threshold-delayed) status.
+        if r.status is Status.UP:
+            agg.checks_up += 1
+        elif r.status is Status.DOWN:
+            agg.checks_down += 1
+        if latency is not None:
+            agg.add_latency(latency)
+        span = obs.span
+        if span is not None and span.status is not Status.UNKNOWN:
+            for hour, part_start, part_end in split_by_hour(span.start, span.end):
+                self._agg(r.name, hour).add_time(span.status, part_start, part_end)
+        tr = obs.transition
+        if tr is not None:
+            self.transitions.append(
+                (tr.name, tr.time, tr.previous.value, tr.current.value, _text(tr.message))
+            )
+        self.states[obs.state.name] = obs.state
+        self.count += 1
+        if len(self.results) > _MAX_PENDING_RESULTS:
+            excess = len(self.results) - _MAX_PENDING_RESULTS
+            del self.results[:excess]
+            self.dropped += excess
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+_INSERT_RESULT = (
+    "INSERT INTO results (probe, kind, endpoint, time, status, latency, message, details)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TRANSITION = (
+    "INSERT INTO transitions (probe, time, previous, current, message) VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_ROLLUP = (
+    "SELECT checks_up, checks_down, time_up, time_down, latency_sum, latency_count,"
+    " latency_min, latency_max, histogram, measured_from, measured_to"
+    " FROM rollups_hourly WHERE probe = ? AND hour = ?"
+)
+_REPLACE_ROLLUP = (
+    "INSERT OR REPLACE INTO rollups_hourly (probe, hour, checks_up, checks_down, time_up,"
+    " time_down, latency_sum, latency_count, latency_min, latency_max, histogram,"
+    " measured_from, measured_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STATE = (
+    "INSERT OR REPLACE INTO probe_state (probe, status, since, ok_streak, fail_streak,"
+    " last_time, outage_failures, alerts_sent, next_alert, updated)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    """Queued after the observations it covers: resolved once they are committed (or not)."""
+
+    future: concurrent.futures.Future[None]
+    stop: bool = False
+
+
+def _resolve(future: concurrent.futures.Future[None], error: BaseException | None) -> None:
+    # The awaiting coroutine may have been cancelled, which cancels this future too.
+    if future.done():
+        return
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes. It owns `conn`; nothing else touches it once started."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        inbox: queue.SimpleQueue[Observation | _Marker],
+        retention: float,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(name="probe-store-writer", daemon=True)
+        self.path = path
+        self.conn = conn
+        self.inbox = inbox
+        self.retention = retention
+        self.clock = clock
+        self.batch = _Batch()
+        self.last_error: StoreError | None = None
+        self._delay = 0.0  # > 0 while writes fail: wait this long before retrying
+        self._last_prune: float | None = None
+        self.rows_written = 0  # every row committed, all tables (read by the benchmarks)
+
+    def run(self) -> None:
+        self._prune_if_due()
+        stop: _Marker | None = None
+        while stop is None:
+            markers = self._collect()
+            error = self._commit()
+            for marker in markers:
+                if marker.stop:
+                    stop = marker
+                else:
+                    _resolve(marker.future, error)
+        if self.batch:
+            log.error(
+                "store %s closed with %d observations not written: %s",
+                self.path,
+                self.batch.count,
+                self.last_error.reason if self.last_error else "unknown error",
+            )
+        try:
+            self.conn.close()
+        except sqlite3.Error as exc:
+            log.warning("store %s: closing the writer connection failed: %s", self.path, exc)
+        _resolve(stop.future, None)
+
+    def _collect(self) -> list[_Marker]:
+        """Take what is queued into the batch; return the markers met on the way.
+
+        Blocks until something arrives (waking now and then to prune). While writes fail,
+        waits out the retry delay instead, unless a flush or close asks to try again now.
+        """
+        markers: list[_Marker] = []
+        taken = 0
+        deadline = time.monotonic() + self._delay if self._delay else None
+        while taken < _MAX_BATCH:
+            if markers or (deadline is None and taken):
+                timeout = 0.0
+            elif deadline is None:
+                timeout = _IDLE_TICK
+            else:
+                timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Marker):
+                markers.append(item)
+            else:
+                try:
+                    self.batch.add(item)
+                except Exception:
+                    # A malformed observation must not block the ones behind it.
+                    log.exception("store %s: cannot record an observation; skipped", self.path)
+                taken += 1
+        if self.batch.dropped:
+            log.error(
+                "store %s: %d raw results dropped while the database could not be written"
+                " (rollups and states are kept)",
+                self.path,
+                self.batch.dropped,
+            )
+            self.batch.dropped = 0
+        return markers
+
+    def _commit(self) -> StoreError | None:
+        """Write the batch in one transaction. On failure keep it for the next attempt."""
+        if not self.batch:
+            self._prune_if_due()
+            return None
+        try:
+            try:
+                self._write(self.batch)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                self._write(self.batch, careful=True)
+        except Exception as exc:
+            error = _error(self.path, exc)
+            self.last_error = error
+            self._delay = min(_RETRY_MAX, max(_RETRY_MIN, self._delay * 2))
+            log.error(
+                "store %s: writing %d observations failed (%s); retrying in %.1fs",
+                self.path,
+                self.batch.count,
+                error.reason,
+                self._delay,
+            )
+            return error
+        if self._delay:
+            log.info("store %s: writing works again", self.path)
+        self.batch = _Batch()
+        self.last_error = None
+        self._delay = 0.0
+        self._prune_if_due()
+        return None
+
+    def _write(self, batch: _Batch, *, careful: bool = False) -> None:
+        """One transaction for the whole batch.
+
+        `careful` writes row by row and skips (with a log line) a row SQLite refuses, so that
+        one bad value (a type SQLite cannot bind, a string too big) cannot block every later
+        write the way retrying the same failing batch forever would.
+        """
+        conn = self.conn
+        now = self.clock()
+        states = [
+            (
+                s.name,
+                s.status.value,
+                s.since,
+                s.ok_streak,
+                s.fail_streak,
+                s.last_time,
+                s.outage_failures,
+                s.alerts_sent,
+                s.next_alert,
+                now,
+            )
+            for s in batch.states.values()
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert(_INSERT_RESULT, batch.results, careful)
+            self._insert(_INSERT_TRANSITION, batch.transitions, careful)
+            rows = []
+            for (probe, hour), agg in batch.rollups.items():
+                old = conn.execute(_SELECT_ROLLUP, (probe, hour)).fetchone()
+                rows.append(agg.merged_row(probe, hour, old))
+            self._insert(_REPLACE_ROLLUP, rows, careful)
+            self._insert(_UPSERT_STATE, states, careful)
+            conn.execute("COMMIT")
+            self.rows_written += (
+                len(batch.results) + len(batch.transitions) + len(rows) + len(states)
+            )
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _insert(self, sql: str, rows: list[tuple[Any, ...]], careful: bool) -> None:
+        if not careful:
+            self.conn.executemany(sql, rows)
+            return
+        for row in rows:
+            try:
+                self.conn.execute(sql, row)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                # A refused statement leaves the transaction open and the other rows in it.
+                log.error(
+                    "store %s: a row for probe %r cannot be stored and is skipped: %s",
+                    self.path,
+                    row[0],
+                    exc,
+                )
+
+    def _prune_if_due(self) -> None:
+        now = self.clock()
+        last = self._last_prune
+        if last is not None and 0 <= now - last < HOUR:
+            return
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM results WHERE time < ?", (now - self.retention,))
+                conn.execute("DELETE FROM rollups_hourly WHERE hour < ?", (now - ROLLUP_RETENTION,))
+                conn.execute("DELETE FROM transitions WHERE time < ?", (now - ROLLUP_RETENTION,))
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except Exception as exc:
+            # Try again in a minute rather than at once: a full disk fails a DELETE too.
+            self._last_prune = now - HOUR + 60
+            log.warning("store %s: pruning old rows failed: %s", self.path, _reason(exc))
+            return
+        self._last_prune = now
+
+
+# --------------------------------------------------------------------------- reads
+
+
+_SLA_TIMES = """
+WITH rows AS (
+    SELECT probe, hour, time_up, time_down, checks_up + checks_down AS checks,
+           latency_min, latency_max,
+           CASE
+               WHEN hour >= :start AND hour + 3600 <= :end THEN 1.0
+               WHEN measured_from IS NULL OR measured_to IS NULL THEN 0.0
+               WHEN measured_to <= measured_from
+                   THEN measured_from >= :start AND measured_from < :end
+               ELSE max(0.0, min(:end, measured_to) - max(:start, measured_from))
+                    / (measured_to - measured_from)
+           END AS frac,
+           hour >= :start AS counted
+    FROM rollups_hourly
+    WHERE probe IN (SELECT value FROM json_each(:names))
+      AND hour >= :first_hour AND hour < :end
+)
+SELECT probe, sum(time_up * frac), sum(time_down * frac),
+       sum(CASE WHEN counted THEN checks ELSE 0 END),
+       min(CASE WHEN counted THEN latency_min END),
+       max(CASE WHEN counted THEN latency_max END)
+FROM rows GROUP BY probe
+"""
+_SLA_HISTOGRAMS = """
+SELECT r.probe, CAST(j.key AS INTEGER), sum(j.value)
+FROM rollups_hourly AS r, json_each(r.histogram) AS j
+WHERE r.probe IN (SELECT value FROM json_each(:names)) AND r.hour >= :start AND r.hour < :end
+GROUP BY r.probe, j.key
+"""
+_SLA_INCIDENTS = """
+SELECT probe, count(*) FROM transitions
+WHERE probe IN (SELECT value FROM json_each(:names))
+  AND current = 'down' AND time >= :start AND time < :end
+GROUP BY probe
+"""
+
+
+class Store:
+    """Probe results, rollups, transitions and tracker state in one SQLite file.
+
+    Use `Store.open(path)`, then `await store.start()` to run the writer, `submit()` from the
+    event loop, `await store.flush()` when a caller needs its writes visible, and
+    `await store.close()` at the end (or `async with Store.open(path) as store:`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        writer_conn: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        *,
+        retention: float,
+        clock: Callable[[], float],
+    ) -> None:
+        """Use `Store.open()`; this takes connections already checked and migrated."""
+        self.path = path
+        self.retention = retention
+        self._inbox: queue.SimpleQueue[Observation | _Marker] = queue.SimpleQueue()
+        self._writer = _Writer(path, writer_conn, self._inbox, retention, clock)
+        self._started = False
+        self._closed = False
+        self._reader = reader
+        self._read_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        clock: Callable[[], float] = time.time,
+    ) -> Store:
+        """Open (creating and migrating if needed) the store at `path`.
+
+        Raises StoreError when the file cannot be used: its directory cannot be made, it is
+        not an SQLite database, it belongs to something else, it was written by a newer
+        version, or the disk fails. A file that cannot be read is never modified.
+        `clock` gives "now" for retention (tests inject one).
+        """
+        path = Path(path)
+        if not retention > 0:
+            raise ValueError(f"retention must be positive, got {retention}")
+        _make_parent(path)
+        if path.is_dir():
+            raise StoreError(str(path), "is a directory")
+        _check_header(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = _connect(path)
+            _prepare(conn, path)
+            reader = _connect(path, readonly=True)
+        except Exception as exc:
+            if conn is not None:
+                conn.close()
+            raise _error(path, exc) from exc
+        return cls(path, conn, reader, retention=retention, clock=clock)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the writer thread (idempotent). Queued observations are written from now on."""
+        if self._closed:
+            raise StoreError(str(self.path), "store is closed")
+        if not self._started:
+            self._started = True
+            self._writer.start()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted before this call is committed.
+
+        Raises StoreError if that write failed; the observations stay queued in memory and
+        are retried (a later flush retries at once).
+        """
+        if self._closed:
+            return
+        await self.start()
+        if not self._writer.is_alive():
+            raise StoreError(str(self.path), "the writer thread has stopped")
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._inbox.put(_Marker(future))
+        await asyncio.wrap_future(future)
+
+    async def close(self) -> None:
+        """Write what is queued, stop the writer and close the connections (idempotent).
+
+        Never raises for a failed final write: it is logged, with the number of observations
+        lost, and stays visible in `last_error`.
+        """
+        stopped = self._stop_writer()
+        if stopped is not None:
+            await asyncio.wrap_future(stopped)
+
+    def close_sync(self) -> None:
+        """`close()` for code without an event loop (the CLI reading SLA figures).
+
+        Blocks until the writer has finished, so never call it from a running event loop
+        while observations may be queued; there, use `await close()`.
+        """
+        stopped = self._stop_writer()
+        if stopped is not None:
+            stopped.result()
+
+    def _stop_writer(self) -> concurrent.futures.Future[None] | None:
+        """Close the reader and ask the writer to stop; the future resolves once it has."""
+        if self._closed:
+            return None
+        self._closed = True
+        with self._read_lock:
+            # Closed first, so the writer's connection is the last one and its close can
+            # checkpoint the WAL and remove it.
+            self._reader.close()
+        if not self._started:
+            if self._inbox.empty():
+                self._writer.conn.close()
+                return None
+            self._started = True
+            self._writer.start()
+        if not self._writer.is_alive():
+            log.error("store %s: the writer thread is gone; nothing more is written", self.path)
+            return None
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._inbox.put(_Marker(future, stop=True))
+        return future
+
+    async def __aenter__(self) -> Store:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- writes
+
+    def submit(self, obs: Observation) -> None:
+        """Queue one observation for writing. Non-blocking and thread-safe."""
+        if self._closed:
+            raise StoreError(str(self.path), "store is closed")
+        self._inbox.put(obs)
+
+    @property
+    def last_error(self) -> StoreError | None:
+        """Why the most recent write failed; None once a write succeeds again."""
+        return self._writer.last_error
+
+    @property
+    def rows_written(self) -> int:
+        """Rows committed since the store was opened, all tables together."""
+        return self._writer.rows_written
+
+    @property
+    def pending(self) -> int:
+        """Observations taken by the writer but not committed (non-zero while writes fail)."""
+        return self._writer.batch.count
+
+    # ----------------------------------------------------------------- reads
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._read_lock:
+            if self._closed:
+                raise StoreError(str(self.path), "store is closed")
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _error(self.path, exc) from exc
+
+    def load_states(self) -> dict[str, ProbeState]:
+        """The tracker's last state per probe, to start a new StatusTracker where it stopped."""
+        rows = self._query(
+            "SELECT probe, status, since, ok_streak, fail_streak, last_time, outage_failures,"
+            " alerts_sent, next_alert FROM probe_state"
+        )
+        return {
+            row[0]: ProbeState(
+                name=row[0],
+                status=Status(row[1]),
+                since=row[2],
+                ok_streak=row[3],
+                fail_streak=row[4],
+                last_time=row[5],
+                outage_failures=row[6],
+                alerts_sent=row[7],
+                next_alert=row[8],
+            )
+            for row in rows
+        }
+
+    def last_results(self, name: str, limit: int) -> list[Result]:
+        """The newest `limit` raw results of probe `name`, newest first."""
+        if limit <= 0:
+            return []
+        rows = self._query(
+            "SELECT probe, kind, endpoint, status, latency, message, time, details"
+            " FROM results WHERE probe = ? ORDER BY time DESC, id DESC LIMIT ?",
+            (name, limit),
+        )
+        return [
+            Result(
+                name=row[0],
+                kind=row[1],
+                endpoint=row[2],
+                status=Status(row[3]),
+                latency=row[4],
+                message=row[5],
+                time=datetime.fromtimestamp(row[6], UTC),
+                details=json.loads(row[7]),
+            )
+            for row in rows
+        ]
+
+    def transitions(self, name: str, since: float, until: float) -> list[Transition]:
+        """Status changes of probe `name` in [since, until), oldest first."""
+        rows = self._query(
+            "SELECT probe, time, previous, current, message FROM transitions"
+            " WHERE probe = ? AND time >= ? AND time < ? ORDER BY time, id",
+            (name, since, until),
+        )
+        return [Transition(r[0], r[1], Status(r[2]), Status(r[3]), r[4]) for r in rows]
+
+    def probe_names(self) -> list[str]:
+        """Every probe that has a stored state, sorted."""
+        return [r[0] for r in self._query("SELECT probe FROM probe_state ORDER BY probe")]
+
+    def rollups(self, name: str, start: float, end: float) -> list[HourRollup]:
+        """The hourly rollups of probe `name` for hours overlapping [start, end), in order."""
+        rows = self._query(
+            "SELECT hour, checks_up, checks_down, time_up, time_down, latency_sum,"
+            " latency_count, latency_min, latency_max, histogram, measured_from, measured_to"
+            " FROM rollups_hourly"
+            " WHERE probe = ? AND hour >= ? AND hour < ? ORDER BY hour",
+            (name, hour_start(start), end),
+        )
+        return [
+            HourRollup(
+                hour=row[0],
+                checks_up=row[1],
+                checks_down=row[2],
+                time_up=row[3],
+                time_down=row[4],
+                latency_sum=row[5],
+                latency_count=row[6],
+                latency_min=row[7],
+                latency_max=row[8],
+                histogram=tuple(json.loads(row[9])),
+                measured_from=row[10],
+                measured_to=row[11],
+            )
+            for row in rows
+        ]
+
+    def sla(self, name: str, start: float, end: float) -> SLAFigures:
+        """SLA figures of one probe over [start, end); see `sla_many`."""
+        return self.sla_many([name], start, end)[name]
+
+    def sla_many(self, names: Iterable[str], start: float, end: float) -> dict[str, SLAFigures]:
+        """SLA figures over [start, end) for every name (zeros for a probe without data).
+
+        The same arithmetic as `probe.store.sla.figures_from_rollups` (edge hours prorated
+        by `edge_fraction`, checks counted for hours starting inside the window), done in SQL
+        so that a status page over 1,000 probes and 90 days does not pull millions of rows
+        into Python. The three queries run in one read transaction: one snapshot.
+        """
+        wanted = list(dict.fromkeys(names))
+        if not end > start:
+            return {name: SLAFigures() for name in wanted}
+        params = {
+            "names": json.dumps(wanted),
+            "start": start,
+            "end": end,
+            "first_hour": hour_start(start),
+        }
+        with self._read_lock:
+            if self._closed:
+                raise StoreError(str(self.path), "store is closed")
+            try:
+                self._reader.execute("BEGIN")
+                try:
+                    times = self._reader.execute(_SLA_TIMES, params).fetchall()
+                    hists = self._reader.execute(_SLA_HISTOGRAMS, params).fetchall()
+                    incidents = self._reader.execute(_SLA_INCIDENTS, params).fetchall()
+                finally:
+                    self._reader.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _error(self.path, exc) from exc
+        buckets: dict[str, list[int]] = {}
+        for probe, index, count in hists:
+            counts = buckets.setdefault(probe, [0] * len(BUCKETS_MS))
+            if 0 <= index < len(counts):
+                counts[index] += int(count)
+        by_probe = {row[0]: row for row in times}
+        down_events = dict(incidents)
+        figures: dict[str, SLAFigures] = {}
+        for name in wanted:
+            row = by_probe.get(name)
+            hist = buckets.get(name)
+            lo = hi = None
+            if row is not None:
+                lo = None if row[4] is None else row[4] * 1000.0
+                hi = None if row[5] is None else row[5] * 1000.0
+            figures[name] = SLAFigures(
+                up_s=float(row[1]) if row else 0.0,
+                down_s=float(row[2]) if row else 0.0,
+                checks=int(row[3]) if row else 0,
+                incidents=int(down_events.get(name, 0)),
+                p95_ms=percentile_from_histogram(hist, 0.95, lo=lo, hi=hi) if hist else None,
+                p99_ms=percentile_from_histogram(hist, 0.99, lo=lo, hi=hi) if hist else None,
+            )
+        return figures
+
+
+if TYPE_CHECKING:
+    # mypy proves here that Store implements the interface the rest of the app relies on.
+    from probe.store.base import ResultStore
+
+    _implements: type[ResultStore] = Store
