@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 __all__ = ["format_duration", "parse_duration"]
@@ -18,16 +19,23 @@ _UNITS = {
     "d": 86400.0,
     "w": 7 * 86400.0,
 }
+_MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration maximum, about 292 years
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w)")
+
+
+def _quoted(text: str) -> str:
+    # Quoted and escaped, so a config error stays one line; long input is cut.
+    return json.dumps(text if len(text) <= 40 else text[:40] + "…", ensure_ascii=False)
 
 
 def parse_duration(text: str) -> float:
     """Seconds in `text`; raises ValueError with a message fit for a config error."""
     raw = text.strip()
+    shown = _quoted(text)
     if not raw:
         raise ValueError("empty duration")
     if re.fullmatch(r"[+-]?\d+(\.\d*)?", raw):
-        raise ValueError(f'invalid duration "{text}": a bare number has no unit; write "{raw}s"')
+        raise ValueError(f'invalid duration {shown}: a bare number has no unit; write "{raw}s"')
     sign = 1.0
     body = raw
     if body[0] in "+-":
@@ -41,9 +49,12 @@ def parse_duration(text: str) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(body) or pos == 0:
-        raise ValueError(f'invalid duration "{text}" (examples: 250ms, 30s, 1m30s, 1.5h, 7d)')
+        raise ValueError(f"invalid duration {shown} (examples: 250ms, 30s, 1m30s, 1.5h, 7d)")
     if sign < 0 and total:
-        raise ValueError(f'invalid duration "{text}": must not be negative')
+        raise ValueError(f"invalid duration {shown}: must not be negative")
+    if total > _MAX_SECONDS:
+        # Go's limit too; it also keeps timedelta() and the scheduler's arithmetic finite.
+        raise ValueError(f"invalid duration {shown}: too long (at most about 292 years)")
     return total
 
 

@@ -7,6 +7,8 @@ unset `interval`/`timeout`/`failure`/`success`/`alert` from `settings.probe` bef
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -70,7 +72,11 @@ ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 class StrictModel(BaseModel):
     """Unknown keys are errors (the loader adds "did you mean"). Frozen: config is a value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # coerce_numbers_to_str: Go's yaml.v3 (EaseProbe) reads `name: 2024` or `chat_id: -100123`
+    # into a string field as written; an EaseProbe file must load unchanged here too.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=False, coerce_numbers_to_str=True
+    )
 
     # Keys EaseProbe defines for this section that we accept and do not act on: the loader
     # removes them with one warning each, so an EaseProbe file loads unchanged.
@@ -126,11 +132,18 @@ class NotifySettings(StrictModel):
     max_age: Duration = 86400.0
 
 
+def _hh_mm(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        shown = json.dumps(value[:40], ensure_ascii=False)
+        raise ValueError(f'expected a time of day "HH:MM" (00:00 to 23:59), got {shown}')
+    return value
+
+
 class SLASettings(StrictModel):
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"data", "backups"})
 
     schedule: Literal["none", "minutely", "hourly", "daily", "weekly", "monthly"] = "daily"
-    time: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    time: Annotated[str, AfterValidator(_hh_mm)] = "00:00"
     channels: list[str] = Field(default_factory=list)
 
 

@@ -1,0 +1,275 @@
+"""Network helpers the socket-level probers share: host:port parsing, name resolution,
+URL redaction and the mapping of OS and TLS errors to short human messages.
+
+Every prober module still has its own `_describe()` boundary for its driver's exceptions; it
+calls `describe_os_error()` for the part that is the same everywhere (errno, TLS verification).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from probe.errors import ProbeError
+
+__all__ = [
+    "Address",
+    "describe_os_error",
+    "format_address",
+    "iter_causes",
+    "redact_url",
+    "resolve",
+    "split_host_port",
+]
+
+# (family, sockaddr) as getaddrinfo returns them, ready for socket.connect().
+Address = tuple[socket.AddressFamily, tuple[Any, ...]]
+
+# Ports assumed for a URL given where a host:port is expected (`tcp: host: https://db.lan`).
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# Query keys whose values are secrets often enough that we never show them.
+_SECRET_KEY = re.compile(
+    r"token|key|pass|pwd|secret|sig|auth|credential|session|code", re.IGNORECASE
+)
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """`host:port`, `[v6addr]:port` or a URL with a port -> (host, port).
+
+    Raises ValueError with a message fit for a config error.
+    """
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty host; expected host:port")
+    if "://" in raw:
+        return _split_url(raw)
+    if raw.startswith("["):
+        match = re.fullmatch(r"\[([^\]]+)\](?::(.*))?", raw)
+        if match is None:
+            raise ValueError(f'invalid host "{raw}": expected "[v6addr]:port"')
+        host, port_text = match.group(1), match.group(2)
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError(f'invalid host "{raw}": "{host}" is not an IPv6 address') from None
+        if port_text is None:
+            raise ValueError(f'invalid host "{raw}": missing port; write "[{host}]:PORT"')
+        return host, _parse_port(port_text, raw)
+    host, sep, port_text = raw.rpartition(":")
+    if not sep:
+        raise ValueError(f'invalid host "{raw}": missing port; write "{raw}:PORT"')
+    if ":" in host:
+        raise ValueError(f'invalid host "{raw}": an IPv6 address needs brackets, as in "[::1]:80"')
+    _check_hostname(host, raw)
+    return host, _parse_port(port_text, raw)
+
+
+def _split_url(raw: str) -> tuple[str, int]:
+    parts = urlsplit(raw)
+    host = parts.hostname
+    if not host:
+        raise ValueError(f'invalid host "{raw}": the URL has no host')
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f'invalid host "{raw}": invalid port') from None
+    if port is None:
+        port = _DEFAULT_PORTS.get(parts.scheme.lower())
+        if port is None:
+            raise ValueError(f'invalid host "{raw}": the URL has no port')
+    if not 1 <= port <= 65535:
+        raise ValueError(f'invalid host "{raw}": port must be 1-65535')
+    return host, port
+
+
+def _check_hostname(host: str, raw: str) -> None:
+    if not host:
+        raise ValueError(f'invalid host "{raw}": missing host name before ":"')
+    if re.search(r"[\s/@?#\[\]]", host):
+        raise ValueError(f'invalid host "{raw}": "{host}" is not a host name')
+
+
+def _parse_port(text: str, raw: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f'invalid host "{raw}": port "{text}" is not a number')
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f'invalid host "{raw}": port {port} is not in 1-65535')
+    return port
+
+
+def format_address(sockaddr: tuple[Any, ...]) -> str:
+    """`1.2.3.4:80` or `[::1]:80` for a sockaddr tuple."""
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+async def resolve(host: str, port: int) -> list[Address]:
+    """The addresses of `host`, in the order the system resolver prefers.
+
+    IP literals are returned without a lookup. Resolution goes through `loop.getaddrinfo`
+    (the default executor); this is the one place to swap in another resolver. A failure is
+    raised as ProbeError("name resolution failed for host X").
+    """
+    literal = _ip_literal(host, port)
+    if literal is not None:
+        return [literal]
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ProbeError(
+            f"name resolution failed for host {host}", reason=exc.strerror or str(exc)
+        ) from None
+    seen: set[tuple[Any, ...]] = set()
+    addresses: list[Address] = []
+    for family, _type, _proto, _canon, sockaddr in infos:
+        if sockaddr not in seen:
+            seen.add(sockaddr)
+            addresses.append((family, sockaddr))
+    if not addresses:
+        raise ProbeError(f"name resolution failed for host {host}", reason="no addresses")
+    return addresses
+
+
+def _ip_literal(host: str, port: int) -> Address | None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name, or a scoped IPv6 address the resolver must parse
+    if ip.version == 6:
+        return socket.AF_INET6, (host, port, 0, 0)
+    return socket.AF_INET, (host, port)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to show: no userinfo, no fragment, secret-looking query values as `***`.
+
+    `https://user:pw@host/p?token=abc&x=1#f` -> `https://host/p?token=***&x=1`.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(_redact_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _redact_pair(pair: str) -> str:
+    key, sep, _value = pair.partition("=")
+    if sep and _SECRET_KEY.search(unquote(key)):
+        return f"{key}=***"
+    return pair
+
+
+def iter_causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then its causes, contexts, exception arguments and the members of exception
+    groups, breadth-first.
+
+    Drivers wrap the OS error that tells what happened in one or more layers of their own
+    (httpx -> httpcore -> anyio -> OSError), sometimes inside an ExceptionGroup.
+    """
+    queue: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            queue.extend(current.exceptions)
+        # httpcore wraps as `ConnectError(original)` and its pool re-raises `from None`,
+        # which erases __cause__: the original survives only as an argument.
+        queue.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        if current.__cause__ is not None:
+            queue.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            queue.append(current.__context__)
+
+
+_ERRNO_MESSAGES = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset by peer",
+    errno.EPIPE: "connection closed by peer (broken pipe)",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.EHOSTDOWN: "host is down",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ENETDOWN: "network is down",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.EADDRNOTAVAIL: "cannot assign the local address",
+    errno.EACCES: "connection not permitted",
+    errno.EPERM: "connection not permitted",
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files",
+}
+
+# OpenSSL X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code).
+_VERIFY_MESSAGES = {
+    2: "TLS: certificate signed by an unknown authority",
+    9: "TLS: certificate is not yet valid",
+    10: "TLS: certificate has expired",
+    18: "TLS: self-signed certificate",
+    19: "TLS: self-signed certificate in the chain",
+    20: "TLS: certificate signed by an unknown authority",
+    21: "TLS: certificate signed by an unknown authority",
+    23: "TLS: certificate has been revoked",
+    62: "TLS: hostname mismatch",
+    64: "TLS: hostname mismatch",
+}
+
+# OpenSSL reason codes of handshake failures that are not verification errors.
+_SSL_REASONS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "TLS: the server requires a client certificate",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "TLS: handshake failure",
+    "TLSV1_ALERT_UNKNOWN_CA": "TLS: the server rejected the client certificate (unknown CA)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "TLS: the server rejected the client certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "TLS: the server rejected the client certificate (expired)",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "TLS: no protocol version in common with the server",
+    "WRONG_VERSION_NUMBER": "TLS: the server did not answer with TLS (plain HTTP?)",
+    "UNSUPPORTED_PROTOCOL": "TLS: no protocol version in common with the server",
+    "UNEXPECTED_EOF_WHILE_READING": "TLS: the server closed the connection",
+}
+
+
+def describe_os_error(exc: BaseException) -> str | None:
+    """A short message for the TLS or OS error somewhere in `exc`'s chain, or None.
+
+    TLS errors come first: they are the most specific and often wrap an OSError themselves.
+    """
+    chain = list(iter_causes(exc))
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            known = _VERIFY_MESSAGES.get(item.verify_code)
+            return known or f"TLS: {item.verify_message or 'certificate verification failed'}"
+    for item in chain:
+        if isinstance(item, ssl.SSLError):
+            reason = item.reason or ""
+            known = _SSL_REASONS.get(reason)
+            if known is not None:
+                return known
+            if isinstance(item, ssl.SSLEOFError):
+                return "TLS: the server closed the connection"
+            if reason:
+                return "TLS: " + reason.lower().replace("_", " ")
+            return "TLS: " + (item.strerror or str(item))
+    for item in chain:
+        if isinstance(item, socket.gaierror):
+            return "name resolution failed"
+        if isinstance(item, OSError) and item.errno is not None:
+            known = _ERRNO_MESSAGES.get(item.errno)
+            if known is not None:
+                return known
+            if item.strerror:
+                return item.strerror[:1].lower() + item.strerror[1:]
+    return None

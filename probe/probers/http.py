@@ -1,0 +1,748 @@
+"""HTTP(S) probes: a request to `url`, judged on its status code and (optionally) its body.
+
+Clients are shared: one `httpx.AsyncClient` per distinct (TLS setting, proxy), one SSLContext per
+distinct TLS setting, both held in `SharedResources` (a client costs ~21 ms of CPU and ~0.8 MB).
+Keep-alive is off (no idle connection is kept and `Connection: close` is sent), so every check
+still opens, and closes, a connection of its own, and measures what a new visitor would see.
+
+The client runs on a small transport of ours over httpcore's public API so that the check can
+say where it is (`ctx.phase`): name resolution and connecting happen in our network backend,
+the rest is reported by httpcore's `trace` extension. Redirects are followed one by one here
+(not by httpx), so a redirect's body is never read and the count is ours.
+
+Messages: driver exceptions are mapped in `_describe()`; judged responses say what failed:
+`status 503 not in 200-399`, `body does not contain "ok"`, `too many redirects (more than 10)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import importlib.util
+import logging
+import re
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from contextlib import aclosing
+from http.cookiejar import Cookie, CookieJar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, NamedTuple, cast
+
+import anyio
+import certifi
+import httpcore
+import httpx
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from probe import __version__
+from probe.config.durations import format_duration
+from probe.config.models import ConfigPath, ProbeSpec
+from probe.core.check import CheckContext, Outcome
+from probe.errors import ProbeError
+from probe.probers._net import describe_os_error, format_address, redact_url, resolve
+from probe.probers.base import Prober, SharedResources
+
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_REDIRECTS", "USER_AGENT", "HTTPProber", "HTTPSpec"]
+
+USER_AGENT = f"probe/{__version__}"
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_MAX_BODY = 1024 * 1024
+
+# httpx logs every request at INFO with the full URL, query and userinfo included: secrets
+# must never reach the logs (DESIGN.md section 5), whatever level the App configures.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+# The check running in the current task, for the network backend (which httpcore calls
+# without any reference to the request) to report the "resolve" and "connect" phases.
+_current_check: contextvars.ContextVar[CheckContext | None] = contextvars.ContextVar(
+    "probe_http_check", default=None
+)
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SIZE = re.compile(r"(\d+)\s*([kmg]i?)?b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30}
+
+
+def _to_bytes(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 1MiB")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match is not None:
+            return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+        raise ValueError(f'invalid size "{value}" (examples: 65536, 512KB, 1MiB)')
+    raise ValueError("expected a size such as 1MiB")
+
+
+ByteSize = Annotated[int, BeforeValidator(_to_bytes), Field(ge=1)]
+"""A number of bytes, written `65536`, `512KB` (1000s) or `1MiB` (1024s)."""
+
+
+class _TLSSettings(NamedTuple):
+    """What makes two probes' TLS set-ups interchangeable (the key of shared contexts)."""
+
+    insecure: bool
+    ca: str | None
+    cert: str | None
+    key: str | None
+
+
+class HTTPSpec(ProbeSpec):
+    """An `http:` entry, EaseProbe's keys plus `max_body`.
+
+    Redirects: without `limit_redirects`, at most 10 are followed; with it, at most
+    `max_redirects`. One more is a failed check.
+    """
+
+    kind: ClassVar[str] = "http"
+    # `eval` (XPath/JSON expressions over the body) is not built yet.
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"eval"})
+
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = ""
+    content_encoding: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    success_code: list[tuple[int, int]] = Field(default_factory=lambda: [(200, 399)], min_length=1)
+    # `regex` comes before `contain`/`not_contain` so their validators can read it.
+    regex: bool = False
+    contain: str | None = None
+    not_contain: str | None = None
+    insecure: bool = False
+    ca: ConfigPath | None = None
+    cert: ConfigPath | None = None
+    key: ConfigPath | None = None
+    proxy: str | None = None
+    limit_redirects: bool = False
+    max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0)
+    max_body: ByteSize = DEFAULT_MAX_BODY
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        value = value.strip()
+        _check_url(value, "http", ("http", "https"))
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _valid_method(cls, value: str) -> str:
+        if not _TOKEN.fullmatch(value):
+            raise ValueError(f'invalid HTTP method "{value}"')
+        return value.upper()
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f'invalid header name "{name}"')
+            if any(c in text for c in "\r\n\0"):
+                raise ValueError(f'header "{name}": the value must not contain line breaks')
+        return value
+
+    @field_validator("success_code")
+    @classmethod
+    def _valid_ranges(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for lo, hi in value:
+            if not (100 <= lo <= 599 and 100 <= hi <= 599):
+                raise ValueError(f"[{lo}, {hi}]: status codes are 100-599")
+            if lo > hi:
+                raise ValueError(f"[{lo}, {hi}]: the first code must not exceed the second")
+        return value
+
+    @field_validator("contain", "not_contain")
+    @classmethod
+    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None  # EaseProbe's "" means "no check"
+        if info.data.get("regex"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("ca", "cert", "key")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("proxy")
+    @classmethod
+    def _valid_proxy(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.strip()
+        scheme = _check_url(value, "proxy", ("http", "https", "socks5", "socks5h"))
+        if scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+            raise ValueError(
+                "a socks5 proxy needs the optional package socksio: pip install 'httpx[socks]'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _valid_tls(self) -> HTTPSpec:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together: set both or neither")
+        try:
+            _check_tls_files(self.ca, self.cert, self.key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"cannot load the TLS files: {_ssl_reason(exc)}") from None
+        return self
+
+    def endpoint(self) -> str:
+        return redact_url(self.url)
+
+
+def _check_url(value: str, what: str, schemes: tuple[str, ...]) -> str:
+    """Validate a URL for config; returns its scheme. Messages never repeat the URL, which
+    may carry credentials."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid {what} URL: {exc}") from None
+    if url.scheme not in schemes:
+        raise ValueError(
+            f"the {what} URL must start with " + " or ".join(f"{s}://" for s in schemes)
+        )
+    if not url.host:
+        raise ValueError(f"the {what} URL has no host")
+    return url.scheme
+
+
+def _check_tls_files(ca: Path | None, cert: Path | None, key: Path | None) -> None:
+    """Load the files into a throwaway context, so a bad PEM or a key that does not match its
+    certificate is a config error, not a failed check. Cheap: no CA bundle is read."""
+    if ca is None and cert is None:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca is not None:
+        context.load_verify_locations(cafile=ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _build_ssl_context(tls: _TLSSettings) -> ssl.SSLContext:
+    if tls.insecure:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        # `ca` replaces the bundle, as in EaseProbe: a private CA is what one trusts there.
+        context = ssl.create_default_context(cafile=tls.ca or certifi.where())
+    if tls.cert is not None:
+        context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
+class _NoCookies(CookieJar):
+    """A jar that keeps nothing: a shared client must not carry one probe's cookies into
+    another probe's checks, nor one check's into the next (EaseProbe keeps none either)."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return
+
+
+class _Matcher(NamedTuple):
+    pattern: re.Pattern[str]
+    shown: str
+    is_regex: bool
+
+    @classmethod
+    def build(cls, text: str | None, is_regex: bool) -> _Matcher | None:
+        if text is None:
+            return None
+        pattern = re.compile(text if is_regex else re.escape(text))
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        return cls(pattern, f'"{shown}"', is_regex)
+
+
+class HTTPProber(Prober[HTTPSpec]):
+    spec_type: ClassVar[type[ProbeSpec]] = HTTPSpec
+
+    def __init__(self, spec: HTTPSpec, resources: SharedResources) -> None:
+        super().__init__(spec, resources)
+        self._tls = _tls_settings(spec)
+        self._headers = _request_headers(spec)
+        self._content = spec.body.encode("utf-8") if spec.body else None
+        # spec.timeout bounds each phase in httpx; the scheduler's hard timeout bounds the
+        # whole check (a server sending one byte a second never trips a per-read timeout).
+        self._timeout = httpx.Timeout(spec.timeout or None)
+        self._max_redirects = spec.max_redirects if spec.limit_redirects else DEFAULT_MAX_REDIRECTS
+        self._contain = _Matcher.build(spec.contain, spec.regex)
+        self._not_contain = _Matcher.build(spec.not_contain, spec.regex)
+        self._ranges_text = ", ".join(
+            str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in spec.success_code
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The shared client for this probe's TLS and proxy settings (created on first use)."""
+        try:
+            context = self.resources.get_or_create(
+                ("http.ssl", self._tls), lambda: _build_ssl_context(self._tls)
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ProbeError(f"TLS: cannot load the TLS files: {_ssl_reason(exc)}") from None
+        proxy = self.spec.proxy
+        return self.resources.get_or_create(
+            ("http.client", self._tls, proxy),
+            lambda: _new_client(context, proxy),
+            close=_close_client,
+        )
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        token = _current_check.set(ctx)
+        try:
+            return await self._check(ctx)
+        except _DRIVER_ERRORS as exc:
+            message = _describe(exc, ctx.phase, self.spec.timeout)
+            if message == "connection reset by peer" and self._rejected_after_handshake(ctx):
+                message += _NO_CLIENT_CERT_HINT
+            raise ProbeError(message, error=type(exc).__name__, **ctx.details) from None
+        finally:
+            _current_check.reset(token)
+
+    def _rejected_after_handshake(self, ctx: CheckContext) -> bool:
+        # In TLS 1.3 a server checks the client certificate after the handshake is over, and
+        # servers that then abort the connection (instead of closing it) lose their alert:
+        # all the client sees is a reset before any answer.
+        return (
+            self._tls.cert is None
+            and "tls_version" in ctx.details
+            and ctx.phase in ("sending the request", "waiting for the response")
+        )
+
+    async def _check(self, ctx: CheckContext) -> Outcome:
+        client = self.client
+        tracer = _Tracer(ctx)
+        request = client.build_request(
+            self.spec.method,
+            self.spec.url,
+            headers=self._headers,
+            content=self._content,
+            timeout=self._timeout,
+            extensions={"trace": tracer},
+        )
+        redirects = 0
+        while True:
+            ctx.details["url"] = redact_url(str(request.url))
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.next_request is not None:
+                    if redirects >= self._max_redirects:
+                        details = self._details(ctx, response, tracer, b"", truncated=False)
+                        message = f"too many redirects (more than {self._max_redirects})"
+                        return Outcome(ok=False, message=message, details=details)
+                    redirects += 1
+                    ctx.details["redirects"] = redirects
+                    # The redirect's body is not read: closing the response drops the connection.
+                    request = response.next_request
+                    continue
+                ctx.phase = "reading the body"
+                body, truncated = await self._read_body(response)
+                return self._judge(
+                    response, body, self._details(ctx, response, tracer, body, truncated=truncated)
+                )
+            finally:
+                await response.aclose()
+
+    async def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
+        """Up to max_body (decoded) bytes; past that, stop reading and say it was cut."""
+        limit = self.spec.max_body
+        chunks: list[bytes] = []
+        size = 0
+        stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        async with aclosing(stream):
+            async for chunk in stream:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return b"".join(chunks)[:limit], True
+        return b"".join(chunks), False
+
+    def _details(
+        self,
+        ctx: CheckContext,
+        response: httpx.Response,
+        tracer: _Tracer,
+        body: bytes,
+        *,
+        truncated: bool,
+    ) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            **ctx.details,
+            "status_code": response.status_code,
+            "http_version": response.http_version,
+            "content_length": len(body),
+            "redirects": ctx.details.get("redirects", 0),
+            "truncated": truncated,
+        }
+        if tracer.ttfb is not None:
+            details["ttfb_ms"] = round(tracer.ttfb * 1000, 3)
+        return details
+
+    def _judge(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> Outcome:
+        status = response.status_code
+        if not any(lo <= status <= hi for lo, hi in self.spec.success_code):
+            message = f"status {status} not in {self._ranges_text}"
+            return Outcome(ok=False, message=message, details=details)
+        if self._contain is not None or self._not_contain is not None:
+            text = _decode(body, response)
+            where = f" (in the first {len(body)} bytes)" if details["truncated"] else ""
+            contain, not_contain = self._contain, self._not_contain
+            if contain is not None and contain.pattern.search(text) is None:
+                verb = "match" if contain.is_regex else "contain"
+                message = f"body does not {verb} {contain.shown}{where}"
+                return Outcome(ok=False, message=message, details=details)
+            if not_contain is not None and not_contain.pattern.search(text) is not None:
+                verb = "matches" if not_contain.is_regex else "contains"
+                message = f"body {verb} {not_contain.shown}{where}"
+                return Outcome(ok=False, message=message, details=details)
+        return Outcome(ok=True, message=f"status {status}", details=details)
+
+
+def _tls_settings(spec: HTTPSpec) -> _TLSSettings:
+    def text(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    # With `insecure` nothing is verified, so the CA file does not make a different context.
+    ca = None if spec.insecure else text(spec.ca)
+    return _TLSSettings(spec.insecure, ca, text(spec.cert), text(spec.key))
+
+
+def _request_headers(spec: HTTPSpec) -> httpx.Headers:
+    headers = httpx.Headers()
+    if spec.content_encoding:
+        headers["Content-Type"] = spec.content_encoding
+    if spec.username is not None or spec.password is not None:
+        password = "" if spec.password is None else spec.password.get_secret_value()
+        token = base64.b64encode(f"{spec.username or ''}:{password}".encode()).decode("ascii")
+        # A header rather than httpx's auth flow: httpx drops it on a redirect to another
+        # origin, while an auth flow would send the password to wherever we are redirected.
+        headers["Authorization"] = f"Basic {token}"
+    for name, value in spec.headers.items():
+        headers[name] = value  # the user's headers win, `Host` included
+    return headers
+
+
+def _decode(body: bytes, response: httpx.Response) -> str:
+    try:
+        return body.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
+
+
+class _Tracer:
+    """httpcore's `trace` extension: turns its events into `ctx.phase` and the TTFB."""
+
+    _PHASES: ClassVar[dict[str, str]] = {
+        "start_tls.started": "TLS handshake",
+        "send_request_headers.started": "sending the request",
+        "receive_response_headers.started": "waiting for the response",
+        "receive_response_body.started": "reading the body",
+    }
+
+    def __init__(self, ctx: CheckContext) -> None:
+        self._ctx = ctx
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.time()
+        self.ttfb: float | None = None
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        step = name.partition(".")[2]  # "http11.receive_response_headers.started" -> ...
+        phase = self._PHASES.get(step)
+        if phase is not None:
+            self._ctx.phase = phase
+        elif step == "receive_response_headers.complete":
+            self.ttfb = self._loop.time() - self._started
+        elif step == "start_tls.complete":
+            stream = info.get("return_value")
+            ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                self._ctx.details["tls_version"] = ssl_object.version()
+
+
+# --- transport: httpx client -> httpcore pool -> our network backend -------------------------
+
+
+def _new_client(context: ssl.SSLContext, proxy: str | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=_Transport(context, proxy),
+        headers={"User-Agent": USER_AGENT, "Connection": "close"},
+        cookies=_NoCookies(),
+        follow_redirects=False,
+        # No proxy from the environment and no .netrc credentials: only the config decides.
+        trust_env=False,
+        timeout=None,
+    )
+
+
+async def _close_client(client: httpx.AsyncClient) -> None:
+    await client.aclose()
+
+
+class _Transport(httpx.AsyncBaseTransport):
+    """httpx's default transport, minus what we do not want, plus our network backend.
+
+    Exceptions are left as httpcore raised them: `_describe()` maps both families.
+    """
+
+    def __init__(self, context: ssl.SSLContext, proxy: str | None) -> None:
+        backend = _PhasedBackend()
+        self._pool: httpcore.AsyncConnectionPool
+        if proxy is None:
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=context,
+                # The scheduler bounds concurrency; a pool limit here would only add waits.
+                max_connections=None,
+                max_keepalive_connections=0,
+                network_backend=backend,
+            )
+            return
+        parsed = httpx.Proxy(proxy)
+        proxy_url = httpcore.URL(
+            scheme=parsed.url.raw_scheme,
+            host=parsed.url.raw_host,
+            port=parsed.url.port,
+            target=parsed.url.raw_path,
+        )
+        if parsed.url.scheme in ("http", "https"):
+            self._pool = httpcore.AsyncHTTPProxy(
+                proxy_url=proxy_url,
+                proxy_auth=parsed.raw_auth,
+                ssl_context=context,
+                max_connections=None,
+                max_keepalive_connections=0,
+                network_backend=backend,
+            )
+        else:
+            self._pool = httpcore.AsyncSOCKSProxy(
+                proxy_url=proxy_url,
+                proxy_auth=parsed.raw_auth,
+                ssl_context=context,
+                max_connections=None,
+                max_keepalive_connections=0,
+                network_backend=backend,
+            )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        core_response = await self._pool.handle_async_request(core_request)
+        assert isinstance(core_response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _PhasedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves names itself (phase "resolve", through `_net.resolve`), then connects to the
+    addresses in turn (phase "connect") with httpcore's own backend."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        ctx = _current_check.get()
+        if ctx is not None:
+            ctx.phase = "resolve"
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        if ctx is not None:
+            ctx.phase = "connect"
+        failure: httpcore.ConnectError | None = None
+        for _family, sockaddr in addresses:
+            peer = format_address(sockaddr)
+            if ctx is not None:
+                ctx.details["peer"] = peer
+            try:
+                stream = await self._inner.connect_tcp(
+                    sockaddr[0], port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc  # try the next address, as browsers and curl do
+                continue
+            return _GuardedStream(stream)
+        assert failure is not None  # resolve() never returns an empty list
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _GuardedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    """A network stream that is closed when its TLS handshake is cancelled.
+
+    httpcore's anyio stream closes itself when the handshake fails but not when the task is
+    cancelled (the scheduler's hard timeout), and no one else holds the socket by then.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._inner.aclose()
+            raise
+        return _GuardedStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+# --- the one place driver exceptions become messages -----------------------------------------
+
+_DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpcore.ProtocolError,
+    httpcore.NetworkError,
+    httpcore.TimeoutException,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    OSError,
+)
+
+_NO_CLIENT_CERT_HINT = " after the TLS handshake (does the server require a client certificate?)"
+
+# What an end of stream without an OS error means, by the phase it happened in.
+_CLOSED_DURING = {
+    "resolve": "connection failed",
+    "connect": "connection failed",
+    "TLS handshake": "server closed the connection during the TLS handshake",
+    "sending the request": "server closed the connection without answering",
+    "waiting for the response": "server closed the connection without answering",
+    "reading the body": "server closed the connection before the body was complete",
+}
+
+
+def _describe(exc: BaseException, phase: str, timeout: float) -> str:
+    """A short message for an exception raised by httpx, httpcore, anyio or the OS."""
+    if isinstance(exc, httpcore.TimeoutException | httpx.TimeoutException):
+        # The same words as the scheduler's hard timeout: which one fired is a detail.
+        return f"timeout after {format_duration(timeout)} during {phase}"
+    known = describe_os_error(exc)
+    if known is not None:
+        return known
+    if isinstance(exc, httpcore.ProxyError | httpx.ProxyError):
+        return f"proxy error: {exc}"
+    if isinstance(exc, httpcore.UnsupportedProtocol | httpx.UnsupportedProtocol):
+        # The configured URL is validated, so this is a redirect to ftp:// or the like.
+        return "redirected to a URL that is not http or https"
+    if isinstance(exc, httpx.DecodingError):
+        return "cannot decode the response body (Content-Encoding)"
+    if isinstance(exc, httpx.InvalidURL):
+        return "invalid URL in a redirect"
+    if isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError):
+        text = str(exc)
+        if "location header" in text.lower():
+            return "invalid URL in the Location header of a redirect"
+        if phase in _CLOSED_DURING and ("disconnected" in text or "peer closed" in text):
+            return _CLOSED_DURING[phase]
+        return f"invalid HTTP response: {text[:120]}"
+    if isinstance(exc, httpcore.LocalProtocolError | httpx.LocalProtocolError):
+        return f"cannot send the request: {str(exc)[:120]}"
+    if isinstance(
+        exc,
+        httpcore.NetworkError
+        | httpx.NetworkError
+        | anyio.BrokenResourceError
+        | anyio.ClosedResourceError
+        | anyio.EndOfStream,
+    ):
+        return _CLOSED_DURING.get(phase, "connection closed by the server")
+    return f"{type(exc).__name__}: {str(exc)[:120]}"

@@ -1,0 +1,191 @@
+"""Shared fixtures: real local servers on loopback, TLS material, descriptor counting.
+
+Every server listens on 127.0.0.1 (or ::1) on a port the OS picks, and is stopped when the
+test ends. Nothing here sends traffic anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """A TCP server running `handler` per connection, for peers that misbehave on purpose.
+
+    `connections` counts accepted connections; at stop, handlers still running are cancelled
+    and their connections closed.
+    """
+
+    def __init__(self, handler: StreamHandler) -> None:
+        self._handler = handler
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.host = ""
+        self.port = 0
+        self.connections = 0
+
+    @property
+    def address(self) -> str:
+        """`host:port`, with brackets for IPv6."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    async def start(self, host: str, ssl_context: ssl.SSLContext | None) -> None:
+        self._server = await asyncio.start_server(self._serve, host, 0, ssl=ssl_context)
+        self.host = host
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: what these servers exist to provoke
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[..., Awaitable[RawServer]]]:
+    """`await raw_server(handler, host="127.0.0.1", ssl_context=None) -> RawServer`."""
+    servers: list[RawServer] = []
+
+    async def start(
+        handler: StreamHandler,
+        *,
+        host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> RawServer:
+        server = RawServer(handler)
+        await server.start(host, ssl_context)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def web_server() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """`await web_server(app, host="127.0.0.1", ssl_context=None) -> base URL` (aiohttp.web)."""
+    runners: list[web.AppRunner] = []
+
+    async def start(
+        app: web.Application,
+        *,
+        host: str = "127.0.0.1",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> str:
+        # A short shutdown timeout: a handler still streaming must not hold up the teardown.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
+        await site.start()
+        port = runner.addresses[0][1]
+        scheme = "https" if ssl_context is not None else "http"
+        shown = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{shown}:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on: bound but not listening, so it stays refused and
+    no other process can take it during the test."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A private certificate authority for test servers."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_ca_file(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def server_ssl_context(
+    leaf: trustme.LeafCert, *, client_ca: trustme.CA | None = None
+) -> ssl.SSLContext:
+    """A server-side context presenting `leaf`; with `client_ca`, client certificates signed
+    by it are required (mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        client_ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture(name="server_ssl_context")
+def server_ssl_context_fixture() -> Callable[..., ssl.SSLContext]:
+    return server_ssl_context
+
+
+@pytest.fixture
+def open_fds() -> Callable[[], int]:
+    """The number of file descriptors this process has open (Linux); skips elsewhere."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    return lambda: len(os.listdir("/proc/self/fd"))
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (containers often lack IPv6)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def ipv6_loopback() -> str:
+    """`::1`, or a skip when this machine has no IPv6 loopback."""
+    if not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    return "::1"
