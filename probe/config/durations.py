@@ -59,7 +59,9 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form: 45s, 2m5s, 3h0m, 2d4h, 350ms."""
+    """A short human form: 0s, 45s, 2m5s, 3h0m, 2d4h, 350ms."""
+    if seconds <= 0:
+        return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     s = round(seconds)

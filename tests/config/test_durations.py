@@ -63,7 +63,7 @@ def test_parse_errors(text: str, message: str) -> None:
     ("seconds", "text"),
     [
         (0.25, "250ms"),
-        (0.0, "0ms"),
+        (0.0, "0s"),
         (45, "45s"),
         (125, "2m5s"),
         (3600, "1h0m"),

@@ -1,0 +1,67 @@
+"""Fast local targets for the benchmarks, run in a separate process so that their CPU is not
+counted as ours: a minimal HTTP/1.1 server answering `200 ok` and closing, and a TCP port that
+accepts and closes. Loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+    b"Connection: close\r\n\r\nok"
+)
+
+
+class _HTTP(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer:
+            self.transport.write(RESPONSE)  # type: ignore[attr-defined]
+            self.transport.close()
+
+
+class _Accept(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _serve(http_port: int, tcp_port: int) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.create_server(_HTTP, "127.0.0.1", http_port, backlog=4096)
+    await loop.create_server(_Accept, "127.0.0.1", tcp_port, backlog=4096)
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+def start_targets() -> tuple[subprocess.Popen[str], int, int]:
+    """Start the target process; returns (process, http port, tcp port)."""
+    http_port, tcp_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), str(http_port), str(tcp_port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, http_port, tcp_port
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,249 @@
+"""The `probe` command: a thin layer over the library (DESIGN.md section 4).
+
+Exit codes: 0 ok (for `once`: none down), 1 some probe down (`once`), 2 bad config or usage,
+3 start-up failure (store unusable, port taken). No traceback reaches the user for any input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from probe import __version__
+from probe.config import Config, find_config_path, load_config
+from probe.config.durations import format_duration
+from probe.core.result import Result, Status
+from probe.core.scheduler import run_all_once
+from probe.errors import ConfigError, StoreError
+from probe.logs import setup_logging
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DOWN, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
+log = logging.getLogger("probe.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probe", description="Health prober: checks what probes.yaml lists, keeps SLA figures."
+    )
+    parser.add_argument("--version", action="version", version=f"probe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="config file (default: $PROBE_CONFIG, then probes.yaml)",
+        )
+        return p
+
+    run = with_config(sub.add_parser("run", help="probe until SIGINT/SIGTERM"))
+    run.add_argument("--dry-notify", action="store_true", help="log notifications, send none")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    with_config(sub.add_parser("check", help="validate the config and print a summary"))
+    once = with_config(sub.add_parser("once", help="check every probe once, then exit"))
+    once.add_argument("--format", choices=["text", "json"], default="text")
+    sla = with_config(sub.add_parser("sla", help="print SLA figures from the store"))
+    sla.add_argument("--window", default="24h", help="24h 7d 30d 90d all day week month")
+    sla.add_argument("--format", choices=["text", "json"], default="text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _load(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        command = args.command
+        if command == "check":
+            return _cmd_check(config)
+        if command == "once":
+            return asyncio.run(_cmd_once(config, args.format))
+        if command == "sla":
+            return _cmd_sla(config, args.window, args.format)
+        return _cmd_run(config, args.log_level, args.dry_notify)
+    except StoreError as err:
+        print(f"probe: {err}", file=sys.stderr)
+        return EXIT_STARTUP
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(cli_value: str | None) -> Config:
+    config = load_config(find_config_path(cli_value))
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def _cmd_check(config: Config) -> int:
+    kinds = Counter(spec.kind for spec in config.probes)
+    disabled = sum(1 for spec in config.probes if not spec.enabled)
+    notifiers = sum(len(entries) for entries in config.notifiers.values())
+    by_kind = ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items()))
+    print(f"{config.path}: OK")
+    print(f"  probes: {len(config.probes)}" + (f" ({by_kind})" if by_kind else ""))
+    if disabled:
+        print(f"  disabled: {disabled}")
+    print(f"  notifiers: {notifiers}")
+    print(f"  store: {config.settings.store.path}")
+    return EXIT_OK
+
+
+def _cmd_run(config: Config, log_level: str | None, dry_notify: bool) -> int:
+    from probe.app import App  # the app pulls in the store; `check` and `once` need neither
+
+    log_settings = config.settings.log
+    setup_logging(log_level or log_settings.level, log_settings.file, log_settings.format)
+    del dry_notify  # notifications arrive with the alerting issue; the flag is accepted now
+    return asyncio.run(App(config).run())
+
+
+async def _cmd_once(config: Config, fmt: str) -> int:
+    from probe.app import build_probers
+    from probe.probers.base import SharedResources
+
+    setup_logging("warning")
+    specs = config.enabled_probes
+    resources = SharedResources()
+    probers = build_probers(specs, resources)
+    progress = _Progress(len(probers), sys.stderr)
+    try:
+        results = await run_all_once(
+            probers, concurrency=config.settings.probe.concurrency, on_done=progress.tick
+        )
+    finally:
+        progress.close()
+        for prober in probers:
+            await prober.aclose()
+        await resources.aclose()
+    if fmt == "json":
+        print(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
+    else:
+        _print_once_table(results, sys.stdout)
+    return EXIT_DOWN if any(r.status is Status.DOWN for r in results) else EXIT_OK
+
+
+class _Progress:
+    """`[12/40] checked` on stderr while `probe once` runs, only when stderr is a terminal."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream
+        self.enabled = stream.isatty() and total > 1
+
+    def tick(self, _result: Result) -> None:
+        self.done += 1
+        if self.enabled:
+            self.stream.write(f"\r[{self.done}/{self.total}] checked")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _table(rows: list[list[str]], stream: TextIO) -> None:
+    if not rows:
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        stream.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+
+
+def _print_once_table(results: list[Result], stream: TextIO) -> None:
+    rows = [["STATUS", "NAME", "KIND", "LATENCY", "MESSAGE"]]
+    for r in results:
+        latency = "-" if r.latency is None else f"{r.latency * 1000:.1f}ms"
+        rows.append([r.status.value.upper(), r.name, r.kind, latency, r.message])
+    _table(rows, stream)
+    down = sum(1 for r in results if r.status is Status.DOWN)
+    stream.write(f"\n{len(results) - down} up, {down} down\n")
+
+
+def _cmd_sla(config: Config, window: str, fmt: str) -> int:
+    from probe.store import Store
+    from probe.store.sla import SLAFigures, parse_window, window_bounds
+
+    try:
+        parse_window(window)
+    except ValueError as err:
+        print(f"probe sla: --window: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    tz = ZoneInfo(config.settings.timezone)
+    start, end = window_bounds(window, datetime.now(UTC), tz)
+    specs = config.probes
+    path = config.settings.store.path
+    figures: dict[str, SLAFigures] = {}
+    if path.exists():
+        store = Store.open(path, retention=config.settings.store.retention)
+        try:
+            figures = store.sla_many([s.name for s in specs], start, end)
+        finally:
+            store.close_sync()
+    empty = SLAFigures()
+    items: list[dict[str, Any]] = []
+    for spec in specs:
+        f = figures.get(spec.name, empty)
+        items.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "endpoint": spec.endpoint(),
+                "window": window,
+                "sla": None if f.sla is None else round(f.sla, 4),
+                "up_s": round(f.up_s, 3),
+                "down_s": round(f.down_s, 3),
+                "checks": f.checks,
+                "incidents": f.incidents,
+                "p95_ms": None if f.p95_ms is None else round(f.p95_ms, 1),
+            }
+        )
+    if fmt == "json":
+        print(json.dumps(items, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    rows = [["NAME", "KIND", "SLA", "UP", "DOWN", "CHECKS", "INCIDENTS", "P95"]]
+    for item in items:
+        rows.append(
+            [
+                item["name"],
+                item["kind"],
+                "no data" if item["sla"] is None else f"{item['sla']:.3f}%",
+                format_duration(item["up_s"]),
+                format_duration(item["down_s"]),
+                str(item["checks"]),
+                str(item["incidents"]),
+                "-" if item["p95_ms"] is None else f"{item['p95_ms']:.0f}ms",
+            ]
+        )
+    print(f"SLA over {window} ({_span(start, end, tz)})")
+    _table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def _span(start: float, end: float, tz: ZoneInfo) -> str:
+    def fmt(t: float) -> str:
+        return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
+
+    return f"since the first record, to {fmt(end)}" if start <= 0 else f"{fmt(start)} to {fmt(end)}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
