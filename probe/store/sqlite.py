@@ -62,6 +62,11 @@ _RETRY_MIN = 0.5
 _RETRY_MAX = 30.0
 # How long the idle writer sleeps before checking whether pruning is due.
 _IDLE_TICK = 60.0
+# After the first observation of a batch arrives, the writer gathers more for this long
+# before committing (a flush or close commits at once). One transaction per observation
+# costs ~0.3 ms of CPU at steady rates; gathering makes it one per few hundred. A crash
+# loses at most this window, which `probe run` never has on SIGINT/SIGTERM (it flushes).
+_BATCH_WINDOW = 0.25
 
 
 # --------------------------------------------------------------------------- schema
@@ -548,8 +553,12 @@ class _Writer(threading.Thread):
         taken = 0
         deadline = time.monotonic() + self._delay if self._delay else None
         while taken < _MAX_BATCH:
-            if markers or (deadline is None and taken):
+            if markers:
                 timeout = 0.0
+            elif deadline is None and taken:
+                # The first observation is in: gather what follows it for a short window.
+                deadline = time.monotonic() + _BATCH_WINDOW
+                timeout = _BATCH_WINDOW
             elif deadline is None:
                 timeout = _IDLE_TICK
             else:
