@@ -120,11 +120,22 @@ class App:
         return 0
 
     async def _log_summaries(self) -> None:
+        skipped_before = 0
         while True:
             await asyncio.sleep(SUMMARY_EVERY)
             counts = Counter(self.tracker.state(name).status.value for name in self._policies)
             up, down = self._window["up"], self._window["down"]
             self._window = {"up": 0, "down": 0}
+            if self._scheduler is not None and self._scheduler.stats.skipped > skipped_before:
+                log.warning(
+                    "last %.0fs: %d check(s) skipped because the previous check of the same"
+                    " probe was still running (overloaded machine, or timeouts near the"
+                    " interval)",
+                    SUMMARY_EVERY,
+                    self._scheduler.stats.skipped - skipped_before,
+                )
+            if self._scheduler is not None:
+                skipped_before = self._scheduler.stats.skipped
             log.info(
                 "last %.0fs: %d checks (%d failed); probes up %d, down %d, unknown %d",
                 SUMMARY_EVERY,

@@ -155,12 +155,14 @@ class HTTPServerSettings(StrictModel):
 
 
 class StoreSettings(StrictModel):
-    path: ConfigPath = Path("data/probe.db")
+    # validate_default: the default is relative too, so it must be resolved against the
+    # config file's directory like a path the user wrote.
+    path: ConfigPath = Field(default=Path("data/probe.db"), validate_default=True)
     retention: Duration = 7 * 86400.0
 
 
 class StatusSettings(StrictModel):
-    path: ConfigPath = Path("public/index.html")
+    path: ConfigPath = Field(default=Path("public/index.html"), validate_default=True)
 
 
 class LogSettings(StrictModel):
@@ -182,6 +184,7 @@ class Settings(StrictModel):
     notify: NotifySettings = NotifySettings()
     sla: SLASettings = SLASettings()
     http: HTTPServerSettings = HTTPServerSettings()
-    store: StoreSettings = StoreSettings()
-    status: StatusSettings = StatusSettings()
+    # Built from {} (not a ready instance) so their relative default paths are resolved.
+    store: StoreSettings = Field(default_factory=dict, validate_default=True)
+    status: StatusSettings = Field(default_factory=dict, validate_default=True)
     log: LogSettings = LogSettings()

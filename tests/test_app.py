@@ -1,0 +1,105 @@
+"""The App in process: the wiring between scheduler, tracker and store, and what no single
+part can show alone (name resolution stalls, restart continuity of the tracker state)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from probe.app import App
+from probe.config import load_config
+from probe.core.result import Status
+from probe.store import Store
+
+
+async def run_app_for(config_path: Path, seconds: float) -> App:
+    app = App(load_config(config_path))
+
+    async def stop_later() -> None:
+        await asyncio.sleep(seconds)
+        app.request_stop()
+
+    stopper = asyncio.create_task(stop_later())
+    assert await app.run() == 0
+    await stopper
+    return app
+
+
+async def test_stalled_name_resolution_does_not_stall_other_probes(tmp_path, monkeypatch):
+    """Ten probes whose names take 3 s to resolve hold ten resolver threads at a time; a probe
+    that needs a lookup of its own (localhost) keeps its rate. Python's default executor has
+    only cpu+4 threads, which the stalled lookups would fill."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith("stall.invalid"):
+            time.sleep(3)  # a resolver that never answers in time (nothing leaves the machine)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    server = web.Application()
+    server.router.add_get("/", ok)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        stalled = "\n".join(
+            f"  - {{name: s{i}, url: 'http://s{i}.stall.invalid/', interval: 500ms,"
+            f" timeout: 400ms}}"
+            for i in range(10)
+        )
+        config = tmp_path / "p.yaml"
+        config.write_text(
+            "http:\n"
+            f"  - {{name: local, url: 'http://localhost:{port}/', interval: 200ms,"
+            " timeout: 150ms}\n"
+            f"{stalled}\n"
+        )
+        app = await run_app_for(config, 3.0)
+    finally:
+        await runner.cleanup()
+
+    store = Store.open(tmp_path / "data" / "probe.db")
+    try:
+        local = store.last_results("local", 100)
+        stalled_results = store.last_results("s0", 100)
+    finally:
+        store.close_sync()
+    assert len(local) >= 10, [r.message for r in local]
+    assert all(r.status is Status.UP for r in local), [r.message for r in local]
+    assert stalled_results and all(
+        r.message == "timeout after 400ms during resolve" for r in stalled_results
+    )
+    assert app.tracker.state("local").status is Status.UP
+
+
+async def test_restart_restores_tracker_state_and_does_not_realert(tmp_path):
+    config = tmp_path / "p.yaml"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config.write_text(
+        f"tcp:\n  - {{name: gone, host: '127.0.0.1:{port}', interval: 100ms, timeout: 90ms,"
+        " alert: {strategy: regular, factor: 1000, max: 2}}\n"
+    )
+    first = await run_app_for(config, 0.6)
+    before = first.tracker.state("gone")
+    assert before.status is Status.DOWN and before.alerts_sent == 1
+
+    second = await run_app_for(config, 0.6)
+    after = second.tracker.state("gone")
+    assert after.status is Status.DOWN
+    assert after.since == before.since  # the same outage, carried across the restart
+    assert after.alerts_sent == 1  # not alerted again at its start
+    assert after.outage_failures > before.outage_failures
