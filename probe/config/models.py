@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    field_validator,
 )
 
 from probe.config.durations import parse_duration
@@ -188,3 +190,14 @@ class Settings(StrictModel):
     store: StoreSettings = Field(default_factory=dict, validate_default=True)
     status: StatusSettings = Field(default_factory=dict, validate_default=True)
     log: LogSettings = LogSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone "{value[:60]}" (an IANA name such as UTC or Europe/Berlin)'
+            ) from None
+        return value

@@ -25,3 +25,17 @@ def test_written_relative_paths_follow_the_config_file(tmp_path):
     assert config.settings.store.path == tmp_path / "db" / "x.db"
     assert config.settings.log.file == tmp_path / "logs" / "p.log"
     assert os.path.isabs(config.settings.store.path)
+
+
+def test_unknown_timezone_is_a_located_error(tmp_path):
+    import pytest
+
+    from probe.errors import ConfigError
+
+    (tmp_path / "p.yaml").write_text("settings:\n  timezone: Mars/Olympus\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "p.yaml")
+    assert str(err.value).endswith(
+        'p.yaml:2:13: settings.timezone: unknown time zone "Mars/Olympus"'
+        " (an IANA name such as UTC or Europe/Berlin)"
+    )
