@@ -108,7 +108,11 @@ def _cmd_run(config: Config, log_level: str | None, dry_notify: bool) -> int:
     from probe.app import App  # the app pulls in the store; `check` and `once` need neither
 
     log_settings = config.settings.log
-    setup_logging(log_level or log_settings.level, log_settings.file, log_settings.format)
+    try:
+        setup_logging(log_level or log_settings.level, log_settings.file, log_settings.format)
+    except OSError as err:
+        print(f"probe: log file {log_settings.file}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_STARTUP
     del dry_notify  # notifications arrive with the alerting issue; the flag is accepted now
     return asyncio.run(App(config).run())
 

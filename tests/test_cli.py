@@ -288,3 +288,13 @@ async def test_corrupt_store_is_exit_3_and_left_untouched(tmp_path):
     code, _, err = await probe_cmd("sla", "-c", "p.yaml", cwd=tmp_path)
     assert code == 3 and "Traceback" not in err
     assert (tmp_path / "data" / "probe.db").read_bytes() == garbage
+
+
+async def test_unusable_log_file_is_exit_3(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    write(
+        tmp_path / "p.yaml",
+        "settings:\n  log: {file: afile/probe.log}\ntcp:\n  - {name: c, host: '127.0.0.1:1'}\n",
+    )
+    code, err = await run_for(tmp_path, 1.0)
+    assert code == 3 and "afile/probe.log" in err and "Traceback" not in err
