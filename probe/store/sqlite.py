@@ -518,6 +518,7 @@ class _Writer(threading.Thread):
         self._delay = 0.0  # > 0 while writes fail: wait this long before retrying
         self._last_prune: float | None = None
         self.rows_written = 0  # every row committed, all tables (read by the benchmarks)
+        self.urgent = threading.Event()  # set by flush/close: commit now, do not gather
 
     def run(self) -> None:
         self._prune_if_due()
@@ -556,9 +557,13 @@ class _Writer(threading.Thread):
             if markers:
                 timeout = 0.0
             elif deadline is None and taken:
-                # The first observation is in: gather what follows it for a short window.
-                deadline = time.monotonic() + _BATCH_WINDOW
-                timeout = _BATCH_WINDOW
+                # The first observation is in: let more gather for a short window. Sleep on
+                # an event, not on the queue, so each further submit() does not wake this
+                # thread (a thread switch per observation); flush() and close() set it.
+                self.urgent.wait(_BATCH_WINDOW)
+                self.urgent.clear()
+                deadline = time.monotonic()
+                timeout = 0.0
             elif deadline is None:
                 timeout = _IDLE_TICK
             else:
@@ -825,6 +830,7 @@ class Store:
             raise StoreError(str(self.path), "the writer thread has stopped")
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._inbox.put(_Marker(future))
+        self._writer.urgent.set()
         await asyncio.wrap_future(future)
 
     async def close(self) -> None:
@@ -867,6 +873,7 @@ class Store:
             return None
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._inbox.put(_Marker(future, stop=True))
+        self._writer.urgent.set()
         return future
 
     async def __aenter__(self) -> Store:
