@@ -88,6 +88,7 @@ async def httpx_paced_floor(port: int, probes: int, interval: float, seconds: fl
     loop = asyncio.get_running_loop()
     start = loop.time()
     done = 0
+    failed: list[str] = []
 
     async def one(i: int) -> None:
         nonlocal done
@@ -98,15 +99,20 @@ async def httpx_paced_floor(port: int, probes: int, interval: float, seconds: fl
                 await asyncio.sleep(delay)
             if loop.time() - start >= seconds:
                 return
-            response = await client.get(f"http://127.0.0.1:{port}/p{i}")
-            await response.aread()
-            done += 1
+            try:
+                response = await client.get(f"http://127.0.0.1:{port}/p{i}")
+                await response.aread()
+                done += 1
+            except httpx.HTTPError as exc:
+                failed.append(type(exc).__name__)
             due += interval
 
     cpu0 = time.process_time()
     await asyncio.gather(*(one(i) for i in range(probes)))
     cpu = time.process_time() - cpu0
     await client.aclose()
+    if failed:
+        print(f"    (paced floor: {len(failed)} GETs failed: {sorted(set(failed))})")
     return cpu / max(done, 1)
 
 

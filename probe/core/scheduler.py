@@ -28,6 +28,8 @@ __all__ = ["CheckRun", "Scheduler", "SchedulerStats", "run_all_once", "run_check
 
 log = logging.getLogger("probe.scheduler")
 
+# Grid of due times (see Scheduler.start).
+SLOT = 0.025
 # How long a cancelled check may take to unwind before the scheduler stops waiting for it.
 CANCEL_GRACE = 1.0
 # Longest message kept from an exception nobody mapped (the prober's own mapping is the norm).
@@ -148,7 +150,11 @@ class Scheduler:
         now = loop.time()
         count = len(self._probes)
         for index, prober in enumerate(self._probes):
-            first_due = now + prober.interval * index / max(count, 1)
+            offset = prober.interval * index / max(count, 1)
+            # Due times fall on a grid of SLOT seconds, so the checks due within one slot
+            # start in one wake-up of the event loop instead of one each (a wake-up costs
+            # about as much CPU as a TCP check). Fixed rate keeps them on the grid.
+            first_due = now + math.floor(offset / SLOT) * SLOT
             self._loops[prober.name] = asyncio.create_task(
                 self._probe_loop(prober, first_due), name=f"schedule:{prober.name}"
             )
