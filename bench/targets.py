@@ -63,5 +63,39 @@ def start_targets() -> tuple[subprocess.Popen[str], int, int]:
     return proc, http_port, tcp_port
 
 
+async def _serve_tls(port: int, ca_path: str) -> None:
+    """A TLS port with a certificate for 127.0.0.1 from a throwaway CA (written to ca_path)."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(ca_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    loop = asyncio.get_running_loop()
+    await loop.create_server(_Accept, "127.0.0.1", port, ssl=context, backlog=4096)
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+def start_tls_target(ca_path: str) -> tuple[subprocess.Popen[str], int]:
+    """Start a TLS target process; its CA certificate is written to `ca_path`."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "tls", str(port), ca_path],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, port
+
+
 if __name__ == "__main__":
-    asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2])))
+    if sys.argv[1] == "tls":
+        asyncio.run(_serve_tls(int(sys.argv[2]), sys.argv[3]))
+    else:
+        asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2])))

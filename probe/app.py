@@ -9,6 +9,7 @@ either way the store is flushed and clients are closed before `run()` returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections import Counter
@@ -21,6 +22,7 @@ from probe.config.models import ProbeSpec
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Policy, StatusTracker
+from probe.errors import ProbeError
 from probe.probers import load_prober_class, target_for_kind
 from probe.probers.base import Prober, SharedResources
 from probe.store import Store
@@ -43,7 +45,11 @@ def build_probers(specs: Sequence[ProbeSpec], resources: SharedResources) -> lis
     probers: list[Prober[Any]] = []
     for spec in specs:
         cls = load_prober_class(target_for_kind(spec.kind))
-        probers.append(cls(spec, resources))
+        prober = cls(spec, resources)
+        # A failure here (a TLS file that cannot be loaded) is reported by the checks.
+        with contextlib.suppress(ProbeError):
+            prober.prepare()
+        probers.append(prober)
     return probers
 
 

@@ -35,12 +35,22 @@ from yaml.reader import ReaderError
 from probe.config.durations import format_duration
 from probe.config.models import ProbeDefaults, ProbeSpec, Settings
 from probe.errors import ConfigError, ConfigProblem
-from probe.probers import SECTIONS, UNSUPPORTED_SECTIONS, load_prober_class
+from probe.probers import (
+    CLIENT_DRIVERS,
+    SECTIONS,
+    UNSUPPORTED_DRIVERS,
+    UNSUPPORTED_SECTIONS,
+    load_prober_class,
+)
 
 __all__ = ["Config", "SpecFactory", "find_config_path", "load_config"]
 
 SpecFactory = Callable[[], type[ProbeSpec]]
-"""Returns the spec model of one section's probes; called only for sections a file uses."""
+"""Returns the spec model of one section's (or `client` driver's) probes; called only for the
+sections and drivers a file uses."""
+
+# The section whose entries pick their spec with a `driver:` key.
+_CLIENT = "client"
 
 _Loc = tuple[str | int, ...]
 _Pos = tuple[int, int]  # 1-based (line, column)
@@ -104,24 +114,30 @@ def load_config(
     path: str | os.PathLike[str],
     *,
     sections: Mapping[str, SpecFactory] | None = None,
+    drivers: Mapping[str, SpecFactory] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Load and validate `path`; raise `ConfigError` listing every problem found.
 
-    `sections` maps a top-level section to a factory of its spec model (default: the prober
-    registry, imported lazily so unused kinds are never imported). `environ` is what `${VAR}`
-    reads (default: `os.environ`).
+    `sections` maps a top-level section to a factory of its spec model, and `drivers` maps a
+    `client:` entry's `driver:` to one (default for both: the prober registry, imported lazily
+    so unused kinds are never imported). When `sections` is given and `drivers` is not, there
+    are no drivers, and `client:` is an unknown section. `environ` is what `${VAR}` reads
+    (default: `os.environ`).
     """
+    if drivers is None:
+        drivers = _registry_factories(CLIENT_DRIVERS) if sections is None else {}
     if sections is None:
-        sections = _registry_sections()
-    return _Loader(Path(path), sections, os.environ if environ is None else environ).load()
+        sections = _registry_factories(SECTIONS)
+    environ = os.environ if environ is None else environ
+    return _Loader(Path(path), sections, drivers, environ).load()
 
 
-def _registry_sections() -> dict[str, SpecFactory]:
+def _registry_factories(targets: Mapping[str, str]) -> dict[str, SpecFactory]:
     def factory(target: str) -> SpecFactory:
         return lambda: load_prober_class(target).spec_type
 
-    return {section: factory(target) for section, target in SECTIONS.items()}
+    return {name: factory(target) for name, target in targets.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,11 +578,18 @@ def _message(err: Mapping[str, Any], secret: bool) -> str:
 
 class _Loader:
     def __init__(
-        self, path: Path, sections: Mapping[str, SpecFactory], environ: Mapping[str, str]
+        self,
+        path: Path,
+        sections: Mapping[str, SpecFactory],
+        drivers: Mapping[str, SpecFactory],
+        environ: Mapping[str, str],
     ) -> None:
         self.path = path
         self.sections = sections
+        self.drivers = drivers
         self.environ = environ
+        # Spec models of the drivers a file uses (None: the driver's module failed to load).
+        self._driver_specs: dict[str, type[ProbeSpec] | None] = {}
         self.base_dir = path.absolute().parent
         self.src = _Source(str(path))
 
@@ -590,7 +613,7 @@ class _Loader:
 
         probe_sections: list[str] = []
         for key in root:
-            if key in self.sections:
+            if key in self.sections or (key == _CLIENT and self.drivers):
                 probe_sections.append(key)
             elif key in ("settings", "notify") or key.startswith("x-"):
                 # `x-...` holds YAML anchors for reuse, as in docker-compose files.
@@ -619,7 +642,8 @@ class _Loader:
         )
 
     def _known_sections(self) -> list[str]:
-        return sorted({*self.sections, "notify", "settings"})
+        client = [_CLIENT] if self.drivers else []
+        return sorted({*self.sections, *client, "notify", "settings"})
 
     # -- reading and parsing
 
@@ -708,18 +732,24 @@ class _Loader:
             if not isinstance(raw, list):
                 self.src.error((section,), f"expected a list of probes, not {_describe(raw)}")
                 continue
-            try:
-                spec_type = self.sections[section]()
-            except Exception as exc:  # a broken prober module is reported, not raised
-                self.src.error(
-                    (section,),
-                    f"{section} probes are unavailable ({type(exc).__name__}: {exc})",
-                    key=True,
-                )
-                continue
+            spec_type: type[ProbeSpec] | None = None
+            client = section == _CLIENT and bool(self.drivers)
+            if not client:
+                try:
+                    spec_type = self.sections[section]()
+                except Exception as exc:  # a broken prober module is reported, not raised
+                    self.src.error(
+                        (section,),
+                        f"{section} probes are unavailable ({type(exc).__name__}: {exc})",
+                        key=True,
+                    )
+                    continue
             for index, item in enumerate(raw):
                 loc: _Loc = (section, index)
-                spec = self._probe(spec_type, item, loc, defaults)
+                if spec_type is None:
+                    spec = self._client_probe(item, loc, defaults)
+                else:
+                    spec = self._probe(spec_type, item, loc, defaults)
                 name = spec.name if spec is not None else _raw_name(item)
                 if name is None:
                     continue
@@ -733,13 +763,65 @@ class _Loader:
                     probes.append(spec)
         return probes
 
-    def _probe(
-        self, spec_type: type[ProbeSpec], raw: Any, loc: _Loc, defaults: ProbeDefaults
-    ) -> ProbeSpec | None:
+    def _client_probe(self, raw: Any, loc: _Loc, defaults: ProbeDefaults) -> ProbeSpec | None:
+        """A `client:` entry: its `driver:` picks the spec model, then as any other probe."""
         if not isinstance(raw, dict):
             self.src.error(loc, f"expected a mapping (one probe), not {_describe(raw)}")
             return None
         raw = _substitute(raw, loc, self.environ, self.src)
+        spec_type = self._driver_spec(raw, loc)
+        if spec_type is None:
+            return None
+        return self._probe(spec_type, raw, loc, defaults, substituted=True)
+
+    def _driver_spec(self, raw: dict[str, Any], loc: _Loc) -> type[ProbeSpec] | None:
+        """The spec model for the entry's `driver:`, or None (and a located problem)."""
+        dloc = (*loc, "driver")
+        known = ", ".join(sorted(self.drivers))
+        if "driver" not in raw:
+            # Located at the entry: the mapping that lacks the key.
+            self.src.error(dloc, f"missing required key (the client driver: one of {known})")
+            return None
+        value = raw["driver"]
+        if dloc in self.src.broken:
+            return None  # an unset ${VAR}, already reported
+        if not isinstance(value, str) or not value.strip():
+            self.src.error(dloc, f"expected a driver name ({known}), got {_describe(value)}")
+            return None
+        # EaseProbe reads the driver name case-insensitively.
+        driver = value.strip().lower()
+        if driver not in self.drivers:
+            if driver in UNSUPPORTED_DRIVERS:
+                self.src.error(dloc, UNSUPPORTED_DRIVERS[driver])
+            else:
+                hint = _did_you_mean(driver, self.drivers) or f" (known: {known})"
+                self.src.error(dloc, f"unknown driver {_quote(value)}{hint}")
+            return None
+        raw["driver"] = driver
+        if driver not in self._driver_specs:
+            try:
+                self._driver_specs[driver] = self.drivers[driver]()
+            except Exception as exc:  # a broken or missing driver module: reported, not raised
+                self._driver_specs[driver] = None
+                self.src.error(
+                    dloc, f"{driver} probes are unavailable ({type(exc).__name__}: {exc})"
+                )
+        return self._driver_specs[driver]
+
+    def _probe(
+        self,
+        spec_type: type[ProbeSpec],
+        raw: Any,
+        loc: _Loc,
+        defaults: ProbeDefaults,
+        *,
+        substituted: bool = False,
+    ) -> ProbeSpec | None:
+        if not isinstance(raw, dict):
+            self.src.error(loc, f"expected a mapping (one probe), not {_describe(raw)}")
+            return None
+        if not substituted:
+            raw = _substitute(raw, loc, self.environ, self.src)
         self._prepare(spec_type, raw, loc)
         # An empty `timeout:` means "the default", as in EaseProbe (Go's zero value).
         for key in _INHERITED:

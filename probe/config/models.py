@@ -77,7 +77,12 @@ class StrictModel(BaseModel):
     # coerce_numbers_to_str: Go's yaml.v3 (EaseProbe) reads `name: 2024` or `chat_id: -100123`
     # into a string field as written; an EaseProbe file must load unchanged here too.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, str_strip_whitespace=False, coerce_numbers_to_str=True
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+        coerce_numbers_to_str=True,
+        # A printed ValidationError must never carry the raw input (a DSN, a password).
+        hide_input_in_errors=True,
     )
 
     # Keys EaseProbe defines for this section that we accept and do not act on: the loader

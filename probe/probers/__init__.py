@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLIENT_DRIVERS",
     "SECTIONS",
+    "UNSUPPORTED_DRIVERS",
     "UNSUPPORTED_SECTIONS",
     "load_prober_class",
     "target_for_kind",
@@ -24,10 +25,27 @@ __all__ = [
 SECTIONS: dict[str, str] = {
     "http": "probe.probers.http:HTTPProber",
     "tcp": "probe.probers.tcp:TCPProber",
+    "tls": "probe.probers.tls:TLSProber",
+    "shell": "probe.probers.shell:ShellProber",
 }
 
-# `client:` entries, chosen by their `driver:` key.
-CLIENT_DRIVERS: dict[str, str] = {}
+# `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
+CLIENT_DRIVERS: dict[str, str] = {
+    "mysql": "probe.probers.mysql:MySQLProber",
+    "postgres": "probe.probers.postgres:PostgresProber",
+    "redis": "probe.probers.redis:RedisProber",
+    "influxdb": "probe.probers.influxdb:InfluxDBProber",
+    "etcd": "probe.probers.etcd:EtcdProber",
+    "mqtt": "probe.probers.mqtt:MQTTProber",
+}
+
+# EaseProbe `client:` drivers we do not support: an error naming the driver.
+UNSUPPORTED_DRIVERS: dict[str, str] = {
+    "mongo": "EaseProbe's mongo driver is not supported",
+    "kafka": "EaseProbe's kafka driver is not supported",
+    "memcache": "EaseProbe's memcache driver is not supported",
+    "zookeeper": "EaseProbe's zookeeper driver is not supported",
+}
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
 UNSUPPORTED_SECTIONS: dict[str, str] = {
@@ -35,9 +53,6 @@ UNSUPPORTED_SECTIONS: dict[str, str] = {
     "host": "EaseProbe's host probes are not supported",
     "ping": "EaseProbe's ping probes are not supported",
     "websocket": "EaseProbe's websocket probes are not supported",
-    "tls": "tls probes are not supported yet",
-    "shell": "shell probes are not supported yet",
-    "client": "native-client probes (mysql, postgres, redis, ...) are not supported yet",
 }
 
 

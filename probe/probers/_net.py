@@ -248,21 +248,25 @@ def describe_os_error(exc: BaseException) -> str | None:
     TLS errors come first: they are the most specific and often wrap an OSError themselves.
     """
     chain = list(iter_causes(exc))
+    # Wrappers that subclass the ssl exceptions without their attributes (aiohttp's
+    # ClientConnectorCertificateError, ClientConnectorSSLError) are passed over: the ssl
+    # module's own exception is further down the chain.
     for item in chain:
-        if isinstance(item, ssl.SSLCertVerificationError):
+        if isinstance(item, ssl.SSLCertVerificationError) and hasattr(item, "verify_code"):
             known = _VERIFY_MESSAGES.get(item.verify_code)
             return known or f"TLS: {item.verify_message or 'certificate verification failed'}"
-    for item in chain:
-        if isinstance(item, ssl.SSLError):
-            reason = item.reason or ""
-            known = _SSL_REASONS.get(reason)
-            if known is not None:
-                return known
-            if isinstance(item, ssl.SSLEOFError):
-                return "TLS: the server closed the connection"
-            if reason:
-                return "TLS: " + reason.lower().replace("_", " ")
-            return "TLS: " + (item.strerror or str(item))
+    ssl_errors = [item for item in chain if isinstance(item, ssl.SSLError)]
+    ssl_errors.sort(key=lambda item: not hasattr(item, "reason"))  # stable: the ssl module's first
+    for item in ssl_errors:
+        reason = getattr(item, "reason", None) or ""
+        known = _SSL_REASONS.get(reason)
+        if known is not None:
+            return known
+        if isinstance(item, ssl.SSLEOFError):
+            return "TLS: the server closed the connection"
+        if reason:
+            return "TLS: " + reason.lower().replace("_", " ")
+        return "TLS: " + (item.strerror or str(item))
     for item in chain:
         if isinstance(item, socket.gaierror):
             return "name resolution failed"

@@ -91,5 +91,10 @@ class Prober(ABC, Generic[SpecT]):
     async def check(self, ctx: CheckContext) -> Outcome:
         """Check the endpoint once; raise ProbeError when it cannot be reached or judged."""
 
+    def prepare(self) -> None:
+        """Build what this prober shares with others (clients, SSL contexts) ahead of the
+        first check, so that check's latency measures the service and not our start-up.
+        May raise ProbeError (a TLS file that cannot be loaded): the check will say so."""
+
     async def aclose(self) -> None:
         """Release anything this prober holds on its own (shared resources close elsewhere)."""

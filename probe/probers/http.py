@@ -314,6 +314,9 @@ class HTTPProber(Prober[HTTPSpec]):
             close=_close_client,
         )
 
+    def prepare(self) -> None:
+        _ = self.client
+
     async def check(self, ctx: CheckContext) -> Outcome:
         token = _current_check.set(ctx)
         try:

@@ -8,8 +8,18 @@ from pydantic import Field
 
 from probe.config.loader import SpecFactory
 from probe.config.models import ConfigPath, ProbeSpec, StrictModel
+from probe.probers._client import ClientSpec
 
-__all__ = ["SECTIONS", "PortSpec", "WebSpec", "port", "web"]
+__all__ = [
+    "DRIVERS",
+    "SECTIONS",
+    "CacheSpec",
+    "DocDBSpec",
+    "PortSpec",
+    "WebSpec",
+    "port",
+    "web",
+]
 
 
 class BasicAuth(StrictModel):
@@ -44,6 +54,23 @@ class PortSpec(ProbeSpec):
 
 
 SECTIONS: dict[str, SpecFactory] = {"http": lambda: WebSpec, "tcp": lambda: PortSpec}
+
+
+class DocDBSpec(ClientSpec):
+    """A `client:` driver of the tests' own, with a DSN form (as postgres has)."""
+
+    kind: ClassVar[str] = "docdb"
+    dsn_schemes: ClassVar[tuple[str, ...]] = ("docdb",)
+
+
+class CacheSpec(ClientSpec):
+    """A second driver, without a DSN form (as etcd has)."""
+
+    kind: ClassVar[str] = "cache"
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"legacy"})
+
+
+DRIVERS: dict[str, SpecFactory] = {"docdb": lambda: DocDBSpec, "cache": lambda: CacheSpec}
 
 
 def web(spec: ProbeSpec) -> WebSpec:

@@ -1,0 +1,118 @@
+"""What the SQL probers (postgres, mysql) share: EaseProbe's `data` keys, strict identifier
+quoting, and database values turned into text for comparison.
+
+EaseProbe's `data` maps `"db:table:column:key_column:key_value"` to the expected text: the check
+is `SELECT column FROM db.table WHERE key_column = key_value`, compared as a string. The four
+names are identifiers, quoted here (never formatted into SQL as they are); the key value is
+passed to the driver as a parameter. The key value is everything after the fourth `:`, so it may
+itself contain colons (a time, a URL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+
+__all__ = [
+    "DATA_KEY_FORM",
+    "DataCheck",
+    "as_text",
+    "mismatch",
+    "parse_data",
+    "quote_mysql",
+    "quote_postgres",
+    "shown",
+]
+
+DATA_KEY_FORM = "db:table:column:key_column:key_value"
+
+# The longest value shown in a message; the rest is cut with an ellipsis.
+_MAX_SHOWN = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DataCheck:
+    """One `data` entry: SELECT column FROM database.table WHERE key_column = key_value."""
+
+    key: str
+    database: str
+    table: str
+    column: str
+    key_column: str
+    key_value: str
+    expected: str
+
+
+def parse_data(data: Mapping[str, str]) -> list[DataCheck]:
+    """The `data` entries in config order. Raises ValueError naming the first bad key."""
+    checks = []
+    for key, expected in data.items():
+        parts = key.split(":", 4)
+        if len(parts) != 5:
+            raise ValueError(f"data key {shown(key)} must have the form {DATA_KEY_FORM}")
+        names = parts[:4]
+        for label, name in zip(("db", "table", "column", "key_column"), names, strict=True):
+            if not name:
+                raise ValueError(f"data key {shown(key)}: {label} is empty ({DATA_KEY_FORM})")
+            if "\x00" in name:
+                raise ValueError(f"data key {shown(key)}: {label} contains a NUL character")
+        database, table, column, key_column = names
+        checks.append(DataCheck(key, database, table, column, key_column, parts[4], expected))
+    return checks
+
+
+def quote_postgres(name: str) -> str:
+    """A PostgreSQL identifier in double quotes, embedded quotes doubled (case is kept)."""
+    _check_identifier(name)
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_mysql(name: str) -> str:
+    """A MySQL/MariaDB identifier in backticks, embedded backticks doubled."""
+    _check_identifier(name)
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _check_identifier(name: str) -> None:
+    if not name or "\x00" in name:
+        raise ValueError("an SQL identifier must be non-empty and without NUL characters")
+
+
+def as_text(value: object) -> str | None:
+    """A database value as the text it is compared with; None for SQL NULL.
+
+    Booleans are `true`/`false` (PostgreSQL's text form), bytes are decoded as UTF-8,
+    timestamps use a space between date and time as both servers print them.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date | time | Decimal):
+        return str(value)
+    return str(value)
+
+
+def shown(text: str) -> str:
+    """`text` in double quotes for a message, escaped as JSON and cut when long."""
+    if len(text) > _MAX_SHOWN:
+        text = text[:_MAX_SHOWN] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def mismatch(expected: str, got: str | None, *, found: bool = True) -> str:
+    """`expected "ok", got "degraded"` (or `got NULL`, `got no rows`)."""
+    if not found:
+        what = "no rows"
+    elif got is None:
+        what = "NULL"
+    else:
+        what = shown(got)
+    return f"expected {shown(expected)}, got {what}"

@@ -1,0 +1,592 @@
+"""etcd probes through the v3 JSON gateway (etcd 3.4+), over httpx.
+
+A check: with `username`, authenticate (`POST /v3/auth/authenticate`; the token goes in the
+`Authorization` header of the requests that follow, as etcd's gRPC gateway expects); then
+`GET /health`, `POST /v3/maintenance/status` (the version, and a leader must exist) and
+`POST /v3/maintenance/alarm` (no alarm may be raised); then each `data` key through
+`POST /v3/kv/range` (keys and values travel base64-encoded), its value compared as text.
+
+The `etcd3` package is not used: it has been unmaintained since 2020 and pins an old protobuf.
+
+Clients are shared: one `httpx.AsyncClient` per TLS setting, held in `SharedResources` (a client
+costs ~21 ms of CPU). Keep-alive is off, so each request of each check opens (and closes) a
+connection of its own: the check exercises connect, TLS and auth every time. A TLS handshake
+cancelled by the scheduler's timeout closes its socket (see `_GuardedStream`).
+
+Messages: gateway errors and httpx exceptions are mapped in `_describe()`: `connection refused`,
+`authentication failed for user "app"`, `permission denied for user "app" reading key "/k"`;
+judged answers say what is wrong: `alarm raised: NOSPACE (member 8e9e05c52164694d)`,
+`no leader (member ...)`, `unhealthy`, `key "/k": expected "v", got nothing`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any, ClassVar, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import httpcore
+import httpx
+from pydantic import SecretStr, model_validator
+
+from probe import __version__
+from probe.config.durations import format_duration
+from probe.config.models import ProbeSpec
+from probe.core.check import CheckContext, Outcome
+from probe.errors import ProbeError
+from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._net import describe_os_error
+from probe.probers.base import Prober, SharedResources
+
+__all__ = ["EtcdProber", "EtcdSpec"]
+
+# httpx logs every request at INFO; keep URLs (and anything in them) out of the logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+_USER_AGENT = f"probe/{__version__}"
+_MAX_SHOWN = 60  # characters of a value shown in a message
+
+
+class EtcdSpec(ClientSpec):
+    """A `client:` entry with `driver: etcd`.
+
+    `host: host:port` means `http://host:port`, or `https://` when any of `ca`, `cert`/`key`
+    or `insecure` is set; `dsn:` is the endpoint URL itself (`https://etcd.lan:2379`, with
+    credentials as `https://user:password@...` if wanted). `data` maps keys to the value each
+    must hold: `{"/config/mode": "active"}`.
+    """
+
+    kind: ClassVar[str] = "etcd"
+    dsn_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+
+    @model_validator(mode="after")
+    def _valid_etcd(self) -> EtcdSpec:
+        if self.database is not None:
+            raise ValueError("the etcd driver takes no database")
+        if self.query is not None:
+            raise ValueError('the etcd driver takes no query; use data: {"/key": "expected"}')
+        for key in self.data:
+            if not key:
+                raise ValueError("data: a key must not be empty")
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        if self.dsn is not None:
+            parts = _split_dsn(self.dsn)
+            if parts.username is not None and self.username is not None:
+                raise ValueError("set the credentials in the dsn or in username/password")
+            if parts.scheme == "http" and self.uses_tls:
+                raise ValueError("ca, cert, key and insecure need an https:// dsn")
+        return self
+
+    def base_url(self) -> str:
+        """`scheme://host:port[/prefix]`, without credentials."""
+        if self.dsn is not None:
+            parts = _split_dsn(self.dsn)
+            host = parts.hostname or ""
+            shown = f"[{host}]" if ":" in host else host
+            suffix = f":{parts.port}" if parts.port is not None else ""
+            return f"{parts.scheme}://{shown}{suffix}{parts.path.rstrip('/')}"
+        assert self.host is not None
+        host, port = self.host_port()
+        shown = f"[{host}]" if ":" in host else host
+        scheme = urlsplit(self.host.strip()).scheme.lower() if "://" in self.host else ""
+        if scheme not in ("http", "https"):
+            scheme = "https" if self.uses_tls else "http"
+        return f"{scheme}://{shown}:{port}"
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(user, password) from `username`/`password` or the DSN's userinfo; None without."""
+        if self.username is not None:
+            password = "" if self.password is None else self.password.get_secret_value()
+            return self.username, password
+        if self.dsn is not None:
+            parts = _split_dsn(self.dsn)
+            if parts.username is not None:
+                return unquote(parts.username), unquote(parts.password or "")
+        return None
+
+
+class _DSN(NamedTuple):
+    scheme: str
+    hostname: str | None
+    port: int | None
+    path: str
+    username: str | None
+    password: str | None
+
+
+def _split_dsn(dsn: SecretStr) -> _DSN:
+    """The parts of the DSN; a ValueError that never repeats it (it may hold a password)."""
+    try:
+        parts = urlsplit(dsn.get_secret_value().strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError("invalid dsn: not a valid URL (check the port)") from None
+    if not parts.hostname:
+        raise ValueError("invalid dsn: no host")
+    if parts.query or parts.fragment:
+        raise ValueError("invalid dsn: the etcd endpoint takes no query or fragment")
+    return _DSN(
+        parts.scheme.lower(), parts.hostname, port, parts.path, parts.username, parts.password
+    )
+
+
+class _TLSKey(NamedTuple):
+    """What makes two probes' TLS set-ups interchangeable (the key of shared clients)."""
+
+    insecure: bool
+    ca: str | None
+    cert: str | None
+    key: str | None
+
+
+class _GatewayError(Exception):
+    """An error answer of the JSON gateway: `{"error": ..., "code": <gRPC code>}`."""
+
+    def __init__(self, status: int, message: str, code: int | None, *, final: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.final = final  # the message is complete as it is (not an error of etcd's own)
+
+
+class _Steps:
+    """The step a check is in, and httpcore's `trace` extension that reports the connect and
+    TLS handshake phases inside each request."""
+
+    _PHASES: ClassVar[dict[str, str]] = {
+        "connect_tcp.started": "connect",
+        "start_tls.started": "TLS handshake",
+    }
+
+    def __init__(self, ctx: CheckContext) -> None:
+        self._ctx = ctx
+        self.step = ctx.phase
+
+    def enter(self, step: str) -> None:
+        self.step = step
+        self._ctx.phase = step
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        event = name.partition(".")[2]  # "connection.connect_tcp.started" -> ...
+        phase = self._PHASES.get(event)
+        if phase is not None:
+            self._ctx.phase = phase
+        elif event == "send_request_headers.started":
+            self._ctx.phase = self.step
+        elif event == "start_tls.complete":
+            stream = info.get("return_value")
+            ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                self._ctx.details["tls_version"] = ssl_object.version()
+
+
+class EtcdProber(Prober[EtcdSpec]):
+    spec_type: ClassVar[type[ProbeSpec]] = EtcdSpec
+
+    def __init__(self, spec: EtcdSpec, resources: SharedResources) -> None:
+        super().__init__(spec, resources)
+        self._base = spec.base_url()
+        self._tls = _tls_key(spec) if self._base.startswith("https:") else None
+        self._credentials = spec.credentials()
+        self._timeout = httpx.Timeout(spec.timeout or None)
+
+    @property
+    def _user(self) -> str | None:
+        return None if self._credentials is None else self._credentials[0]
+
+    def _client(self) -> httpx.AsyncClient:
+        tls, spec = self._tls, self.spec
+
+        def build() -> httpx.AsyncClient:
+            context = None if tls is None else client_ssl_context(spec)
+            return _new_client(context)
+
+        try:
+            return self.resources.get_or_create(("etcd.client", tls), build, close=_close_client)
+        except (ssl.SSLError, OSError) as exc:
+            reason = describe_os_error(exc) or str(exc)
+            raise ProbeError(f"TLS: cannot load the TLS files: {reason}") from None
+
+    def prepare(self) -> None:
+        self._client()
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        steps = _Steps(ctx)
+        try:
+            return await self._check(ctx, steps)
+        except _DRIVER_ERRORS as exc:
+            message = _describe(exc, ctx.phase, self.spec.timeout, self._user)
+            raise ProbeError(message, error=type(exc).__name__) from None
+
+    async def _check(self, ctx: CheckContext, steps: _Steps) -> Outcome:
+        client = self._client()
+        headers: dict[str, str] = {}
+        if self._credentials is not None:
+            steps.enter("auth")
+            token = await self._authenticate(client, steps)
+            if token is not None:
+                headers["Authorization"] = token
+            else:
+                ctx.details["auth"] = "not enabled on the server"
+
+        steps.enter("health")
+        health = await self._request(client, steps, "GET", "/health", None, headers, (503,))
+        steps.enter("status")
+        status = await self._request(client, steps, "POST", "/v3/maintenance/status", {}, headers)
+        steps.enter("alarms")
+        alarms = await self._request(
+            client, steps, "POST", "/v3/maintenance/alarm", {"action": "GET"}, headers
+        )
+
+        ctx.details.update(_status_details(status))
+        details = ctx.details
+        version = details.get("version", "?")
+        raised = [
+            f"{a.get('alarm', '?')} (member {_member(a.get('memberID'))})"
+            for a in alarms.get("alarms") or []
+            if a.get("alarm") not in (None, "NONE")
+        ]
+        if raised:
+            details["alarms"] = raised
+            return Outcome(
+                ok=False, message="alarm raised: " + ", ".join(raised), details=dict(details)
+            )
+        if details["leader"] == "0":
+            message = f"no leader (member {details.get('member_id', '?')})"
+            return Outcome(ok=False, message=message, details=dict(details))
+        if str(health.get("health")).lower() != "true":
+            reason = health.get("reason")
+            message = "unhealthy" + (f": {_shown(str(reason))}" if reason else "")
+            return Outcome(ok=False, message=message, details=dict(details))
+
+        for key, expected in self.spec.data.items():
+            steps.enter(f'reading key "{key}"')
+            found = await self._read(client, steps, key, headers)
+            if found != expected:
+                got = "nothing" if found is None else f'"{_shown(found)}"'
+                message = f'key "{key}": expected "{_shown(expected)}", got {got}'
+                return Outcome(ok=False, message=message, details=dict(details))
+        if self.spec.data:
+            details["keys_checked"] = len(self.spec.data)
+        return Outcome(ok=True, message=f"etcd {version} healthy", details=dict(details))
+
+    async def _authenticate(self, client: httpx.AsyncClient, steps: _Steps) -> str | None:
+        """The token for the credentials, or None when the server has no auth enabled."""
+        assert self._credentials is not None
+        user, password = self._credentials
+        body = {"name": user, "password": password}
+        try:
+            answer = await self._request(client, steps, "POST", "/v3/auth/authenticate", body, {})
+        except _GatewayError as exc:
+            # As etcd's own client does: credentials for a server without auth are not an error.
+            if "authentication is not enabled" in exc.message:
+                return None
+            raise
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise _GatewayError(200, "no token in the answer to authenticate", None)
+        return token
+
+    async def _read(
+        self, client: httpx.AsyncClient, steps: _Steps, key: str, headers: dict[str, str]
+    ) -> str | None:
+        body = {"key": base64.b64encode(key.encode()).decode("ascii")}
+        answer = await self._request(client, steps, "POST", "/v3/kv/range", body, headers)
+        kvs = answer.get("kvs") or []
+        if not kvs:
+            return None
+        raw = kvs[0].get("value", "")
+        try:
+            return base64.b64decode(raw, validate=True).decode("utf-8", errors="replace")
+        except (binascii.Error, TypeError):
+            raise _GatewayError(200, "invalid base64 value in the answer", None) from None
+
+    async def _request(
+        self,
+        client: httpx.AsyncClient,
+        steps: _Steps,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+        judged: tuple[int, ...] = (),
+    ) -> dict[str, Any]:
+        """One request; the JSON object answered. Error answers raise `_GatewayError`, except
+        the statuses in `judged`, whose body is returned for the caller to judge."""
+        response = await client.request(
+            method,
+            self._base + path,
+            json=body,
+            headers=headers,
+            timeout=self._timeout,
+            extensions={"trace": steps},
+        )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            text = _shown(" ".join(response.text.split()))
+            raise _GatewayError(
+                response.status_code,
+                f"unexpected answer to {method} {path}: HTTP {response.status_code}"
+                + (f' "{text}"' if text else "")
+                + " (not an etcd 3.4+ JSON gateway?)",
+                None,
+                final=True,
+            )
+        if response.status_code != 200 and response.status_code not in judged:
+            message = str(answer.get("message") or answer.get("error") or "")
+            code = answer.get("code")
+            if not message:
+                message = f"HTTP {response.status_code} from {path}"
+            raise _GatewayError(
+                response.status_code, message, code if isinstance(code, int) else None
+            )
+        return answer
+
+
+def _tls_key(spec: EtcdSpec) -> _TLSKey:
+    def text(path: object) -> str | None:
+        return None if path is None else str(path)
+
+    # With `insecure` nothing is verified, so the CA file does not make a different context.
+    ca = None if spec.insecure else text(spec.ca)
+    return _TLSKey(spec.insecure, ca, text(spec.cert), text(spec.key))
+
+
+def _status_details(status: dict[str, Any]) -> dict[str, Any]:
+    header = status.get("header") or {}
+    details: dict[str, Any] = {}
+    if status.get("version"):
+        details["version"] = str(status["version"])
+    # The gateway leaves out fields holding their zero value: no `leader` means no leader.
+    details["leader"] = _member(status.get("leader", 0))
+    if header.get("member_id") is not None:
+        details["member_id"] = _member(header["member_id"])
+    for key, name in (("dbSize", "db_size"), ("raftTerm", "raft_term")):
+        try:
+            details[name] = int(status[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return details
+
+
+def _member(value: object) -> str:
+    """etcd member IDs as etcdctl shows them (hex); the JSON gateway sends them in decimal."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        return str(value)
+    return format(number, "x") if number else "0"
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+# --- transport: httpx client -> httpcore pool -> a backend that closes cancelled handshakes ---
+
+
+def _new_client(context: ssl.SSLContext | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=_Transport(context),
+        headers={"User-Agent": _USER_AGENT, "Connection": "close"},
+        follow_redirects=False,
+        # No proxy from the environment and no .netrc credentials: only the config decides.
+        trust_env=False,
+        timeout=None,
+    )
+
+
+async def _close_client(client: httpx.AsyncClient) -> None:
+    await client.aclose()
+
+
+class _Transport(httpx.AsyncBaseTransport):
+    """httpx's default transport without keep-alive, over `_GuardedBackend`."""
+
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=None,  # the scheduler bounds concurrency
+            max_keepalive_connections=0,
+            network_backend=_GuardedBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        core_response = await self._pool.handle_async_request(core_request)
+        assert isinstance(core_response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend, with streams that close when their TLS handshake is
+    cancelled (httpcore closes them when the handshake fails, not when it is cancelled, and
+    nothing else holds the socket by then)."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _GuardedStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _GuardedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._inner.aclose()
+            raise
+        return _GuardedStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+# --- the one place driver exceptions become messages -----------------------------------------
+
+_DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    _GatewayError,
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpcore.ProtocolError,
+    httpcore.NetworkError,
+    httpcore.TimeoutException,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    OSError,
+)
+
+# What an end of stream without an OS error means, by the phase it happened in.
+_CLOSED_DURING = {
+    "connect": "connection failed",
+    "TLS handshake": "server closed the connection during the TLS handshake",
+}
+
+
+def _describe(exc: BaseException, phase: str, timeout: float, user: str | None) -> str:
+    """A short message for a gateway error answer, or an exception of httpx, httpcore, anyio
+    or the OS."""
+    if isinstance(exc, _GatewayError):
+        return _describe_gateway(exc, phase, user)
+    if isinstance(exc, httpcore.TimeoutException | httpx.TimeoutException):
+        # The same words as the scheduler's hard timeout: which one fired is a detail.
+        return f"timeout after {format_duration(timeout)} during {phase}"
+    known = describe_os_error(exc)
+    if known is not None:
+        return known
+    if isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError):
+        text = str(exc)
+        if "disconnected" in text or "peer closed" in text:
+            return _CLOSED_DURING.get(phase, f"server closed the connection during {phase}")
+        return f"invalid HTTP response: {text[:120]}"
+    if isinstance(
+        exc,
+        httpcore.NetworkError
+        | httpx.NetworkError
+        | anyio.BrokenResourceError
+        | anyio.ClosedResourceError
+        | anyio.EndOfStream,
+    ):
+        return _CLOSED_DURING.get(phase, f"server closed the connection during {phase}")
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
+
+
+def _describe_gateway(exc: _GatewayError, phase: str, user: str | None) -> str:
+    if exc.final:
+        return exc.message
+    text = exc.message.removeprefix("etcdserver: ")
+    who = f' for user "{user}"' if user is not None else ""
+    if "authentication failed" in text or "invalid user ID or password" in text:
+        return f"authentication failed{who}"
+    if "user name is empty" in text:
+        return "authentication required: the server has auth enabled; set username and password"
+    if "invalid auth token" in text:
+        return f"authentication failed{who}: invalid auth token"
+    if "permission denied" in text:
+        during = f" {phase}" if phase.startswith("reading key") else f" ({phase})"
+        return f"permission denied{who}{during}"
+    return f"etcd error during {phase}: {_shown(text)}"

@@ -1,0 +1,357 @@
+"""MySQL and MariaDB probes (aiomysql): connect, authenticate, `SELECT 1`, then the optional
+checks.
+
+Every check opens a connection of its own and closes it before it returns: a `COM_QUIT` sent
+with a bounded wait when all went well (so the server does not log an aborted connection),
+then `close()`, which is synchronous and immediate, on every path, cancellation included.
+
+- database: from `database:` or the DSN's path; none by default (`SELECT 1` needs none).
+- `data` (EaseProbe's form, `"db:table:column:key_column:key_value": "expected"`) runs
+  SELECT CAST(`column` AS CHAR) FROM `db`.`table` WHERE `key_column` = %s LIMIT 1
+  with identifiers quoted in backticks and the key value passed as a parameter.
+- `query` + `expect`: the first column of the first row, compared as text.
+- TLS: `ca`/`cert`/`key`/`insecure` make TLS required; a server without TLS is down
+  (aiomysql alone would carry on in the clear).
+- The user defaults to the OS user, as aiomysql and the mysql client do.
+
+aiomysql does TCP, the greeting, TLS and authentication in one private `_connect()`; a small
+subclass of its connection reports each step as the phase (`connect`, `TLS handshake`,
+`auth`, then `query`). Driver exceptions become messages in `_describe()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import re
+import ssl
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+
+import aiomysql  # type: ignore[import-untyped]
+import pymysql  # type: ignore[import-untyped]
+from pydantic import model_validator
+from pymysql.constants import CLIENT  # type: ignore[import-untyped]
+
+from probe.config.models import ProbeSpec
+from probe.core.check import CheckContext, Outcome
+from probe.errors import ProbeError
+from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._net import describe_os_error
+from probe.probers._sql import DataCheck, as_text, mismatch, parse_data, quote_mysql, shown
+from probe.probers.base import Prober, SharedResources
+
+__all__ = ["DEFAULT_PORT", "MySQLProber", "MySQLSpec"]
+
+DEFAULT_PORT = 3306
+
+# How long the goodbye (COM_QUIT) may take before the socket is simply closed.
+_CLOSE_TIMEOUT = 1.0
+# aiomysql's own connect timeout sits past the probe's, so the scheduler's hard timeout (which
+# names the phase) is the one that fires.
+_DRIVER_TIMEOUT_MARGIN = 1.0
+
+# Server error codes (pymysql.constants.ER) and client ones (CR) with messages of our own.
+_ACCESS_DENIED = 1045
+_BAD_DB = 1049
+_TOO_MANY_CONNECTIONS = 1040
+_NO_SUCH_TABLE = 1146
+_SYNTAX_ERROR = 1064
+_CONN_HOST_ERROR = 2003
+_CONNECTION_LOST = frozenset({2006, 2013, 2055})
+_FIRST_CLIENT_ERROR = 2000
+
+
+class MySQLSpec(ClientSpec):
+    """A `client:` entry with `driver: mysql` (MySQL or MariaDB)."""
+
+    kind: ClassVar[str] = "mysql"
+    dsn_schemes: ClassVar[tuple[str, ...]] = ("mysql",)
+
+    @model_validator(mode="after")
+    def _valid_mysql(self) -> MySQLSpec:
+        parse_data(self.data)  # raises ValueError with the bad key
+        if self.dsn is not None:
+            _parse_dsn(self.dsn.get_secret_value())
+        return self
+
+    def connect_params(self) -> tuple[str, int, str, str, str | None]:
+        """(host, port, user, password, database); explicit keys win over the DSN's."""
+        if self.dsn is not None:
+            host, port, user, password, database = _parse_dsn(self.dsn.get_secret_value())
+        else:
+            (host, port), user, password, database = self.host_port(), None, None, None
+        user = self.username or user or _os_user()
+        if self.password is not None:
+            password = self.password.get_secret_value()
+        return host, port, user, password or "", self.database or database
+
+
+def _parse_dsn(dsn: str) -> tuple[str, int, str | None, str | None, str | None]:
+    """mysql://user:password@host:port/database -> its parts. Messages never repeat the DSN."""
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError:
+        raise ValueError("dsn has an invalid host or port") from None
+    if not parts.hostname:
+        raise ValueError("dsn has no host: mysql://user:password@host:3306/database")
+    if parts.query or parts.fragment:
+        raise ValueError("dsn query parameters are not supported; use the client keys")
+    database = unquote(parts.path.lstrip("/"))
+    if "/" in database:
+        raise ValueError("dsn path must be a single database name")
+    return (
+        parts.hostname,
+        port or DEFAULT_PORT,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password is not None else None,
+        database or None,
+    )
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in the environment nor in the password database
+        return "root"
+
+
+class MySQLProber(Prober[MySQLSpec]):
+    spec_type: ClassVar[type[ProbeSpec]] = MySQLSpec
+
+    def __init__(self, spec: MySQLSpec, resources: SharedResources) -> None:
+        super().__init__(spec, resources)
+        self._host, self._port, self._user, self._password, self._database = spec.connect_params()
+        self._checks = parse_data(spec.data)
+        self._ssl: ssl.SSLContext | None = None
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        try:
+            return await self._check(ctx)
+        except _Failed as failed:
+            message = f"{failed.label}: {_describe(failed.error, self._user)}"
+            raise ProbeError(message, **ctx.details) from None
+        except (OSError, pymysql.err.Error, _NoTLS, UnicodeError) as exc:
+            raise ProbeError(_describe(exc, self._user), **ctx.details) from None
+
+    async def _check(self, ctx: CheckContext) -> Outcome:
+        if self._database is not None:
+            ctx.details["database"] = self._database
+        ctx.phase = "connect"
+        if self.spec.uses_tls and self._ssl is None:
+            self._ssl = client_ssl_context(self.spec)  # on first use: a bad key file is a failure
+        conn = _Connection(
+            ctx,
+            host=self._host,
+            port=self._port,
+            user=self._user,
+            password=self._password,
+            db=self._database,
+            connect_timeout=self.spec.timeout + _DRIVER_TIMEOUT_MARGIN,
+            ssl=self._ssl,
+            autocommit=True,  # the server's default: no SET AUTOCOMMIT round trip
+            cursorclass=_QuietCursor,
+            program_name="probe",
+        )
+        try:
+            await conn._connect()
+            version = _version(conn.server_version)
+            ctx.details["server_version"] = version
+            ctx.phase = "query"
+            await _first_row(conn, "SELECT 1")
+            failed = await self._run_data(conn)
+            if failed is None:
+                failed = await self._run_query(conn)
+            ctx.phase = "close"
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await conn.ensure_closed()  # COM_QUIT: a clean goodbye
+        finally:
+            conn.close()  # synchronous: closes the socket at once, also under cancellation
+        if failed is not None:
+            return Outcome(ok=False, message=failed, details={"server_version": version})
+        message = f"{_product(version)} {version.split('-', 1)[0]}"
+        if self._database is not None:
+            message += f", database {shown(self._database)}"
+        if self._checks:
+            count = len(self._checks)
+            message += f"; {count} data value{'s' if count != 1 else ''} as expected"
+        if self.spec.query is not None:
+            message += "; query as expected" if self.spec.expect is not None else "; query ok"
+        return Outcome(ok=True, message=message, details={"server_version": version})
+
+    async def _run_data(self, conn: Any) -> str | None:
+        """Run the data checks in config order; the first mismatch's message, or None."""
+        for check in self._checks:
+            with _labelled(f"data {shown(check.key)}"):
+                found, got = await _fetch_data(conn, check)
+            if not found or got != check.expected:
+                return f"data {shown(check.key)}: {mismatch(check.expected, got, found=found)}"
+        return None
+
+    async def _run_query(self, conn: Any) -> str | None:
+        query, expect = self.spec.query, self.spec.expect
+        if query is None:
+            return None
+        with _labelled("query"):
+            row = await _first_row(conn, query)
+        if expect is None:
+            return None
+        if not row:
+            return mismatch(expect, None, found=False)
+        got = as_text(row[0])
+        return None if got == expect else mismatch(expect, got)
+
+
+class _NoTLS(Exception):
+    """TLS is configured and the server's greeting does not offer it."""
+
+
+class _Connection(aiomysql.Connection):  # type: ignore[misc]
+    """aiomysql's connection, telling the check which step of the handshake it is in, and
+    refusing to go on in the clear when TLS is configured and the server has none."""
+
+    def __init__(self, ctx: CheckContext, **kwargs: Any) -> None:
+        self._probe_ctx = ctx  # first: aiomysql's __init__ sets _secure
+        super().__init__(**kwargs)
+
+    async def _get_server_information(self) -> None:
+        await super()._get_server_information()  # the server's greeting has arrived
+        if self._ssl_context is None:
+            self._probe_ctx.phase = "auth"
+        elif not self.server_capabilities & CLIENT.SSL:
+            raise _NoTLS
+        else:
+            self._probe_ctx.phase = "TLS handshake"
+
+    # aiomysql sets `_secure = True` right after its TLS handshake, before authenticating.
+    @property
+    def _secure(self) -> bool:
+        return bool(self.__dict__.get("_probe_secure", False))
+
+    @_secure.setter
+    def _secure(self, value: bool) -> None:
+        self.__dict__["_probe_secure"] = value
+        if value and self._probe_ctx.phase == "TLS handshake":
+            self._probe_ctx.phase = "auth"
+
+
+class _QuietCursor(aiomysql.Cursor):  # type: ignore[misc]
+    """A cursor that does not fetch the server's warnings after each query: aiomysql would
+    send `SHOW WARNINGS` and raise each as a Python warning (a `WHERE id = 'x'` on an integer
+    column warns), which a health check neither wants nor should pay a round trip for."""
+
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+async def _first_row(conn: Any, sql: str, args: tuple[str, ...] | None = None) -> Any:
+    cursor = await conn.cursor()
+    await cursor.execute(sql, args)
+    return await cursor.fetchone()
+
+
+def _ident(name: str) -> str:
+    # pymysql formats the parameters into the statement with `%`: a `%` in a name must be
+    # doubled to stay a literal character.
+    return quote_mysql(name).replace("%", "%%")
+
+
+async def _fetch_data(conn: Any, check: DataCheck) -> tuple[bool, str | None]:
+    """(row found, the column as text) for one data check."""
+    sql = (
+        f"SELECT CAST({_ident(check.column)} AS CHAR)"
+        f" FROM {_ident(check.database)}.{_ident(check.table)}"
+        f" WHERE {_ident(check.key_column)} = %s LIMIT 1"
+    )
+    row = await _first_row(conn, sql, (check.key_value,))
+    if row is None:
+        return False, None
+    return True, as_text(row[0])
+
+
+def _version(greeting: str) -> str:
+    """The server version without MariaDB's `5.5.5-` compatibility prefix."""
+    return greeting.removeprefix("5.5.5-") if "mariadb" in greeting.lower() else greeting
+
+
+def _product(version: str) -> str:
+    return "MariaDB" if "mariadb" in version.lower() else "MySQL"
+
+
+class _Failed(Exception):
+    """A server error in one data check or the query, with what was being checked."""
+
+    def __init__(self, label: str, error: BaseException) -> None:
+        super().__init__(label)
+        self.label = label
+        self.error = error
+
+
+@contextlib.contextmanager
+def _labelled(label: str) -> Iterator[None]:
+    """Server errors (missing table, bad SQL) say which data check or query they came from;
+    connection errors stay as they are."""
+    try:
+        yield
+    except pymysql.err.Error as exc:
+        code = _error_code(exc)
+        if code is not None and code < _FIRST_CLIENT_ERROR:
+            raise _Failed(label, exc) from exc
+        raise
+
+
+def _error_code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+_SYNTAX_NEAR = re.compile(r"near (.*)$", re.DOTALL)
+
+
+def _describe(exc: BaseException, user: str) -> str:
+    """The one place aiomysql, pymysql, TLS and OS errors become messages."""
+    if isinstance(exc, _NoTLS):
+        return "TLS: the server does not support TLS"
+    code = _error_code(exc) if isinstance(exc, pymysql.err.Error) else None
+    if code is not None:
+        text = str(exc.args[1]) if len(exc.args) > 1 else ""
+        quoted = _QUOTED.search(text)
+        if code == _ACCESS_DENIED:
+            return f"authentication failed for user {shown(user)}"
+        if code == _BAD_DB and quoted:
+            return f"database {shown(quoted.group(1))} does not exist"
+        if code == _NO_SUCH_TABLE and quoted:
+            return f"table {shown(quoted.group(1))} does not exist"
+        if code == _SYNTAX_ERROR and (near := _SYNTAX_NEAR.search(text)):
+            return f"SQL syntax error near {near.group(1)}"
+        if code == _TOO_MANY_CONNECTIONS:
+            return "too many connections"
+        if code == _CONN_HOST_ERROR or code in _CONNECTION_LOST:
+            known = describe_os_error(exc)
+            if known is not None:
+                return known
+            return (
+                "cannot connect" if code == _CONN_HOST_ERROR else "connection closed by the server"
+            )
+        if text:
+            return _first_line(text[:1].lower() + text[1:])
+        return f"MySQL error {code}"
+    known = describe_os_error(exc)
+    if known is not None:
+        return known
+    if isinstance(exc, UnicodeError):
+        # Never str(exc): a UnicodeEncodeError carries the text it failed on (the password).
+        return "the user name or password has characters the MySQL handshake cannot send"
+    if isinstance(exc, TimeoutError):
+        return "timeout in the driver"
+    return f"{type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:200]

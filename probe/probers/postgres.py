@@ -1,0 +1,337 @@
+"""PostgreSQL probes (asyncpg): connect, authenticate, `SELECT 1`, then the optional checks.
+
+Every check opens a connection of its own with `asyncpg.connect` (never a pool) and closes it
+before it returns: gracefully (`close(timeout=...)`) when all went well, at once
+(`terminate()`, which awaits nothing) on an error, a timeout or a cancellation.
+
+- database: from `database:`, else the DSN's, else `postgres` (EaseProbe connects to
+  `template1`, which users without rights there cannot reach).
+- `data` (EaseProbe's form, `"db:table:column:key_column:key_value": "expected"`) runs
+  `SELECT column::text FROM table WHERE key_column = $1` in database `db`. PostgreSQL cannot
+  query another database from a connection, so a `db` other than the probe's database is
+  reached through one more connection (same credentials and TLS), one per distinct `db`, opened
+  and closed within the check. Identifiers are quoted (case-sensitive, as EaseProbe quotes
+  them); the key value is a parameter, converted on the server to the key column's type.
+- `query` + `expect`: the first column of the first row, compared as text.
+- TLS: `ca`/`cert`/`key`/`insecure` make TLS required; otherwise asyncpg's default applies
+  (`sslmode=prefer` unless the DSN says otherwise). Unset user, password and database follow
+  libpq's conventions through asyncpg (PGUSER, PGPASSWORD, ~/.pgpass, the OS user).
+
+The phase is `connect` until the connection is ready (asyncpg does TCP, TLS and
+authentication in one call), then `query`. Driver exceptions become messages in `_describe()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import ssl
+from collections.abc import Iterator
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+from pydantic import model_validator
+
+from probe.config.models import ProbeSpec
+from probe.core.check import CheckContext, Outcome
+from probe.errors import ProbeError
+from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._net import describe_os_error
+from probe.probers._sql import DataCheck, as_text, mismatch, parse_data, quote_postgres, shown
+from probe.probers.base import Prober, SharedResources
+
+__all__ = ["DEFAULT_DATABASE", "PostgresProber", "PostgresSpec"]
+
+DEFAULT_DATABASE = "postgres"
+
+# A graceful close (the Terminate message) that takes longer than this is cut short.
+_CLOSE_TIMEOUT = 1.0
+# asyncpg's own connect timeout sits past the probe's, so the scheduler's hard timeout (which
+# names the phase) is the one that fires.
+_DRIVER_TIMEOUT_MARGIN = 1.0
+
+# Key column types whose parameter asyncpg takes as a Python str or int as it is; any other
+# type gets the text converted on the server (CAST($1::text AS type)).
+_TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
+_INT_TYPES = frozenset({"int2", "int4", "int8", "oid"})
+_INT_TEXT = re.compile(r"[+-]?\d{1,18}")
+
+
+class PostgresSpec(ClientSpec):
+    """A `client:` entry with `driver: postgres`."""
+
+    kind: ClassVar[str] = "postgres"
+    dsn_schemes: ClassVar[tuple[str, ...]] = ("postgres", "postgresql")
+
+    @model_validator(mode="after")
+    def _valid_postgres(self) -> PostgresSpec:
+        parse_data(self.data)  # raises ValueError with the bad key
+        if self.dsn is not None:
+            _check_dsn(self.dsn.get_secret_value())
+        return self
+
+    def effective_database(self) -> str:
+        """`database:`, else the DSN's database, else `postgres`."""
+        if self.database:
+            return self.database
+        if self.dsn is not None:
+            from_dsn = _dsn_field(self.dsn.get_secret_value(), "database")
+            if from_dsn:
+                return from_dsn
+        return DEFAULT_DATABASE
+
+    def effective_user(self) -> str | None:
+        """`username:`, else the DSN's user; None leaves it to asyncpg (PGUSER, OS user)."""
+        if self.username:
+            return self.username
+        if self.dsn is not None:
+            return _dsn_field(self.dsn.get_secret_value(), "user")
+        return None
+
+
+def _check_dsn(dsn: str) -> None:
+    """Reject a DSN asyncpg would not parse; messages never repeat the DSN (it holds secrets)."""
+    try:
+        parts = urlsplit(dsn)
+        if parts.query:
+            parse_qs(parts.query, strict_parsing=True)
+        if "," not in parts.netloc:  # multi-host DSNs are asyncpg's to check
+            port = parts.port
+            if port == 0:
+                raise ValueError
+    except ValueError:
+        raise ValueError("dsn is not a valid postgres:// URI (check the port and query)") from None
+
+
+def _dsn_field(dsn: str, field: str) -> str | None:
+    """The user or database a postgres:// DSN names (userinfo/path, or ?user= / ?dbname=)."""
+    parts = urlsplit(dsn)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()} if parts.query else {}
+    if field == "user":
+        return query.get("user") or (unquote(parts.username) if parts.username else None)
+    path = unquote(parts.path.lstrip("/"))
+    return query.get("dbname") or query.get("database") or path or None
+
+
+class PostgresProber(Prober[PostgresSpec]):
+    spec_type: ClassVar[type[ProbeSpec]] = PostgresSpec
+
+    def __init__(self, spec: PostgresSpec, resources: SharedResources) -> None:
+        super().__init__(spec, resources)
+        self._database = spec.effective_database()
+        self._user = spec.effective_user()
+        self._checks = parse_data(spec.data)
+        self._ssl: ssl.SSLContext | None = None
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        try:
+            return await self._check(ctx)
+        except _Failed as failed:
+            message = f"{failed.label}: {_describe(failed.error, self._user)}"
+            raise ProbeError(message, **ctx.details) from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ProbeError(_describe(exc, self._user), **ctx.details) from None
+
+    async def _check(self, ctx: CheckContext) -> Outcome:
+        ctx.details["database"] = self._database
+        ctx.phase = "connect"
+        conn = await self._connect(self._database)
+        try:
+            version = _version(conn)
+            ctx.details["server_version"] = version
+            ctx.phase = "query"
+            await conn.fetchval("SELECT 1")
+            failed = await self._run_data(conn, ctx)
+            if failed is None:
+                failed = await self._run_query(conn)
+        except BaseException:
+            conn.terminate()  # awaits nothing, so it is safe under cancellation
+            raise
+        ctx.phase = "close"
+        await _close(conn)
+        if failed is not None:
+            return Outcome(ok=False, message=failed, details={"server_version": version})
+        message = f"PostgreSQL {version}, database {shown(self._database)}"
+        if self._checks:
+            count = len(self._checks)
+            message += f"; {count} data value{'s' if count != 1 else ''} as expected"
+        if self.spec.query is not None:
+            message += "; query as expected" if self.spec.expect is not None else "; query ok"
+        return Outcome(ok=True, message=message, details={"server_version": version})
+
+    async def _connect(self, database: str) -> Any:
+        spec = self.spec
+        kwargs: dict[str, Any] = {
+            "database": database,
+            "timeout": spec.timeout + _DRIVER_TIMEOUT_MARGIN,
+            "server_settings": {"application_name": "probe"},
+        }
+        if spec.dsn is not None:
+            kwargs["dsn"] = spec.dsn.get_secret_value()
+        else:
+            kwargs["host"], kwargs["port"] = spec.host_port()
+        if spec.username:
+            kwargs["user"] = spec.username
+        if spec.password is not None:
+            kwargs["password"] = spec.password.get_secret_value()
+        if spec.uses_tls:
+            if self._ssl is None:  # built on first use: a bad key file is a check failure
+                self._ssl = client_ssl_context(spec)
+            kwargs["ssl"] = self._ssl
+        try:
+            return await asyncpg.connect(**kwargs)
+        except ValueError as exc:
+            if isinstance(exc, asyncpg.InterfaceError):
+                raise
+            # asyncpg's DSN and option parsing: its text may quote the DSN, password included.
+            raise asyncpg.ClientConfigurationError("invalid connection settings") from None
+
+    async def _run_data(self, conn: Any, ctx: CheckContext) -> str | None:
+        """Run the data checks, grouped by database (one connection each), in config order
+        within a database; the first mismatch's message, or None."""
+        by_database: dict[str, list[DataCheck]] = {}
+        for check in self._checks:
+            by_database.setdefault(check.database, []).append(check)
+        for database, checks in by_database.items():
+            if database == self._database:
+                failed = await _data_checks(conn, checks)
+            else:
+                ctx.phase = "connect"
+                with _labelled(f"data {shown(checks[0].key)}"):
+                    other = await self._connect(database)
+                try:
+                    ctx.phase = "query"
+                    failed = await _data_checks(other, checks)
+                except BaseException:
+                    other.terminate()
+                    raise
+                await _close(other)
+            if failed is not None:
+                return failed
+        return None
+
+    async def _run_query(self, conn: Any) -> str | None:
+        query, expect = self.spec.query, self.spec.expect
+        if query is None:
+            return None
+        with _labelled("query"):
+            row = await conn.fetchrow(query)
+        if expect is None:
+            return None
+        if row is None or len(row) == 0:
+            return mismatch(expect, None, found=False)
+        got = as_text(row[0])
+        return None if got == expect else mismatch(expect, got)
+
+
+async def _data_checks(conn: Any, checks: list[DataCheck]) -> str | None:
+    for check in checks:
+        with _labelled(f"data {shown(check.key)}"):
+            found, got = await _fetch_data(conn, check)
+        if not found or got != check.expected:
+            return f"data {shown(check.key)}: {mismatch(check.expected, got, found=found)}"
+    return None
+
+
+async def _fetch_data(conn: Any, check: DataCheck) -> tuple[bool, str | None]:
+    """(row found, the column as text) for one data check."""
+    select = (
+        f"SELECT {quote_postgres(check.column)}::text FROM {quote_postgres(check.table)}"
+        f" WHERE {quote_postgres(check.key_column)} = "
+    )
+    statement = await conn.prepare(select + "$1 LIMIT 1")
+    (param,) = statement.get_parameters()
+    value: str | int = check.key_value
+    if param.name in _INT_TYPES and _INT_TEXT.fullmatch(check.key_value):
+        value = int(check.key_value)
+    elif param.name not in _TEXT_TYPES:
+        # The server's own type name (quoted), not user text: the server parses the key value.
+        cast = f"{quote_postgres(param.schema)}.{quote_postgres(param.name)}"
+        statement = await conn.prepare(select + f"CAST($1::text AS {cast}) LIMIT 1")
+    row = await statement.fetchrow(value)
+    if row is None:
+        return False, None
+    return True, as_text(row[0])
+
+
+class _Failed(Exception):
+    """A server error in one data check or the query, with what was being checked."""
+
+    def __init__(self, label: str, error: asyncpg.PostgresError) -> None:
+        super().__init__(label)
+        self.label = label
+        self.error = error
+
+
+@contextlib.contextmanager
+def _labelled(label: str) -> Iterator[None]:
+    """Server errors (missing table, bad SQL) say which data check or query they came from;
+    connection errors stay as they are."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        raise _Failed(label, exc) from exc
+
+
+async def _close(conn: Any) -> None:
+    """Close gracefully, bounded; abort the connection if that fails or is cancelled."""
+    try:
+        await conn.close(timeout=_CLOSE_TIMEOUT)
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
+    except Exception:
+        conn.terminate()  # the check is already decided; a failed goodbye changes nothing
+
+
+def _version(conn: Any) -> str:
+    """`15.20` (the server's server_version setting, without the distribution's suffix)."""
+    text = str(conn.get_settings().server_version or "")
+    if text:
+        return text.split(" ", 1)[0]
+    v = conn.get_server_version()
+    return f"{v.major}.{v.micro}" if v.major >= 10 else f"{v.major}.{v.minor}.{v.micro}"
+
+
+_USER_IN_MESSAGE = re.compile(r'for user "((?:[^"]|"")*)"')
+_RELATION_MISSING = re.compile(r'relation "(.*)" does not exist')
+
+
+def _describe(exc: BaseException, user: str | None) -> str:
+    """The one place asyncpg, TLS and OS errors become messages."""
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        match = _USER_IN_MESSAGE.search(exc.message or "")
+        name = match.group(1) if match else (user or "")
+        return f"authentication failed for user {shown(name)}"
+    if isinstance(
+        exc, asyncpg.InvalidCatalogNameError | asyncpg.InvalidAuthorizationSpecificationError
+    ):
+        return str(exc.message)  # `database "x" does not exist`, `role "x" does not exist`, ...
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        match = _RELATION_MISSING.search(exc.message or "")
+        return f'table "{match.group(1)}" does not exist' if match else str(exc.message)
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return "too many connections"
+    if isinstance(exc, asyncpg.PostgresError):
+        return _first_line(str(exc.message or type(exc).__name__))
+    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+        return "TLS: the server does not support TLS"
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+        return "connection closed by the server"
+    known = describe_os_error(exc)
+    if known is not None:
+        return known
+    if isinstance(exc, TimeoutError):
+        return "timeout in the driver"
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return "invalid connection settings"  # asyncpg's text may quote the DSN
+    if isinstance(exc, asyncpg.InterfaceError):
+        return _first_line(str(exc))
+    return f"{type(exc).__name__}: {_first_line(str(exc))}"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:200]

@@ -1,0 +1,382 @@
+"""Redis probes (`client:` with `driver: redis`): connect, AUTH, SELECT, PING, and optionally
+compare keys with the values they should hold.
+
+Every check opens a connection of its own (a `redis.asyncio` Connection, never a pool), so it
+exercises what a new client goes through: name resolution, TCP connect, TLS, AUTH and SELECT.
+The steps are sent one by one rather than by the driver's connect handshake, so that a timeout
+says where it struck (`ctx.phase`) and a refusal says which step refused:
+
+    resolve -> connect -> TLS handshake -> auth -> select -> ping -> info -> data
+
+`INFO server` gives the server version for the details; a server that refuses INFO (an ACL
+without `+info`, a renamed command) is still up. `data: {key: expected}` runs `GET key` and
+compares the value as text. Nothing else is ever sent: the driver takes no `query`.
+
+Messages: driver exceptions are mapped in `_describe()`: `connection refused`,
+`authentication failed for user "app"`, `authentication required`,
+`invalid database index 99`, `permission denied: ...`; data mismatches are judged results:
+`key "k": expected "v", got "w"` or `key "k": expected "v", got nothing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio.connection as redis_connection
+import redis.exceptions as redis_errors
+from pydantic import model_validator
+
+from probe.config.models import ProbeSpec
+from probe.core.check import CheckContext, Outcome
+from probe.errors import ProbeError
+from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._net import describe_os_error, format_address, iter_causes, resolve
+from probe.probers.base import Prober, SharedResources
+
+__all__ = ["DEFAULT_PORT", "RedisProber", "RedisSpec"]
+
+DEFAULT_PORT = 6379
+
+_HOST_SCHEMES = {"redis": False, "rediss": True, "tcp": False}
+_DB_INDEX = re.compile(r"\d{1,9}")
+# Longest value shown in a mismatch message; the rest is cut with "...".
+_SHOWN = 80
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where and how to connect, from `host` + keys or from the DSN."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    db: int
+
+
+class RedisSpec(ClientSpec):
+    """A `client:` entry with `driver: redis`.
+
+    `host: host:port` (or `redis://host:port`, `rediss://host:port` for TLS) or
+    `dsn: redis[s]://[user[:password]@]host[:port][/db]`; `username` (an ACL user, Redis 6+),
+    `password`, `database` (the db index, default 0), `data: {key: expected}`, and
+    `ca`/`cert`/`key`/`insecure` for TLS.
+    """
+
+    kind: ClassVar[str] = "redis"
+    dsn_schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss")
+
+    @model_validator(mode="after")
+    def _redis_keys(self) -> RedisSpec:
+        if self.query is not None:
+            raise ValueError(
+                "the redis driver runs no query (it never sends arbitrary commands); "
+                "use data: {key: expected} to check values"
+            )
+        for key in self.data:
+            if not key:
+                raise ValueError("data: a redis key cannot be empty")
+        if self.host is not None and "://" in self.host:
+            scheme = self.host.partition("://")[0].lower()
+            if scheme not in _HOST_SCHEMES:
+                raise ValueError(
+                    f'host: unsupported scheme "{scheme}://"; use host:port, redis:// or rediss://'
+                )
+        if self.database is not None and not _DB_INDEX.fullmatch(self.database.strip()):
+            raise ValueError(
+                f'database: "{self.database}" is not a database index (a number such as 0 or 3)'
+            )
+        target = self.target()  # raises ValueError for a DSN we cannot use
+        if target.username is not None and target.password is None:
+            raise ValueError("username needs a password (AUTH takes both)")
+        return self
+
+    def target(self) -> _Target:
+        """The connection target, merging the DSN with the keys (validated: unambiguous)."""
+        username = self.username
+        password = self.password.get_secret_value() if self.password is not None else None
+        database = self.database.strip() if self.database is not None else None
+        if self.dsn is not None:
+            host, port, tls, dsn_user, dsn_password, dsn_db = _parse_dsn(
+                self.dsn.get_secret_value()
+            )
+            if dsn_user is not None:
+                if username is not None:
+                    raise ValueError("set the username in the dsn or in username, not both")
+                username = dsn_user
+            if dsn_password is not None:
+                if password is not None:
+                    raise ValueError("set the password in the dsn or in password, not both")
+                password = dsn_password
+            if dsn_db is not None:
+                if database is not None:
+                    raise ValueError("set the database in the dsn path or in database, not both")
+                database = dsn_db
+        else:
+            host, port = self.host_port()
+            raw = self.host or ""
+            tls = "://" in raw and _HOST_SCHEMES.get(raw.partition("://")[0].lower(), False)
+        return _Target(
+            host=host,
+            port=port,
+            tls=tls or self.uses_tls,
+            username=username or None,
+            password=password,
+            db=int(database) if database else 0,
+        )
+
+
+def _parse_dsn(dsn: str) -> tuple[str, int, bool, str | None, str | None, str | None]:
+    """(host, port, tls, username, password, db) of a redis:// or rediss:// URI.
+
+    Error messages never repeat the DSN: it may hold a password.
+    """
+    try:
+        parts = urlsplit(dsn.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            "dsn: invalid URI (check the port and the brackets of an IPv6 host)"
+        ) from None
+    host = parts.hostname
+    if not host:
+        raise ValueError("dsn: the URI has no host")
+    if parts.query or parts.fragment:
+        raise ValueError(
+            "dsn: query parameters are not supported; use database, ca/cert/key and insecure"
+        )
+    path = parts.path.strip("/")
+    if path and not _DB_INDEX.fullmatch(path):
+        raise ValueError("dsn: the path must be a database index, as in redis://host:6379/3")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    tls = parts.scheme.lower() == "rediss"
+    return host, port or DEFAULT_PORT, tls, username, password, path or None
+
+
+class _ProbeConnection(redis_connection.Connection):
+    """A redis.asyncio Connection that reports its phases and uses our resolver and TLS.
+
+    Only `_connect` is ours (the hook redis-py's own connection classes override); the
+    protocol, the parser and the replies are the driver's.
+    """
+
+    def __init__(
+        self,
+        *,
+        ctx: CheckContext,
+        ssl_context: ssl.SSLContext | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._ctx = ctx
+        self._ssl_context = ssl_context
+
+    async def _connect(self) -> None:
+        ctx = self._ctx
+        ctx.phase = "resolve"
+        addresses = await resolve(self.host, self.port)
+        ctx.phase = "connect"
+        loop = asyncio.get_running_loop()
+        failure: OSError | None = None
+        for family, sockaddr in addresses:
+            ctx.details["peer"] = format_address(sockaddr)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, sockaddr)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+                continue
+            except BaseException:
+                sock.close()  # cancelled: the scheduler's timeout
+                raise
+            break
+        else:
+            assert failure is not None  # resolve() never returns an empty list
+            raise failure
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._reader, self._writer = reader, writer
+        if self._ssl_context is not None:
+            ctx.phase = "TLS handshake"
+            await writer.start_tls(self._ssl_context, server_hostname=self.host)
+
+    def abort(self) -> None:
+        """Close at once, without waiting for anything (safe on every path, twice too)."""
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.transport.abort()
+
+
+class RedisProber(Prober[RedisSpec]):
+    spec_type: ClassVar[type[ProbeSpec]] = RedisSpec
+
+    def __init__(self, spec: RedisSpec, resources: SharedResources) -> None:
+        super().__init__(spec, resources)
+        self._target = spec.target()
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The prober's SSLContext, built on first use (a bad CA file is a failed check)."""
+        if not self._target.tls:
+            return None
+        if self._ssl_context is None:
+            try:
+                self._ssl_context = client_ssl_context(self.spec)
+            except (OSError, ssl.SSLError) as exc:
+                raise ProbeError(f"TLS: cannot load the certificates: {_short(exc)}") from None
+        return self._ssl_context
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        target = self._target
+        ctx.details["db"] = target.db
+        conn = _ProbeConnection(
+            ctx=ctx,
+            ssl_context=self._tls(),
+            host=target.host,
+            port=target.port,
+            socket_timeout=None,  # the scheduler bounds the whole check
+            socket_connect_timeout=None,
+            socket_keepalive=False,
+            driver_info=None,  # no CLIENT SETINFO: we send AUTH and SELECT ourselves
+            protocol=2,  # no HELLO on connect (redis-py 8 defaults to RESP3; Redis < 6 has none)
+        )
+        try:
+            await conn.connect()  # type: ignore[no-untyped-call]  # resolve, connect, TLS
+            if target.password is not None:
+                ctx.phase = "auth"
+                auth = (target.username, target.password) if target.username else (target.password,)
+                await _command(conn, "AUTH", *auth)
+            if target.db:
+                ctx.phase = "select"
+                await _command(conn, "SELECT", target.db)
+            ctx.phase = "ping"
+            await _command(conn, "PING")
+            ctx.phase = "info"
+            version = await _server_version(conn)
+            if version is not None:
+                ctx.details["version"] = version
+            if self.spec.data:
+                ctx.phase = "data"
+            mismatches = [
+                problem
+                for key, expected in self.spec.data.items()
+                if (problem := await _check_key(conn, key, expected)) is not None
+            ]
+        except redis_errors.RedisError as exc:
+            raise ProbeError(_describe(exc, target), **ctx.details) from None
+        finally:
+            conn.abort()
+
+        server = f"redis {version}" if version else "redis"
+        details = dict(ctx.details)
+        if self.spec.data:
+            details["keys_checked"] = len(self.spec.data)
+        if mismatches:
+            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+            details["mismatches"] = len(mismatches)
+            return Outcome(ok=False, message=mismatches[0] + more, details=details)
+        message = f"PONG from {server} (db {target.db})"
+        if self.spec.data:
+            count = len(self.spec.data)
+            message += f"; {count} key{'s' if count > 1 else ''} as expected"
+        return Outcome(ok=True, message=message, details=details)
+
+
+async def _command(conn: _ProbeConnection, *args: Any) -> Any:
+    await conn.send_command(*args, check_health=False)
+    return await conn.read_response()
+
+
+async def _server_version(conn: _ProbeConnection) -> str | None:
+    """The version from `INFO server`, or None when the server will not say."""
+    try:
+        info = await _command(conn, "INFO", "server")
+    except redis_errors.ResponseError:
+        return None  # INFO denied by an ACL or renamed: the server still answers
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    fields = dict(
+        line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#")
+    )
+    # Valkey reports the Redis version it is compatible with as redis_version.
+    if "valkey_version" in fields:
+        return f"valkey {fields['valkey_version'].strip()}"
+    version = fields.get("redis_version")
+    return version.strip() if version else None
+
+
+async def _check_key(conn: _ProbeConnection, key: str, expected: str) -> str | None:
+    """None when `key` holds `expected`, else what is wrong (a judged result, not an error)."""
+    try:
+        value = await _command(conn, "GET", key)
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith("WRONGTYPE"):
+            return f'key "{key}": expected "{_shown(expected)}", got a value that is not a string'
+        raise
+    if value is None:
+        return f'key "{key}": expected "{_shown(expected)}", got nothing'
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if text == expected:
+        return None
+    return f'key "{key}": expected "{_shown(expected)}", got "{_shown(text)}"'
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__)[:120]
+
+
+def _describe(exc: redis_errors.RedisError, target: _Target) -> str:
+    """The one place redis-py exceptions become messages."""
+    user = target.username or "default"
+    text = str(exc)
+    lowered = text.lower()
+    if isinstance(exc, redis_errors.ResponseError | redis_errors.AuthenticationError):
+        if lowered.startswith("authentication required") or "noauth" in lowered:
+            return "authentication required"
+        if "without any password configured" in lowered:
+            return f'authentication failed for user "{user}" (the server has no password set)'
+        if isinstance(exc, redis_errors.AuthenticationError) or "invalid password" in lowered:
+            return f'authentication failed for user "{user}"'
+        if "db index is out of range" in lowered or "invalid db index" in lowered:
+            return f"invalid database index {target.db}"
+        if isinstance(exc, redis_errors.NoPermissionError):
+            return f"permission denied: {_short(exc)}"
+        if isinstance(exc, redis_errors.BusyLoadingError) or lowered.startswith("loading"):
+            return "the server is loading its dataset"
+        if "unknown command" in lowered:
+            return f"command refused: {_short(exc)}"
+        return f"redis error: {_short(exc)}"
+    if isinstance(exc, redis_errors.BusyLoadingError):
+        return "the server is loading its dataset"
+    if "max number of clients reached" in lowered:
+        return "the server refused the connection: max number of clients reached"
+    for cause in iter_causes(exc):
+        if isinstance(cause, ProbeError):
+            return cause.message  # name resolution, from our resolver
+    known = describe_os_error(exc)
+    if known is not None:
+        return known
+    if isinstance(exc, redis_errors.InvalidResponse):
+        return "not a Redis server (invalid reply)"
+    if "closed by server" in lowered or "connection closed" in lowered:
+        return "the server closed the connection"
+    if isinstance(exc, redis_errors.TimeoutError):
+        return "timed out"
+    return f"redis error: {_short(exc)}"

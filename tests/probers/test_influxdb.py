@@ -1,0 +1,538 @@
+"""InfluxDB probes against real servers, and 2.x answers replayed by a local server.
+
+1.x, for real: the shared InfluxDB (127.0.0.1:8086, PROBE_TEST_INFLUXDB) runs without
+authentication; wrong passwords and missing privileges are tried on a private `influxd` started
+here with `[http] auth-enabled = true` and an admin user created first
+(tests/support/daemons.py). Outages go through a TCP proxy the test controls.
+
+2.x, replayed: Debian's `influxdb` package is InfluxDB 1.x (no Flux, no /api/v2 endpoints), and
+nothing may be downloaded at test time, so the Flux query path, `/health`, token
+authentication and the bucket check are tested against a local aiohttp server that replays
+InfluxDB 2.x answers (status, headers, body: `/ping` 204 with `X-Influxdb-Version: 2.7.10`,
+`/health` JSON, annotated CSV from `/api/v2/query`, JSON errors) from
+tests/probers/recorded/influxdb2.json. The client under test is the real influxdb-client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+from aiohttp import web
+from pydantic import ValidationError
+
+from probe.core.check import CheckContext, Outcome
+from probe.core.result import Status
+from probe.core.scheduler import run_check
+from probe.errors import ProbeError
+from probe.probers import CLIENT_DRIVERS, load_prober_class
+from probe.probers.base import SharedResources
+from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
+from tests.support.daemons import PrivateInfluxDB
+from tests.support.proxy import TCPProxy
+from tests.support.services import require_service
+
+ADMIN_PASSWORD = "admin-secret-51ab"
+READER_PASSWORD = "reader-secret-90fe"
+WRONG_PASSWORD = "wrong-secret-c3d2"
+TOKEN = "token-secret-e8a1-AbCdEf=="
+RECORDED: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "recorded" / "influxdb2.json").read_text()
+)
+
+
+@pytest.fixture(scope="module")
+def influx_url() -> str:
+    return require_service("influxdb")
+
+
+@pytest.fixture(scope="module")
+def influx_address(influx_url: str) -> str:
+    return influx_url.split("://", 1)[1].rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def shared_database(influx_url: str) -> Iterator[str]:
+    """A database of this test run on the shared server with one point, dropped at the end."""
+    name = f"probe_test_{uuid.uuid4().hex[:12]}"
+    with httpx.Client(base_url=influx_url, trust_env=False, timeout=10) as client:
+        client.post("/query", data={"q": f'CREATE DATABASE "{name}"'}).raise_for_status()
+        line = 'service,host=web-1 state="ok",load=0.5'
+        client.post("/write", params={"db": name}, content=line).raise_for_status()
+        yield name
+        client.post("/query", data={"q": f'DROP DATABASE "{name}"'})
+
+
+@pytest.fixture(scope="module")
+def auth_influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateInfluxDB]:
+    """A private influxd with auth enabled: `admin`, and `reader` with READ on `probe`."""
+    server = PrivateInfluxDB(
+        tmp_path_factory.mktemp("influxd-auth"),
+        admin=("admin", ADMIN_PASSWORD),
+        users={"reader": READER_PASSWORD},
+        databases=("probe",),
+    )
+    with server:
+        server.write("probe", 'service,host=web-1 state="ok"')
+        server.query('CREATE DATABASE "other"')
+        yield server
+
+
+@pytest.fixture
+async def resources():
+    shared = SharedResources()
+    yield shared
+    await shared.aclose()
+
+
+def make(resources: SharedResources, **keys: object) -> InfluxDBProber:
+    keys.setdefault("timeout", "5s")
+    return InfluxDBProber(InfluxDBSpec(name="influx", driver="influxdb", **keys), resources)
+
+
+async def check(resources: SharedResources, **keys: object) -> Outcome:
+    return await make(resources, **keys).check(CheckContext())
+
+
+async def failure(resources: SharedResources, **keys: object) -> ProbeError:
+    with pytest.raises(ProbeError) as caught:
+        await check(resources, **keys)
+    return caught.value
+
+
+def assert_no_secret(*texts: object, secrets: tuple[str, ...]) -> None:
+    for text in texts:
+        for secret in secrets:
+            assert secret not in str(text)
+
+
+# --- InfluxDB 2.x, replayed -----------------------------------------------------------------
+
+
+@dataclass
+class Replay:
+    url: str
+    health: str = "health_pass"
+    seen: list[tuple[str, str, dict[str, str], str]] = field(default_factory=list)
+
+
+def recorded(name: str) -> web.Response:
+    answer = RECORDED[name]
+    return web.Response(
+        status=answer["status"], headers=answer["headers"], body=answer["body"].encode()
+    )
+
+
+def replay_app(replay: Replay) -> web.Application:
+    """Answers as InfluxDB 2.7 does: the query text picks which recorded answer comes back."""
+
+    def authorised(request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Token {TOKEN}"
+
+    async def seen(request: web.Request) -> str:
+        body = (await request.read()).decode()
+        replay.seen.append((request.method, request.path_qs, dict(request.headers), body))
+        return body
+
+    async def ping(request: web.Request) -> web.Response:
+        await seen(request)
+        return recorded("ping")
+
+    async def health(request: web.Request) -> web.Response:
+        await seen(request)
+        return recorded(replay.health)
+
+    async def query(request: web.Request) -> web.Response:
+        body = json.loads(await seen(request))
+        if not authorised(request):
+            return recorded("unauthorized")
+        if request.query.get("org") == "nope":
+            return recorded("org_not_found")
+        flux = body["query"]
+        for marker, name in (
+            ('bucket: "nope"', "query_bucket_not_found"),
+            ("syntax", "query_compile_error"),
+            ("empty", "query_empty"),
+            ("number", "query_number"),
+            ("inband", "query_inband_error"),
+        ):
+            if marker in flux:
+                return recorded(name)
+        return recorded("query_value")
+
+    async def buckets(request: web.Request) -> web.Response:
+        await seen(request)
+        if not authorised(request):
+            return recorded("unauthorized")
+        if request.query.get("org") == "nope":
+            return recorded("org_not_found")
+        name = request.query.get("name")
+        return recorded("buckets_one" if name in (None, "probe") else "buckets_none")
+
+    app = web.Application()
+    app.router.add_get("/ping", ping)
+    app.router.add_get("/health", health)
+    app.router.add_post("/api/v2/query", query)
+    app.router.add_get("/api/v2/buckets", buckets)
+    return app
+
+
+@pytest.fixture
+async def influx2(web_server) -> Replay:
+    replay = Replay(url="")
+    replay.url = await web_server(replay_app(replay))
+    return replay
+
+
+async def test_v2_ping_and_health(influx2, resources):
+    outcome = await check(resources, dsn=influx2.url)
+    assert outcome.ok, outcome.message
+    assert outcome.message == "InfluxDB 2.7.10 ready"
+    assert outcome.details["version"] == "2.7.10"
+    assert outcome.details["health"] == "pass"
+    assert [(m, p) for m, p, _, _ in influx2.seen] == [("GET", "/ping"), ("GET", "/health")]
+
+
+async def test_v2_health_fail_is_down(influx2, resources):
+    influx2.health = "health_fail"
+    outcome = await check(resources, dsn=influx2.url)
+    assert not outcome.ok
+    assert outcome.message == 'health "fail": the storage engine is not ready'
+
+
+async def test_v2_flux_query_pass(influx2, resources):
+    flux = 'from(bucket: "probe") |> range(start: -1h) |> last()'
+    outcome = await check(
+        resources, dsn=influx2.url, token=TOKEN, org="acme", query=flux, expect="ok"
+    )
+    assert outcome.ok, outcome.message
+    assert outcome.message == 'InfluxDB 2.7.10: query returned "ok"'
+    assert outcome.details["value"] == "ok"
+    method, path, headers, body = influx2.seen[-1]
+    assert (method, path) == ("POST", "/api/v2/query?org=acme")
+    assert headers["Authorization"] == f"Token {TOKEN}"
+    assert json.loads(body)["query"] == flux
+
+
+async def test_v2_flux_query_mismatch(influx2, resources):
+    outcome = await check(
+        resources, dsn=influx2.url, token=TOKEN, org="acme", query="from(...)", expect="degraded"
+    )
+    assert not outcome.ok
+    assert outcome.message == 'expected "degraded", got "ok"'
+
+
+async def test_v2_flux_number_and_no_rows(influx2, resources):
+    keys = {"dsn": influx2.url, "token": TOKEN, "org": "acme"}
+    assert (await check(resources, **keys, query="number", expect="42.5")).ok
+    outcome = await check(resources, **keys, query="empty", expect="ok")
+    assert outcome.message == 'expected "ok", got nothing'
+    # Without `expect`, a query that runs is enough.
+    assert (await check(resources, **keys, query="empty")).ok
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"token": "not-the-token"}, "authentication failed: the token was rejected"),
+        ({}, "authentication required: set username and password (1.x) or token (2.x)"),
+        (
+            {"token": TOKEN, "query": "syntax error"},
+            "query failed: compilation failed: error at @1:1-1:5: undefined identifier nope",
+        ),
+        ({"token": TOKEN, "query": 'from(bucket: "nope")'}, 'bucket "nope" does not exist'),
+        (
+            {"token": TOKEN, "query": "inband"},
+            "query failed: runtime error @1:1-1:45: schema collision: cannot group string and"
+            " float types together",
+        ),
+        ({"token": TOKEN, "org": "nope"}, 'organization "nope" does not exist'),
+    ],
+)
+async def test_v2_query_failures(influx2, resources, keys, message):
+    keys.setdefault("query", "from(...)")
+    keys.setdefault("org", "acme")
+    prober = make(resources, dsn=influx2.url, **keys)
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == message
+    assert_no_secret(result.message, result.details, prober.endpoint, secrets=(TOKEN,))
+
+
+async def test_v2_token_and_bucket_without_a_query(influx2, resources):
+    assert (await check(resources, dsn=influx2.url, token=TOKEN, org="acme")).ok
+    assert influx2.seen[-1][1] == "/api/v2/buckets?limit=1&org=acme"
+    assert (await check(resources, dsn=influx2.url, token=TOKEN, database="probe")).ok
+    error = await failure(resources, dsn=influx2.url, token=TOKEN, database="nope")
+    assert error.message == 'bucket "nope" does not exist'
+    error = await failure(resources, dsn=influx2.url, token="wrong")
+    assert error.message == "authentication failed: the token was rejected"
+
+
+async def test_v2_over_tls(web_server, resources, tmp_path, server_ssl_context):
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = server_ssl_context(ca.issue_cert("127.0.0.1"))
+    url = await web_server(replay_app(Replay(url="")), ssl_context=context)
+    address = url.removeprefix("https://")
+    outcome = await check(resources, host=address, ca=ca_file)
+    assert outcome.ok, outcome.message
+    assert (await check(resources, dsn=url, insecure=True)).ok
+    error = await failure(resources, dsn=url)
+    assert error.message == "TLS: certificate signed by an unknown authority"
+
+
+# --- InfluxDB 1.x, the shared server --------------------------------------------------------
+
+
+def test_registry_points_at_the_prober():
+    assert load_prober_class(CLIENT_DRIVERS["influxdb"]) is InfluxDBProber
+    assert InfluxDBProber.spec_type is InfluxDBSpec
+
+
+async def test_healthy_1x_with_version(influx_address, resources):
+    outcome = await check(resources, host=influx_address)
+    assert outcome.ok, outcome.message
+    version = outcome.details["version"]
+    assert version.startswith("1.")
+    assert outcome.message == f"InfluxDB {version} ready"
+    assert "health" not in outcome.details  # 1.x has no /health before 1.8: not asked
+
+
+async def test_influxql_pass(influx_address, shared_database, resources):
+    outcome = await check(
+        resources,
+        host=influx_address,
+        database=shared_database,
+        influxql='SELECT last("state") FROM "service"',
+        expect="ok",
+    )
+    assert outcome.ok, outcome.message
+    assert outcome.details["value"] == "ok"
+
+
+async def test_influxql_mismatch_and_numbers(influx_address, shared_database, resources):
+    keys = {"host": influx_address, "database": shared_database}
+    outcome = await check(
+        resources, **keys, influxql='SELECT last("state") FROM "service"', expect="degraded"
+    )
+    assert not outcome.ok
+    assert outcome.message == 'expected "degraded", got "ok"'
+    assert (
+        await check(resources, **keys, influxql='SELECT "load" FROM "service"', expect="0.5")
+    ).ok
+
+
+async def test_influxql_no_rows(influx_address, shared_database, resources):
+    outcome = await check(
+        resources,
+        host=influx_address,
+        database=shared_database,
+        influxql='SELECT * FROM "nothing_here"',
+        expect="x",
+    )
+    assert outcome.message == 'expected "x", got nothing'
+
+
+async def test_unknown_database(influx_address, resources):
+    name = f"nope_{uuid.uuid4().hex[:8]}"
+    error = await failure(
+        resources, host=influx_address, database=name, influxql='SELECT * FROM "m"'
+    )
+    assert error.message == f'database "{name}" does not exist'
+    # Without a query, the database is looked up with SHOW DATABASES.
+    error = await failure(resources, host=influx_address, database=name)
+    assert error.message == f'database "{name}" does not exist'
+
+
+async def test_existing_database_without_query(influx_address, shared_database, resources):
+    assert (await check(resources, host=influx_address, database=shared_database)).ok
+
+
+async def test_influxql_syntax_error(influx_address, resources):
+    error = await failure(resources, host=influx_address, influxql="SELEC 1")
+    assert error.message.startswith("query failed: error parsing query: found SELEC")
+
+
+async def test_flux_on_1x_says_why(influx_address, resources):
+    error = await failure(resources, host=influx_address, query='from(bucket: "x")')
+    assert error.message == (
+        "no Flux query API here (404): Flux needs InfluxDB 2.x, or 1.8+ with flux-enabled"
+    )
+
+
+# --- authentication (private influxd with auth enabled) -------------------------------------
+
+
+async def test_right_password(auth_influx, resources):
+    keys = {"host": auth_influx.address, "username": "reader", "password": READER_PASSWORD}
+    assert (await check(resources, **keys)).ok
+    outcome = await check(
+        resources, **keys, database="probe", influxql='SELECT last("state") FROM "service"'
+    )
+    assert outcome.ok, outcome.message
+    assert outcome.details["value"] == "ok"
+
+
+async def test_wrong_password_is_an_authentication_failure(auth_influx, resources):
+    prober = make(resources, host=auth_influx.address, username="reader", password=WRONG_PASSWORD)
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == 'authentication failed for user "reader"'
+    assert_no_secret(
+        result.message,
+        result.details,
+        prober.endpoint,
+        secrets=(WRONG_PASSWORD, READER_PASSWORD),
+    )
+
+
+async def test_credentials_in_the_dsn(auth_influx, resources):
+    good = make(resources, dsn=f"http://reader:{READER_PASSWORD}@{auth_influx.address}")
+    assert (await good.check(CheckContext())).ok
+    assert good.endpoint == f"http://{auth_influx.address}"
+    bad = make(resources, dsn=f"http://reader:{WRONG_PASSWORD}@{auth_influx.address}")
+    result = (await run_check(bad)).result
+    assert result.message == 'authentication failed for user "reader"'
+    assert_no_secret(result.message, result.details, bad.endpoint, secrets=(WRONG_PASSWORD,))
+
+
+async def test_no_credentials_on_an_auth_server(auth_influx, resources):
+    # /ping needs none; any query does.
+    assert (await check(resources, host=auth_influx.address)).ok
+    error = await failure(resources, host=auth_influx.address, influxql="SHOW DATABASES")
+    assert error.message == (
+        "authentication required: set username and password (1.x) or token (2.x)"
+    )
+
+
+async def test_not_authorised_on_another_database(auth_influx, resources):
+    error = await failure(
+        resources,
+        host=auth_influx.address,
+        username="reader",
+        password=READER_PASSWORD,
+        database="other",
+        influxql='SELECT * FROM "service"',
+    )
+    assert error.message.startswith("not authorised: error authorizing query: reader")
+
+
+# --- outages, silence, leaks ----------------------------------------------------------------
+
+
+async def test_refused(closed_port, resources):
+    error = await failure(resources, host=f"127.0.0.1:{closed_port}")
+    assert error.message == "connection refused"
+
+
+async def test_outage_and_recovery_through_a_proxy(influx_address, resources):
+    host, port = influx_address.rsplit(":", 1)
+    async with TCPProxy(host, int(port)) as proxy:
+        prober = make(resources, host=proxy.address, influxql="SHOW DATABASES", timeout="2s")
+        assert (await run_check(prober)).result.status is Status.UP
+        proxy.cut()
+        down = (await run_check(prober)).result
+        assert down.status is Status.DOWN
+        assert down.message in (
+            "connection reset by peer",
+            "server closed the connection during ping",
+        )
+        proxy.restore()
+        assert (await run_check(prober)).result.status is Status.UP
+
+
+async def test_silent_port_times_out_during_ping(influx_address, resources, open_fds):
+    host, port = influx_address.rsplit(":", 1)
+    async with TCPProxy(host, int(port)) as proxy:
+        proxy.stall()
+        prober = make(resources, host=proxy.address, timeout="1s")
+        await run_check(make(resources, host=influx_address))  # shared objects exist now
+        before = open_fds()
+        started = time.monotonic()
+        result = (await run_check(prober)).result
+        assert time.monotonic() - started < 2.0
+        assert result.status is Status.DOWN
+        assert result.message == "timeout after 1s during ping"
+    await asyncio.sleep(0.05)
+    assert open_fds() <= before
+
+
+async def test_no_descriptor_leak_after_200_checks(
+    influx_address, shared_database, resources, open_fds
+):
+    prober = make(
+        resources,
+        host=influx_address,
+        database=shared_database,
+        influxql='SELECT last("state") FROM "service"',
+        expect="ok",
+    )
+    assert (await prober.check(CheckContext())).ok  # the shared objects exist from here on
+    before = open_fds()
+    for _ in range(200):
+        assert (await prober.check(CheckContext())).ok
+    await asyncio.sleep(0.05)
+    assert open_fds() <= before + 2
+
+
+async def test_no_descriptor_leak_after_200_failed_checks(closed_port, resources, open_fds):
+    prober = make(resources, host=f"127.0.0.1:{closed_port}")
+    await run_check(prober)
+    before = open_fds()
+    for _ in range(200):
+        assert (await run_check(prober)).result.message == "connection refused"
+    assert open_fds() <= before + 2
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"host": "127.0.0.1:8086", "data": {"k": "v"}}, "the influxdb driver takes no data"),
+        ({"host": "127.0.0.1:8086", "query": "q", "influxql": "q"}, "not both"),
+        ({"host": "127.0.0.1:8086", "expect": "x"}, "expect needs a query or influxql"),
+        ({"host": "127.0.0.1:8086", "influxql": "  "}, "influxql must not be empty"),
+        ({"host": "127.0.0.1:8086", "password": "pw"}, "password needs a username"),
+        (
+            {"host": "127.0.0.1:8086", "username": "u", "token": "t"},
+            "set token (2.x) or username/password (1.x), not both",
+        ),
+        ({"dsn": "postgres://127.0.0.1:8086"}, "dsn must start with http://, https://"),
+        ({"dsn": "http://u:pw@127.0.0.1:8086?token=pw"}, "not in the dsn"),
+        ({"dsn": "http://127.0.0.1:8086", "insecure": True}, "need an https:// dsn"),
+        ({"dsn": "http://u:pw@127.0.0.1:8086", "username": "u"}, "in the dsn or in username"),
+        ({"host": "127.0.0.1:8086", "token": ["x"]}, "valid string"),
+        ({}, "host is required"),
+    ],
+)
+def test_config_errors(keys, message):
+    with pytest.raises(ValidationError) as caught:
+        InfluxDBSpec(name="influx", driver="influxdb", **keys)
+    # What the config loader shows: the messages, never the input (a DSN may hold a password).
+    shown = " ".join(error["msg"] for error in caught.value.errors())
+    assert message in shown
+    assert "pw" not in shown.replace("password", "")
+
+
+def test_urls_and_endpoint():
+    spec = InfluxDBSpec(name="i", driver="influxdb", host="[::1]:8086", token="t0ken")
+    assert spec.base_url() == "http://[::1]:8086"
+    assert spec.endpoint() == "[::1]:8086"
+    assert "t0ken" not in repr(spec)
+    spec = InfluxDBSpec(name="i", driver="influxdb", dsn="https://u:p%40ss@influx.lan/x/")
+    assert spec.base_url() == "https://influx.lan/x"
+    assert spec.endpoint() == "https://influx.lan/x/"
+    assert spec.credentials() == ("u", "p@ss")

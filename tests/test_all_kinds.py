@@ -1,0 +1,111 @@
+"""`probe once` on one config listing a probe of every kind, against the real local services
+(issue 3's "done when"): every probe up, then the same config through unreachable ports, every
+probe down with a message naming why."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from tests.support.services import require_service
+
+KINDS = ["postgres", "mysql", "redis", "mqtt", "etcd", "influxdb"]
+
+
+def client_entries(urls: dict[str, str]) -> str:
+    lines = []
+    for kind in KINDS:
+        lines.append(f"  - {{name: {kind}, driver: {kind}, dsn: '{urls[kind]}', timeout: 5s}}")
+    return "\n".join(lines)
+
+
+async def probe_once(config: Path) -> tuple[int, list[dict[str, object]], str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "probe",
+        "once",
+        "-c",
+        str(config),
+        "--format",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, json.loads(out or b"[]"), err.decode()
+
+
+async def test_one_probe_of_every_kind_up_then_down(
+    tmp_path, web_server, tls_ca, tls_ca_file, closed_port
+):
+    urls = {kind: require_service(kind) for kind in KINDS}
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    base = await web_server(app)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1").configure_cert(context)
+    tls_base = await web_server(web.Application(), ssl_context=context)
+    tls_host = urlsplit(tls_base).netloc
+    http_host = urlsplit(base).netloc
+
+    config = tmp_path / "all.yaml"
+    config.write_text(
+        f"""
+http:
+  - {{name: http, url: '{base}/', contain: ok}}
+tcp:
+  - {{name: tcp, host: '{http_host}'}}
+tls:
+  - {{name: tls, host: '{tls_host}', root_ca_pem_path: '{tls_ca_file}'}}
+shell:
+  - {{name: shell, cmd: sh, args: ['-c', 'echo all fine'], contain: fine}}
+client:
+{client_entries(urls)}
+"""
+    )
+    code, items, err = await probe_once(config)
+    statuses = {item["name"]: (item["status"], item["message"]) for item in items}
+    assert code == 0, (statuses, err)
+    assert len(items) == 4 + len(KINDS)
+    assert all(status == "up" for status, _ in statuses.values()), statuses
+
+    # The same kinds pointed at a port nothing listens on: down, each saying why.
+    dead = f"127.0.0.1:{closed_port}"
+    down_urls = {
+        kind: url.replace(urlsplit(url).netloc.rpartition("@")[2], dead)
+        for kind, url in urls.items()
+    }
+    config.write_text(
+        f"""
+http:
+  - {{name: http, url: 'http://{dead}/'}}
+tcp:
+  - {{name: tcp, host: '{dead}'}}
+tls:
+  - {{name: tls, host: '{dead}'}}
+shell:
+  - {{name: shell, cmd: sh, args: ['-c', 'echo broken; exit 3']}}
+client:
+{client_entries(down_urls)}
+"""
+    )
+    code, items, err = await probe_once(config)
+    assert code == 1, err
+    messages = {item["name"]: item["message"] for item in items}
+    assert all(item["status"] == "down" for item in items), messages
+    assert messages["shell"] == "exit status 3: broken"
+    for name, message in messages.items():
+        if name != "shell":
+            assert "connection refused" in str(message), (name, message)
