@@ -1,0 +1,151 @@
+"""Native-client probers: checks per second and CPU per check against the local services.
+
+Run:  .venv/bin/python bench/native.py [--seconds 10] [--in-flight 50] [KIND ...]
+
+For each kind, 50 probes of that kind (one config, loaded as users load theirs) are checked
+back to back, 50 checks in flight, each check through the scheduler's own runner
+(`run_check`: hard timeout, fresh connection, closed after). CPU is the whole process's
+(driver threads included) over the checks done; the services run in their own processes.
+Services are found as the tests find them (PROBE_TEST_POSTGRES, ...; DESIGN.md section 6);
+a kind whose service does not answer is reported as skipped. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.targets import start_targets, start_tls_target
+from probe.app import build_probers
+from probe.config import load_config
+from probe.core.scheduler import run_check
+from probe.probers.base import SharedResources
+
+SERVICES = {
+    "postgres": ("PROBE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
+    "mysql": ("PROBE_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"),
+    "redis": ("PROBE_TEST_REDIS", "redis://127.0.0.1:6379/0"),
+    "mqtt": ("PROBE_TEST_MQTT", "mqtt://127.0.0.1:1883"),
+    "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
+    "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
+}
+KINDS = ["http", "tcp", "tls", "shell", *SERVICES]
+
+
+def service_url(kind: str) -> str:
+    variable, default = SERVICES[kind]
+    return os.environ.get(variable) or default
+
+
+def answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 1):
+            return True
+    except OSError:
+        return False
+
+
+def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]:
+    """(section, YAML flow mappings) for n probes of `kind`."""
+    if kind == "http":
+        return "http", [f"{{name: b{i}, url: '{targets['http']}/b{i}'}}" for i in range(n)]
+    if kind == "tcp":
+        return "tcp", [f"{{name: b{i}, host: '{targets['tcp']}'}}" for i in range(n)]
+    if kind == "tls":
+        return "tls", [
+            f"{{name: b{i}, host: '{targets['tls']}', root_ca_pem_path: '{targets['tls_ca']}'}}"
+            for i in range(n)
+        ]
+    if kind == "shell":
+        return "shell", [f"{{name: b{i}, cmd: 'true'}}" for i in range(n)]
+    return "client", [
+        f"{{name: b{i}, driver: {kind}, dsn: '{service_url(kind)}'}}" for i in range(n)
+    ]
+
+
+async def measure(
+    config_path: Path, seconds: float, in_flight: int
+) -> tuple[int, float, Counter[str], float]:
+    config = load_config(config_path)
+    resources = SharedResources()
+    probers = build_probers(config.enabled_probes, resources)
+    outcomes: Counter[str] = Counter()
+    deadline = time.monotonic() + seconds
+    checks = 0
+
+    async def worker(index: int) -> None:
+        nonlocal checks
+        prober = probers[index % len(probers)]
+        while time.monotonic() < deadline:
+            run = await run_check(prober)
+            checks += 1
+            outcomes[run.result.status.value if run.result.ok else run.result.message] += 1
+
+    await asyncio.gather(*(worker(i) for i in range(in_flight)))  # warm-up: imports, first TLS
+    deadline = time.monotonic() + seconds
+    checks = 0
+    outcomes.clear()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(in_flight)))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    for prober in probers:
+        await prober.aclose()
+    await resources.aclose()
+    return checks, cpu, outcomes, wall
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kinds", nargs="*", default=KINDS)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--in-flight", type=int, default=50)
+    args = parser.parse_args()
+    print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    print(
+        f"machine: {os.cpu_count()} cores; {args.in_flight} checks in flight, "
+        f"{args.seconds:g}s per kind after a warm-up of the same length\n"
+    )
+    proc, http_port, tcp_port = start_targets()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tls_proc, tls_port = start_tls_target(str(folder / "ca.pem"))
+        targets = {
+            "http": f"http://127.0.0.1:{http_port}",
+            "tcp": f"127.0.0.1:{tcp_port}",
+            "tls": f"127.0.0.1:{tls_port}",
+            "tls_ca": str(folder / "ca.pem"),
+        }
+        print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
+        try:
+            for kind in args.kinds:
+                if kind in SERVICES and not answers(service_url(kind)):
+                    print(f"{kind:<9} skipped: nothing answers at {service_url(kind)}")
+                    continue
+                section, items = entries(kind, args.in_flight, targets)
+                path = folder / f"{kind}.yaml"
+                path.write_text(f"{section}:\n" + "".join(f"  - {item}\n" for item in items))
+                checks, cpu, outcomes, wall = await measure(path, args.seconds, args.in_flight)
+                shown = ", ".join(f"{k}: {v}" for k, v in outcomes.most_common(3))
+                print(
+                    f"{kind:<9} {checks / wall:>9.0f} {cpu / max(checks, 1) * 1e3:>8.2f}ms  {shown}"
+                )
+        finally:
+            proc.terminate()
+            tls_proc.terminate()
+            proc.wait(10)
+            tls_proc.wait(10)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
