@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import certifi
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -18,7 +19,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.probers._net import redact_url, split_host_port
 
-__all__ = ["ClientSpec", "client_ssl_context"]
+__all__ = ["ClientSpec", "HTTPServiceSpec", "TLSKey", "client_ssl_context", "tls_key"]
 
 
 class ClientSpec(ProbeSpec):
@@ -106,3 +107,97 @@ def client_ssl_context(spec: ClientSpec) -> ssl.SSLContext:
     if spec.cert is not None:
         context.load_cert_chain(spec.cert, spec.key)
     return context
+
+
+class TLSKey(NamedTuple):
+    """What makes two probes' TLS set-ups interchangeable (the key of shared clients)."""
+
+    insecure: bool
+    ca: str | None
+    cert: str | None
+    key: str | None
+
+
+def tls_key(spec: ClientSpec) -> TLSKey:
+    def text(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    # With `insecure` nothing is verified, so the CA file does not make a different context.
+    ca = None if spec.insecure else text(spec.ca)
+    return TLSKey(spec.insecure, ca, text(spec.cert), text(spec.key))
+
+
+class _DSN(NamedTuple):
+    scheme: str
+    hostname: str
+    port: int | None
+    path: str
+    username: str | None
+    password: str | None
+
+
+class HTTPServiceSpec(ClientSpec):
+    """A client of a service with an HTTP API (etcd, InfluxDB): `host` means http://host:port
+    (https:// when TLS keys are set), or `dsn` is the base URL, which may carry credentials."""
+
+    dsn_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+    # Said when a DSN has a query string: where those settings belong instead.
+    dsn_query_hint: ClassVar[str] = "the endpoint takes no query or fragment"
+
+    @model_validator(mode="after")
+    def _valid_http_service(self) -> HTTPServiceSpec:
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        if self.dsn is not None:
+            parts = self._dsn_parts()
+            if parts.username is not None and self.username is not None:
+                raise ValueError("set the credentials in the dsn or in username/password")
+            if parts.scheme == "http" and self.uses_tls:
+                raise ValueError("ca, cert, key and insecure need an https:// dsn")
+        return self
+
+    def _dsn_parts(self) -> _DSN:
+        """The parts of the DSN; a ValueError that never repeats it (it may hold a password)."""
+        assert self.dsn is not None
+        try:
+            parts = urlsplit(self.dsn.get_secret_value().strip())
+            port = parts.port
+        except ValueError:
+            raise ValueError("invalid dsn: not a valid URL (check the port)") from None
+        if not parts.hostname:
+            raise ValueError("invalid dsn: no host")
+        if parts.query or parts.fragment:
+            raise ValueError(f"invalid dsn: {self.dsn_query_hint}")
+        return _DSN(
+            parts.scheme.lower(), parts.hostname, port, parts.path, parts.username, parts.password
+        )
+
+    def dsn_user(self) -> str | None:
+        return None if self.dsn is None else self._dsn_parts().username
+
+    def base_url(self) -> str:
+        """`scheme://host:port[/prefix]`, without credentials."""
+        if self.dsn is not None:
+            parts = self._dsn_parts()
+            host = parts.hostname
+            shown = f"[{host}]" if ":" in host else host
+            suffix = f":{parts.port}" if parts.port is not None else ""
+            return f"{parts.scheme}://{shown}{suffix}{parts.path.rstrip('/')}"
+        assert self.host is not None
+        host, port = self.host_port()
+        shown = f"[{host}]" if ":" in host else host
+        scheme = urlsplit(self.host.strip()).scheme.lower() if "://" in self.host else ""
+        if scheme not in ("http", "https"):
+            scheme = "https" if self.uses_tls else "http"
+        return f"{scheme}://{shown}:{port}"
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(user, password) from `username`/`password` or the DSN's userinfo; None without."""
+        if self.username is not None:
+            password = "" if self.password is None else self.password.get_secret_value()
+            return self.username, password
+        if self.dsn is not None:
+            parts = self._dsn_parts()
+            if parts.username is not None:
+                return unquote(parts.username), unquote(parts.password or "")
+        return None

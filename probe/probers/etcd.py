@@ -11,7 +11,7 @@ The `etcd3` package is not used: it has been unmaintained since 2020 and pins an
 Clients are shared: one `httpx.AsyncClient` per TLS setting, held in `SharedResources` (a client
 costs ~21 ms of CPU). Keep-alive is off, so each request of each check opens (and closes) a
 connection of its own: the check exercises connect, TLS and auth every time. A TLS handshake
-cancelled by the scheduler's timeout closes its socket (see `_GuardedStream`).
+cancelled by the scheduler's timeout closes its socket (see probers/_httpcore.py).
 
 Messages: gateway errors and httpx exceptions are mapped in `_describe()`: `connection refused`,
 `authentication failed for user "app"`, `permission denied for user "app" reading key "/k"`;
@@ -25,21 +25,19 @@ import base64
 import binascii
 import logging
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, ClassVar, NamedTuple
-from urllib.parse import unquote, urlsplit
+from typing import Any, ClassVar
 
 import anyio
 import httpcore
 import httpx
-from pydantic import SecretStr, model_validator
+from pydantic import model_validator
 
-from probe import __version__
 from probe.config.durations import format_duration
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
+from probe.probers._httpcore import close_client, new_client
 from probe.probers._net import describe_os_error
 from probe.probers.base import Prober, SharedResources
 
@@ -48,11 +46,10 @@ __all__ = ["EtcdProber", "EtcdSpec"]
 # httpx logs every request at INFO; keep URLs (and anything in them) out of the logs.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-_USER_AGENT = f"probe/{__version__}"
 _MAX_SHOWN = 60  # characters of a value shown in a message
 
 
-class EtcdSpec(ClientSpec):
+class EtcdSpec(HTTPServiceSpec):
     """A `client:` entry with `driver: etcd`.
 
     `host: host:port` means `http://host:port`, or `https://` when any of `ca`, `cert`/`key`
@@ -62,7 +59,6 @@ class EtcdSpec(ClientSpec):
     """
 
     kind: ClassVar[str] = "etcd"
-    dsn_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
 
     @model_validator(mode="after")
     def _valid_etcd(self) -> EtcdSpec:
@@ -73,76 +69,7 @@ class EtcdSpec(ClientSpec):
         for key in self.data:
             if not key:
                 raise ValueError("data: a key must not be empty")
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs a username")
-        if self.dsn is not None:
-            parts = _split_dsn(self.dsn)
-            if parts.username is not None and self.username is not None:
-                raise ValueError("set the credentials in the dsn or in username/password")
-            if parts.scheme == "http" and self.uses_tls:
-                raise ValueError("ca, cert, key and insecure need an https:// dsn")
         return self
-
-    def base_url(self) -> str:
-        """`scheme://host:port[/prefix]`, without credentials."""
-        if self.dsn is not None:
-            parts = _split_dsn(self.dsn)
-            host = parts.hostname or ""
-            shown = f"[{host}]" if ":" in host else host
-            suffix = f":{parts.port}" if parts.port is not None else ""
-            return f"{parts.scheme}://{shown}{suffix}{parts.path.rstrip('/')}"
-        assert self.host is not None
-        host, port = self.host_port()
-        shown = f"[{host}]" if ":" in host else host
-        scheme = urlsplit(self.host.strip()).scheme.lower() if "://" in self.host else ""
-        if scheme not in ("http", "https"):
-            scheme = "https" if self.uses_tls else "http"
-        return f"{scheme}://{shown}:{port}"
-
-    def credentials(self) -> tuple[str, str] | None:
-        """(user, password) from `username`/`password` or the DSN's userinfo; None without."""
-        if self.username is not None:
-            password = "" if self.password is None else self.password.get_secret_value()
-            return self.username, password
-        if self.dsn is not None:
-            parts = _split_dsn(self.dsn)
-            if parts.username is not None:
-                return unquote(parts.username), unquote(parts.password or "")
-        return None
-
-
-class _DSN(NamedTuple):
-    scheme: str
-    hostname: str | None
-    port: int | None
-    path: str
-    username: str | None
-    password: str | None
-
-
-def _split_dsn(dsn: SecretStr) -> _DSN:
-    """The parts of the DSN; a ValueError that never repeats it (it may hold a password)."""
-    try:
-        parts = urlsplit(dsn.get_secret_value().strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError("invalid dsn: not a valid URL (check the port)") from None
-    if not parts.hostname:
-        raise ValueError("invalid dsn: no host")
-    if parts.query or parts.fragment:
-        raise ValueError("invalid dsn: the etcd endpoint takes no query or fragment")
-    return _DSN(
-        parts.scheme.lower(), parts.hostname, port, parts.path, parts.username, parts.password
-    )
-
-
-class _TLSKey(NamedTuple):
-    """What makes two probes' TLS set-ups interchangeable (the key of shared clients)."""
-
-    insecure: bool
-    ca: str | None
-    cert: str | None
-    key: str | None
 
 
 class _GatewayError(Exception):
@@ -193,7 +120,7 @@ class EtcdProber(Prober[EtcdSpec]):
     def __init__(self, spec: EtcdSpec, resources: SharedResources) -> None:
         super().__init__(spec, resources)
         self._base = spec.base_url()
-        self._tls = _tls_key(spec) if self._base.startswith("https:") else None
+        self._tls = tls_key(spec) if self._base.startswith("https:") else None
         self._credentials = spec.credentials()
         self._timeout = httpx.Timeout(spec.timeout or None)
 
@@ -206,10 +133,10 @@ class EtcdProber(Prober[EtcdSpec]):
 
         def build() -> httpx.AsyncClient:
             context = None if tls is None else client_ssl_context(spec)
-            return _new_client(context)
+            return new_client(context)
 
         try:
-            return self.resources.get_or_create(("etcd.client", tls), build, close=_close_client)
+            return self.resources.get_or_create(("etcd.client", tls), build, close=close_client)
         except (ssl.SSLError, OSError) as exc:
             reason = describe_os_error(exc) or str(exc)
             raise ProbeError(f"TLS: cannot load the TLS files: {reason}") from None
@@ -353,15 +280,6 @@ class EtcdProber(Prober[EtcdSpec]):
         return answer
 
 
-def _tls_key(spec: EtcdSpec) -> _TLSKey:
-    def text(path: object) -> str | None:
-        return None if path is None else str(path)
-
-    # With `insecure` nothing is verified, so the CA file does not make a different context.
-    ca = None if spec.insecure else text(spec.ca)
-    return _TLSKey(spec.insecure, ca, text(spec.cert), text(spec.key))
-
-
 def _status_details(status: dict[str, Any]) -> dict[str, Any]:
     header = status.get("header") or {}
     details: dict[str, Any] = {}
@@ -390,139 +308,6 @@ def _member(value: object) -> str:
 
 def _shown(text: str) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
-
-
-# --- transport: httpx client -> httpcore pool -> a backend that closes cancelled handshakes ---
-
-
-def _new_client(context: ssl.SSLContext | None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=_Transport(context),
-        headers={"User-Agent": _USER_AGENT, "Connection": "close"},
-        follow_redirects=False,
-        # No proxy from the environment and no .netrc credentials: only the config decides.
-        trust_env=False,
-        timeout=None,
-    )
-
-
-async def _close_client(client: httpx.AsyncClient) -> None:
-    await client.aclose()
-
-
-class _Transport(httpx.AsyncBaseTransport):
-    """httpx's default transport without keep-alive, over `_GuardedBackend`."""
-
-    def __init__(self, context: ssl.SSLContext | None) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=None,  # the scheduler bounds concurrency
-            max_keepalive_connections=0,
-            network_backend=_GuardedBackend(),
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        core_response = await self._pool.handle_async_request(core_request)
-        assert isinstance(core_response.stream, AsyncIterable)
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_ResponseStream(core_response.stream),
-            extensions=core_response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._stream:
-            yield part
-
-    async def aclose(self) -> None:
-        close = getattr(self._stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, with streams that close when their TLS handshake is
-    cancelled (httpcore closes them when the handshake fails, not when it is cancelled, and
-    nothing else holds the socket by then)."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _GuardedStream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
-        return _GuardedStream(stream)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._inner.aclose()
-            raise
-        return _GuardedStream(stream)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 # --- the one place driver exceptions become messages -----------------------------------------

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import importlib.util
 import logging
 import re
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
@@ -42,29 +41,22 @@ from pydantic import (
     model_validator,
 )
 
-from probe import __version__
 from probe.config.durations import format_duration
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._net import describe_os_error, format_address, redact_url, resolve
+from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
+from probe.probers._net import describe_os_error, redact_url
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_REDIRECTS", "USER_AGENT", "HTTPProber", "HTTPSpec"]
 
-USER_AGENT = f"probe/{__version__}"
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_BODY = 1024 * 1024
 
 # httpx logs every request at INFO with the full URL, query and userinfo included: secrets
 # must never reach the logs (DESIGN.md section 5), whatever level the App configures.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-# The check running in the current task, for the network backend (which httpcore calls
-# without any reference to the request) to report the "resolve" and "connect" phases.
-_current_check: contextvars.ContextVar[CheckContext | None] = contextvars.ContextVar(
-    "probe_http_check", default=None
-)
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _SIZE = re.compile(r"(\d+)\s*([kmg]i?)?b?", re.IGNORECASE)
@@ -310,15 +302,15 @@ class HTTPProber(Prober[HTTPSpec]):
         proxy = self.spec.proxy
         return self.resources.get_or_create(
             ("http.client", self._tls, proxy),
-            lambda: _new_client(context, proxy),
-            close=_close_client,
+            lambda: new_client(context, proxy, cookies=_NoCookies()),
+            close=close_client,
         )
 
     def prepare(self) -> None:
         _ = self.client
 
     async def check(self, ctx: CheckContext) -> Outcome:
-        token = _current_check.set(ctx)
+        token = current_check.set(ctx)
         try:
             return await self._check(ctx)
         except _DRIVER_ERRORS as exc:
@@ -327,7 +319,7 @@ class HTTPProber(Prober[HTTPSpec]):
                 message += _NO_CLIENT_CERT_HINT
             raise ProbeError(message, error=type(exc).__name__, **ctx.details) from None
         finally:
-            _current_check.reset(token)
+            current_check.reset(token)
 
     def _rejected_after_handshake(self, ctx: CheckContext) -> bool:
         # In TLS 1.3 a server checks the client certificate after the handshake is over, and
@@ -487,201 +479,6 @@ class _Tracer:
             ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
             if ssl_object is not None:
                 self._ctx.details["tls_version"] = ssl_object.version()
-
-
-# --- transport: httpx client -> httpcore pool -> our network backend -------------------------
-
-
-def _new_client(context: ssl.SSLContext, proxy: str | None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=_Transport(context, proxy),
-        headers={"User-Agent": USER_AGENT, "Connection": "close"},
-        cookies=_NoCookies(),
-        follow_redirects=False,
-        # No proxy from the environment and no .netrc credentials: only the config decides.
-        trust_env=False,
-        timeout=None,
-    )
-
-
-async def _close_client(client: httpx.AsyncClient) -> None:
-    await client.aclose()
-
-
-class _Transport(httpx.AsyncBaseTransport):
-    """httpx's default transport, minus what we do not want, plus our network backend.
-
-    Exceptions are left as httpcore raised them: `_describe()` maps both families.
-    """
-
-    def __init__(self, context: ssl.SSLContext, proxy: str | None) -> None:
-        backend = _PhasedBackend()
-        self._pool: httpcore.AsyncConnectionPool
-        if proxy is None:
-            self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=context,
-                # The scheduler bounds concurrency; a pool limit here would only add waits.
-                max_connections=None,
-                max_keepalive_connections=0,
-                network_backend=backend,
-            )
-            return
-        parsed = httpx.Proxy(proxy)
-        proxy_url = httpcore.URL(
-            scheme=parsed.url.raw_scheme,
-            host=parsed.url.raw_host,
-            port=parsed.url.port,
-            target=parsed.url.raw_path,
-        )
-        if parsed.url.scheme in ("http", "https"):
-            self._pool = httpcore.AsyncHTTPProxy(
-                proxy_url=proxy_url,
-                proxy_auth=parsed.raw_auth,
-                ssl_context=context,
-                max_connections=None,
-                max_keepalive_connections=0,
-                network_backend=backend,
-            )
-        else:
-            self._pool = httpcore.AsyncSOCKSProxy(
-                proxy_url=proxy_url,
-                proxy_auth=parsed.raw_auth,
-                ssl_context=context,
-                max_connections=None,
-                max_keepalive_connections=0,
-                network_backend=backend,
-            )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        core_response = await self._pool.handle_async_request(core_request)
-        assert isinstance(core_response.stream, AsyncIterable)
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_ResponseStream(core_response.stream),
-            extensions=core_response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._stream:
-            yield part
-
-    async def aclose(self) -> None:
-        close = getattr(self._stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
-class _PhasedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves names itself (phase "resolve", through `_net.resolve`), then connects to the
-    addresses in turn (phase "connect") with httpcore's own backend."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        ctx = _current_check.get()
-        if ctx is not None:
-            ctx.phase = "resolve"
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve(host, port)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        if ctx is not None:
-            ctx.phase = "connect"
-        failure: httpcore.ConnectError | None = None
-        for _family, sockaddr in addresses:
-            peer = format_address(sockaddr)
-            if ctx is not None:
-                ctx.details["peer"] = peer
-            try:
-                stream = await self._inner.connect_tcp(
-                    sockaddr[0], port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                failure = exc  # try the next address, as browsers and curl do
-                continue
-            return _GuardedStream(stream)
-        assert failure is not None  # resolve() never returns an empty list
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
-        return _GuardedStream(stream)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedStream(httpcore.AsyncNetworkStream):
-    """A network stream that is closed when its TLS handshake is cancelled.
-
-    httpcore's anyio stream closes itself when the handshake fails but not when the task is
-    cancelled (the scheduler's hard timeout), and no one else holds the socket by then.
-    """
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._inner.aclose()
-            raise
-        return _GuardedStream(stream)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 # --- the one place driver exceptions become messages -----------------------------------------

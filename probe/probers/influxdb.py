@@ -36,8 +36,7 @@ import json
 import logging
 import re
 import ssl
-from typing import Any, ClassVar, NamedTuple
-from urllib.parse import unquote, urlsplit
+from typing import Any, ClassVar
 
 import aiohttp
 import httpx
@@ -54,7 +53,7 @@ from probe.config.durations import format_duration
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
 from probe.probers._net import describe_os_error
 from probe.probers.base import Prober, SharedResources
 
@@ -69,7 +68,7 @@ _MAX_ERROR = 160  # characters of a server's error text shown in a message
 _CLOSE_TIMEOUT = 0.5  # seconds a client may take to close (it waits for its sockets to close)
 
 
-class InfluxDBSpec(ClientSpec):
+class InfluxDBSpec(HTTPServiceSpec):
     """A `client:` entry with `driver: influxdb`.
 
     `host: host:port` means `http://host:port`, or `https://` when any of `ca`, `cert`/`key`
@@ -78,7 +77,7 @@ class InfluxDBSpec(ClientSpec):
     """
 
     kind: ClassVar[str] = "influxdb"
-    dsn_schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+    dsn_query_hint: ClassVar[str] = "set token, org and database as keys, not in the dsn"
     query_keys: ClassVar[tuple[str, ...]] = ("query", "influxql")
 
     token: SecretStr | None = None
@@ -96,80 +95,9 @@ class InfluxDBSpec(ClientSpec):
         for key in ("query", "influxql"):
             if getattr(self, key) is not None and not getattr(self, key).strip():
                 raise ValueError(f"{key} must not be empty")
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs a username")
-        dsn_user = None
-        if self.dsn is not None:
-            parts = _split_dsn(self.dsn)
-            dsn_user = parts.username
-            if dsn_user is not None and self.username is not None:
-                raise ValueError("set the credentials in the dsn or in username/password")
-            if parts.scheme == "http" and self.uses_tls:
-                raise ValueError("ca, cert, key and insecure need an https:// dsn")
-        if self.token is not None and (self.username is not None or dsn_user is not None):
+        if self.token is not None and (self.username is not None or self.dsn_user() is not None):
             raise ValueError("set token (2.x) or username/password (1.x), not both")
         return self
-
-    def base_url(self) -> str:
-        """`scheme://host:port[/prefix]`, without credentials."""
-        if self.dsn is not None:
-            parts = _split_dsn(self.dsn)
-            host = parts.hostname
-            shown = f"[{host}]" if ":" in host else host
-            suffix = f":{parts.port}" if parts.port is not None else ""
-            return f"{parts.scheme}://{shown}{suffix}{parts.path.rstrip('/')}"
-        assert self.host is not None
-        host, port = self.host_port()
-        shown = f"[{host}]" if ":" in host else host
-        scheme = urlsplit(self.host.strip()).scheme.lower() if "://" in self.host else ""
-        if scheme not in ("http", "https"):
-            scheme = "https" if self.uses_tls else "http"
-        return f"{scheme}://{shown}:{port}"
-
-    def credentials(self) -> tuple[str, str] | None:
-        """(user, password) from `username`/`password` or the DSN's userinfo; None without."""
-        if self.username is not None:
-            password = "" if self.password is None else self.password.get_secret_value()
-            return self.username, password
-        if self.dsn is not None:
-            parts = _split_dsn(self.dsn)
-            if parts.username is not None:
-                return unquote(parts.username), unquote(parts.password or "")
-        return None
-
-
-class _DSN(NamedTuple):
-    scheme: str
-    hostname: str
-    port: int | None
-    path: str
-    username: str | None
-    password: str | None
-
-
-def _split_dsn(dsn: SecretStr) -> _DSN:
-    """The parts of the DSN; a ValueError that never repeats it (it may hold a password)."""
-    try:
-        parts = urlsplit(dsn.get_secret_value().strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError("invalid dsn: not a valid URL (check the port)") from None
-    if not parts.hostname:
-        raise ValueError("invalid dsn: no host")
-    if parts.query or parts.fragment:
-        raise ValueError("invalid dsn: set token, org and database as keys, not in the dsn")
-    return _DSN(
-        parts.scheme.lower(), parts.hostname, port, parts.path, parts.username, parts.password
-    )
-
-
-class _TLSKey(NamedTuple):
-    """What makes two probes' TLS set-ups interchangeable (the key of shared objects)."""
-
-    insecure: bool
-    ca: str | None
-    cert: str | None
-    key: str | None
 
 
 class _ServerError(Exception):
@@ -218,7 +146,7 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
         super().__init__(spec, resources)
         self._base = spec.base_url()
         self._https = self._base.startswith("https:")
-        self._tls = _tls_key(spec) if self._https else None
+        self._tls = tls_key(spec) if self._https else None
         self._credentials = spec.credentials()
         self._token = None if spec.token is None else spec.token.get_secret_value()
         self._headers = _auth_headers(self._token, self._credentials)
@@ -422,15 +350,6 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
             message = f'expected "{_shown(expected, _MAX_SHOWN)}", got {got}'
             return Outcome(ok=False, message=message, details=details)
         return Outcome(ok=True, message=f'{shown}: query returned "{value}"', details=details)
-
-
-def _tls_key(spec: InfluxDBSpec) -> _TLSKey:
-    def text(path: object) -> str | None:
-        return None if path is None else str(path)
-
-    # With `insecure` nothing is verified, so the CA file does not make a different context.
-    ca = None if spec.insecure else text(spec.ca)
-    return _TLSKey(spec.insecure, ca, text(spec.cert), text(spec.key))
 
 
 def _auth_headers(token: str | None, credentials: tuple[str, str] | None) -> dict[str, str]:

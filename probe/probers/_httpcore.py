@@ -1,0 +1,235 @@
+"""httpx clients for probers that must see every connection: keep-alive off, phases reported.
+
+Shared by the http and etcd probers. The client runs on a small transport of ours over
+httpcore's public API: name resolution and connecting happen in our network backend, which
+reports the "resolve" and "connect" phases to the check running in the current task (through
+`current_check`), and the streams it returns close their socket when a TLS handshake is
+cancelled by the scheduler's timeout (httpcore closes them when the handshake fails, not when
+it is cancelled, and nothing else holds the socket by then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from http.cookiejar import CookieJar
+from typing import Any
+
+import anyio
+import httpcore
+import httpx
+
+from probe import __version__
+from probe.core.check import CheckContext
+from probe.probers._net import format_address, resolve
+
+__all__ = ["USER_AGENT", "close_client", "current_check", "new_client"]
+
+USER_AGENT = f"probe/{__version__}"
+
+# The check running in the current task, for the network backend (which httpcore calls
+# without any reference to the request) to report the "resolve" and "connect" phases.
+current_check: contextvars.ContextVar[CheckContext | None] = contextvars.ContextVar(
+    "probe_http_check", default=None
+)
+
+
+def new_client(
+    context: ssl.SSLContext | None,
+    proxy: str | None = None,
+    *,
+    cookies: CookieJar | None = None,
+) -> httpx.AsyncClient:
+    """A client with keep-alive off (`Connection: close`), no redirects followed, nothing
+    taken from the environment."""
+    return httpx.AsyncClient(
+        transport=_Transport(context, proxy),
+        headers={"User-Agent": USER_AGENT, "Connection": "close"},
+        cookies=cookies,
+        follow_redirects=False,
+        # No proxy from the environment and no .netrc credentials: only the config decides.
+        trust_env=False,
+        timeout=None,
+    )
+
+
+async def close_client(client: httpx.AsyncClient) -> None:
+    await client.aclose()
+
+
+class _Transport(httpx.AsyncBaseTransport):
+    """httpx's default transport, minus what we do not want, plus our network backend.
+
+    Exceptions are left as httpcore raised them: `_describe()` maps both families.
+    """
+
+    def __init__(self, context: ssl.SSLContext | None, proxy: str | None) -> None:
+        backend = _PhasedBackend()
+        self._pool: httpcore.AsyncConnectionPool
+        if proxy is None:
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=context,
+                # The scheduler bounds concurrency; a pool limit here would only add waits.
+                max_connections=None,
+                max_keepalive_connections=0,
+                network_backend=backend,
+            )
+            return
+        parsed = httpx.Proxy(proxy)
+        proxy_url = httpcore.URL(
+            scheme=parsed.url.raw_scheme,
+            host=parsed.url.raw_host,
+            port=parsed.url.port,
+            target=parsed.url.raw_path,
+        )
+        if parsed.url.scheme in ("http", "https"):
+            self._pool = httpcore.AsyncHTTPProxy(
+                proxy_url=proxy_url,
+                proxy_auth=parsed.raw_auth,
+                ssl_context=context,
+                max_connections=None,
+                max_keepalive_connections=0,
+                network_backend=backend,
+            )
+        else:
+            self._pool = httpcore.AsyncSOCKSProxy(
+                proxy_url=proxy_url,
+                proxy_auth=parsed.raw_auth,
+                ssl_context=context,
+                max_connections=None,
+                max_keepalive_connections=0,
+                network_backend=backend,
+            )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        core_response = await self._pool.handle_async_request(core_request)
+        assert isinstance(core_response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response.stream),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _PhasedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves names itself (phase "resolve", through `_net.resolve`), then connects to the
+    addresses in turn (phase "connect") with httpcore's own backend."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        ctx = current_check.get()
+        if ctx is not None:
+            ctx.phase = "resolve"
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        if ctx is not None:
+            ctx.phase = "connect"
+        failure: httpcore.ConnectError | None = None
+        for _family, sockaddr in addresses:
+            peer = format_address(sockaddr)
+            if ctx is not None:
+                ctx.details["peer"] = peer
+            try:
+                stream = await self._inner.connect_tcp(
+                    sockaddr[0], port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc  # try the next address, as browsers and curl do
+                continue
+            return _GuardedStream(stream)
+        assert failure is not None  # resolve() never returns an empty list
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _GuardedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    """A network stream that is closed when its TLS handshake is cancelled.
+
+    httpcore's anyio stream closes itself when the handshake fails but not when the task is
+    cancelled (the scheduler's hard timeout), and no one else holds the socket by then.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._inner.aclose()
+            raise
+        return _GuardedStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
