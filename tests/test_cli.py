@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -26,14 +27,15 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-async def http_server() -> AsyncIterator[tuple[str, dict[str, int]]]:
-    hits = {"count": 0}
+async def http_server() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    hits: dict[str, Any] = {"count": 0, "slow_started": asyncio.Event()}
 
     async def ok(request: web.Request) -> web.Response:
         hits["count"] += 1
         return web.Response(text="all good")
 
     async def slow(request: web.Request) -> web.Response:
+        hits["slow_started"].set()
         await asyncio.sleep(1.0)
         return web.Response(text="slow but fine")
 
@@ -166,7 +168,15 @@ async def test_once_text_all_up_exit_0(tmp_path, http_server):
     assert "UP" in out and "web" in out and "1 up, 0 down" in out
 
 
-async def run_for(tmp_path: Path, seconds: float, sig: int = signal.SIGTERM) -> tuple[int, str]:
+async def run_for(
+    tmp_path: Path,
+    seconds: float,
+    sig: int = signal.SIGTERM,
+    *,
+    until: asyncio.Event | None = None,
+) -> tuple[int, str]:
+    """Start `probe run`, wait until it is probing (its signal handlers are in place by
+    then) and, if given, until `until` is set; then run `seconds` more and send `sig`."""
     proc = await asyncio.create_subprocess_exec(
         *PROBE,
         "run",
@@ -176,13 +186,25 @@ async def run_for(tmp_path: Path, seconds: float, sig: int = signal.SIGTERM) -> 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
-        await asyncio.wait_for(proc.wait(), seconds)  # exits early only on a start-up failure
-    except TimeoutError:
+    assert proc.stderr is not None
+    seen: list[bytes] = []
+
+    async def probing() -> bool:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            seen.append(line)
+            if b"probing" in line:
+                return True
+        return False  # exited first: a start-up failure
+
+    if await asyncio.wait_for(probing(), 60):
+        if until is not None:
+            await asyncio.wait_for(until.wait(), 30)
+        await asyncio.sleep(seconds)
         proc.send_signal(sig)
-    _, err = await asyncio.wait_for(proc.communicate(), 15)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
-    return proc.returncode, err.decode()
+    return proc.returncode, b"".join(seen).decode() + err.decode()
 
 
 async def sla_json(tmp_path: Path, window: str = "24h") -> dict[str, dict]:
@@ -255,12 +277,13 @@ async def test_sla_rejects_unknown_window(tmp_path):
 
 
 async def test_sigterm_lets_a_check_in_flight_finish(tmp_path, http_server):
-    base, _ = http_server
+    base, hits = http_server
     write(
         tmp_path / "p.yaml",
         f"http:\n  - {{name: slow, url: '{base}/slow', interval: 10s, timeout: 5s}}\n",
     )
-    code, err = await run_for(tmp_path, 0.5)  # the only check is in flight (1 s response)
+    # SIGTERM while the only check is in flight (the server takes 1 s to answer)
+    code, err = await run_for(tmp_path, 0.1, until=hits["slow_started"])
     assert code == 0, err
     items = await sla_json(tmp_path, "all")
     assert items["slow"]["checks"] == 1  # finished and stored, not cancelled
