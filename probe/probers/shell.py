@@ -252,7 +252,9 @@ class ShellProber(Prober[ShellSpec]):
         kill_group = True
         try:
             ctx.phase = "running the command"
-            await collector.exited
+            # asyncio.wait, not a plain await: cancelling a plain await would cancel the
+            # future itself, and the reaping wait below would then be skipped.
+            await asyncio.wait({collector.exited})
             ctx.phase = "reading the output"
             done, _ = await asyncio.wait({collector.closed}, timeout=_EOF_GRACE)
             # Output closed: the command and all it started are done with it; anything left
