@@ -1,7 +1,8 @@
 """The `probe` command: a thin layer over the library (DESIGN.md section 4).
 
-Exit codes: 0 ok (for `once`: none down), 1 some probe down (`once`), 2 bad config or usage,
-3 start-up failure (store unusable, port taken). No traceback reaches the user for any input.
+Exit codes: 0 ok (for `once`: none down; for `notify-test`: every message accepted), 1 some
+probe down (`once`) or some notifier failed (`notify-test`), 2 bad config or usage, 3 start-up
+failure (store unusable, port taken). No traceback reaches the user for any input.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -56,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     sla = with_config(sub.add_parser("sla", help="print SLA figures from the store"))
     sla.add_argument("--window", default="24h", help="24h 7d 30d 90d all day week month")
     sla.add_argument("--format", choices=["text", "json"], default="text")
+    notify_test = with_config(
+        sub.add_parser(
+            "notify-test", help="send a sample down and recovery message through each notifier"
+        )
+    )
+    notify_test.add_argument("--notifier", metavar="NAME", help="only the notifier named NAME")
     return parser
 
 
@@ -75,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_cmd_once(config, args.format))
         if command == "sla":
             return _cmd_sla(config, args.window, args.format)
+        if command == "notify-test":
+            return asyncio.run(_cmd_notify_test(config, args.notifier))
         return _cmd_run(config, args.log_level, args.dry_notify)
     except StoreError as err:
         print(f"probe: {err}", file=sys.stderr)
@@ -93,13 +103,17 @@ def _load(cli_value: str | None) -> Config:
 def _cmd_check(config: Config) -> int:
     kinds = Counter(spec.kind for spec in config.probes)
     disabled = sum(1 for spec in config.probes if not spec.enabled)
-    notifiers = sum(len(entries) for entries in config.notifiers.values())
     by_kind = ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items()))
+    notifier_kinds = ", ".join(
+        f"{kind}: {count}" for kind, count in sorted(config.notifier_counts.items())
+    )
     print(f"{config.path}: OK")
     print(f"  probes: {len(config.probes)}" + (f" ({by_kind})" if by_kind else ""))
     if disabled:
         print(f"  disabled: {disabled}")
-    print(f"  notifiers: {notifiers}")
+    print(
+        f"  notifiers: {config.notifier_count}" + (f" ({notifier_kinds})" if notifier_kinds else "")
+    )
     print(f"  store: {config.settings.store.path}")
     return EXIT_OK
 
@@ -113,8 +127,7 @@ def _cmd_run(config: Config, log_level: str | None, dry_notify: bool) -> int:
     except OSError as err:
         print(f"probe: log file {log_settings.file}: {err.strerror or err}", file=sys.stderr)
         return EXIT_STARTUP
-    del dry_notify  # notifications arrive with the alerting issue; the flag is accepted now
-    return asyncio.run(App(config).run())
+    return asyncio.run(App(config, dry_notify=dry_notify).run())
 
 
 async def _cmd_once(config: Config, fmt: str) -> int:
@@ -240,6 +253,113 @@ def _cmd_sla(config: Config, window: str, fmt: str) -> int:
     print(f"SLA over {window} ({_span(start, end, tz)})")
     _table(rows, sys.stdout)
     return EXIT_OK
+
+
+async def _cmd_notify_test(config: Config, only: str | None) -> int:
+    """Send a sample down and recovery message through each notifier (or the one named),
+    directly: no store, no retries. Prints what each service answered."""
+    from probe.app import build_notifiers, notify_client, template_renderer
+    from probe.notify.base import NotifyContext
+
+    setup_logging("warning")
+    specs = config.notifiers
+    if only is not None:
+        specs = [spec for spec in specs if spec.name == only]
+        if not specs:
+            names = ", ".join(spec.name for spec in config.notifiers) or "none"
+            print(
+                f"probe notify-test: no notifier named {only!r} (configured: {names})",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    if not specs:
+        print("probe notify-test: the config has no notifiers (notify: ...)", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = config.settings
+    http = notify_client(settings)
+    context = NotifyContext(
+        http=http,
+        templates=template_renderer(settings),
+        timeout=settings.notify.timeout,
+        dry=settings.notify.dry,
+    )
+    try:
+        notifiers = build_notifiers(specs, context)
+        samples = _sample_notifications(time.time())
+        reports = await asyncio.gather(*(_try_notifier(n, samples) for n in notifiers))
+        for notifier in notifiers:
+            await notifier.aclose()
+    finally:
+        await http.aclose()
+    failed = 0
+    for notifier, lines in zip(notifiers, reports, strict=True):
+        print(f"{notifier.name} ({notifier.kind} → {notifier.spec.target()})")
+        for line, ok in lines:
+            print(f"  {line}")
+            failed += not ok
+    print(f"\n{len(notifiers)} notifier(s), {failed} message(s) failed")
+    return EXIT_OK if failed == 0 else EXIT_DOWN
+
+
+def _sample_notifications(now: float) -> list[Any]:
+    from probe.notify.base import Event, Notification
+
+    common: dict[str, Any] = {
+        "probe": "notify-test",
+        "kind": "http",
+        "endpoint": "(a sample endpoint)",
+        "outage_start": now - 125.0,
+        "labels": {"test": "true"},
+    }
+    return [
+        Notification(
+            event=Event.DOWN,
+            time=now - 125.0,
+            status="down",
+            message="a test message from probe notify-test: nothing is down",
+            position=1,
+            **common,
+        ),
+        Notification(
+            event=Event.RECOVERY,
+            time=now,
+            status="up",
+            message="a test message from probe notify-test: nothing was down",
+            duration=125.0,
+            **common,
+        ),
+    ]
+
+
+async def _try_notifier(notifier: Any, samples: list[Any]) -> list[tuple[str, bool]]:
+    """One line per sample: `down: sent`, `recovery: failed: <the service's error>`."""
+    from probe.notify.base import DeliveryError
+    from probe.notify.dispatch import show_payload
+
+    lines: list[tuple[str, bool]] = []
+    for sample in samples:
+        event = sample.event.value
+        try:
+            payload = notifier.render(sample)
+        except Exception as exc:
+            lines.append((f"{event}: failed: cannot render the message: {exc}", False))
+            continue
+        if notifier.dry:
+            lines.append((f"{event}: dry run, not sent: {show_payload(payload)}", True))
+            continue
+        try:
+            # Notifiers bound their own requests; this bounds one that would not.
+            async with asyncio.timeout(notifier.timeout + 5):
+                await notifier.send(payload)
+        except DeliveryError as exc:
+            lines.append((f"{event}: failed: {exc.message}", False))
+        except TimeoutError:
+            lines.append((f"{event}: failed: no answer within {notifier.timeout:g}s", False))
+        except Exception as exc:
+            lines.append((f"{event}: failed: unexpected {type(exc).__name__}", False))
+        else:
+            lines.append((f"{event}: sent", True))
+    return lines
 
 
 def _span(start: float, end: float, tz: ZoneInfo) -> str:

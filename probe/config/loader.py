@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -35,6 +35,7 @@ from yaml.reader import ReaderError
 from probe.config.durations import format_duration
 from probe.config.models import ProbeDefaults, ProbeSpec, Settings
 from probe.errors import ConfigError, ConfigProblem
+from probe.notify import ALIASES, NOTIFIERS, load_notifier_class
 from probe.probers import (
     CLIENT_DRIVERS,
     SECTIONS,
@@ -42,6 +43,10 @@ from probe.probers import (
     UNSUPPORTED_SECTIONS,
     load_prober_class,
 )
+
+if TYPE_CHECKING:
+    # probe.notify.base imports the config models: imported at run time only when needed.
+    from probe.notify.base import NotifierSpec
 
 __all__ = ["Config", "SpecFactory", "find_config_path", "load_config"]
 
@@ -60,8 +65,17 @@ _ENV_CONFIG = "PROBE_CONFIG"
 
 # Keys a probe inherits from `settings.probe` when it does not set them itself.
 _INHERITED = ("interval", "timeout", "failure", "success", "alert")
-# Notifiers have no models yet (a later issue), so their secret files are the documented ones.
-_NOTIFIER_SECRET_FILES = ("password_file", "token_file", "webhook_file", "dsn_file")
+# EaseProbe notifier kinds we do not support: an error naming them (and what reaches the
+# service instead), never a silent skip.
+_UNSUPPORTED_NOTIFIERS = {
+    "wecom": "EaseProbe's wecom notifier is not supported; use apprise with a wecombot:// URL",
+    "dingtalk": "EaseProbe's dingtalk notifier is not supported; use apprise (dingtalk://)",
+    "lark": "EaseProbe's lark notifier is not supported; use apprise with a lark:// URL",
+    "aws_sns": "EaseProbe's aws_sns notifier is not supported; use apprise with an sns:// URL",
+    "sms": "EaseProbe's sms notifier is not supported; use apprise (twilio://, vonage://, ...)",
+    "ringcentral": "EaseProbe's ringcentral notifier is not supported",
+    "infoflow": "EaseProbe's infoflow notifier is not supported",
+}
 # Values of keys like these are never echoed in an error message (DESIGN.md §5: secrets).
 _SECRETISH = re.compile(r"pass|token|secret|dsn|webhook|key|url|auth|cred", re.IGNORECASE)
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
@@ -80,7 +94,7 @@ class Config:
     path: Path
     settings: Settings
     probes: list[ProbeSpec]
-    notifiers: dict[str, list[dict[str, Any]]]
+    notifiers: list[NotifierSpec] = field(default_factory=list)
     warnings: list[ConfigProblem] = field(default_factory=list)
 
     @property
@@ -97,7 +111,15 @@ class Config:
 
     @property
     def notifier_count(self) -> int:
-        return sum(len(entries) for entries in self.notifiers.values())
+        return len(self.notifiers)
+
+    @property
+    def notifier_counts(self) -> dict[str, int]:
+        """Number of notifiers per kind (`webhook` counts as `http`), in first-seen order."""
+        counts: dict[str, int] = {}
+        for n in self.notifiers:
+            counts[n.kind] = counts.get(n.kind, 0) + 1
+        return counts
 
 
 def find_config_path(cli_value: str | None) -> Path:
@@ -488,7 +510,9 @@ def _descend(tp: Any, key: str | int) -> Any:
 
 def _known_keys(model: type[BaseModel]) -> list[str]:
     ignored: frozenset[str] = getattr(model, "easeprobe_ignored", frozenset())
-    return sorted({*model.model_fields, *ignored})
+    # A field with an alias (email's `from`) is written by its alias in the file.
+    names = {info.alias or name for name, info in model.model_fields.items()}
+    return sorted({*names, *ignored})
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -590,6 +614,8 @@ class _Loader:
         self.environ = environ
         # Spec models of the drivers a file uses (None: the driver's module failed to load).
         self._driver_specs: dict[str, type[ProbeSpec] | None] = {}
+        # The same for notifier kinds (by the name as written: an alias is reported as such).
+        self._notifier_specs: dict[str, type[NotifierSpec] | None] = {}
         self.base_dir = path.absolute().parent
         self.src = _Source(str(path))
 
@@ -853,25 +879,32 @@ class _Loader:
             spec = spec.model_copy(update={"timeout": spec.interval})
         return spec
 
-    # -- notifiers (shape only: their models come with the notifier issue)
+    # -- notifiers
 
-    def _notifiers(self, raw: Any) -> dict[str, list[dict[str, Any]]]:
+    def _notifiers(self, raw: Any) -> list[NotifierSpec]:
+        from probe.notify.base import NotifierSpec
+
         loc: _Loc = ("notify",)
         if raw is None:
-            return {}
+            return []
         if not isinstance(raw, dict):
             self.src.error(
                 loc, f"expected a mapping of notifier kind to a list, not {_describe(raw)}"
             )
-            return {}
+            return []
         raw = _substitute(raw, loc, self.environ, self.src)
-        notifiers: dict[str, list[dict[str, Any]]] = {}
+        specs: list[NotifierSpec] = []
+        seen_names: dict[str, _Loc] = {}
         for kind, entries in raw.items():
             kloc = (*loc, kind)
-            if entries is None:
+            if not self._known_notifier(kind, kloc) or entries is None:
                 continue
             if not isinstance(entries, list):
                 self.src.error(kloc, f"expected a list of notifiers, not {_describe(entries)}")
+                continue
+            # Imported only now: a kind listed with nothing under it costs no import.
+            spec_type = self._notifier_spec(kind, kloc)
+            if spec_type is None:
                 continue
             for index, entry in enumerate(entries):
                 eloc = (*kloc, index)
@@ -880,18 +913,47 @@ class _Loader:
                         eloc, f"expected a mapping (one notifier), not {_describe(entry)}"
                     )
                     continue
-                name = entry.get("name")
-                if "name" not in entry:
-                    self.src.error((*eloc, "name"), "missing required key")
-                elif not isinstance(name, str) or not name:
+                self._prepare(spec_type, entry, eloc)
+                spec = self._validate(spec_type, entry, eloc)
+                name = spec.name if isinstance(spec, NotifierSpec) else _raw_name(entry)
+                if name is None:
+                    continue
+                if name in seen_names:
+                    first = self.src.where((*seen_names[name], "name"))
+                    where = f" (first at line {first[0]})" if first else ""
                     self.src.error(
-                        (*eloc, "name"), f"expected a non-empty string, got {_describe(name)}"
+                        (*eloc, "name"), f"duplicate notifier name {_quote(name)}{where}"
                     )
-                for key in _NOTIFIER_SECRET_FILES:
-                    if key in entry:
-                        self._read_secret(entry, key, eloc)
-                notifiers.setdefault(kind, []).append(entry)
-        return notifiers
+                else:
+                    seen_names[name] = eloc
+                if isinstance(spec, NotifierSpec):
+                    specs.append(spec)
+        return specs
+
+    def _known_notifier(self, kind: str, kloc: _Loc) -> bool:
+        if kind in NOTIFIERS or kind in ALIASES:
+            return True
+        if kind in _UNSUPPORTED_NOTIFIERS:
+            self.src.error(kloc, _UNSUPPORTED_NOTIFIERS[kind], key=True)
+            return False
+        known = sorted({*NOTIFIERS, *ALIASES})
+        hint = _did_you_mean(kind, known) or f" (known: {', '.join(known)})"
+        self.src.error(kloc, f"unknown notifier kind {_quote(kind)}{hint}", key=True)
+        return False
+
+    def _notifier_spec(self, kind: str, kloc: _Loc) -> type[NotifierSpec] | None:
+        """The spec model of notifier `kind`, or None (and a located problem)."""
+        if kind not in self._notifier_specs:
+            try:
+                self._notifier_specs[kind] = load_notifier_class(kind).spec_type
+            except Exception as exc:  # a broken or missing notifier module: reported, not raised
+                self._notifier_specs[kind] = None
+                self.src.error(
+                    kloc,
+                    f"{kind} notifiers are unavailable ({type(exc).__name__}: {exc})",
+                    key=True,
+                )
+        return self._notifier_specs[kind]
 
     # -- shared steps
 

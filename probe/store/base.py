@@ -7,15 +7,57 @@ background writer; reads are synchronous and safe to run in a thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from probe.core.result import Result
 from probe.core.tracker import Observation, ProbeState, Transition
 from probe.errors import StoreError
 from probe.store.sla import HourRollup, SLAFigures
 
-__all__ = ["ResultStore"]
+__all__ = ["OUTBOX_STATES", "OutboxItem", "OutboxRow", "OutboxState", "ResultStore"]
+
+OutboxState = Literal["pending", "delivered", "failed", "dropped"]
+OUTBOX_STATES: tuple[OutboxState, ...] = ("pending", "delivered", "failed", "dropped")
+
+
+class OutboxItem(Protocol):
+    """A notification to add to the outbox, as the alerting hands it in. The store never reads
+    `notification` (JSON text): the store knows nothing of notifiers (DESIGN.md section 1)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def notifier(self) -> str: ...
+
+    @property
+    def notification(self) -> str: ...
+
+    @property
+    def created(self) -> float: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def next_attempt(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One stored outbox row. Times are Unix seconds."""
+
+    id: str
+    notifier: str
+    notification: str
+    created: float
+    attempts: int
+    next_attempt: float
+    state: OutboxState
+    last_error: str | None
+    delivered_at: float | None
 
 
 class ResultStore(Protocol):
@@ -48,3 +90,22 @@ class ResultStore(Protocol):
     def sla(self, name: str, start: float, end: float) -> SLAFigures: ...
 
     def sla_many(self, names: Iterable[str], start: float, end: float) -> dict[str, SLAFigures]: ...
+
+    # The alert outbox. Writes go through the writer and return once committed.
+
+    async def outbox_add(self, rows: Sequence[OutboxItem]) -> None: ...
+
+    async def outbox_update(
+        self,
+        id: str,
+        *,
+        state: OutboxState | None = None,
+        attempts: int | None = None,
+        next_attempt: float | None = None,
+        last_error: str | None = None,
+        delivered_at: float | None = None,
+    ) -> None: ...
+
+    def outbox_pending(self, now: float | None = None) -> list[OutboxRow]: ...
+
+    def outbox_count(self, state: OutboxState) -> int: ...

@@ -8,6 +8,13 @@ second, read-only connection behind a lock; WAL lets them run while the writer c
 
 Retention: raw results are kept `retention` seconds, hourly rollups and transitions 400 days.
 The writer prunes when it starts and then at most once an hour.
+
+The alert outbox (schema step 2) goes through the same writer: `outbox_add`/`outbox_update` queue
+their rows like observations, wake the writer at once, and return when the transaction holding
+them has committed. The alerting awaits that before it sends, so a notification is on disk
+before any chat API sees it; and since the queue is in order, the tracker state that decided
+the alert is committed with it or before it. Delivered, failed and dropped rows are kept
+`retention` seconds for inspection; pending ones stay until the alerting settles them.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from probe.core.result import Result, Status
 from probe.core.tracker import Observation, ProbeState, Transition
 from probe.errors import StoreError
+from probe.store.base import OUTBOX_STATES, OutboxItem, OutboxRow, OutboxState
 from probe.store.sla import (
     BUCKETS_MS,
     HOUR,
@@ -130,9 +138,28 @@ def _migrate_1(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _migrate_2(conn: sqlite3.Connection) -> None:
+    """The alert outbox: one row per (notification, notifier), id = "<notification id>:<name>"."""
+    conn.execute(
+        """CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            notifier TEXT NOT NULL,
+            notification TEXT NOT NULL,
+            created REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            last_error TEXT,
+            delivered_at REAL
+        )"""
+    )
+    # What start-up and the retry loop ask: the pending rows, by when they are due.
+    conn.execute("CREATE INDEX outbox_state_next ON outbox (state, next_attempt)")
+
+
 # _MIGRATIONS[i] takes a database from schema version i to i + 1 (`PRAGMA user_version`).
-# Append only: never edit a released step, add a new one (the alert outbox will be number 2).
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1,)
+# Append only: never edit a released step, add a new one.
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1, _migrate_2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -391,7 +418,16 @@ def _text(s: str) -> str:
 class _Batch:
     """Observations taken off the queue and not yet committed, in the form they are written."""
 
-    __slots__ = ("count", "dropped", "results", "rollups", "states", "transitions")
+    __slots__ = (
+        "count",
+        "dropped",
+        "outbox_adds",
+        "outbox_updates",
+        "results",
+        "rollups",
+        "states",
+        "transitions",
+    )
 
     def __init__(self) -> None:
         self.results: list[tuple[Any, ...]] = []
@@ -400,6 +436,15 @@ class _Batch:
         self.rollups: dict[tuple[str, int], _Agg] = {}
         self.count = 0
         self.dropped = 0
+        # Written after the observations, adds before updates: an update is only ever queued
+        # after the add of its row (the alerting awaits the add before it sends).
+        self.outbox_adds: list[tuple[Any, ...]] = []
+        self.outbox_updates: list[tuple[Any, ...]] = []
+
+    def add_outbox(self, op: _OutboxOp) -> None:
+        self.outbox_adds.extend(op.adds)
+        if op.update is not None:
+            self.outbox_updates.append(op.update)
 
     def _agg(self, probe: str, hour: int) -> _Agg:
         agg = self.rollups.get((probe, hour))
@@ -450,7 +495,7 @@ class _Batch:
             self.dropped += excess
 
     def __bool__(self) -> bool:
-        return self.count > 0
+        return self.count > 0 or bool(self.outbox_adds) or bool(self.outbox_updates)
 
 
 _INSERT_RESULT = (
@@ -470,6 +515,16 @@ _REPLACE_ROLLUP = (
     " time_down, latency_sum, latency_count, latency_min, latency_max, histogram,"
     " measured_from, measured_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_OUTBOX = (
+    "INSERT OR IGNORE INTO outbox (id, notifier, notification, created, attempts,"
+    " next_attempt, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')"
+)
+# ?1 is the id, so a row refused in careful mode is logged by it; NULL leaves a column as is.
+_UPDATE_OUTBOX = (
+    "UPDATE outbox SET state = coalesce(?2, state), attempts = coalesce(?3, attempts),"
+    " next_attempt = coalesce(?4, next_attempt), last_error = coalesce(?5, last_error),"
+    " delivered_at = coalesce(?6, delivered_at) WHERE id = ?1"
+)
 _UPSERT_STATE = (
     "INSERT OR REPLACE INTO probe_state (probe, status, since, ok_streak, fail_streak,"
     " last_time, outage_failures, alerts_sent, next_alert, updated)"
@@ -483,6 +538,16 @@ class _Marker:
 
     future: concurrent.futures.Future[None]
     stop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _OutboxOp:
+    """Outbox rows to add, or one row to update; `future` resolves once they are committed
+    (or with the error of the commit that tried)."""
+
+    future: concurrent.futures.Future[None]
+    adds: tuple[tuple[Any, ...], ...] = ()
+    update: tuple[Any, ...] | None = None
 
 
 def _resolve(future: concurrent.futures.Future[None], error: BaseException | None) -> None:
@@ -503,7 +568,7 @@ class _Writer(threading.Thread):
         self,
         path: Path,
         conn: sqlite3.Connection,
-        inbox: queue.SimpleQueue[Observation | _Marker],
+        inbox: queue.SimpleQueue[Observation | _Marker | _OutboxOp],
         retention: float,
         clock: Callable[[], float],
     ) -> None:
@@ -519,6 +584,8 @@ class _Writer(threading.Thread):
         self._last_prune: float | None = None
         self.rows_written = 0  # every row committed, all tables (read by the benchmarks)
         self.urgent = threading.Event()  # set by flush/close: commit now, do not gather
+        # Outbox operations taken into the current batch, resolved after its commit attempt.
+        self._outbox_ops: list[_OutboxOp] = []
 
     def run(self) -> None:
         self._prune_if_due()
@@ -526,6 +593,9 @@ class _Writer(threading.Thread):
         while stop is None:
             markers = self._collect()
             error = self._commit()
+            for op in self._outbox_ops:
+                _resolve(op.future, error)
+            self._outbox_ops.clear()
             for marker in markers:
                 if marker.stop:
                     stop = marker
@@ -554,7 +624,8 @@ class _Writer(threading.Thread):
         taken = 0
         deadline = time.monotonic() + self._delay if self._delay else None
         while taken < _MAX_BATCH:
-            if markers:
+            if markers or self._outbox_ops:
+                # Someone awaits this commit: take what is queued and write it now.
                 timeout = 0.0
             elif deadline is None and taken:
                 # The first observation is in: let more gather for a short window. Sleep on
@@ -574,6 +645,10 @@ class _Writer(threading.Thread):
                 break
             if isinstance(item, _Marker):
                 markers.append(item)
+            elif isinstance(item, _OutboxOp):
+                self.batch.add_outbox(item)
+                self._outbox_ops.append(item)
+                taken += 1
             else:
                 try:
                     self.batch.add(item)
@@ -657,15 +732,24 @@ class _Writer(threading.Thread):
                 rows.append(agg.merged_row(probe, hour, old))
             self._insert(_REPLACE_ROLLUP, rows, careful)
             self._insert(_UPSERT_STATE, states, careful)
+            self._insert(_INSERT_OUTBOX, batch.outbox_adds, careful)
+            self._insert(_UPDATE_OUTBOX, batch.outbox_updates, careful)
             conn.execute("COMMIT")
             self.rows_written += (
-                len(batch.results) + len(batch.transitions) + len(rows) + len(states)
+                len(batch.results)
+                + len(batch.transitions)
+                + len(rows)
+                + len(states)
+                + len(batch.outbox_adds)
+                + len(batch.outbox_updates)
             )
         except BaseException:
             _rollback(conn)
             raise
 
     def _insert(self, sql: str, rows: list[tuple[Any, ...]], careful: bool) -> None:
+        if not rows:
+            return
         if not careful:
             self.conn.executemany(sql, rows)
             return
@@ -677,7 +761,7 @@ class _Writer(threading.Thread):
                     raise
                 # A refused statement leaves the transaction open and the other rows in it.
                 log.error(
-                    "store %s: a row for probe %r cannot be stored and is skipped: %s",
+                    "store %s: a row for %r cannot be stored and is skipped: %s",
                     self.path,
                     row[0],
                     exc,
@@ -695,6 +779,10 @@ class _Writer(threading.Thread):
                 conn.execute("DELETE FROM results WHERE time < ?", (now - self.retention,))
                 conn.execute("DELETE FROM rollups_hourly WHERE hour < ?", (now - ROLLUP_RETENTION,))
                 conn.execute("DELETE FROM transitions WHERE time < ?", (now - ROLLUP_RETENTION,))
+                conn.execute(
+                    "DELETE FROM outbox WHERE state != 'pending' AND created < ?",
+                    (now - self.retention,),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
@@ -767,7 +855,7 @@ class Store:
         """Use `Store.open()`; this takes connections already checked and migrated."""
         self.path = path
         self.retention = retention
-        self._inbox: queue.SimpleQueue[Observation | _Marker] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Observation | _Marker | _OutboxOp] = queue.SimpleQueue()
         self._writer = _Writer(path, writer_conn, self._inbox, retention, clock)
         self._started = False
         self._closed = False
@@ -896,6 +984,61 @@ class Store:
             raise StoreError(str(self.path), "store is closed")
         self._inbox.put(obs)
 
+    async def outbox_add(self, rows: Sequence[OutboxItem]) -> None:
+        """Add notifications to the outbox as `pending`; return once they are committed.
+
+        Raises StoreError if that commit failed; the rows stay queued and are written when
+        writing works again. A row whose id is already stored is left as it is.
+        """
+        adds = tuple(
+            (
+                row.id,
+                row.notifier,
+                _text(row.notification),
+                float(row.created),
+                int(row.attempts),
+                float(row.next_attempt),
+            )
+            for row in rows
+        )
+        if adds:
+            await self._outbox_write(_OutboxOp(concurrent.futures.Future(), adds=adds))
+
+    async def outbox_update(
+        self,
+        id: str,
+        *,
+        state: OutboxState | None = None,
+        attempts: int | None = None,
+        next_attempt: float | None = None,
+        last_error: str | None = None,
+        delivered_at: float | None = None,
+    ) -> None:
+        """Change the given columns of one outbox row (None: unchanged); return once committed.
+
+        The change is queued before this coroutine first suspends, so it is written even if
+        the caller is cancelled while waiting (the store's close writes what is queued).
+        """
+        if state is not None and state not in OUTBOX_STATES:
+            raise ValueError(f"unknown outbox state {state!r}")
+        update = (
+            id,
+            state,
+            attempts,
+            next_attempt,
+            None if last_error is None else _text(last_error),
+            delivered_at,
+        )
+        await self._outbox_write(_OutboxOp(concurrent.futures.Future(), update=update))
+
+    async def _outbox_write(self, op: _OutboxOp) -> None:
+        await self.start()  # raises once closed; never suspends, so the put below is sure
+        if not self._writer.is_alive():
+            raise StoreError(str(self.path), "the writer thread has stopped")
+        self._inbox.put(op)
+        self._writer.urgent.set()
+        await asyncio.wrap_future(op.future)
+
     @property
     def last_error(self) -> StoreError | None:
         """Why the most recent write failed; None once a write succeeds again."""
@@ -942,6 +1085,26 @@ class Store:
             )
             for row in rows
         }
+
+    def outbox_pending(self, now: float | None = None) -> list[OutboxRow]:
+        """Pending outbox rows, oldest first; with `now`, only those due by then."""
+        sql = (
+            "SELECT id, notifier, notification, created, attempts, next_attempt, state,"
+            " last_error, delivered_at FROM outbox WHERE state = 'pending'"
+        )
+        params: tuple[Any, ...] = ()
+        if now is not None:
+            sql += " AND next_attempt <= ?"
+            params = (now,)
+        rows = self._query(sql + " ORDER BY created, id", params)
+        return [OutboxRow(*row) for row in rows]
+
+    def outbox_count(self, state: OutboxState) -> int:
+        """The number of outbox rows in `state`."""
+        if state not in OUTBOX_STATES:
+            raise ValueError(f"unknown outbox state {state!r}")
+        ((count,),) = self._query("SELECT count(*) FROM outbox WHERE state = ?", (state,))
+        return int(count)
 
     def last_results(self, name: str, limit: int) -> list[Result]:
         """The newest `limit` raw results of probe `name`, newest first."""

@@ -78,7 +78,8 @@ def test_settings_and_notify_are_substituted(files: ConfigFiles) -> None:
     )
     cfg = files.load(text, env=ENV)
     assert (cfg.settings.name, cfg.settings.http.port) == ("127.0.0.1", 8080)
-    assert cfg.notifiers["slack"][0]["webhook"] == "http://127.0.0.1/hook"
+    (slack,) = cfg.notifiers
+    assert slack.model_dump()["webhook"].get_secret_value() == "http://127.0.0.1/hook"
 
 
 def test_process_environment_is_the_default(

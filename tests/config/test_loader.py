@@ -27,10 +27,10 @@ notify:
       webhook: http://127.0.0.1:9/hook
   telegram:
     - name: tg
-      token: abc
+      token: 111111:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
       chat_id: -100123
     - name: tg2
-      token: def
+      token: 222222:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB
       chat_id: "42"
 http:
   - name: home
@@ -71,8 +71,13 @@ def test_good_config_loads(files: ConfigFiles) -> None:
     assert [p.name for p in cfg.enabled_probes] == ["home", "db"]
     assert cfg.probe_counts == {"http": 2, "tcp": 1}
     assert cfg.notifier_count == 3
-    assert list(cfg.notifiers) == ["slack", "telegram"]
-    assert cfg.notifiers["telegram"][0] == {"name": "tg", "token": "abc", "chat_id": -100123}
+    assert [(n.kind, n.name) for n in cfg.notifiers] == [
+        ("slack", "ops"),
+        ("telegram", "tg"),
+        ("telegram", "tg2"),
+    ]
+    tg = cfg.notifiers[1]
+    assert tg.model_dump()["chat_id"] == "-100123"  # as written, like EaseProbe's yaml.v3
     assert cfg.warnings == []
 
 
@@ -90,7 +95,7 @@ def test_defaults_without_settings(files: ConfigFiles) -> None:
     assert (db.interval, db.timeout, db.failure, db.success) == (60.0, 30.0, 1, 1)
     assert db.alert == AlertSpec()
     assert cfg.settings.probe.interval == 60.0
-    assert cfg.notifiers == {}
+    assert cfg.notifiers == []
 
 
 def test_alert_is_merged_key_by_key(files: ConfigFiles) -> None:
@@ -119,7 +124,7 @@ def test_empty_value_of_an_inherited_key_means_the_default(files: ConfigFiles) -
 def test_empty_sections_are_allowed(files: ConfigFiles) -> None:
     cfg = files.load("http:\ntcp:\nnotify:\n  slack:\nsettings:\n")
     assert cfg.probes == []
-    assert cfg.notifiers == {}
+    assert cfg.notifiers == []
 
 
 def test_only_settings(files: ConfigFiles) -> None:
@@ -330,14 +335,15 @@ def test_secret_files(files: ConfigFiles) -> None:
     )
     assert web(cfg.probes[0]).password == "s3cret\n"
     assert cfg.settings.http.token == "tok"
-    assert cfg.notifiers["slack"] == [{"name": "ops", "webhook": "http://127.0.0.1:9/hook"}]
+    (slack,) = cfg.notifiers
+    assert slack.model_dump()["webhook"].get_secret_value() == "http://127.0.0.1:9/hook"
 
 
 def test_secret_file_errors(files: ConfigFiles) -> None:
     text = d("""
     notify:
       telegram:
-        - {name: tg, token: a, token_file: t}
+        - {name: tg, chat_id: 1, token: 111111:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA, token_file: t}
     http:
       - name: a
         url: http://127.0.0.1/
@@ -354,7 +360,7 @@ def test_secret_file_errors(files: ConfigFiles) -> None:
         auth: {username: u, password_file: nope}
     """)
     assert files.errors(text) == [
-        'probes.yaml:3:28: notify.telegram[0].token_file: both "token" and "token_file" '
+        'probes.yaml:3:81: notify.telegram[0].token_file: both "token" and "token_file" '
         "are given; use one",
         'probes.yaml:7:20: http[0].password_file: cannot read "missing.txt": '
         "No such file or directory",
@@ -693,7 +699,8 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
         """,
         [
             "probes.yaml:3:7: notify.slack[0].name: missing required key",
-            'probes.yaml:4:13: notify.slack[1].name: expected a non-empty string, got ""',
+            "probes.yaml:4:7: notify.slack[1].webhook: missing required key",
+            "probes.yaml:4:13: notify.slack[1].name: must not be empty",
             "probes.yaml:5:7: notify.slack[2]: expected a mapping (one notifier), not 3",
             "probes.yaml:6:13: notify.telegram: expected a list of notifiers, not a mapping",
         ],
@@ -980,7 +987,9 @@ def test_a_section_whose_prober_cannot_load_is_an_error(files: ConfigFiles) -> N
 
 def test_default_registry_imports_no_prober_for_unused_sections(tmp_path: Path) -> None:
     path = tmp_path / "probes.yaml"
-    path.write_text("settings: {name: x}\nnotify: {slack: [{name: a}]}\n")
+    path.write_text(
+        "settings: {name: x}\nnotify: {slack: [{name: a, webhook: 'http://127.0.0.1:9/h'}]}\n"
+    )
     code = (
         "import sys\n"
         "from probe.config import load_config\n"

@@ -422,15 +422,15 @@ async def test_forward_migration_keeps_data(
     async with Store.open(db_path, clock=clock) as store:
         submit_all(store, Feeder().series("m", every(NOW - 600, NOW, 60)))
 
-    def add_outbox(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    def add_extra(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE extra (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
 
-    monkeypatch.setattr(backend, "_MIGRATIONS", (*backend._MIGRATIONS, add_outbox))
+    monkeypatch.setattr(backend, "_MIGRATIONS", (*backend._MIGRATIONS, add_extra))
     monkeypatch.setattr(backend, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     async with Store.open(db_path, clock=clock) as store:
         assert len(store.last_results("m", 100)) == 11
     assert raw_rows(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
-    assert raw_rows(db_path, "SELECT count(*) FROM outbox") == [(0,)]
+    assert raw_rows(db_path, "SELECT count(*) FROM extra") == [(0,)]
 
 
 async def test_a_row_sqlite_refuses_does_not_block_the_others(store: Store) -> None:

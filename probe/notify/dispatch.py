@@ -1,0 +1,571 @@
+"""The dispatcher: every alert reaches its notifiers at least once, and none delays a check.
+
+`notify(notification, channels)` only queues (it is called from the App's result pipeline);
+sending happens in tasks of its own, beside the scheduler, at most `concurrency` at a time, so
+a hanging or failing chat API never delays a check and 1,000 simultaneous downs do not open
+1,000 connections. For each notifier the router picks, one outbox row
+(`<notification id>:<notifier name>`) is committed to the store BEFORE the first send, and
+marked delivered once the service accepted it. Then (DESIGN.md section 5):
+
+- quick retries: `retry.times` attempts after the first, waiting `retry.interval` doubling each
+  time, and at least what the service asked for (`DeliveryError.retry_after`, Retry-After);
+- a permanent refusal (a 4xx other than 429, a message that cannot be rendered) is logged with
+  the service's error text and marked `failed`: kept for inspection, never resent;
+- after the quick retries, the row waits in the outbox and is tried again every
+  `outbox_interval` (a minute) until `max_age` after it was made, then it is `dropped`, with
+  a log line and the metric `probe_notifications_total{result="dropped"}`;
+- at start-up, rows still pending (the process died or stopped before they were delivered)
+  are loaded and sent again; `stop(grace)` lets sends in flight finish up to `grace`, and
+  what is left stays pending for the next start.
+
+Delivery is at-least-once: a duplicate needs the process to die between the service's
+acceptance and the store's record of it. Dry runs (`probe run --dry-notify`,
+`settings.notify.dry`, a notifier's `dry`) log the exact payload and where it would go (never
+a secret: payloads hold none, and `target()` strips them) instead of sending, and count as
+delivered.
+
+The outbox is a narrow Protocol (`Outbox`) that the App fills with the store: notify never
+imports the store (DESIGN.md section 1). Without one (`probe notify-test`), nothing is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from probe.config.durations import format_duration
+from probe.config.models import RetrySettings
+from probe.notify.base import DeliveryError, Notification, Notifier
+from probe.notify.metrics import NotifyMetrics, Outcome, notify_metrics
+from probe.notify.router import Router
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "OUTBOX_INTERVAL",
+    "Dispatcher",
+    "Outbox",
+    "OutboxRecord",
+    "OutboxState",
+    "describe",
+    "show_payload",
+]
+
+log = logging.getLogger("probe.notify")
+
+OUTBOX_INTERVAL = 60.0
+DEFAULT_CONCURRENCY = 32
+# Notifiers bound their own requests by `timeout`; this bounds one that does not (a bug, a
+# thread that never returns), so a send can never hold a concurrency slot for ever.
+_SEND_MARGIN = 5.0
+
+OutboxState = Literal["pending", "delivered", "failed", "dropped"]
+
+
+class OutboxRecord(Protocol):
+    """One outbox row as the dispatcher writes and reads it. `notification` is JSON text."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def notifier(self) -> str: ...
+
+    @property
+    def notification(self) -> str: ...
+
+    @property
+    def created(self) -> float: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def next_attempt(self) -> float: ...
+
+
+class Outbox(Protocol):
+    """Where notifications wait until delivered (the App passes its Store). Writes return once
+    committed; reads are blocking (the dispatcher runs them in a thread)."""
+
+    async def outbox_add(self, rows: Sequence[OutboxRecord]) -> None: ...
+
+    async def outbox_update(
+        self,
+        id: str,
+        *,
+        state: OutboxState | None = None,
+        attempts: int | None = None,
+        next_attempt: float | None = None,
+        last_error: str | None = None,
+        delivered_at: float | None = None,
+    ) -> None: ...
+
+    def outbox_pending(self, now: float | None = None) -> Sequence[OutboxRecord]: ...
+
+    def outbox_count(self, state: OutboxState) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    id: str
+    notifier: str
+    notification: str
+    created: float
+    attempts: int
+    next_attempt: float
+
+
+@dataclass(eq=False, slots=True)
+class _Delivery:
+    """One notification on its way to one notifier."""
+
+    id: str
+    notifier: Notifier[Any]
+    notification: Notification
+    created: float
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    parked: bool = False  # waiting in the outbox for the retry loop, no task working on it
+
+    def record(self) -> _Record:
+        data = json.dumps(self.notification.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return _Record(
+            self.id, self.notifier.name, data, self.created, self.attempts, self.next_attempt
+        )
+
+
+def describe(notification: Notification) -> str:
+    """`down notification for api`, `sla notification`: for log lines."""
+    what = f"{notification.event.value} notification"
+    return f"{what} for {notification.probe}" if notification.probe else what
+
+
+def show_payload(payload: Any) -> str:
+    """A payload as logged by dry runs: text as it is, anything else as JSON."""
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", "replace")
+    return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def _label(notifier: Notifier[Any]) -> str:
+    return f"{notifier.name} ({notifier.kind})"
+
+
+class Dispatcher:
+    """Routes notifications to notifiers and delivers them through the outbox.
+
+    `start()` before the first `notify()` that should survive a restart (it also resends what
+    an earlier run left pending); `stop(grace)` at the end, before the outbox closes.
+    `outbox_interval` is the outbox's retry period (tests shorten it); `clock` gives Unix time.
+    """
+
+    def __init__(
+        self,
+        notifiers: Sequence[Notifier[Any]],
+        outbox: Outbox | None = None,
+        *,
+        retry: RetrySettings | None = None,
+        max_age: float = 86400.0,
+        sla_channels: Sequence[str] = (),
+        outbox_interval: float = OUTBOX_INTERVAL,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        metrics: NotifyMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.router = Router(notifiers, sla_channels=sla_channels)
+        self.retry = retry or RetrySettings()
+        self.max_age = max_age
+        self.outbox_interval = outbox_interval
+        self.metrics = metrics or notify_metrics()
+        self._outbox = outbox
+        self._clock = clock
+        self._by_name = {n.name: n for n in notifiers}
+        self._semaphore = asyncio.Semaphore(concurrency)
+        # Every notification not yet delivered, failed or dropped, by outbox id.
+        self._deliveries: dict[str, _Delivery] = {}
+        self._incoming: list[_Delivery] = []  # queued by notify(), not yet in the outbox
+        self._admitter: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retry_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._stopped = False
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def pending(self) -> int:
+        """Notifications not yet delivered, failed or dropped (in flight or waiting)."""
+        return len(self._deliveries)
+
+    def notify(self, notification: Notification, channels: Iterable[str]) -> int:
+        """Queue `notification` for every notifier sharing a channel with `channels` (the
+        default channel when empty). Never blocks; returns the number of notifiers."""
+        return self._queue(notification, self.router.route(channels))
+
+    def notify_sla(self, notification: Notification) -> int:
+        """Queue an SLA report for the notifiers on `settings.sla.channels`."""
+        return self._queue(notification, self.router.for_sla())
+
+    async def start(self) -> None:
+        """Start the retry loop and resend what an earlier run left pending (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        self._retry_task = asyncio.create_task(self._retry_loop(), name="notify-retry")
+        if self._outbox is None:
+            return
+        try:
+            rows = await asyncio.to_thread(self._outbox.outbox_pending, None)
+        except Exception as exc:
+            log.error("cannot read the notification outbox (%s); nothing is resent now", exc)
+            return
+        if rows:
+            log.info("resending %d notification(s) left pending by an earlier run", len(rows))
+        for row in rows:
+            self._resume(row)
+        self._update_gauge()
+
+    async def drain(self) -> None:
+        """Wait until nothing is being sent or queued (waiting rows may remain)."""
+        while True:
+            tasks = set(self._tasks)
+            if self._admitter is not None and not self._admitter.done():
+                tasks.add(self._admitter)
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let sends in flight finish up to `grace` seconds, then cancel the rest, which stay
+        pending in the outbox for the next start. Retries waiting for their next try stop
+        waiting at once. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            await asyncio.gather(self._retry_task, return_exceptions=True)
+        if self._admitter is not None:
+            # Only writes the outbox (bounded: the store answers each commit attempt); what
+            # notify() queued must be on disk before the store closes.
+            await asyncio.gather(self._admitter, return_exceptions=True)
+        tasks = set(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, grace))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        # Attempts cut short are on record too (one transaction for all of them).
+        await asyncio.gather(
+            *(
+                self._save(d.id, attempts=d.attempts, last_error=d.last_error or None)
+                for d in self._deliveries.values()
+                if d.attempts and not d.parked
+            )
+        )
+        if self._deliveries:
+            if self._outbox is not None:
+                log.info(
+                    "%d notification(s) not delivered yet; they stay in the outbox and are"
+                    " sent at the next start",
+                    len(self._deliveries),
+                )
+            else:
+                log.warning(
+                    "%d notification(s) not delivered and lost (no outbox)", len(self._deliveries)
+                )
+
+    # ----------------------------------------------------------------- queueing
+
+    def _queue(self, notification: Notification, targets: Sequence[Notifier[Any]]) -> int:
+        if self._stopped:
+            log.warning("%s not sent: alerting has stopped", describe(notification))
+            return 0
+        if not targets:
+            log.debug("%s: no notifier on its channels", describe(notification))
+            return 0
+        now = self._clock()
+        for notifier in targets:
+            delivery = _Delivery(
+                f"{notification.id}:{notifier.name}", notifier, notification, now, next_attempt=now
+            )
+            if delivery.id in self._deliveries:
+                continue  # the same notification queued twice: one delivery is enough
+            self._deliveries[delivery.id] = delivery
+            self._incoming.append(delivery)
+        self._update_gauge()
+        if self._admitter is None or self._admitter.done():
+            self._admitter = asyncio.create_task(self._admit(), name="notify-admit")
+        return len(targets)
+
+    async def _admit(self) -> None:
+        """Commit what notify() queued to the outbox (a burst in one transaction), then send."""
+        while self._incoming:
+            batch, self._incoming = self._incoming, []
+            if self._outbox is not None:
+                try:
+                    await self._outbox.outbox_add([d.record() for d in batch])
+                except Exception as exc:
+                    # Better an alert that cannot survive a restart than no alert.
+                    log.error(
+                        "cannot record %d notification(s) in the outbox (%s); sending them"
+                        " anyway, but they are not resent after a restart",
+                        len(batch),
+                        exc,
+                    )
+            for delivery in batch:
+                self._spawn(delivery, quick=True)
+
+    def _resume(self, row: OutboxRecord) -> None:
+        """A row an earlier run left pending: send it again."""
+        notifier = self._by_name.get(row.notifier)
+        try:
+            notification = Notification.from_json(json.loads(row.notification))
+        except Exception as exc:
+            log.error("outbox row %s cannot be read (%s); marked failed", row.id, exc)
+            self._track(self._save(row.id, state="failed", last_error=f"unreadable: {exc}"))
+            return
+        if notifier is None:
+            log.warning(
+                "%s was for notifier %r, which is no longer configured; dropped",
+                describe(notification),
+                row.notifier,
+            )
+            self.metrics.count(row.notifier, "dropped")
+            self._track(
+                self._save(row.id, state="dropped", last_error="notifier no longer configured")
+            )
+            return
+        if row.id in self._deliveries:
+            return
+        delivery = _Delivery(
+            row.id,
+            notifier,
+            notification,
+            row.created,
+            attempts=row.attempts,
+            next_attempt=row.next_attempt,
+        )
+        self._deliveries[delivery.id] = delivery
+        # Quick retries again: this is a new run, and the service may be back.
+        self._spawn(delivery, quick=True)
+
+    def _spawn(self, delivery: _Delivery, *, quick: bool) -> None:
+        delivery.parked = False
+        self._track(self._deliver(delivery, quick), name=f"notify {delivery.id}")
+
+    def _track(self, coro: Any, name: str | None = None) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----------------------------------------------------------------- delivery
+
+    async def _deliver(self, delivery: _Delivery, quick: bool) -> None:
+        try:
+            retry = delivery.notifier.spec.retry or self.retry
+            tries = 1 + retry.times if quick else 1
+            error = DeliveryError("not tried")
+            for attempt in range(tries):
+                outcome = await self._attempt(delivery)
+                if outcome is None:
+                    return
+                error = outcome
+                if attempt + 1 >= tries:
+                    break
+                wait = retry.interval * 2**attempt
+                if error.retry_after is not None:
+                    wait = max(wait, error.retry_after)
+                    if wait > self.outbox_interval:
+                        break  # a long wait the service asked for: the outbox keeps it
+                if not await self._sleep(wait):
+                    break  # stopping: leave it to the outbox
+            await self._park(delivery, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug of ours must not lose the notification: it waits for the next round.
+            log.exception("unexpected error delivering %s", describe(delivery.notification))
+            delivery.next_attempt = self._clock() + self.outbox_interval
+            delivery.parked = True
+            self._wake.set()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep, unless stopping; False if the dispatcher is stopping."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return not self._stopping.is_set()
+
+    async def _attempt(self, delivery: _Delivery) -> DeliveryError | None:
+        """One try. None when the delivery is settled (sent, dry, failed, dropped); the error
+        when it may be tried again."""
+        notifier = delivery.notifier
+        what = describe(delivery.notification)
+        if self._clock() >= delivery.created + self.max_age:
+            await self._drop(delivery)
+            return None
+        try:
+            payload = notifier.render(delivery.notification)
+        except Exception as exc:
+            message = f"cannot render the message: {type(exc).__name__}: {exc}"
+            log.error("%s: %s: %s; not sent", _label(notifier), what, message)
+            await self._settle(delivery, "failed", "failed", error=message)
+            return None
+        if notifier.dry:
+            log.info(
+                "dry run: %s would send the %s to %s: %s",
+                _label(notifier),
+                what,
+                notifier.spec.target(),
+                show_payload(payload),
+            )
+            await self._settle(delivery, "delivered", "dry")
+            return None
+        error: DeliveryError | None = None
+        async with self._semaphore:
+            delivery.attempts += 1
+            try:
+                async with asyncio.timeout(notifier.timeout + _SEND_MARGIN):
+                    await notifier.send(payload)
+            except DeliveryError as exc:
+                error = exc
+            except TimeoutError:
+                error = DeliveryError(f"no answer within {format_duration(notifier.timeout)}")
+            except Exception as exc:
+                # A notifier bug. Its text may hold what the notifier should have kept out
+                # (a URL with a token): only the type is shown.
+                log.debug("%s: send raised", _label(notifier), exc_info=True)
+                error = DeliveryError(f"unexpected error in the notifier ({type(exc).__name__})")
+        if error is None:
+            log.info("%s: %s delivered", _label(notifier), what)
+            await self._settle(delivery, "delivered", "sent")
+            return None
+        delivery.last_error = error.message
+        if error.permanent:
+            log.error("%s: %s refused: %s; not retried", _label(notifier), what, error.message)
+            await self._settle(delivery, "failed", "failed", error=error.message)
+            return None
+        log.warning(
+            "%s: %s not delivered (attempt %d): %s",
+            _label(notifier),
+            what,
+            delivery.attempts,
+            error.message,
+        )
+        return error
+
+    async def _park(self, delivery: _Delivery, error: DeliveryError) -> None:
+        """Quick retries are over: the outbox tries again every `outbox_interval`."""
+        wait = self.outbox_interval
+        if error.retry_after is not None:
+            wait = max(wait, error.retry_after)
+        delivery.next_attempt = self._clock() + wait
+        if not self._stopping.is_set():
+            log.warning(
+                "%s: %s not delivered after %d attempt(s) (%s); retrying every %s for up to %s",
+                _label(delivery.notifier),
+                describe(delivery.notification),
+                delivery.attempts,
+                error.message,
+                format_duration(self.outbox_interval),
+                format_duration(self.max_age),
+            )
+        try:
+            await self._save(
+                delivery.id,
+                attempts=delivery.attempts,
+                next_attempt=delivery.next_attempt,
+                last_error=error.message,
+            )
+        finally:
+            delivery.parked = True
+            self._wake.set()
+
+    async def _drop(self, delivery: _Delivery) -> None:
+        last = delivery.last_error or "never tried"
+        log.error(
+            "%s: dropping the %s: not delivered within %s (last error: %s)",
+            _label(delivery.notifier),
+            describe(delivery.notification),
+            format_duration(self.max_age),
+            last,
+        )
+        await self._settle(delivery, "dropped", "dropped", error=delivery.last_error or None)
+
+    async def _settle(
+        self, delivery: _Delivery, state: OutboxState, outcome: Outcome, *, error: str | None = None
+    ) -> None:
+        """The delivery is over: count it, forget it, record it."""
+        self._deliveries.pop(delivery.id, None)
+        self._update_gauge()
+        self.metrics.count(delivery.notifier.name, outcome)
+        await self._save(
+            delivery.id,
+            state=state,
+            attempts=delivery.attempts,
+            last_error=error,
+            delivered_at=self._clock() if state == "delivered" else None,
+        )
+
+    async def _save(
+        self,
+        id: str,
+        *,
+        state: OutboxState | None = None,
+        attempts: int | None = None,
+        next_attempt: float | None = None,
+        last_error: str | None = None,
+        delivered_at: float | None = None,
+    ) -> None:
+        if self._outbox is None:
+            return
+        try:
+            await self._outbox.outbox_update(
+                id,
+                state=state,
+                attempts=attempts,
+                next_attempt=next_attempt,
+                last_error=last_error,
+                delivered_at=delivered_at,
+            )
+        except Exception as exc:
+            log.error("cannot record the outcome of outbox row %s: %s", id, exc)
+
+    # ----------------------------------------------------------------- the outbox's round
+
+    async def _retry_loop(self) -> None:
+        """Sends each waiting delivery again when it is due (or drops it once too old)."""
+        while True:
+            now = self._clock()
+            wake_at: float | None = None
+            for delivery in list(self._deliveries.values()):
+                if not delivery.parked:
+                    continue
+                due = min(delivery.next_attempt, delivery.created + self.max_age)
+                if due <= now:
+                    self._spawn(delivery, quick=False)
+                elif wake_at is None or due < wake_at:
+                    wake_at = due
+            self._wake.clear()
+            timeout = None if wake_at is None else max(0.0, wake_at - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    def _update_gauge(self) -> None:
+        self.metrics.outbox_pending.set(len(self._deliveries))

@@ -1,0 +1,74 @@
+"""Prometheus metrics of the alerting: what happened to each notification, and the backlog.
+
+`probe_notifications_total{notifier, result}` counts notifications by how they ended: `sent`
+(the service accepted it), `failed` (refused for good: a 4xx other than 429, or a message that
+cannot be rendered), `dropped` (still undelivered `settings.notify.max_age` after it was made),
+`dry` (logged instead of sent). A transient failure that a retry later fixes is not counted
+apart: it ends as `sent`. `probe_outbox_pending` is the number of notifications not yet
+delivered, failed or dropped.
+
+The metrics live in a registry handed in (tests build a fresh one); by default the module's
+`REGISTRY`, which the web layer serves on /metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["REGISTRY", "NotifyMetrics", "Outcome", "notify_metrics"]
+
+Outcome = Literal["sent", "failed", "dropped", "dry"]
+
+# The registry /metrics serves. Not prometheus_client's global one: that one also carries the
+# process and platform collectors, which the web layer decides about, not the alerting.
+REGISTRY = CollectorRegistry()
+
+
+class NotifyMetrics:
+    """The alerting's metrics in one registry. Build it once per registry: prometheus-client
+    refuses a second metric of the same name (use `notify_metrics(registry)`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.notifications = Counter(
+            "probe_notifications",
+            "Notifications by notifier and how they ended (sent, failed, dropped, dry).",
+            ["notifier", "result"],
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "probe_outbox_pending",
+            "Notifications in the outbox not yet delivered, failed or dropped.",
+            registry=registry,
+        )
+
+    def count(self, notifier: str, result: Outcome) -> None:
+        self.notifications.labels(notifier=notifier, result=result).inc()
+
+    def value(self, notifier: str, result: Outcome) -> float:
+        """The current count (for tests and `probe` itself; Prometheus scrapes the registry)."""
+        sample = self.registry.get_sample_value(
+            "probe_notifications_total", {"notifier": notifier, "result": result}
+        )
+        return sample or 0.0
+
+
+_by_registry: dict[int, NotifyMetrics] = {}
+_lock = threading.Lock()
+
+
+def notify_metrics(registry: CollectorRegistry | None = None) -> NotifyMetrics:
+    """The NotifyMetrics of `registry` (default `REGISTRY`), made on first use.
+
+    Several Apps in one process (tests, a reload) share the metrics of one registry instead of
+    failing on duplicate names.
+    """
+    registry = REGISTRY if registry is None else registry
+    with _lock:
+        metrics = _by_registry.get(id(registry))
+        if metrics is None or metrics.registry is not registry:
+            metrics = _by_registry[id(registry)] = NotifyMetrics(registry)
+        return metrics
