@@ -32,21 +32,29 @@ command that cannot be started (not found, not executable) is a permanent one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
-import errno
 import io
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
+from probe.commands import (
+    OutputCollector,
+    SecretMasker,
+    check_args,
+    check_cmd,
+    check_env,
+    kill_group,
+    last_line,
+    short,
+    start_failure,
+    status_text,
+)
 from probe.core.result import utc_iso
 from probe.notify.base import (
     DeliveryError,
@@ -60,9 +68,6 @@ from probe.notify.templates import TemplatedSpec, render_json
 
 __all__ = ["ShellNotifier", "ShellNotifySpec", "event_environment"]
 
-# Bytes kept from the end of the output, for the error's last line.
-_TAIL = 4096
-_LAST_LINE = 200
 # How long the output may stay open once the command itself has exited.
 _EOF_GRACE = 1.0
 # How long a killed command may take to be reaped.
@@ -71,51 +76,19 @@ _REAP_GRACE = 1.0
 _MAX_MESSAGE_ENV = 8 * 1024
 _MAX_JSON_ENV = 64 * 1024
 
-_ENV_NAME = re.compile(r"[^=\0]+")
-_SECRETISH = re.compile(r"pass|pwd|token|secret|key|auth|cred", re.IGNORECASE)
-# Configured env values shorter than this are not masked in output (not secrets worth it).
-_MASK_MIN = 4
-
 
 class ShellNotifySpec(TemplatedSpec):
     """A `shell:` entry under `notify:`."""
 
     kind: ClassVar[str] = "shell"
 
-    cmd: str = Field(min_length=1)
-    args: list[str] = Field(default_factory=list)
-    env: list[str] = Field(default_factory=list, repr=False)
+    cmd: Annotated[str, AfterValidator(check_cmd)] = Field(min_length=1)
+    args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
+    env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
     clean_env: bool = False
 
-    @field_validator("cmd")
-    @classmethod
-    def _valid_cmd(cls, value: str) -> str:
-        if "\0" in value:
-            raise ValueError("the command must not contain a NUL character")
-        return value
-
-    @field_validator("args")
-    @classmethod
-    def _valid_args(cls, value: list[str]) -> list[str]:
-        for index, arg in enumerate(value):
-            if "\0" in arg:
-                raise ValueError(f"args[{index}] must not contain a NUL character")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _valid_env(cls, value: list[str]) -> list[str]:
-        # Messages name the entry, never its value: env values may be secrets.
-        for index, entry in enumerate(value):
-            name, sep, text = entry.partition("=")
-            if not sep or not _ENV_NAME.fullmatch(name):
-                raise ValueError(f'env[{index}]: expected "NAME=value"')
-            if "\0" in text:
-                raise ValueError(f"env[{index}]: the value must not contain a NUL character")
-        return value
-
     def target(self) -> str:
-        return f"shell: {_short(self.cmd)}"
+        return f"shell: {short(self.cmd)}"
 
 
 class ShellNotifier(Notifier[ShellNotifySpec]):
@@ -124,7 +97,7 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
 
     def __init__(self, spec: ShellNotifySpec, context: NotifyContext) -> None:
         super().__init__(spec, context)
-        self._mask = _Masker(spec.env)
+        self._mask = SecretMasker(spec.env)
 
     def render(self, notification: Notification) -> dict[str, Any]:
         """{"env": the event's variables, "stdin": the JSON event}. No `env:` entry is in
@@ -155,7 +128,7 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
         # This process's PATH, as EaseProbe (Go's exec.Command) does, even with clean_env.
         found = shutil.which(cmd)
         if found is None:
-            raise DeliveryError(f"command not found: {_short(cmd)}", permanent=True)
+            raise DeliveryError(f"command not found: {short(cmd)}", permanent=True)
         return found
 
     async def send(self, payload: Any) -> None:
@@ -165,7 +138,7 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
         loop = asyncio.get_running_loop()
         try:
             transport, collector = await loop.subprocess_exec(
-                lambda: _Collector(loop),
+                lambda: OutputCollector(loop),
                 executable,
                 *self.spec.args,
                 stdin=subprocess.PIPE,
@@ -177,7 +150,7 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
         except OSError as exc:
             raise _describe_start(exc, self.spec.cmd) from None
         pid = transport.get_pid()
-        kill_group = True
+        must_kill = True
         try:
             pipe = transport.get_pipe_transport(0)
             if isinstance(pipe, asyncio.WriteTransport):
@@ -193,15 +166,15 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
                     done, _ = await asyncio.wait({collector.closed}, timeout=_EOF_GRACE)
             except TimeoutError:
                 raise DeliveryError(
-                    f"{_short(self.spec.cmd)} timed out after {self.timeout:g}s (killed)"
+                    f"{short(self.spec.cmd)} timed out after {self.timeout:g}s (killed)"
                 ) from None
             # Output closed: the command and all it started are done with it; anything left
             # running redirected its output elsewhere, and is left alone.
-            kill_group = not done
+            must_kill = not done
         finally:
             # On timeout and cancellation too; nothing here can hang.
-            if kill_group:
-                _kill_group(pid)
+            if must_kill:
+                kill_group(pid)
             try:
                 if not collector.exited.done():
                     await asyncio.wait({collector.exited}, timeout=_REAP_GRACE)
@@ -209,8 +182,8 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
                 transport.close()
         status = transport.get_returncode()
         if status != 0:
-            message = f"{_short(self.spec.cmd)}: {_status_text(status)}"
-            last = _last_line(self._mask(bytes(collector.tail).decode("utf-8", "replace")))
+            message = f"{short(self.spec.cmd)}: {status_text(status)}"
+            last = last_line(self._mask(bytes(collector.tail).decode("utf-8", "replace")))
             if last:
                 message += f": {last}"
             raise DeliveryError(message)
@@ -311,102 +284,8 @@ def _env_value(value: str) -> str:
     return value.replace("\0", "")
 
 
-class _Masker:
-    """Replaces the configured env values (possible secrets) in text we show."""
-
-    def __init__(self, env: list[str]) -> None:
-        values = set()
-        for entry in env:
-            name, _, value = entry.partition("=")
-            if value and (len(value) >= _MASK_MIN or _SECRETISH.search(name)):
-                values.add(value)
-        # Longest first, so a value that contains another is masked whole.
-        ordered = sorted(values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-    def __call__(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub("***", text)
-
-
-class _Collector(asyncio.SubprocessProtocol):
-    """Keeps the tail of the command's combined output; reports when the process has exited
-    and when its output is closed."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.tail = bytearray()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        chunk = data.encode() if isinstance(data, str) else data
-        self.tail += chunk[-_TAIL:]
-        del self.tail[:-_TAIL]
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        # fd 0 (stdin) closing early is the command not reading it: not our concern.
-        if fd == 1 and not self.closed.done():
-            self.closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
-def _kill_group(pid: int | None) -> None:
-    """SIGKILL the command's process group (its pid: it leads a session of its own)."""
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _status_text(status: int | None) -> str:
-    if status is None:
-        return "the command did not exit"
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"killed by {name}"
-    return f"exit status {status}"
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)
-
-
-def _last_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        line = _printable(line).strip()
-        if line:
-            return line if len(line) <= _LAST_LINE else line[: _LAST_LINE - 3] + "..."
-    return ""
-
-
-def _short(text: str) -> str:
-    text = _printable(text)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def _describe_start(exc: OSError, cmd: str) -> DeliveryError:
     """A command that could not be started: permanent unless the system is short of
     processes or files for a moment."""
-    shown = _short(cmd)
-    if exc.errno == errno.ENOENT:
-        if os.sep in cmd and os.path.exists(cmd):
-            return DeliveryError(
-                f"cannot run {shown}: its interpreter was not found", permanent=True
-            )
-        return DeliveryError(f"command not found: {shown}", permanent=True)
-    if exc.errno == errno.EACCES:
-        return DeliveryError(f"cannot run {shown}: permission denied", permanent=True)
-    if exc.errno == errno.ENOEXEC:
-        return DeliveryError(
-            f"cannot run {shown}: not an executable format (a script without #!?)",
-            permanent=True,
-        )
-    if exc.errno == errno.E2BIG:
-        return DeliveryError(f"cannot run {shown}: the environment is too large", permanent=True)
-    reason = exc.strerror or type(exc).__name__
-    return DeliveryError(f"cannot run {shown}: {reason[:1].lower()}{reason[1:]}")
+    message, transient = start_failure(exc, cmd)
+    return DeliveryError(message, permanent=not transient)

@@ -20,18 +20,28 @@ masked (`***`) in the output shown. As in EaseProbe, `cmd` is looked up in this 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
+from probe.commands import (
+    SECRETISH,
+    OutputCollector,
+    SecretMasker,
+    check_args,
+    check_cmd,
+    check_env,
+    kill_group,
+    last_line,
+    short,
+    start_failure,
+    status_text,
+)
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
@@ -43,22 +53,14 @@ __all__ = ["MAX_OUTPUT", "ShellProber", "ShellSpec"]
 MAX_OUTPUT = 1024 * 1024
 """Bytes of output kept for the contain/not_contain checks; the rest is drained unread."""
 
-# Bytes kept from the end of the output, for the message's last line and the details.
-_TAIL = 4096
-# Characters of the last line a failure message quotes, and of the output in the details.
-_LAST_LINE = 200
+# Characters of the output kept in the details.
 _DETAILS_OUTPUT = 1000
 # How long the output may stay open once the command itself has exited.
 _EOF_GRACE = 1.0
 # How long a killed command may take to be reaped before the check stops waiting for it.
 _REAP_GRACE = 1.0
 
-_ENV_NAME = re.compile(r"[^=\0]+")
 # Arguments and env names that look like they carry a secret (shown as ***).
-_SECRETISH = re.compile(r"pass|pwd|token|secret|key|auth|cred", re.IGNORECASE)
-# Configured env values shorter than this are not masked in output (they are not secrets
-# worth the noise of masking every "1" or "true").
-_MASK_MIN = 4
 
 
 class ShellSpec(ProbeSpec):
@@ -66,41 +68,14 @@ class ShellSpec(ProbeSpec):
 
     kind: ClassVar[str] = "shell"
 
-    cmd: str = Field(min_length=1)
-    args: list[str] = Field(default_factory=list)
-    env: list[str] = Field(default_factory=list, repr=False)
+    cmd: Annotated[str, AfterValidator(check_cmd)] = Field(min_length=1)
+    args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
+    env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
     clean_env: bool = False
     # `regex` comes before `contain`/`not_contain` so their validators can read it.
     regex: bool = False
     contain: str | None = None
     not_contain: str | None = None
-
-    @field_validator("cmd")
-    @classmethod
-    def _valid_cmd(cls, value: str) -> str:
-        if "\0" in value:
-            raise ValueError("the command must not contain a NUL character")
-        return value
-
-    @field_validator("args")
-    @classmethod
-    def _valid_args(cls, value: list[str]) -> list[str]:
-        for index, arg in enumerate(value):
-            if "\0" in arg:
-                raise ValueError(f"args[{index}] must not contain a NUL character")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _valid_env(cls, value: list[str]) -> list[str]:
-        # Messages name the entry, never its value: env values may be secrets.
-        for index, entry in enumerate(value):
-            name, sep, text = entry.partition("=")
-            if not sep or not _ENV_NAME.fullmatch(name):
-                raise ValueError(f'env[{index}]: expected "NAME=value"')
-            if "\0" in text:
-                raise ValueError(f"env[{index}]: the value must not contain a NUL character")
-        return value
 
     @field_validator("contain", "not_contain")
     @classmethod
@@ -131,13 +106,13 @@ def _command_text(cmd: str, args: list[str]) -> str:
             hide_next = False
             continue
         name, sep, _value = arg.partition("=")
-        if sep and _SECRETISH.search(name):
+        if sep and SECRETISH.search(name):
             shown.append(f"{name}=***")
         elif "://" in arg:
             shown.append(redact_url(arg))
         else:
             shown.append(arg)
-            hide_next = arg.startswith("-") and bool(_SECRETISH.search(arg))
+            hide_next = arg.startswith("-") and bool(SECRETISH.search(arg))
     text = shlex.join(shown)
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -156,53 +131,6 @@ class _Matcher(NamedTuple):
         return cls(pattern, f'"{shown}"', is_regex)
 
 
-class _Masker:
-    """Replaces the configured env values (possible secrets) in text we show."""
-
-    def __init__(self, env: list[str]) -> None:
-        values = set()
-        for entry in env:
-            name, _, value = entry.partition("=")
-            if value and (len(value) >= _MASK_MIN or _SECRETISH.search(name)):
-                values.add(value)
-        # Longest first, so a value that contains another is masked whole.
-        ordered = sorted(values, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-
-    def __call__(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub("***", text)
-
-
-class _Collector(asyncio.SubprocessProtocol):
-    """Receives the command's combined output as it comes, keeping a bounded head and tail,
-    and reports when the process has exited and when its output is closed."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
-        self.limit = limit
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        chunk = data.encode() if isinstance(data, str) else data
-        self.total += len(chunk)
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += chunk[:room]
-        self.tail += chunk[-_TAIL:]
-        del self.tail[:-_TAIL]
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1 and not self.closed.done():
-            self.closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
 class ShellProber(Prober[ShellSpec]):
     spec_type: ClassVar[type[ProbeSpec]] = ShellSpec
 
@@ -210,7 +138,7 @@ class ShellProber(Prober[ShellSpec]):
         super().__init__(spec, resources)
         self._contain = _Matcher.build(spec.contain, spec.regex)
         self._not_contain = _Matcher.build(spec.not_contain, spec.regex)
-        self._mask = _Masker(spec.env)
+        self._mask = SecretMasker(spec.env)
         self._command = _command_text(spec.cmd, spec.args)
 
     def _environment(self) -> dict[str, str]:
@@ -227,7 +155,7 @@ class ShellProber(Prober[ShellSpec]):
         # This process's PATH, as EaseProbe (Go's exec.Command) does, even with clean_env.
         found = shutil.which(cmd)
         if found is None:
-            raise ProbeError(f"command not found: {_short(cmd)}")
+            raise ProbeError(f"command not found: {short(cmd)}")
         return found
 
     async def check(self, ctx: CheckContext) -> Outcome:
@@ -237,7 +165,7 @@ class ShellProber(Prober[ShellSpec]):
         loop = asyncio.get_running_loop()
         try:
             transport, collector = await loop.subprocess_exec(
-                lambda: _Collector(loop, MAX_OUTPUT),
+                lambda: OutputCollector(loop, MAX_OUTPUT),
                 executable,
                 *self.spec.args,
                 stdin=subprocess.DEVNULL,
@@ -249,7 +177,7 @@ class ShellProber(Prober[ShellSpec]):
         except OSError as exc:
             raise ProbeError(_describe(exc, self.spec.cmd), **ctx.details) from None
         pid = transport.get_pid()
-        kill_group = True
+        must_kill = True
         try:
             ctx.phase = "running the command"
             # asyncio.wait, not a plain await: cancelling a plain await would cancel the
@@ -259,14 +187,14 @@ class ShellProber(Prober[ShellSpec]):
             done, _ = await asyncio.wait({collector.closed}, timeout=_EOF_GRACE)
             # Output closed: the command and all it started are done with it; anything left
             # running redirected its output elsewhere, and is left alone.
-            kill_group = not done
-            if kill_group:
+            must_kill = not done
+            if must_kill:
                 ctx.details["killed_background_processes"] = True
         finally:
             # On timeout and cancellation too. Nothing here can hang: the kill is a signal,
             # the wait for the reaping is bounded.
-            if kill_group:
-                _kill_group(pid)
+            if must_kill:
+                kill_group(pid)
             try:
                 if not collector.exited.done():
                     await asyncio.wait({collector.exited}, timeout=_REAP_GRACE)
@@ -274,7 +202,7 @@ class ShellProber(Prober[ShellSpec]):
                 transport.close()
         return self._judge(transport.get_returncode(), collector, ctx)
 
-    def _judge(self, status: int | None, collector: _Collector, ctx: CheckContext) -> Outcome:
+    def _judge(self, status: int | None, collector: OutputCollector, ctx: CheckContext) -> Outcome:
         head = bytes(collector.head)
         truncated = collector.total > len(head)
         shown_tail = self._mask(_decode(bytes(collector.tail)))
@@ -286,8 +214,8 @@ class ShellProber(Prober[ShellSpec]):
             "output": _tail_text(shown_tail, _DETAILS_OUTPUT),
         }
         if status is None or status != 0:
-            message = _status_text(status)
-            last = _last_line(shown_tail)
+            message = status_text(status)
+            last = last_line(shown_tail)
             if last:
                 message += f": {last}"
             return Outcome(ok=False, message=message, details=details)
@@ -306,50 +234,12 @@ class ShellProber(Prober[ShellSpec]):
         return Outcome(ok=True, message="exit status 0", details=details)
 
 
-def _kill_group(pid: int | None) -> None:
-    """SIGKILL the command's process group (its pid: it leads a session of its own)."""
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _status_text(status: int | None) -> str:
-    if status is None:
-        return "the command did not exit"
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"killed by {name}"
-    return f"exit status {status}"
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)
-
-
-def _last_line(text: str) -> str:
-    """The last non-empty line of the output, trimmed to ~200 characters."""
-    for line in reversed(text.splitlines()):
-        line = _printable(line).strip()
-        if line:
-            return line if len(line) <= _LAST_LINE else line[: _LAST_LINE - 3] + "..."
-    return ""
-
-
 def _tail_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else "..." + text[-(limit - 3) :]
-
-
-def _short(text: str) -> str:
-    text = _printable(text)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 # --- the one place OS errors become messages -------------------------------------------------
@@ -357,19 +247,4 @@ def _short(text: str) -> str:
 
 def _describe(exc: OSError, cmd: str) -> str:
     """A short message for a command that could not be started."""
-    shown = _short(cmd)
-    if exc.errno == errno.ENOENT:
-        if os.sep in cmd and os.path.exists(cmd):
-            # The file is there: its interpreter (`#!` line) or loader is not.
-            return f"cannot run {shown}: its interpreter was not found"
-        return f"command not found: {shown}"
-    if exc.errno == errno.EACCES:
-        return f"cannot run {shown}: permission denied"
-    if exc.errno == errno.ENOEXEC:
-        return f"cannot run {shown}: not an executable format (a script without #!?)"
-    if exc.errno in (errno.EMFILE, errno.ENFILE):
-        return f"cannot run {shown}: too many open files"
-    if exc.errno == errno.EAGAIN:
-        return f"cannot run {shown}: too many processes"
-    reason = exc.strerror or type(exc).__name__
-    return f"cannot run {shown}: {reason[:1].lower()}{reason[1:]}"
+    return start_failure(exc, cmd)[0]
