@@ -1,0 +1,1 @@
+"""The web layer: status page, JSON API, badges, metrics. It only reads the store."""
