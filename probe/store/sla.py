@@ -64,7 +64,7 @@ _ROLLING: dict[str, float] = {
     "30d": 30 * 86400.0,
     "90d": 90 * 86400.0,
 }
-WINDOWS: tuple[str, ...] = (*_ROLLING, "all", "day", "week", "month")
+WINDOWS: tuple[str, ...] = (*_ROLLING, "all", "hour", "day", "week", "month")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,7 @@ class SLAFigures:
     incidents: int = 0
     p95_ms: float | None = None
     p99_ms: float | None = None
+    checks_down: int = 0  # of `checks`, those whose result was down (EaseProbe's probe_summary)
 
     @property
     def sla(self) -> float | None:
@@ -138,7 +139,9 @@ def window_bounds(window: str, now: datetime, tz: tzinfo) -> tuple[float, float]
 
     Rolling windows ("24h", "7d", "30d", "90d") end at `now`; "all" starts at 0. "day", "week"
     and "month" are the last *complete* calendar day, week (Monday to Monday) or month in `tz`,
-    so they end at the most recent local midnight that starts a day, week or month.
+    so they end at the most recent local midnight that starts a day, week or month. "hour" is
+    the last complete clock hour in `tz` (it ends at the most recent local HH:00; in a zone
+    offset by a fraction of an hour that is not a UTC hour boundary).
     """
     name = parse_window(window)
     if now.tzinfo is None:
@@ -148,6 +151,11 @@ def window_bounds(window: str, now: datetime, tz: tzinfo) -> tuple[float, float]
         return t - _ROLLING[name], t
     if name == "all":
         return 0.0, t
+    if name == "hour":
+        # astimezone sets `fold`, so the hour that repeats when clocks go back resolves to the
+        # right instant; the hour before is always 3600 s earlier (no zone shifts mid-hour).
+        end_hour = now.astimezone(tz).replace(minute=0, second=0, microsecond=0).timestamp()
+        return end_hour - HOUR, end_hour
     today = now.astimezone(tz).date()
     if name == "day":
         end = today
@@ -259,7 +267,7 @@ def figures_from_rollups(
     in exactly one of two adjacent windows.
     """
     up = down = 0.0
-    checks = 0
+    checks = checks_down = 0
     if not end > start:
         return SLAFigures(incidents=incidents)
     hist = [0] * len(BUCKETS_MS)
@@ -274,6 +282,7 @@ def figures_from_rollups(
         if not start <= row.hour < end:
             continue
         checks += row.checks_up + row.checks_down
+        checks_down += row.checks_down
         for i, count in enumerate(row.histogram):
             hist[i] += count
         if row.latency_min is not None:
@@ -286,6 +295,7 @@ def figures_from_rollups(
         up_s=up,
         down_s=down,
         checks=checks,
+        checks_down=checks_down,
         incidents=incidents,
         p95_ms=percentile_from_histogram(hist, 0.95, lo=lo_ms, hi=hi_ms),
         p99_ms=percentile_from_histogram(hist, 0.99, lo=lo_ms, hi=hi_ms),

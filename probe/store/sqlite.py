@@ -800,7 +800,7 @@ class _Writer(threading.Thread):
 
 _SLA_TIMES = """
 WITH rows AS (
-    SELECT probe, hour, time_up, time_down, checks_up + checks_down AS checks,
+    SELECT probe, hour, time_up, time_down, checks_up + checks_down AS checks, checks_down,
            latency_min, latency_max,
            CASE
                WHEN hour >= :start AND hour + 3600 <= :end THEN 1.0
@@ -818,7 +818,8 @@ WITH rows AS (
 SELECT probe, sum(time_up * frac), sum(time_down * frac),
        sum(CASE WHEN counted THEN checks ELSE 0 END),
        min(CASE WHEN counted THEN latency_min END),
-       max(CASE WHEN counted THEN latency_max END)
+       max(CASE WHEN counted THEN latency_max END),
+       sum(CASE WHEN counted THEN checks_down ELSE 0 END)
 FROM rows GROUP BY probe
 """
 _SLA_HISTOGRAMS = """
@@ -1222,6 +1223,7 @@ class Store:
                 up_s=float(row[1]) if row else 0.0,
                 down_s=float(row[2]) if row else 0.0,
                 checks=int(row[3]) if row else 0,
+                checks_down=int(row[6]) if row else 0,
                 incidents=int(down_events.get(name, 0)),
                 p95_ms=percentile_from_histogram(hist, 0.95, lo=lo, hi=hi) if hist else None,
                 p99_ms=percentile_from_histogram(hist, 0.99, lo=lo, hi=hi) if hist else None,

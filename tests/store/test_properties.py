@@ -78,4 +78,5 @@ def test_measured_time_fits_the_wall_span(
         assert figures.up_s == pytest.approx(reference.up_s, abs=1e-6)
         assert figures.down_s == pytest.approx(reference.down_s, abs=1e-6)
         assert figures.checks == reference.checks
+        assert figures.checks_down == reference.checks_down
         assert figures.p95_ms == pytest.approx(reference.p95_ms)

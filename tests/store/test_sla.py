@@ -31,7 +31,7 @@ def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> da
 
 
 def test_windows_listed() -> None:
-    assert WINDOWS == ("24h", "7d", "30d", "90d", "all", "day", "week", "month")
+    assert WINDOWS == ("24h", "7d", "30d", "90d", "all", "hour", "day", "week", "month")
 
 
 @pytest.mark.parametrize("text", ["7d", " 7D ", "all", "Month"])
@@ -40,7 +40,7 @@ def test_parse_window_accepts(text: str) -> None:
 
 
 def test_parse_window_lists_accepted_names() -> None:
-    with pytest.raises(ValueError, match="24h, 7d, 30d, 90d, all, day, week, month"):
+    with pytest.raises(ValueError, match="24h, 7d, 30d, 90d, all, hour, day, week, month"):
         parse_window("fortnight")
 
 
@@ -73,6 +73,23 @@ def test_last_complete_day_is_dst_correct(
     lo, hi = window_bounds("day", now, BERLIN)
     assert (lo, hi) == (start.timestamp(), end.timestamp())
     assert hi - lo == hours * H
+
+
+@pytest.mark.parametrize(
+    ("now", "start"),
+    [
+        (datetime(2025, 6, 1, 10, 20, tzinfo=UTC), datetime(2025, 6, 1, 9, tzinfo=UTC)),
+        # Fall back: the second 02:xx (CET, 01:xx UTC) ends the first 02:00-03:00 (CEST).
+        (datetime(2025, 10, 26, 1, 30, tzinfo=UTC), datetime(2025, 10, 26, 0, tzinfo=UTC)),
+        # Spring forward: 03:10 CEST (01:10 UTC) follows 01:00-02:00 CET directly.
+        (datetime(2025, 3, 30, 1, 10, tzinfo=UTC), datetime(2025, 3, 30, 0, tzinfo=UTC)),
+        # A zone offset by half an hour: its clock hours start at :30 UTC.
+        (datetime(2025, 6, 1, 10, 20, tzinfo=UTC), datetime(2025, 6, 1, 8, 30, tzinfo=UTC)),
+    ],
+)
+def test_last_complete_clock_hour(now: datetime, start: datetime) -> None:
+    tz = ZoneInfo("Asia/Kolkata") if start.minute == 30 else BERLIN
+    assert window_bounds("hour", now, tz) == (start.timestamp(), start.timestamp() + H)
 
 
 def test_last_complete_day_uses_the_given_zone_not_utc() -> None:
@@ -241,3 +258,26 @@ def test_no_data_has_no_sla() -> None:
     assert SLAFigures().sla is None
     assert figures_from_rollups([], 0, 86400) == SLAFigures()
     assert SLAFigures(up_s=10, down_s=0).sla == 100.0
+
+
+def test_checks_down_are_counted_apart():
+    from probe.store.sla import HOUR, figures_from_rollups
+
+    rows = [
+        HourRollup(
+            hour=0,
+            checks_up=7,
+            checks_down=3,
+            time_up=3000.0,
+            time_down=600.0,
+            latency_sum=0.0,
+            latency_count=0,
+            latency_min=None,
+            latency_max=None,
+            histogram=tuple([0] * len(BUCKETS_MS)),
+            measured_from=0.0,
+            measured_to=3600.0,
+        )
+    ]
+    figures = figures_from_rollups(rows, 0, HOUR)
+    assert (figures.checks, figures.checks_down) == (10, 3)
