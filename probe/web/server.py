@@ -1,0 +1,363 @@
+"""The embedded HTTP server (aiohttp.web, on the App's event loop).
+
+    GET /healthz                                  200 {"status": "ok" | "degraded"}, no config
+    GET /api/v1/sla                               EaseProbe's item shape + windows; its filters
+    GET /api/v1/probes/{name}                     status, SLA per window, results, incidents
+    GET /metrics                                  Prometheus exposition of the registry
+    GET /badge/{name}/status.svg
+    GET /badge/{name}/uptime/{24h|7d|30d|90d}.svg
+    GET /badge/{name}/response-time/{24h|7d|30d}.svg
+
+With `settings.http.token`, everything but /healthz and the badges needs
+`Authorization: Bearer <token>`. Bad query parameters are a 400 with a JSON error, an unknown
+probe a 404 with a JSON error, and no request ever gets a traceback. The web layer only reads:
+the store through StatusSource, the metrics through the registry the App hands in.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from probe.core.result import Result, Status, utc_iso
+from probe.core.tracker import Transition
+from probe.store.sla import SLAFigures
+from probe.web import svg
+from probe.web.data import WINDOWS, ProbeSummary, StatusSource
+
+__all__ = ["DEFAULT_PAGE_SIZE", "create_app", "start_server"]
+
+log = logging.getLogger("probe.web")
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_MAX_TEXT_PARAM = 200
+_BADGE_RESPONSE_WINDOWS = ("24h", "7d", "30d")
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    source: StatusSource
+    registry: CollectorRegistry | None
+    healthy: Callable[[], bool]
+
+
+_STATE = web.AppKey("probe", _State)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadRequest(Exception):
+    """A query parameter out of range or of the wrong type; the message names it."""
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+# --- middlewares -------------------------------------------------------------------------------
+
+
+def _auth_middleware(token: str | None) -> Middleware:
+    expected = None if token is None else f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if expected is None or path == "/healthz" or path.startswith("/badge/"):
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            response = _error(401, "authentication required")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="probe"'
+            return response
+        return await handler(request)
+
+    return auth
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BadRequest as err:
+        return _error(400, str(err))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception:  # the one place a bug becomes a 500; never a traceback to the client
+        log.exception("web: %s %s failed", request.method, request.path)
+        return _error(500, "internal error")
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    # Nothing is loaded from anywhere: no scripts, no frames; styles only inline (the page).
+    headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+    return response
+
+
+# --- query parameters --------------------------------------------------------------------------
+
+
+def _text(query: Mapping[str, str], key: str) -> str | None:
+    value = query.get(key)
+    if value is None or value == "":
+        return None
+    if len(value) > _MAX_TEXT_PARAM:
+        raise BadRequest(f"{key}: at most {_MAX_TEXT_PARAM} characters")
+    return value
+
+
+def _number(query: Mapping[str, str], key: str, lo: float, hi: float) -> float | None:
+    value = query.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRequest(f"{key}: expected a number, got {value[:40]!r}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise BadRequest(f"{key}: expected a number from {lo:g} to {hi:g}")
+    return number
+
+
+def _integer(query: Mapping[str, str], key: str, lo: int, hi: int, default: int) -> int:
+    value = query.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{key}: expected a whole number, got {value[:40]!r}") from None
+    if not lo <= number <= hi:
+        raise BadRequest(f"{key}: expected a whole number from {lo} to {hi}")
+    return number
+
+
+def filter_summaries(
+    items: list[ProbeSummary], query: Mapping[str, str]
+) -> tuple[list[ProbeSummary], int, int]:
+    """EaseProbe's filters: name, kind, ep, msg (substrings, case-insensitive; kind exact),
+    status (up|down), gte/lte (overall SLA %), pg/sz (page from 1, size up to 1,000).
+    Returns (page, page number, total matching)."""
+    name, kind, ep, msg = (_text(query, k) for k in ("name", "kind", "ep", "msg"))
+    status = _text(query, "status")
+    if status is not None and status not in ("up", "down"):
+        raise BadRequest("status: expected up or down")
+    gte = _number(query, "gte", 0, 100)
+    lte = _number(query, "lte", 0, 100)
+    page = _integer(query, "pg", 1, 1_000_000, 1)
+    size = _integer(query, "sz", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)
+
+    def keep(item: ProbeSummary) -> bool:
+        info = item.info
+        if name and name.lower() not in info.name.lower():
+            return False
+        if kind and kind != info.kind:
+            return False
+        if ep and ep.lower() not in info.endpoint.lower():
+            return False
+        if msg and (item.last is None or msg.lower() not in item.last.message.lower()):
+            return False
+        if status and item.status.value != status:
+            return False
+        sla = item.total.sla
+        if gte is not None and (sla is None or sla < gte):
+            return False
+        return not (lte is not None and (sla is None or sla > lte))
+
+    matching = [item for item in items if keep(item)]
+    return matching[(page - 1) * size : page * size], page, len(matching)
+
+
+# --- JSON shapes -------------------------------------------------------------------------------
+
+
+def _pct(figures: SLAFigures) -> float | None:
+    return None if figures.sla is None else round(figures.sla, 4)
+
+
+def _latest(result: Result | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {"time": utc_iso(result.time), "status": result.status.value, "message": result.message}
+
+
+def sla_item(item: ProbeSummary) -> dict[str, Any]:
+    """EaseProbe's /api/v1/sla item, plus kind, status and the SLA per window."""
+    total = item.total
+    return {
+        "name": item.info.name,
+        "kind": item.info.kind,
+        "endpoint": item.info.endpoint,
+        "status": item.status.value,
+        "sla": {"up": round(total.up_s, 3), "down": round(total.down_s, 3), "sla": _pct(total)},
+        "probe_summary": {
+            "total": total.checks,
+            "up": total.checks - total.checks_down,
+            "down": total.checks_down,
+        },
+        "latest_probe": _latest(item.last),
+        "windows": {window: _pct(item.windows[window]) for window in WINDOWS},
+    }
+
+
+def incidents(changes: list[Transition], now: float) -> list[dict[str, Any]]:
+    """Outages from status changes: start, end (None while ongoing) and duration."""
+    found: list[dict[str, Any]] = []
+    start: float | None = None
+    for change in changes:
+        if change.current is Status.DOWN and start is None:
+            start = change.time
+        elif change.current is not Status.DOWN and start is not None:
+            found.append({"start": start, "end": change.time})
+            start = None
+    if start is not None:
+        found.append({"start": start, "end": None})
+    return [
+        {
+            "start": _iso(item["start"]),
+            "end": None if item["end"] is None else _iso(item["end"]),
+            "duration_s": round((item["end"] or now) - item["start"], 3),
+        }
+        for item in reversed(found)
+    ]
+
+
+def _iso(moment: float) -> str:
+    from datetime import UTC, datetime
+
+    return utc_iso(datetime.fromtimestamp(moment, UTC))
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    healthy = request.app[_STATE].healthy()
+    return web.json_response({"status": "ok" if healthy else "degraded"})
+
+
+async def _sla(request: web.Request) -> web.Response:
+    items = await request.app[_STATE].source.summaries()
+    page, _, total = filter_summaries(items, request.query)
+    response = web.json_response([sla_item(item) for item in page])
+    response.headers["X-Total-Count"] = str(total)
+    return response
+
+
+async def _probe(request: web.Request) -> web.Response:
+    source = request.app[_STATE].source
+    name = request.match_info["name"]
+    item = await source.summary(name)
+    if item is None:
+        return _error(404, "no such probe")
+    detail = await source.detail(name)
+    body = sla_item(item)
+    body["labels"] = dict(item.info.labels)
+    body["since"] = None if item.since is None else _iso(item.since)
+    body["windows"] = {
+        w: {**item.windows[w].to_json(), "sla": _pct(item.windows[w])} for w in WINDOWS
+    }
+    body["results"] = [r.to_json() for r in detail["results"]]
+    body["incidents"] = incidents(detail["transitions"], source.now())
+    return web.json_response(body)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    registry = request.app[_STATE].registry
+    if registry is None:
+        return _error(404, "metrics are not enabled")
+    data = generate_latest(registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _svg(body: str) -> web.Response:
+    return web.Response(
+        text=body,
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=60"},
+    )
+
+
+async def _badge_status(request: web.Request) -> web.Response:
+    item = await request.app[_STATE].source.summary(request.match_info["name"])
+    if item is None:
+        return _error(404, "no such probe")
+    return _svg(svg.status_badge(item.info.name, item.status.value))
+
+
+async def _badge_uptime(request: web.Request) -> web.Response:
+    window = request.match_info["window"]
+    if window not in WINDOWS:
+        return _error(404, f"no such window; one of {', '.join(WINDOWS)}")
+    item = await request.app[_STATE].source.summary(request.match_info["name"])
+    if item is None:
+        return _error(404, "no such probe")
+    return _svg(svg.uptime_badge(item.info.name, window, item.windows[window].sla))
+
+
+async def _badge_response_time(request: web.Request) -> web.Response:
+    window = request.match_info["window"]
+    if window not in _BADGE_RESPONSE_WINDOWS:
+        return _error(404, f"no such window; one of {', '.join(_BADGE_RESPONSE_WINDOWS)}")
+    item = await request.app[_STATE].source.summary(request.match_info["name"])
+    if item is None:
+        return _error(404, "no such probe")
+    return _svg(svg.response_time_badge(item.info.name, window, item.windows[window].p95_ms))
+
+
+def create_app(
+    source: StatusSource,
+    *,
+    registry: CollectorRegistry | None = None,
+    token: str | None = None,
+    healthy: Callable[[], bool] = lambda: True,
+) -> web.Application:
+    app = web.Application(
+        middlewares=[_security_headers, _errors, _auth_middleware(token)],
+        client_max_size=64 * 1024,
+    )
+    app[_STATE] = _State(source, registry, healthy)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/v1/sla", _sla)
+    # `.+`: probe names may hold a slash (sent as %2F, which the router sees decoded).
+    app.router.add_get("/api/v1/probes/{name:.+}", _probe)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/badge/{name:.+}/status.svg", _badge_status)
+    app.router.add_get("/badge/{name:.+}/uptime/{window}.svg", _badge_uptime)
+    app.router.add_get("/badge/{name:.+}/response-time/{window}.svg", _badge_response_time)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port (0 = any free port). Raises OSError when the port is taken."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    return runner, int(bound)
