@@ -7,8 +7,8 @@ notifications in flight finish (up to 5 s more; the rest stay in the outbox for 
 start); a second signal cancels both at once. Either way the store is flushed and clients are
 closed before `run()` returns.
 
-Order at start: store, dispatcher (it resends what an earlier run left pending), scheduler.
-At stop: scheduler, dispatcher, notifiers and their HTTP client, store.
+Order at start: store, dispatcher (it resends what an earlier run left pending), SLA reports,
+scheduler. At stop: scheduler, SLA reports, dispatcher, notifiers and their HTTP client, store.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -31,12 +32,14 @@ from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.errors import ProbeError
+from probe.metrics import ProbeInfo, probe_metrics
 from probe.notify import load_notifier_class
 from probe.notify.base import Event, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
 from probe.notify.metrics import notify_metrics
 from probe.probers import load_prober_class, target_for_kind
 from probe.probers.base import Prober, SharedResources
+from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
 
 __all__ = [
@@ -163,6 +166,10 @@ class App:
         self.dry_notify = dry_notify
         self.outbox_interval = outbox_interval
         self.metrics = notify_metrics(registry)
+        self.probe_metrics = probe_metrics(
+            registry,
+            [ProbeInfo(s.name, s.kind, s.endpoint(), s.labels) for s in config.enabled_probes],
+        )
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.tracker = StatusTracker()
@@ -171,6 +178,7 @@ class App:
         self._stop = asyncio.Event()
         self._force = False
         self._scheduler: Scheduler | None = None
+        self.reports: ReportScheduler | None = None
         self._window = {"up": 0, "down": 0}  # results since the last summary line
 
     def request_stop(self) -> None:
@@ -219,6 +227,15 @@ class App:
             await self.dispatcher.start()
             if context.dry and notifiers:
                 log.info("dry run: notifications are logged, not sent")
+            # SLA reports (settings.sla): after the dispatcher they hand reports to.
+            self.reports = ReportScheduler(
+                settings.sla.schedule,
+                settings.sla.time,
+                ZoneInfo(settings.timezone),
+                store_report_builder(self.store, self.config.probes, ZoneInfo(settings.timezone)),
+                self.dispatcher.notify_sla,
+            )
+            self.reports.start()
             probers = build_probers(self.config.enabled_probes, resources)
             self._scheduler = Scheduler(
                 probers,
@@ -230,11 +247,18 @@ class App:
             log.info("probing %d endpoint(s); store %s", len(probers), settings.store.path)
             self._scheduler.start()
             summary = asyncio.create_task(self._log_summaries(), name="summary")
+            sla = asyncio.create_task(
+                self.probe_metrics.sla_refresher(self.store, settings.http.refresh),
+                name="metrics-sla",
+            )
             await self._stop.wait()
             summary.cancel()
+            sla.cancel()
             await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
         finally:
             self._remove_signals(loop)
+            if self.reports is not None:
+                await self.reports.stop()
             if self.dispatcher is not None:
                 await self.dispatcher.stop(grace=0 if self._force else NOTIFY_GRACE)
             for notifier in notifiers:
@@ -281,6 +305,7 @@ class App:
         self._window["up" if result.ok else "down"] += 1
         policy = self._policies[result.name]
         observation = self.tracker.observe(result, policy)
+        self.probe_metrics.record(result)
         assert self.store is not None
         self.store.submit(observation)
         if observation.transition is not None:

@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     once = with_config(sub.add_parser("once", help="check every probe once, then exit"))
     once.add_argument("--format", choices=["text", "json"], default="text")
     sla = with_config(sub.add_parser("sla", help="print SLA figures from the store"))
-    sla.add_argument("--window", default="24h", help="24h 7d 30d 90d all day week month")
+    sla.add_argument("--window", default="24h", help="24h 7d 30d 90d all hour day week month")
     sla.add_argument("--format", choices=["text", "json"], default="text")
     notify_test = with_config(
         sub.add_parser(
@@ -196,6 +196,7 @@ def _print_once_table(results: list[Result], stream: TextIO) -> None:
 
 
 def _cmd_sla(config: Config, window: str, fmt: str) -> int:
+    from probe.reports import sla_rows
     from probe.store import Store
     from probe.store.sla import SLAFigures, parse_window, window_bounds
 
@@ -215,24 +216,7 @@ def _cmd_sla(config: Config, window: str, fmt: str) -> int:
             figures = store.sla_many([s.name for s in specs], start, end)
         finally:
             store.close_sync()
-    empty = SLAFigures()
-    items: list[dict[str, Any]] = []
-    for spec in specs:
-        f = figures.get(spec.name, empty)
-        items.append(
-            {
-                "name": spec.name,
-                "kind": spec.kind,
-                "endpoint": spec.endpoint(),
-                "window": window,
-                "sla": None if f.sla is None else round(f.sla, 4),
-                "up_s": round(f.up_s, 3),
-                "down_s": round(f.down_s, 3),
-                "checks": f.checks,
-                "incidents": f.incidents,
-                "p95_ms": None if f.p95_ms is None else round(f.p95_ms, 1),
-            }
-        )
+    items = sla_rows(specs, figures, window)
     if fmt == "json":
         print(json.dumps(items, indent=2, ensure_ascii=False))
         return EXIT_OK

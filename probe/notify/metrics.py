@@ -7,8 +7,8 @@ cannot be rendered), `dropped` (still undelivered `settings.notify.max_age` afte
 apart: it ends as `sent`. `probe_outbox_pending` is the number of notifications not yet
 delivered, failed or dropped.
 
-The metrics live in a registry handed in (tests build a fresh one); by default the module's
-`REGISTRY`, which the web layer serves on /metrics.
+The metrics live in a registry handed in (tests build a fresh one); by default
+`probe.metrics.REGISTRY` (re-exported here), which the web layer serves on /metrics.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+# The one registry /metrics serves, shared with the probes' metrics (probe.metrics).
+from probe.metrics import REGISTRY
+
 __all__ = ["REGISTRY", "NotifyMetrics", "Outcome", "notify_metrics"]
 
 Outcome = Literal["sent", "failed", "dropped", "dry"]
-
-# The registry /metrics serves. Not prometheus_client's global one: that one also carries the
-# process and platform collectors, which the web layer decides about, not the alerting.
-REGISTRY = CollectorRegistry()
 
 
 class NotifyMetrics:

@@ -91,6 +91,10 @@ class ResultStore(Protocol):
 
     def sla_many(self, names: Iterable[str], start: float, end: float) -> dict[str, SLAFigures]: ...
 
+    def uptime_many(
+        self, names: Iterable[str], start: float, end: float
+    ) -> dict[str, tuple[float, float]]: ...
+
     # The alert outbox. Writes go through the writer and return once committed.
 
     async def outbox_add(self, rows: Sequence[OutboxItem]) -> None: ...
