@@ -137,6 +137,7 @@ def write_config(folder: Path, probes: int, interval: float, tcp_port: int, url:
         "settings:",
         f"  probe: {{interval: {interval}s, timeout: 1s, concurrency: 256}}",
         "  store: {path: probe.db}",
+        "  http: {port: 0}",
         "  log: {level: error}",
         "notify:",
         "  webhook:",

@@ -42,6 +42,7 @@ def write_config(folder: Path, http: int, tcp: int, interval: str, ports: tuple[
         "settings:",
         f"  probe: {{interval: {interval}, timeout: 5s, concurrency: 256}}",
         "  store: {path: probe.db}",
+        "  http: {port: 0}",
         "  log: {level: error}",
     ]
     if http:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from probe.config import Config
@@ -31,8 +32,8 @@ from probe.config.models import ProbeSpec, Settings
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
-from probe.errors import ProbeError
-from probe.metrics import ProbeInfo, probe_metrics
+from probe.errors import ProbeError, StartupError
+from probe.metrics import REGISTRY, ProbeInfo, probe_metrics
 from probe.notify import load_notifier_class
 from probe.notify.base import Event, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
@@ -41,6 +42,9 @@ from probe.probers import load_prober_class, target_for_kind
 from probe.probers.base import Prober, SharedResources
 from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
+from probe.web.data import ProbeInfo as WebProbeInfo
+from probe.web.data import StatusSource
+from probe.web.server import create_app, start_server
 
 __all__ = [
     "App",
@@ -165,6 +169,8 @@ class App:
         self.stats = stats
         self.dry_notify = dry_notify
         self.outbox_interval = outbox_interval
+        self.registry = registry if registry is not None else REGISTRY
+        self.http_port: int | None = None  # the web server's port once it listens
         self.metrics = notify_metrics(registry)
         self.probe_metrics = probe_metrics(
             registry,
@@ -204,6 +210,7 @@ class App:
         probers: list[Prober[Any]] = []
         notifiers: list[Notifier[Any]] = []
         http = notify_client(settings)
+        web_runner: web.AppRunner | None = None
         try:
             await self.store.start()
             self.tracker = StatusTracker(self.store.load_states())
@@ -236,6 +243,7 @@ class App:
                 self.dispatcher.notify_sla,
             )
             self.reports.start()
+            web_runner = await self._start_web()
             probers = build_probers(self.config.enabled_probes, resources)
             self._scheduler = Scheduler(
                 probers,
@@ -257,6 +265,8 @@ class App:
             await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
         finally:
             self._remove_signals(loop)
+            if web_runner is not None:
+                await web_runner.cleanup()
             if self.reports is not None:
                 await self.reports.stop()
             if self.dispatcher is not None:
@@ -300,6 +310,38 @@ class App:
                 counts.get("down", 0),
                 counts.get("unknown", 0),
             )
+
+    async def _start_web(self) -> web.AppRunner:
+        """The status API, badges and /metrics on settings.http (127.0.0.1:8181 by default)."""
+        settings = self.config.settings
+        assert self.store is not None
+        store = self.store
+        source = StatusSource(
+            store,
+            [
+                WebProbeInfo(s.name, s.kind, s.endpoint(), dict(s.labels))
+                for s in self.config.enabled_probes
+            ],
+            timezone=settings.timezone,
+            max_age=min(settings.http.refresh, 60.0) or 10.0,
+        )
+        app = create_app(
+            source,
+            registry=self.registry,
+            token=settings.http.token,
+            healthy=lambda: store.last_error is None,
+        )
+        try:
+            runner, port = await start_server(app, settings.http.ip, settings.http.port)
+        except OSError as err:
+            where = f"{settings.http.ip}:{settings.http.port}"
+            raise StartupError(
+                f"cannot serve on {where}: {err.strerror or err} (settings.http)"
+            ) from None
+        self.http_port = port
+        shown = f"[{settings.http.ip}]" if ":" in settings.http.ip else settings.http.ip
+        log.info("serving http://%s:%d/ (API, badges, /metrics)", shown, port)
+        return runner
 
     def _on_result(self, result: Result) -> None:
         self._window["up" if result.ok else "down"] += 1

@@ -24,7 +24,7 @@ from probe.config import Config, find_config_path, load_config
 from probe.config.durations import format_duration
 from probe.core.result import Result, Status
 from probe.core.scheduler import run_all_once
-from probe.errors import ConfigError, StoreError
+from probe.errors import ConfigError, StartupError, StoreError
 from probe.logs import setup_logging
 
 __all__ = ["main"]
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "notify-test":
             return asyncio.run(_cmd_notify_test(config, args.notifier))
         return _cmd_run(config, args.log_level, args.dry_notify)
-    except StoreError as err:
+    except (StoreError, StartupError) as err:
         print(f"probe: {err}", file=sys.stderr)
         return EXIT_STARTUP
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ StoreError      the SQLite store cannot be opened or written (exit code 3)
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConfigProblem", "ProbeError", "StoreError"]
+__all__ = ["ConfigError", "ConfigProblem", "ProbeError", "StartupError", "StoreError"]
 
 from dataclasses import dataclass
 
@@ -53,3 +53,7 @@ class StoreError(Exception):
         super().__init__(f"store {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class StartupError(Exception):
+    """Something `probe run` needs at start cannot be had (the web server's port is taken)."""

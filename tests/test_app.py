@@ -9,15 +9,17 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from probe.app import App
 from probe.config import load_config
 from probe.core.result import Status
 from probe.store import Store
+from tests.support.config import free_http_port
 
 
 async def run_app_for(config_path: Path, seconds: float) -> App:
-    app = App(load_config(config_path))
+    app = App(free_http_port(load_config(config_path)))
 
     async def stop_later() -> None:
         await asyncio.sleep(seconds)
@@ -103,3 +105,56 @@ async def test_restart_restores_tracker_state_and_does_not_realert(tmp_path):
     assert after.since == before.since  # the same outage, carried across the restart
     assert after.alerts_sent == 1  # not alerted again at its start
     assert after.outage_failures > before.outage_failures
+
+
+async def test_web_server_serves_the_running_probes(tmp_path):
+    import httpx
+
+    config = tmp_path / "p.yaml"
+    config.write_text(
+        "settings:\n  http: {port: 0, token: t0ken}\n"
+        "tcp:\n  - {name: self, host: '127.0.0.1:1', interval: 100ms, timeout: 90ms}\n"
+    )
+    app = App(load_config(config))
+    answers: dict[str, object] = {}
+
+    async def query_then_stop() -> None:
+        while app.http_port is None:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        base = f"http://127.0.0.1:{app.http_port}"
+        headers = {"Authorization": "Bearer t0ken"}
+        async with httpx.AsyncClient(base_url=base) as client:
+            answers["health"] = (await client.get("/healthz")).json()
+            answers["sla"] = (await client.get("/api/v1/sla", headers=headers)).json()
+            answers["metrics"] = (await client.get("/metrics", headers=headers)).text
+            answers["unauthorised"] = (await client.get("/api/v1/sla")).status_code
+        app.request_stop()
+
+    task = asyncio.create_task(query_then_stop())
+    assert await app.run() == 0
+    await task
+    assert answers["health"] == {"status": "ok"}
+    assert answers["unauthorised"] == 401
+    [item] = answers["sla"]  # type: ignore[misc]
+    assert item["name"] == "self" and item["status"] == "down"
+    families = {f.name: f for f in text_string_to_metric_families(str(answers["metrics"]))}
+    [sample] = families["probe_success"].samples
+    assert sample.labels["name"] == "self" and sample.value == 0.0
+
+
+async def test_port_taken_is_a_startup_error(tmp_path):
+    import pytest
+
+    from probe.errors import StartupError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "p.yaml"
+        config.write_text(
+            f"settings:\n  http: {{port: {port}}}\ntcp:\n  - {{name: c, host: '127.0.0.1:1'}}\n"
+        )
+        with pytest.raises(StartupError, match=f"cannot serve on 127.0.0.1:{port}"):
+            await App(load_config(config)).run()

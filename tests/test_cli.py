@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from probe import __version__
+from tests.support.config import use_free_http_port
 
 PROBE = [sys.executable, "-m", "probe"]
 
@@ -177,6 +178,9 @@ async def run_for(
 ) -> tuple[int, str]:
     """Start `probe run`, wait until it is probing (its signal handlers are in place by
     then) and, if given, until `until` is set; then run `seconds` more and send `sig`."""
+    config = tmp_path / "p.yaml"
+    if "afile" not in config.read_text():  # the start-up failure tests keep their file as is
+        use_free_http_port(config)
     proc = await asyncio.create_subprocess_exec(
         *PROBE,
         "run",

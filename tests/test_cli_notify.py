@@ -163,6 +163,7 @@ notify:
     - {{name: ops, url: "{ok_server.base}{SECRET}?token=s3cret"}}
 settings:
   store: {{path: probe.db}}
+  http: {{port: 0}}
 """
     )
     proc = await asyncio.create_subprocess_exec(

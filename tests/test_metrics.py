@@ -31,6 +31,7 @@ from probe.notify.metrics import REGISTRY as NOTIFY_REGISTRY
 from probe.notify.metrics import notify_metrics
 from probe.store import Store
 from tests.store.helpers import NOW, Clock, Feeder, every
+from tests.support.config import free_http_port
 
 DAY = 86400.0
 BASE = {"name", "kind", "endpoint"}
@@ -326,7 +327,7 @@ async def test_app_feeds_metrics_and_refreshes_sla(tmp_path: Path) -> None:
         "settings:\n  http: {refresh: 200ms}\n"
     )
     registry = CollectorRegistry()
-    app = App(load_config(config), registry=registry)
+    app = App(free_http_port(load_config(config)), registry=registry)
 
     async def stop_when_ready() -> None:
         for _ in range(100):

@@ -25,10 +25,11 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from probe.core.result import Result, Status, utc_iso
 from probe.core.tracker import Transition
+from probe.metrics import exposition
 from probe.store.sla import SLAFigures
 from probe.web import svg
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource
@@ -287,8 +288,7 @@ async def _metrics(request: web.Request) -> web.Response:
     registry = request.app[_STATE].registry
     if registry is None:
         return _error(404, "metrics are not enabled")
-    data = generate_latest(registry)
-    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _svg(body: str) -> web.Response:

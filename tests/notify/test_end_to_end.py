@@ -29,6 +29,7 @@ from probe.core.tracker import Policy, StatusTracker, alert_positions
 from probe.notify.dispatch import Dispatcher
 from probe.notify.metrics import NotifyMetrics, notify_metrics
 from tests.notify.webhook_server import Answer, WebhookServer, webhook_notifier
+from tests.support.config import free_http_port, use_free_http_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +90,7 @@ notify:
 """
     )
     registry = CollectorRegistry()
-    app = App(load_config(config), registry=registry)
+    app = App(free_http_port(load_config(config)), registry=registry)
     run = asyncio.create_task(app.run())
     try:
         await a.wait_for(1)
@@ -139,7 +140,7 @@ notify:
 """
     )
     stats = SchedulerStats(keep_lag=True)
-    app = App(load_config(config), stats=stats, registry=CollectorRegistry())
+    app = App(free_http_port(load_config(config)), stats=stats, registry=CollectorRegistry())
     run = asyncio.create_task(app.run())
     await asyncio.sleep(2.0)
     app.request_stop()
@@ -226,6 +227,7 @@ async def test_strategies_over_a_long_outage(
 
 
 async def _start_probe(config: Path, log: Path) -> asyncio.subprocess.Process:
+    use_free_http_port(config)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with log.open("ab") as stderr:
         return await asyncio.create_subprocess_exec(
