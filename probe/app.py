@@ -44,6 +44,7 @@ from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
 from probe.web.data import ProbeInfo as WebProbeInfo
 from probe.web.data import StatusSource
+from probe.web.render import build_page_data, render_status_page, write_static_page
 from probe.web.server import create_app, start_server
 
 __all__ = [
@@ -171,6 +172,7 @@ class App:
         self.outbox_interval = outbox_interval
         self.registry = registry if registry is not None else REGISTRY
         self.http_port: int | None = None  # the web server's port once it listens
+        self._source: StatusSource | None = None  # what the web server and status file read
         self.metrics = notify_metrics(registry)
         self.probe_metrics = probe_metrics(
             registry,
@@ -244,6 +246,7 @@ class App:
             )
             self.reports.start()
             web_runner = await self._start_web()
+            status_file = asyncio.create_task(self._status_writer(), name="status-file")
             probers = build_probers(self.config.enabled_probes, resources)
             self._scheduler = Scheduler(
                 probers,
@@ -262,7 +265,9 @@ class App:
             await self._stop.wait()
             summary.cancel()
             sla.cancel()
+            status_file.cancel()
             await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
+            await self._write_status_page()  # the final state, once more
         finally:
             self._remove_signals(loop)
             if web_runner is not None:
@@ -311,6 +316,30 @@ class App:
                 counts.get("unknown", 0),
             )
 
+    async def _write_status_page(self) -> None:
+        """Render the status page and write it atomically to settings.status.path; a failure
+        is logged and leaves the previous file in place."""
+        source, store = self._source, self.store
+        if source is None or store is None:
+            return
+        path = self.config.settings.status.path
+        try:
+            data = await build_page_data(
+                source, store, source.now(), title=self.config.settings.name
+            )
+            html = render_status_page(data, {})
+            await asyncio.to_thread(write_static_page, path, html)
+        except Exception as exc:
+            log.warning("status page %s not written: %s", path, exc)
+
+    async def _status_writer(self) -> None:
+        # First after one interval: a page written at start would show every probe unknown
+        # and fill the StatusSource's cache with that for the API too.
+        every = self.config.settings.http.refresh or 60.0
+        while True:
+            await asyncio.sleep(every)
+            await self._write_status_page()
+
     async def _start_web(self) -> web.AppRunner:
         """The status API, badges and /metrics on settings.http (127.0.0.1:8181 by default)."""
         settings = self.config.settings
@@ -330,7 +359,9 @@ class App:
             registry=self.registry,
             token=settings.http.token,
             healthy=lambda: store.last_error is None,
+            title=settings.name,
         )
+        self._source = source
         try:
             runner, port = await start_server(app, settings.http.ip, settings.http.port)
         except OSError as err:

@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
@@ -58,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     sla = with_config(sub.add_parser("sla", help="print SLA figures from the store"))
     sla.add_argument("--window", default="24h", help="24h 7d 30d 90d all hour day week month")
     sla.add_argument("--format", choices=["text", "json"], default="text")
+    report = with_config(
+        sub.add_parser("report", help="write the status page once from the store (no probing)")
+    )
+    report.add_argument(
+        "-o", "--output", metavar="PATH", help="where to write (default: settings.status.path)"
+    )
     notify_test = with_config(
         sub.add_parser(
             "notify-test", help="send a sample down and recovery message through each notifier"
@@ -83,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_cmd_once(config, args.format))
         if command == "sla":
             return _cmd_sla(config, args.window, args.format)
+        if command == "report":
+            return asyncio.run(_cmd_report(config, args.output))
         if command == "notify-test":
             return asyncio.run(_cmd_notify_test(config, args.notifier))
         return _cmd_run(config, args.log_level, args.dry_notify)
@@ -236,6 +246,46 @@ def _cmd_sla(config: Config, window: str, fmt: str) -> int:
         )
     print(f"SLA over {window} ({_span(start, end, tz)})")
     _table(rows, sys.stdout)
+    return EXIT_OK
+
+
+async def _cmd_report(config: Config, output: str | None) -> int:
+    """Render the status page once from the store and write it atomically."""
+    from probe.store import Store
+    from probe.web.data import ProbeInfo, StatusSource
+    from probe.web.render import build_page_data, render_status_page, write_static_page
+
+    settings = config.settings
+    path = settings.store.path
+    if not path.is_file():
+        print(f"probe report: no store at {path} (run `probe run` first)", file=sys.stderr)
+        return EXIT_STARTUP
+    target = Path(output) if output is not None else settings.status.path
+    store = Store.open(path, retention=settings.store.retention)
+    try:
+        now = time.time()
+        source = StatusSource(
+            store,
+            [
+                ProbeInfo(s.name, s.kind, s.endpoint(), dict(s.labels))
+                for s in config.enabled_probes
+            ],
+            timezone=settings.timezone,
+            clock=lambda: now,
+        )
+        data = await build_page_data(source, store, now, title=settings.name)
+        html = render_status_page(data, {})
+    except sqlite3.Error as err:
+        print(f"probe report: store {path}: {err}", file=sys.stderr)
+        return EXIT_STARTUP
+    finally:
+        store.close_sync()
+    try:
+        await asyncio.to_thread(write_static_page, target, html)
+    except OSError as err:
+        print(f"probe report: cannot write {target}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_STARTUP
+    print(f"wrote {target} ({len(data.rows)} probes)")
     return EXIT_OK
 
 

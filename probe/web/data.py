@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from probe.core.result import Result, Status
 from probe.core.tracker import ProbeState, Transition
-from probe.store.sla import SLAFigures, window_bounds
+from probe.store.sla import HourRollup, SLAFigures, window_bounds
 
 __all__ = ["WINDOWS", "ProbeInfo", "ProbeSummary", "StatusSource", "StoreReader"]
 
@@ -33,6 +33,7 @@ class StoreReader(Protocol):
     def last_results(self, name: str, limit: int) -> list[Result]: ...
     def transitions(self, name: str, since: float, until: float) -> list[Transition]: ...
     def sla_many(self, names: Sequence[str], start: float, end: float) -> dict[str, SLAFigures]: ...
+    def rollups(self, name: str, start: float, end: float) -> list[HourRollup]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,11 @@ class StatusSource:
 
     def now(self) -> float:
         return self._clock()
+
+    @property
+    def store(self) -> StoreReader:
+        """The store this source reads (the status page reads its rollups too)."""
+        return self._store
 
     def info(self, name: str) -> ProbeInfo | None:
         return self._by_name.get(name)

@@ -1,5 +1,6 @@
 """The embedded HTTP server (aiohttp.web, on the App's event loop).
 
+    GET /                                         the status page (HTML; filters, pg/sz, refresh)
     GET /healthz                                  200 {"status": "ok" | "degraded"}, no config
     GET /api/v1/sla                               EaseProbe's item shape + windows; its filters
     GET /api/v1/probes/{name}                     status, SLA per window, results, incidents
@@ -49,6 +50,7 @@ class _State:
     source: StatusSource
     registry: CollectorRegistry | None
     healthy: Callable[[], bool]
+    title: str = "Status"
 
 
 _STATE = web.AppKey("probe", _State)
@@ -253,6 +255,21 @@ def _iso(moment: float) -> str:
 # --- handlers ----------------------------------------------------------------------------------
 
 
+async def _page(request: web.Request) -> web.Response:
+    from probe.web.render import build_page_data, render_status_page  # render imports us
+
+    state = request.app[_STATE]
+    source = state.source
+    data = await build_page_data(source, source.store, source.now(), title=state.title)
+    html = render_status_page(data, request.query)
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 async def _healthz(request: web.Request) -> web.Response:
     healthy = request.app[_STATE].healthy()
     return web.json_response({"status": "ok" if healthy else "degraded"})
@@ -332,12 +349,14 @@ def create_app(
     registry: CollectorRegistry | None = None,
     token: str | None = None,
     healthy: Callable[[], bool] = lambda: True,
+    title: str = "Status",
 ) -> web.Application:
     app = web.Application(
         middlewares=[_security_headers, _errors, _auth_middleware(token)],
         client_max_size=64 * 1024,
     )
-    app[_STATE] = _State(source, registry, healthy)
+    app[_STATE] = _State(source, registry, healthy, title)
+    app.router.add_get("/", _page)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/api/v1/sla", _sla)
     # `.+`: probe names may hold a slash (sent as %2F, which the router sees decoded).

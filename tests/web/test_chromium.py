@@ -1,0 +1,112 @@
+"""The status page in a real browser: Debian's headless Chromium dumps the DOM it built.
+
+Skipped when /usr/bin/chromium is missing, unless PROBE_TEST_REQUIRE_SERVICES=1 (CI), where
+that is a failure (tests/support/services.py). Chromium's network log shows that no request
+leaves localhost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from probe.store import Store
+from probe.web.data import StatusSource
+from probe.web.server import create_app, start_server
+from tests.store.helpers import NOW, Clock
+from tests.support.services import services_required
+from tests.web.pagedom import PageDOM
+from tests.web.test_render import ALL, LONG
+from tests.web.test_server import HOSTILE, fill
+
+CHROMIUM = Path(os.environ.get("PROBE_TEST_CHROMIUM", "/usr/bin/chromium"))
+
+
+def chromium() -> Path:
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        reason = f"chromium not found at {CHROMIUM}"
+        if services_required():
+            pytest.fail(reason + " (PROBE_TEST_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+async def dump_dom(url: str, tmp: Path) -> tuple[str, str]:
+    """The DOM Chromium built for `url`, and its network log (JSON text)."""
+    netlog = tmp / "netlog.json"
+    proc = await asyncio.create_subprocess_exec(
+        str(chromium()),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={tmp / 'profile'}",
+        f"--log-net-log={netlog}",
+        "--dump-dom",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode(), netlog.read_text() if netlog.exists() else ""
+
+
+def page_requests(netlog: str, site: str) -> list[str]:
+    """The URLs the page itself asked for: requests whose network isolation key is the
+    page's site. (Chromium's own background calls, an update check or the like, carry
+    another key or `null` and say nothing about the page.)"""
+    log = json.loads(netlog)
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    urls = []
+    for event in log["events"]:
+        params = event.get("params") or {}
+        key = str(params.get("network_isolation_key", "")).split(" ")[0]
+        if event["type"] == start_job and "url" in params and key == site:
+            urls.append(params["url"])
+    return urls
+
+
+@pytest.fixture
+async def store(tmp_path) -> AsyncIterator[Store]:
+    s = Store.open(tmp_path / "probe.db", clock=Clock())
+    await s.start()
+    await fill(s)
+    yield s
+    await s.close()
+
+
+async def test_page_in_headless_chromium(store, tmp_path):
+    chromium()
+    source = StatusSource(store, ALL, clock=lambda: NOW)
+    runner, port = await start_server(create_app(source), "127.0.0.1", 0)
+    try:
+        html, netlog = await dump_dom(f"http://127.0.0.1:{port}/", tmp_path)
+    finally:
+        await runner.cleanup()
+    dom = PageDOM(html)
+    assert sorted(r.name for r in dom.rows) == sorted(p.name for p in ALL)
+    api = dom.row("api")
+    assert api.status == "up" and api.uptime["24h"] == "100%" and api.uptime["30d"] == "99.722%"
+    assert dom.row(HOSTILE).status == "down" and dom.row(HOSTILE).name == HOSTILE
+    assert dom.row(LONG).name == LONG
+    assert set(dom.row("fresh").uptime.values()) == {"no data"}
+    assert "script" not in dom.tags  # the hostile name stayed text in the browser's DOM
+    urls = page_requests(netlog, "http://127.0.0.1")
+    assert f"http://127.0.0.1:{port}/" in urls
+    assert all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls), urls
