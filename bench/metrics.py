@@ -4,7 +4,8 @@ Run:  .venv/bin/python bench/metrics.py [--probes N] [--days D] [--repeat R]
 
 A fresh store in a temporary directory gets D days of hourly rollups for N probes (the rows
 90 days of checks leave: one per probe and hour, each with a latency histogram; 1% of hours
-partly down) written straight into SQLite, so that only reading is timed. Then, each the
+partly down), and the daily rollups summing them, written straight into SQLite, so that only
+reading is timed. Then, each the
 median of R runs:
   refresh   ProbeMetrics.refresh_sla: the four SLA windows (24h/7d/30d/90d) of every probe
             from the store. It runs in a worker thread every settings.http.refresh, never on
@@ -27,6 +28,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -34,7 +36,7 @@ from probe.core.result import Result, Status
 from probe.metrics import ProbeInfo, exposition, probe_metrics
 from probe.notify.metrics import notify_metrics
 from probe.store import Store
-from probe.store.sla import BUCKETS_MS, HOUR, hour_start
+from probe.store.sla import BUCKETS_MS, HOUR, day_start, hour_start
 
 
 def fill(path: Path, probes: int, days: int, now: float) -> int:
@@ -63,6 +65,28 @@ def fill(path: Path, probes: int, days: int, now: float) -> int:
                 batch,
             )
             rows += len(batch)
+            # The daily rows the writer keeps alongside (schema 3): the sums per UTC day.
+            per_day: dict[int, list[tuple[Any, ...]]] = {}
+            for row in batch:
+                per_day.setdefault(day_start(row[1]), []).append(row)
+            conn.executemany(
+                "INSERT INTO rollups_daily (probe, day, checks_up, checks_down, time_up,"
+                " time_down, latency_sum, latency_count, latency_min, latency_max, histogram,"
+                " measured_from, measured_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        name,
+                        day,
+                        *(sum(r[i] for r in hours) for i in range(2, 8)),
+                        0.05,
+                        0.2,
+                        json.dumps([c * len(hours) for c in hist]),
+                        hours[0][11],
+                        hours[-1][12],
+                    )
+                    for day, hours in per_day.items()
+                ],
+            )
     conn.close()
     return rows
 

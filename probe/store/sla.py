@@ -16,11 +16,13 @@ from typing import Any
 
 __all__ = [
     "BUCKETS_MS",
+    "DAY",
     "HOUR",
     "WINDOWS",
     "HourRollup",
     "SLAFigures",
     "bucket_index",
+    "day_start",
     "edge_fraction",
     "figures_from_rollups",
     "hour_start",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 HOUR = 3600
+DAY = 24 * HOUR
 
 # Upper bounds (inclusive) of the latency histogram buckets, in milliseconds. Dense where
 # typical answers fall (1 ms to 2 s), so p95/p99 interpolated inside a bucket stay close;
@@ -172,6 +175,11 @@ def window_bounds(window: str, now: datetime, tz: tzinfo) -> tuple[float, float]
 def hour_start(t: float) -> int:
     """The start of the UTC hour holding `t` (Unix hours never depend on the time zone)."""
     return int(t // HOUR) * HOUR
+
+
+def day_start(t: float) -> int:
+    """The start of the UTC day holding `t`."""
+    return int(t // DAY) * DAY
 
 
 def split_by_hour(start: float, end: float) -> list[tuple[int, float, float]]:

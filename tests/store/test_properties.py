@@ -30,7 +30,9 @@ steps = st.lists(
 
 async def record(path: Path, policy: Policy, plan: list[tuple[float, Status]]):
     feeder = Feeder(policy)
-    t = NOW - 86400 + 1234.5  # deliberately not on an hour boundary
+    # Deliberately not on an hour boundary, and 2 h before a UTC midnight, so that the data
+    # often crosses it and the windows below cover whole days (read from the daily rollups).
+    t = NOW - 86400 - 7200 + 1234.5
     times, spans = [], []
     async with Store.open(path, clock=Clock()) as store:
         for gap, status in plan:
@@ -44,7 +46,15 @@ async def record(path: Path, policy: Policy, plan: list[tuple[float, Status]]):
         first, last = times[0], times[-1]
         whole = store.sla("prop", 0, NOW)
         mid = (first + last) / 2
-        windows = [(first - 1800, mid), (mid, last + 1), (first + 977.0, last - 1531.0)]
+        windows = [
+            (first - 1800, mid),
+            (mid, last + 1),
+            (first + 977.0, last - 1531.0),
+            (0, NOW),
+            (NOW - 86400, NOW),
+            (NOW - 2 * 86400 + 77.7, NOW - 5.5),
+            (NOW - 86400 - 3600, NOW + 3600),
+        ]
         parts = [(a, b, store.sla("prop", a, b), store.rollups("prop", a, b)) for a, b in windows]
     return first, last, spans, whole, parts
 
@@ -73,10 +83,12 @@ def test_measured_time_fits_the_wall_span(
         assert figures.up_s >= 0 and figures.down_s >= 0
         assert figures.up_s + figures.down_s <= max(0.0, end - start) + 1e-6
         assert figures.sla is None or 0.0 <= figures.sla <= 100.0
-        # The SQL in the store and the reference arithmetic in sla.py agree.
+        # The SQL in the store (whole days from the daily rollups, the rest from the hourly
+        # ones) and the reference arithmetic in sla.py over the hourly rollups agree.
         reference = figures_from_rollups(rows, start, end, figures.incidents)
         assert figures.up_s == pytest.approx(reference.up_s, abs=1e-6)
         assert figures.down_s == pytest.approx(reference.down_s, abs=1e-6)
         assert figures.checks == reference.checks
         assert figures.checks_down == reference.checks_down
         assert figures.p95_ms == pytest.approx(reference.p95_ms)
+        assert figures.p99_ms == pytest.approx(reference.p99_ms)

@@ -1,0 +1,164 @@
+"""What the SLA reads cost with 1,000 probes and 90 days of history in the store.
+
+Run:  .venv/bin/python bench/sla_query.py [--probes N] [--days D] [--repeat R] [--no-before]
+
+A fresh store in a temporary directory gets D days of rollups for N probes, written straight
+into SQLite as bench/metrics.py does (one hourly row per probe and hour with a latency
+histogram, 1% of hours partly down) plus the daily rows the writer keeps alongside (the sums
+per UTC day). Then, each the median of R runs over all N probes:
+  sla_many      24h, 7d, 30d, 90d and all (what the status page and API refresh)
+  uptime_many   the same windows, time only (the Prometheus refresher)
+  daily_uptime  90 days of per-day uptime (the status page's bars)
+"after" reads whole UTC days from rollups_daily and the edge hours from rollups_hourly;
+"before" forces every hour to come from rollups_hourly, as the store did before schema 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from probe.store import Store
+from probe.store import sqlite as store_sqlite
+from probe.store.sla import BUCKETS_MS, DAY, HOUR, day_start, hour_start
+
+WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "90d": 90 * 86400.0}
+COLUMNS = (
+    "probe, {key}, checks_up, checks_down, time_up, time_down, latency_sum, latency_count,"
+    " latency_min, latency_max, histogram, measured_from, measured_to"
+)
+
+
+def fill(path: Path, probes: int, days: int, now: float) -> tuple[int, int]:
+    Store.open(path).close_sync()  # schema
+    conn = sqlite3.connect(path)
+    first = hour_start(now) - days * 24 * HOUR
+    hist = [0] * len(BUCKETS_MS)
+    hist[6], hist[7] = 50, 10
+    histogram = json.dumps(hist)
+    hourly_sql = (
+        f"INSERT INTO rollups_hourly ({COLUMNS.format(key='hour')})"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+    daily_sql = (
+        f"INSERT INTO rollups_daily ({COLUMNS.format(key='day')})"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+    hourly_rows = daily_rows = 0
+    with conn:
+        for p in range(probes):
+            name = f"probe-{p:04d}"
+            batch = []
+            per_day: dict[int, list[Any]] = {}
+            for h in range(days * 24 + 1):
+                hour = first + h * HOUR
+                down = 600.0 if (p + h) % 100 == 0 else 0.0
+                measured = (float(hour), float(hour + HOUR))
+                batch.append(
+                    (name, hour, 60, 0, HOUR - down, down, 6.0, 60, 0.05, 0.2, histogram, *measured)
+                )
+                d = per_day.get(day_start(hour))
+                if d is None:
+                    d = per_day[day_start(hour)] = [0, 0, 0.0, 0.0, 0.0, 0, [0] * len(hist)]
+                    d += [float(hour), 0.0]
+                d[0] += 60
+                d[2] += HOUR - down
+                d[3] += down
+                d[4] += 6.0
+                d[5] += 60
+                d[6] = [a + b for a, b in zip(d[6], hist, strict=True)]
+                d[8] = float(hour + HOUR)
+            conn.executemany(hourly_sql, batch)
+            daily = [
+                (name, day, *d[:6], 0.05, 0.2, json.dumps(d[6]), d[7], d[8])
+                for day, d in per_day.items()
+            ]
+            conn.executemany(daily_sql, daily)
+            hourly_rows += len(batch)
+            daily_rows += len(daily)
+    conn.close()
+    return hourly_rows, daily_rows
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000.0
+
+
+def hourly_only(names: list[str], start: float, end: float) -> dict[str, Any]:
+    params = _real_params(names, start, end)
+    params["day_from"] = params["day_to"] = end
+    return params
+
+
+_real_params = store_sqlite._window_params
+
+
+def run(store: Store, names: list[str], now: float, repeat: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    windows = {**WINDOWS, "all": now}
+    for label, length in windows.items():
+        out[f"sla_many {label}"] = median_ms(
+            lambda length=length: store.sla_many(names, now - length, now), repeat
+        )
+    out["uptime_many 24h+7d+30d+90d"] = median_ms(
+        lambda: [store.uptime_many(names, now - w, now) for w in WINDOWS.values()], repeat
+    )
+    out["daily_uptime 90 days"] = median_ms(
+        lambda: store.daily_uptime(names, now - 89 * DAY, 90), repeat
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probes", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-before", action="store_true", help="skip the hourly-only run")
+    args = parser.parse_args()
+    now = time.time()
+    names = [f"probe-{p:04d}" for p in range(args.probes)]
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.db"
+        began = time.perf_counter()
+        hourly, daily = fill(path, args.probes, args.days, now)
+        print(
+            f"{args.probes} probes, {args.days} days: {hourly:,} hourly and {daily:,} daily"
+            f" rollups (filled in {time.perf_counter() - began:.1f} s),"
+            f" SQLite {sqlite3.sqlite_version}"
+        )
+        store = Store.open(path)
+        try:
+            after = run(store, names, now, args.repeat)
+            before: dict[str, float] = {}
+            if not args.no_before:
+                store_sqlite._window_params = hourly_only  # type: ignore[assignment]
+                try:
+                    before = run(store, names, now, 1)
+                finally:
+                    store_sqlite._window_params = _real_params
+        finally:
+            store.close_sync()
+    print(f"{'':28} {'after':>10} {'before':>10}  (ms, {args.probes} probes)")
+    for label, ms in after.items():
+        old = f"{before[label]:10.1f}" if label in before else f"{'-':>10}"
+        print(f"{label:28} {ms:10.1f} {old}")
+    print("before: every hour from rollups_hourly (one run; daily_uptime reads only daily rows)")
+
+
+if __name__ == "__main__":
+    main()
