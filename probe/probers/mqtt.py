@@ -394,6 +394,12 @@ class _Session:
                         await self.client.__aexit__(None, None, None)
         finally:
             self._finish()
+        # aiomqtt's disconnect can swallow a cancellation that lands while it waits (the
+        # race in Python 3.11's asyncio.wait_for): a check cancelled by its timeout must not
+        # then return as if it had finished.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         return True
 
     def _finish(self) -> None:
