@@ -46,6 +46,7 @@ from probe.config.models import ConfigPath, ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
+from probe.probers._match import Matcher, check_pattern
 from probe.probers._net import describe_os_error, redact_url
 from probe.probers.base import Prober, SharedResources
 
@@ -158,14 +159,7 @@ class HTTPSpec(ProbeSpec):
     @field_validator("contain", "not_contain")
     @classmethod
     def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if not value:
-            return None  # EaseProbe's "" means "no check"
-        if info.data.get("regex"):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
+        return check_pattern(value, info)
 
     @field_validator("ca", "cert", "key")
     @classmethod
@@ -258,20 +252,6 @@ class _NoCookies(CookieJar):
         return
 
 
-class _Matcher(NamedTuple):
-    pattern: re.Pattern[str]
-    shown: str
-    is_regex: bool
-
-    @classmethod
-    def build(cls, text: str | None, is_regex: bool) -> _Matcher | None:
-        if text is None:
-            return None
-        pattern = re.compile(text if is_regex else re.escape(text))
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        return cls(pattern, f'"{shown}"', is_regex)
-
-
 class HTTPProber(Prober[HTTPSpec]):
     spec_type: ClassVar[type[ProbeSpec]] = HTTPSpec
 
@@ -284,8 +264,8 @@ class HTTPProber(Prober[HTTPSpec]):
         # whole check (a server sending one byte a second never trips a per-read timeout).
         self._timeout = httpx.Timeout(spec.timeout or None)
         self._max_redirects = spec.max_redirects if spec.limit_redirects else DEFAULT_MAX_REDIRECTS
-        self._contain = _Matcher.build(spec.contain, spec.regex)
-        self._not_contain = _Matcher.build(spec.not_contain, spec.regex)
+        self._contain = Matcher.build(spec.contain, spec.regex)
+        self._not_contain = Matcher.build(spec.not_contain, spec.regex)
         self._ranges_text = ", ".join(
             str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in spec.success_code
         )

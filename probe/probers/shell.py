@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shlex
 import shutil
 import subprocess
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
@@ -45,6 +44,7 @@ from probe.commands import (
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
+from probe.probers._match import Matcher, check_pattern
 from probe.probers._net import redact_url
 from probe.probers.base import Prober, SharedResources
 
@@ -80,14 +80,7 @@ class ShellSpec(ProbeSpec):
     @field_validator("contain", "not_contain")
     @classmethod
     def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if not value:
-            return None  # EaseProbe's "" means "no check"
-        if info.data.get("regex"):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
+        return check_pattern(value, info)
 
     def endpoint(self) -> str:
         return _command_text(self.cmd, self.args)
@@ -117,27 +110,13 @@ def _command_text(cmd: str, args: list[str]) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-class _Matcher(NamedTuple):
-    pattern: re.Pattern[str]
-    shown: str
-    is_regex: bool
-
-    @classmethod
-    def build(cls, text: str | None, is_regex: bool) -> _Matcher | None:
-        if text is None:
-            return None
-        pattern = re.compile(text if is_regex else re.escape(text))
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        return cls(pattern, f'"{shown}"', is_regex)
-
-
 class ShellProber(Prober[ShellSpec]):
     spec_type: ClassVar[type[ProbeSpec]] = ShellSpec
 
     def __init__(self, spec: ShellSpec, resources: SharedResources) -> None:
         super().__init__(spec, resources)
-        self._contain = _Matcher.build(spec.contain, spec.regex)
-        self._not_contain = _Matcher.build(spec.not_contain, spec.regex)
+        self._contain = Matcher.build(spec.contain, spec.regex)
+        self._not_contain = Matcher.build(spec.not_contain, spec.regex)
         self._mask = SecretMasker(spec.env)
         self._command = _command_text(spec.cmd, spec.args)
 

@@ -1,0 +1,37 @@
+"""EaseProbe's `contain` / `not_contain` / `regex` keys, shared by the http and shell probers:
+plain substrings by default, regular expressions with `regex: true`; "" means no check."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from pydantic import ValidationInfo
+
+__all__ = ["Matcher", "check_pattern"]
+
+
+def check_pattern(value: str | None, info: ValidationInfo) -> str | None:
+    """Field validator for contain/not_contain; `regex` must be declared before them."""
+    if not value:
+        return None  # EaseProbe's "" means "no check"
+    if info.data.get("regex"):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+class Matcher(NamedTuple):
+    pattern: re.Pattern[str]
+    shown: str
+    is_regex: bool
+
+    @classmethod
+    def build(cls, text: str | None, is_regex: bool) -> Matcher | None:
+        if text is None:
+            return None
+        pattern = re.compile(text if is_regex else re.escape(text))
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        return cls(pattern, f'"{shown}"', is_regex)
