@@ -44,7 +44,7 @@ from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
 from probe.web.data import ProbeInfo as WebProbeInfo
 from probe.web.data import StatusSource
-from probe.web.render import build_page_data, render_status_page, write_static_page
+from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
 
 __all__ = [
@@ -172,7 +172,7 @@ class App:
         self.outbox_interval = outbox_interval
         self.registry = registry if registry is not None else REGISTRY
         self.http_port: int | None = None  # the web server's port once it listens
-        self._source: StatusSource | None = None  # what the web server and status file read
+        self._page: StatusPage | None = None  # what the web server and status file show
         self.metrics = notify_metrics(registry)
         self.probe_metrics = probe_metrics(
             registry,
@@ -246,6 +246,8 @@ class App:
             )
             self.reports.start()
             web_runner = await self._start_web()
+            assert self._page is not None
+            fresh = asyncio.create_task(self._page.source.keep_fresh(), name="web-summaries")
             status_file = asyncio.create_task(self._status_writer(), name="status-file")
             probers = build_probers(self.config.enabled_probes, resources)
             self._scheduler = Scheduler(
@@ -266,8 +268,12 @@ class App:
             summary.cancel()
             sla.cancel()
             status_file.cancel()
+            fresh.cancel()
             await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
-            await self._write_status_page()  # the final state, once more
+            if self._page is not None:
+                await self.store.flush()  # the final state, once more, read anew
+                self._page.source.invalidate()
+            await self._write_status_page()
         finally:
             self._remove_signals(loop)
             if web_runner is not None:
@@ -317,24 +323,18 @@ class App:
             )
 
     async def _write_status_page(self) -> None:
-        """Render the status page and write it atomically to settings.status.path; a failure
-        is logged and leaves the previous file in place."""
-        source, store = self._source, self.store
-        if source is None or store is None:
+        """Render the status page and write it atomically to settings.status.path (and the
+        files of its further pages); a failure is logged and leaves the previous files."""
+        if self._page is None:
             return
         path = self.config.settings.status.path
         try:
-            data = await build_page_data(
-                source, store, source.now(), title=self.config.settings.name
-            )
-            html = render_status_page(data, {})
-            await asyncio.to_thread(write_static_page, path, html)
+            await write_status_files(self._page, path)
         except Exception as exc:
             log.warning("status page %s not written: %s", path, exc)
 
     async def _status_writer(self) -> None:
-        # First after one interval: a page written at start would show every probe unknown
-        # and fill the StatusSource's cache with that for the API too.
+        # First after one interval: a page written at start would show every probe unknown.
         every = self.config.settings.http.refresh or 60.0
         while True:
             await asyncio.sleep(every)
@@ -354,14 +354,14 @@ class App:
             timezone=settings.timezone,
             max_age=min(settings.http.refresh, 60.0) or 10.0,
         )
+        self._page = StatusPage(source, title=settings.name)
         app = create_app(
             source,
             registry=self.registry,
             token=settings.http.token,
             healthy=lambda: store.last_error is None,
-            title=settings.name,
+            page=self._page,
         )
-        self._source = source
         try:
             runner, port = await start_server(app, settings.http.ip, settings.http.port)
         except OSError as err:
@@ -379,6 +379,8 @@ class App:
         policy = self._policies[result.name]
         observation = self.tracker.observe(result, policy)
         self.probe_metrics.record(result)
+        if self._page is not None:
+            self._page.source.record(result, observation.state)
         assert self.store is not None
         self.store.submit(observation)
         if observation.transition is not None:

@@ -253,7 +253,7 @@ async def _cmd_report(config: Config, output: str | None) -> int:
     """Render the status page once from the store and write it atomically."""
     from probe.store import Store
     from probe.web.data import ProbeInfo, StatusSource
-    from probe.web.render import build_page_data, render_status_page, write_static_page
+    from probe.web.render import StatusPage, write_status_files
 
     settings = config.settings
     path = settings.store.path
@@ -273,19 +273,19 @@ async def _cmd_report(config: Config, output: str | None) -> int:
             timezone=settings.timezone,
             clock=lambda: now,
         )
-        data = await build_page_data(source, store, now, title=settings.name)
-        html = render_status_page(data, {})
+        page = StatusPage(source, title=settings.name)
+        written = await write_status_files(page, target)
     except sqlite3.Error as err:
         print(f"probe report: store {path}: {err}", file=sys.stderr)
         return EXIT_STARTUP
-    finally:
-        store.close_sync()
-    try:
-        await asyncio.to_thread(write_static_page, target, html)
     except OSError as err:
         print(f"probe report: cannot write {target}: {err.strerror or err}", file=sys.stderr)
         return EXIT_STARTUP
-    print(f"wrote {target} ({len(data.rows)} probes)")
+    finally:
+        store.close_sync()
+    probes = len(config.enabled_probes)
+    more = f" and {len(written) - 1} more page file(s)" if len(written) > 1 else ""
+    print(f"wrote {target}{more} ({probes} probes)")
     return EXIT_OK
 
 

@@ -962,6 +962,20 @@ WHERE probe IN (SELECT value FROM json_each(:names)) AND day >= :first AND day <
 """
 
 
+_HOURLY_LATENCY = """
+SELECT probe, hour, latency_sum / latency_count FROM rollups_hourly
+WHERE probe IN (SELECT value FROM json_each(:names)) AND hour >= :first AND hour < :stop
+  AND latency_count > 0
+ORDER BY probe, hour
+"""
+
+_TRANSITIONS_MANY = """
+SELECT probe, time, previous, current, message FROM transitions
+WHERE probe IN (SELECT value FROM json_each(:names)) AND time >= :since AND time < :until
+ORDER BY probe, time, id
+"""
+
+
 def _histogram_text(counts: list[int]) -> str:
     return json.dumps(counts, separators=(",", ":"))
 
@@ -1310,6 +1324,34 @@ class Store:
             (name, since, until),
         )
         return [Transition(r[0], r[1], Status(r[2]), Status(r[3]), r[4]) for r in rows]
+
+    def transitions_many(
+        self, names: Iterable[str], since: float, until: float
+    ) -> dict[str, list[Transition]]:
+        """`transitions` for every name in one query (an empty list for a name without any)."""
+        wanted = list(dict.fromkeys(names))
+        out: dict[str, list[Transition]] = {name: [] for name in wanted}
+        if not wanted:
+            return out
+        params = {"names": json.dumps(wanted), "since": since, "until": until}
+        for r in self._query(_TRANSITIONS_MANY, params):
+            out[r[0]].append(Transition(r[0], r[1], Status(r[2]), Status(r[3]), r[4]))
+        return out
+
+    def hourly_latency(
+        self, names: Iterable[str], start: float, end: float
+    ) -> dict[str, list[tuple[int, float]]]:
+        """(hour, mean latency in seconds) of each hour overlapping [start, end) that measured
+        a latency, oldest first, for every name: the status page's 24h chart without reading
+        (and JSON-decoding) whole hourly rollups."""
+        wanted = list(dict.fromkeys(names))
+        out: dict[str, list[tuple[int, float]]] = {name: [] for name in wanted}
+        if not wanted or not end > start:
+            return out
+        params = {"names": json.dumps(wanted), "first": hour_start(start), "stop": end}
+        for probe, hour, mean in self._query(_HOURLY_LATENCY, params):
+            out[probe].append((int(hour), float(mean)))
+        return out
 
     def probe_names(self) -> list[str]:
         """Every probe that has a stored state, sorted."""

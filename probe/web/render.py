@@ -1,9 +1,12 @@
-"""The status page: data read from the store, rendered with templates/status/page.html.j2.
+"""The status page: rendered with templates/status/page.html.j2 from the StatusSource.
 
-`build_page_data` gathers what the page shows (summaries from the StatusSource; the 90-day
-daily bars, the 24h latency series and the incidents from the store, read in a thread);
-`render_status_page` filters, sorts and pages it as /api/v1/sla does and renders HTML. The
-same HTML is served at `GET /` and written to `settings.status.path` by `write_static_page`.
+`StatusPage.render` sorts, filters and pages the StatusSource's cached summaries as
+/api/v1/sla does, then reads what only the page shows (90 daily bars, the 24h latency series,
+the incidents) for the probes on that page alone: three batched queries, in a thread, cached
+until the summaries are recomputed. So a page of 100 out of 1,000 probes reads 100 probes'
+daily rollups, not 1,000 probes' hourly ones. The same HTML is served at `GET /` and written
+to `settings.status.path` (with one more file per page when probes fill several pages) by
+`write_status_files`.
 """
 
 from __future__ import annotations
@@ -13,31 +16,30 @@ import contextlib
 import importlib.resources
 import math
 import os
+import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import jinja2
 
 import probe
 from probe.core.result import Status
 from probe.core.tracker import Transition
-from probe.store.sla import HourRollup
-from probe.web.data import WINDOWS, ProbeSummary, StatusSource
-from probe.web.server import BadRequest, filter_summaries
+from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
+from probe.web.query import BadRequest, filter_summaries, page_size
 
 __all__ = [
-    "PageData",
-    "ProbeRow",
-    "build_page_data",
-    "render_status_page",
+    "ProbeDetail",
+    "StatusPage",
     "write_static_page",
+    "write_status_files",
 ]
 
 DAY = 86400.0
@@ -49,12 +51,7 @@ REFRESH_RANGE = (5, 3600)
 # The 24h chart's drawing box (SVG user units).
 CHART_W, CHART_H = 240.0, 40.0
 
-
-class PageStore(Protocol):
-    """What the page reads from the store besides the StatusSource's summaries."""
-
-    def rollups(self, name: str, start: float, end: float) -> list[HourRollup]: ...
-    def transitions(self, name: str, since: float, until: float) -> list[Transition]: ...
+PageLink = Callable[[Mapping[str, str], int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,50 +68,19 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeRow:
-    summary: ProbeSummary
+class ProbeDetail:
+    """What the page shows of a probe beyond its summary."""
+
     days: list[Day]  # oldest first, BAR_DAYS of them
     latency: list[float | None]  # mean latency (seconds) per hour of the last 24, oldest first
-    incidents: list[Incident]  # newest first
-
-
-@dataclass(frozen=True, slots=True)
-class PageData:
-    now: float
-    title: str
-    rows: list[ProbeRow]
+    incidents: list[Incident]  # newest first, as stored when read (see _current_incidents)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _days(rollups: Sequence[HourRollup], now: float) -> list[Day]:
-    today = math.floor(now / DAY) * DAY
-    first = today - (BAR_DAYS - 1) * DAY
-    up = [0.0] * BAR_DAYS
-    down = [0.0] * BAR_DAYS
-    for row in rollups:
-        index = int((row.hour - first) // DAY)
-        if 0 <= index < BAR_DAYS:
-            up[index] += row.time_up
-            down[index] += row.time_down
-    return [
-        Day(first + i * DAY, None if up[i] + down[i] <= 0 else 100.0 * up[i] / (up[i] + down[i]))
-        for i in range(BAR_DAYS)
-    ]
-
-
-def _latency(rollups: Sequence[HourRollup], now: float) -> list[float | None]:
-    first = math.floor(now / HOUR) * HOUR - 23 * HOUR
-    series: list[float | None] = [None] * 24
-    for row in rollups:
-        index = int((row.hour - first) // HOUR)
-        if 0 <= index < 24 and row.latency_count > 0:
-            series[index] = row.latency_sum / row.latency_count
-    return series
-
-
-def _incidents(changes: Sequence[Transition], now: float) -> list[Incident]:
+def _incidents(changes: Sequence[Transition]) -> list[Incident]:
+    """The outages in `changes`, newest first; one still open has no end."""
     found: list[Incident] = []
     start: float | None = None
     for change in changes:
@@ -124,32 +90,51 @@ def _incidents(changes: Sequence[Transition], now: float) -> list[Incident]:
             found.append(Incident(start, change.time, change.time - start))
             start = None
     if start is not None:
-        found.append(Incident(start, None, max(0.0, now - start)))
-    return list(reversed(found))[:MAX_INCIDENTS]
+        found.append(Incident(start, None, 0.0))
+    return list(reversed(found))
 
 
-def _read_rows(store: PageStore, summaries: Sequence[ProbeSummary], now: float) -> list[ProbeRow]:
-    # One rollup read per probe covers both the bars and the chart (the 24h are inside the
-    # 90 days). Daily rollups (another change) will make this cheaper.
-    first = math.floor(now / DAY) * DAY - (BAR_DAYS - 1) * DAY
-    rows = []
-    for item in summaries:
-        name = item.info.name
-        rollups = store.rollups(name, first, now + HOUR)
-        changes = store.transitions(name, now - INCIDENT_DAYS * DAY, now + 1)
-        rows.append(
-            ProbeRow(item, _days(rollups, now), _latency(rollups, now), _incidents(changes, now))
+def _current_incidents(
+    stored: Sequence[Incident], item: ProbeSummary, now: float
+) -> list[Incident]:
+    """The stored incidents brought up to the summary's live status: an outage that began
+    or ended since they were read, or began before their window, is shown as it is now."""
+    found = list(stored)
+    open_one = found[0] if found and found[0].end is None else None
+    if item.status is Status.DOWN and item.since is not None:
+        if open_one is None or open_one.start > item.since:
+            found.insert(0, Incident(item.since, None, 0.0))
+            if open_one is not None:
+                found.pop(1)
+    elif open_one is not None and item.status is Status.UP and item.since is not None:
+        found[0] = Incident(open_one.start, item.since, item.since - open_one.start)
+    return [
+        i if i.end is not None else Incident(i.start, None, max(0.0, now - i.start))
+        for i in found[:MAX_INCIDENTS]
+    ]
+
+
+def read_details(store: StoreReader, names: Sequence[str], now: float) -> dict[str, ProbeDetail]:
+    """The page's extra figures for probes `names`, in three queries whatever their number."""
+    first_day = math.floor(now / DAY) * DAY - (BAR_DAYS - 1) * DAY
+    first_hour = math.floor(now / HOUR) * HOUR - 23 * HOUR
+    bars = store.daily_uptime(names, first_day, BAR_DAYS)
+    latency = store.hourly_latency(names, first_hour, now + HOUR)
+    changes = store.transitions_many(names, now - INCIDENT_DAYS * DAY, now + 1)
+    details = {}
+    for name in names:
+        series: list[float | None] = [None] * 24
+        for hour, mean in latency.get(name, []):
+            index = int((hour - first_hour) // HOUR)
+            if 0 <= index < 24:
+                series[index] = mean
+        days = bars.get(name) or [None] * BAR_DAYS
+        details[name] = ProbeDetail(
+            days=[Day(first_day + i * DAY, value) for i, value in enumerate(days)],
+            latency=series,
+            incidents=_incidents(changes.get(name, [])),
         )
-    return rows
-
-
-async def build_page_data(
-    source: StatusSource, store_reader: PageStore, now: float, *, title: str = "Status"
-) -> PageData:
-    """Everything the page shows; the store is read in a thread, never on the event loop."""
-    summaries = await source.summaries()
-    rows = await asyncio.to_thread(_read_rows, store_reader, summaries, now)
-    return PageData(now=now, title=title, rows=rows)
+    return details
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -253,29 +238,29 @@ def _chart(series: Sequence[float | None]) -> dict[str, Any]:
 _STATUS_RANK = {Status.DOWN: 0, Status.UNKNOWN: 1, Status.UP: 2}
 
 
-def _group(row: ProbeRow) -> str:
-    return row.summary.info.labels.get("group", "") or ""
+def _group(item: ProbeSummary) -> str:
+    return item.info.labels.get("group", "") or ""
 
 
-def _sorted(rows: Sequence[ProbeRow]) -> list[ProbeRow]:
+def _sorted(items: Sequence[ProbeSummary]) -> list[ProbeSummary]:
     """Groups holding a down probe first, then by group name (ungrouped last); inside a
     group down first, then unknown, then up; then by name."""
-    down_groups = {_group(r) for r in rows if r.summary.status is Status.DOWN}
+    down_groups = {_group(i) for i in items if i.status is Status.DOWN}
     return sorted(
-        rows,
-        key=lambda r: (
-            _group(r) not in down_groups,
-            _group(r) == "",
-            _group(r),
-            _STATUS_RANK[r.summary.status],
-            r.summary.info.name,
+        items,
+        key=lambda i: (
+            _group(i) not in down_groups,
+            _group(i) == "",
+            _group(i),
+            _STATUS_RANK[i.status],
+            i.info.name,
         ),
     )
 
 
-def _banner(rows: Sequence[ProbeRow]) -> dict[str, str]:
-    known = [r for r in rows if r.summary.status is not Status.UNKNOWN]
-    down = sum(1 for r in known if r.summary.status is Status.DOWN)
+def _banner(items: Sequence[ProbeSummary]) -> dict[str, str]:
+    known = [i for i in items if i.status is not Status.UNKNOWN]
+    down = sum(1 for i in known if i.status is Status.DOWN)
     if not known:
         return {"kind": "none", "text": "No data yet"}
     if down == 0:
@@ -299,15 +284,16 @@ def _refresh(query: Mapping[str, str]) -> int | None:
     return seconds
 
 
-def _page_link(query: Mapping[str, str], page: int) -> str:
+def query_link(query: Mapping[str, str], page: int) -> str:
+    """The live server's link to another page: the same query with another `pg`."""
     params = {k: v for k, v in query.items() if k != "pg" and v != ""}
     params["pg"] = str(page)
     return "?" + urlencode(params)
 
 
-def _row_view(row: ProbeRow) -> dict[str, Any]:
-    item = row.summary
+def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, Any]:
     last = item.last
+    measured = [d for d in detail.days if d.uptime is not None]
     return {
         "name": item.info.name,
         "kind": item.info.kind,
@@ -326,15 +312,19 @@ def _row_view(row: ProbeRow) -> dict[str, Any]:
             for w in WINDOWS
         ],
         "days": [
-            {
-                "grade": _grade(d.uptime),
-                "title": f"{_when(d.start)[:10]}: {_pct(d.uptime)}",
-            }
-            for d in row.days
+            {"grade": _grade(d.uptime), "title": f"{_when(d.start)[:10]}: {_pct(d.uptime)}"}
+            for d in detail.days
         ],
-        "days_with_data": sum(1 for d in row.days if d.uptime is not None),
-        "days_below": sum(1 for d in row.days if d.uptime is not None and d.uptime < 99.9),
-        "chart": _chart(row.latency),
+        "days_with_data": len(measured),
+        "days_below": sum(1 for d in measured if d.uptime is not None and d.uptime < 99.9),
+        # The days a keyboard user sees when the bar has focus (no script): those short of
+        # 100%, newest first; the others are summed up in one line.
+        "days_short": [
+            {"day": _when(d.start)[:10], "text": _pct(d.uptime), "grade": _grade(d.uptime)}
+            for d in reversed(measured)
+            if d.uptime is not None and d.uptime < 100.0
+        ],
+        "chart": _chart(detail.latency),
         "incidents": [
             {
                 "start": _when(i.start),
@@ -343,50 +333,125 @@ def _row_view(row: ProbeRow) -> dict[str, Any]:
                 "end_iso": None if i.end is None else _iso(i.end),
                 "duration": _duration(i.duration_s),
             }
-            for i in row.incidents
+            for i in _current_incidents(detail.incidents, item, now)
         ],
     }
 
 
-def render_status_page(data: PageData, query: Mapping[str, str]) -> str:
-    """The HTML page for `query` (EaseProbe's filters, pg/sz paging, refresh). Bad parameters
-    raise BadRequest (the server turns it into a 400)."""
-    refresh = _refresh(query)
-    ordered = _sorted(data.rows)
-    by_id = {id(r.summary): r for r in ordered}
-    page, number, total = filter_summaries([r.summary for r in ordered], query)
-    size = len(page) if page else 0
-    sz_text = query.get("sz") or ""
-    per_page = int(sz_text) if sz_text.isdigit() else 100
-    pages = max(1, math.ceil(total / per_page)) if per_page else 1
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One page, chosen: what `_html` renders (built on the event loop, rendered in a thread)."""
+
+    title: str
+    updated: float
+    now: float
+    refresh: int | None
+    everything: Sequence[ProbeSummary]  # every probe, for the banner
+    page: Sequence[ProbeSummary]
+    details: Mapping[str, ProbeDetail]
+    total: int
+    number: int
+    pages: int
+    prev_link: str | None
+    next_link: str | None
+
+
+def _html(view: _View) -> str:
     groups: list[dict[str, Any]] = []
-    for summary in page:
-        row = by_id[id(summary)]
-        group = _group(row)
+    for item in view.page:
+        group = _group(item)
         if not groups or groups[-1]["name"] != group:
             groups.append({"name": group, "rows": []})
-        groups[-1]["rows"].append(_row_view(row))
+        groups[-1]["rows"].append(_row_view(item, view.details[item.info.name], view.now))
     has_groups = any(g["name"] for g in groups)
     for g in groups:
         g["label"] = g["name"] or ("Other" if has_groups else "")
     return _template().render(
-        title=data.title,
-        updated=_when(data.now),
-        updated_iso=_iso(data.now),
-        refresh=refresh,
-        banner=_banner(data.rows),
+        title=view.title,
+        updated=_when(view.updated),
+        updated_iso=_iso(view.updated),
+        refresh=view.refresh,
+        banner=_banner(view.everything),
         groups=groups,
         windows=WINDOWS,
-        shown=size,
-        total=total,
-        probes=len(data.rows),
-        page=number,
-        pages=pages,
-        prev_link=_page_link(query, number - 1) if number > 1 else None,
-        next_link=_page_link(query, number + 1) if number < pages else None,
+        shown=len(view.page),
+        total=view.total,
+        probes=len(view.everything),
+        page=view.number,
+        pages=view.pages,
+        prev_link=view.prev_link,
+        next_link=view.next_link,
         chart_w=CHART_W,
         chart_h=CHART_H,
     )
+
+
+class StatusPage:
+    """The status page of a StatusSource's probes.
+
+    Summaries come from the source's cache (shared with the API); the per-probe details of
+    the probes on a page are read on first need and kept until the source recomputes its
+    summaries, so a page is as fresh as /api/v1/sla and costs a render once cached.
+    """
+
+    def __init__(self, source: StatusSource, *, title: str = "Status") -> None:
+        self.source = source
+        self.title = title
+        self._details: dict[str, tuple[float | None, ProbeDetail]] = {}  # (since, detail)
+        self._details_for = -1  # the source's generation they belong to
+        self._lock = asyncio.Lock()
+
+    async def render(self, query: Mapping[str, str], *, link: PageLink = query_link) -> str:
+        """The HTML page for `query` (EaseProbe's filters, pg/sz paging, refresh); `link`
+        makes the previous/next links. Bad parameters raise BadRequest (a 400)."""
+        refresh = _refresh(query)
+        size = page_size(query)
+        summaries = await self.source.summaries()
+        ordered = _sorted(summaries)
+        page, number, total = filter_summaries(ordered, query)
+        pages = max(1, math.ceil(total / size))
+        details = await self._details_of(page)
+        view = _View(
+            title=self.title,
+            updated=self.source.now(),  # status and latency are live; see StatusSource
+            now=self.source.now(),
+            refresh=refresh,
+            everything=summaries,
+            page=page,
+            details=details,
+            total=total,
+            number=number,
+            pages=pages,
+            prev_link=link(query, number - 1) if number > 1 else None,
+            next_link=link(query, number + 1) if number < pages else None,
+        )
+        # 100 probes of markup is tens of milliseconds of CPU: off the loop, like the reads.
+        return await asyncio.to_thread(_html, view)
+
+    async def pages(self) -> int:
+        """How many pages of the default size the unfiltered page has."""
+        summaries = await self.source.summaries()
+        return max(1, math.ceil(len(summaries) / page_size({})))
+
+    async def _details_of(self, page: Sequence[ProbeSummary]) -> dict[str, ProbeDetail]:
+        # A probe's details are read again when its status changed since they were read:
+        # its incidents changed (status changes are rare; the read is three small queries).
+        async with self._lock:
+            if self._details_for != self.source.generation:
+                self._details = {}
+                self._details_for = self.source.generation
+            missing = [
+                s
+                for s in page
+                if s.info.name not in self._details or self._details[s.info.name][0] != s.since
+            ]
+            if missing:
+                names = [s.info.name for s in missing]
+                now = self.source.now()
+                read = await asyncio.to_thread(read_details, self.source.store, names, now)
+                for item in missing:
+                    self._details[item.info.name] = (item.since, read[item.info.name])
+            return {s.info.name: self._details[s.info.name][1] for s in page}
 
 
 # --- the static file ---------------------------------------------------------------------------
@@ -409,3 +474,40 @@ def write_static_page(path: Path | str, html: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def page_file(path: Path, number: int) -> Path:
+    """The file of page `number` of the static set: `path` itself for page 1, then
+    `status-2.html`, `status-3.html`, ... beside it for `path` = status.html."""
+    if number == 1:
+        return path
+    return path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+
+async def write_status_files(page: StatusPage, path: Path | str) -> list[Path]:
+    """Write the unfiltered status page to `path`, one file per page of the default size
+    linked by relative previous/next links, each file atomically; page files left from a
+    time with more probes are removed. Returns the files written."""
+    target = Path(path)
+
+    def link(_query: Mapping[str, str], number: int) -> str:
+        return quote(page_file(target, number).name)
+
+    count = await page.pages()
+    written = []
+    for number in range(1, count + 1):
+        html = await page.render({"pg": str(number)} if number > 1 else {}, link=link)
+        await asyncio.to_thread(write_static_page, page_file(target, number), html)
+        written.append(page_file(target, number))
+    await asyncio.to_thread(_remove_pages_after, target, count)
+    return written
+
+
+def _remove_pages_after(target: Path, count: int) -> None:
+    pattern = re.compile(re.escape(target.stem) + r"-([0-9]+)" + re.escape(target.suffix))
+    with contextlib.suppress(FileNotFoundError):
+        for entry in target.parent.iterdir():
+            match = pattern.fullmatch(entry.name)
+            if match and int(match.group(1)) > count and entry.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,14 +33,13 @@ from probe.metrics import exposition
 from probe.store.sla import SLAFigures
 from probe.web import svg
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource
+from probe.web.query import DEFAULT_PAGE_SIZE, BadRequest, filter_summaries
+from probe.web.render import StatusPage
 
-__all__ = ["DEFAULT_PAGE_SIZE", "create_app", "start_server"]
+__all__ = ["DEFAULT_PAGE_SIZE", "BadRequest", "create_app", "filter_summaries", "start_server"]
 
 log = logging.getLogger("probe.web")
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-_MAX_TEXT_PARAM = 200
 _BADGE_RESPONSE_WINDOWS = ("24h", "7d", "30d")
 
 
@@ -50,16 +48,12 @@ class _State:
     source: StatusSource
     registry: CollectorRegistry | None
     healthy: Callable[[], bool]
-    title: str = "Status"
+    page: StatusPage
 
 
 _STATE = web.AppKey("probe", _State)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class BadRequest(Exception):
-    """A query parameter out of range or of the wrong type; the message names it."""
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -116,80 +110,6 @@ async def _security_headers(request: web.Request, handler: Handler) -> web.Strea
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     )
     return response
-
-
-# --- query parameters --------------------------------------------------------------------------
-
-
-def _text(query: Mapping[str, str], key: str) -> str | None:
-    value = query.get(key)
-    if value is None or value == "":
-        return None
-    if len(value) > _MAX_TEXT_PARAM:
-        raise BadRequest(f"{key}: at most {_MAX_TEXT_PARAM} characters")
-    return value
-
-
-def _number(query: Mapping[str, str], key: str, lo: float, hi: float) -> float | None:
-    value = query.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadRequest(f"{key}: expected a number, got {value[:40]!r}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise BadRequest(f"{key}: expected a number from {lo:g} to {hi:g}")
-    return number
-
-
-def _integer(query: Mapping[str, str], key: str, lo: int, hi: int, default: int) -> int:
-    value = query.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{key}: expected a whole number, got {value[:40]!r}") from None
-    if not lo <= number <= hi:
-        raise BadRequest(f"{key}: expected a whole number from {lo} to {hi}")
-    return number
-
-
-def filter_summaries(
-    items: list[ProbeSummary], query: Mapping[str, str]
-) -> tuple[list[ProbeSummary], int, int]:
-    """EaseProbe's filters: name, kind, ep, msg (substrings, case-insensitive; kind exact),
-    status (up|down), gte/lte (overall SLA %), pg/sz (page from 1, size up to 1,000).
-    Returns (page, page number, total matching)."""
-    name, kind, ep, msg = (_text(query, k) for k in ("name", "kind", "ep", "msg"))
-    status = _text(query, "status")
-    if status is not None and status not in ("up", "down"):
-        raise BadRequest("status: expected up or down")
-    gte = _number(query, "gte", 0, 100)
-    lte = _number(query, "lte", 0, 100)
-    page = _integer(query, "pg", 1, 1_000_000, 1)
-    size = _integer(query, "sz", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)
-
-    def keep(item: ProbeSummary) -> bool:
-        info = item.info
-        if name and name.lower() not in info.name.lower():
-            return False
-        if kind and kind != info.kind:
-            return False
-        if ep and ep.lower() not in info.endpoint.lower():
-            return False
-        if msg and (item.last is None or msg.lower() not in item.last.message.lower()):
-            return False
-        if status and item.status.value != status:
-            return False
-        sla = item.total.sla
-        if gte is not None and (sla is None or sla < gte):
-            return False
-        return not (lte is not None and (sla is None or sla > lte))
-
-    matching = [item for item in items if keep(item)]
-    return matching[(page - 1) * size : page * size], page, len(matching)
 
 
 # --- JSON shapes -------------------------------------------------------------------------------
@@ -256,12 +176,7 @@ def _iso(moment: float) -> str:
 
 
 async def _page(request: web.Request) -> web.Response:
-    from probe.web.render import build_page_data, render_status_page  # render imports us
-
-    state = request.app[_STATE]
-    source = state.source
-    data = await build_page_data(source, source.store, source.now(), title=state.title)
-    html = render_status_page(data, request.query)
+    html = await request.app[_STATE].page.render(request.query)
     return web.Response(
         text=html,
         content_type="text/html",
@@ -350,12 +265,15 @@ def create_app(
     token: str | None = None,
     healthy: Callable[[], bool] = lambda: True,
     title: str = "Status",
+    page: StatusPage | None = None,
 ) -> web.Application:
+    """The server's routes over `source`; `page` shares a StatusPage (and its cache) with
+    the App's status-file writer, else one is made with `title`."""
     app = web.Application(
         middlewares=[_security_headers, _errors, _auth_middleware(token)],
         client_max_size=64 * 1024,
     )
-    app[_STATE] = _State(source, registry, healthy, title)
+    app[_STATE] = _State(source, registry, healthy, page or StatusPage(source, title=title))
     app.router.add_get("/", _page)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/api/v1/sla", _sla)

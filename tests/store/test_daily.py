@@ -207,3 +207,29 @@ async def test_retention_prunes_daily_rows(db_path: Path) -> None:
     assert int(NOW - 3 * DAY) not in days
     assert days[0] == int(NOW - 2 * DAY)
     assert hours is not None and int(hours) >= NOW - 1.5 * DAY
+
+
+def test_batch_reads_equal_the_per_probe_reads(filled: Path) -> None:
+    store = Store.open(filled, clock=Clock())
+    try:
+        start, end = NOW - 2 * DAY + 1234, NOW  # starts inside an hour: that hour counts
+        names = ["a", "c", "none", "a"]
+        latency = store.hourly_latency(names, start, end)
+        changes = store.transitions_many(names, NOW - 8 * DAY, NOW)
+        per_probe = {
+            n: (store.rollups(n, start, end), store.transitions(n, NOW - 8 * DAY, NOW))
+            for n in ("a", "c", "none")
+        }
+        assert store.hourly_latency([], start, end) == {}
+        assert store.hourly_latency(["a"], end, start) == {"a": []}
+        assert store.transitions_many([], 0, NOW) == {}
+    finally:
+        store.close_sync()
+    assert list(latency) == list(changes) == ["a", "c", "none"]
+    assert latency["none"] == [] and changes["none"] == []
+    for n, (rollups, transitions) in per_probe.items():
+        want = [(r.hour, r.latency_sum / r.latency_count) for r in rollups if r.latency_count]
+        assert [h for h, _ in latency[n]] == [h for h, _ in want]
+        assert [m for _, m in latency[n]] == pytest.approx([m for _, m in want])
+        assert changes[n] == transitions
+    assert latency["a"] and any(changes.values())  # the fixture has data to compare

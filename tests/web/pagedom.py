@@ -19,6 +19,9 @@ class Row:
     days: list[str] = field(default_factory=list)  # each day's title
     incidents: list[str] = field(default_factory=list)
     chart: bool = False
+    days_label: str = ""  # the 90-day bar's aria-label
+    days_focusable: bool = False
+    day_figures: str = ""  # the text shown while the bar has keyboard focus
 
 
 class PageDOM(HTMLParser):
@@ -66,6 +69,11 @@ class PageDOM(HTMLParser):
             elif tag == "dd":
                 target = "uptime"
                 self._window = a.get("data-window")
+            elif "days" in cls:
+                self._row.days_label = a.get("aria-label", "")
+                self._row.days_focusable = a.get("tabindex") == "0"
+            elif "dayfigs" in cls:
+                target = "dayfigs"
             elif tag == "i" and "title" in a:
                 self._row.days.append(a["title"])
             elif tag == "li" and "incident" in cls:
@@ -107,6 +115,8 @@ class PageDOM(HTMLParser):
                 self._row.latency += data
             elif target == "uptime" and self._window:
                 self._row.uptime[self._window] = self._row.uptime.get(self._window, "") + data
+            elif target == "dayfigs":
+                self._row.day_figures += data
             elif target == "incident":
                 self._row.incidents[-1] += data
 

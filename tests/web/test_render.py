@@ -10,19 +10,17 @@ import httpx
 import pytest
 
 from probe.cli import main as cli_main
+from probe.core.result import Status
+from probe.core.tracker import Policy, ProbeState, StatusTracker
 from probe.store import Store
 from probe.web.data import ProbeInfo, StatusSource
-from probe.web.render import (
-    PageData,
-    build_page_data,
-    render_status_page,
-    write_static_page,
-)
+from probe.web.render import StatusPage, write_static_page, write_status_files
 from probe.web.server import BadRequest, create_app, start_server
-from tests.store.helpers import NOW, Clock
+from tests.store.helpers import NOW, Clock, Feeder, every, make_result
 from tests.web.pagedom import PageDOM
 from tests.web.test_server import HOSTILE, PROBES, fill
 
+DAY = 86400.0
 LONG = ("\"quoted\" 'single' 🚀 " * 12)[:200]
 ALL = [*PROBES, ProbeInfo(LONG, "tcp", "127.0.0.1:3", {"group": "<b>grp</b>"})]
 
@@ -37,13 +35,12 @@ async def store(tmp_path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def data(store) -> PageData:
-    source = StatusSource(store, ALL, clock=lambda: NOW)
-    return await build_page_data(source, store, NOW)
+async def page(store) -> StatusPage:
+    return StatusPage(StatusSource(store, ALL, clock=lambda: NOW))
 
 
-def test_one_row_per_probe_with_status_and_uptime(data):
-    html = render_status_page(data, {})
+async def test_one_row_per_probe_with_status_and_uptime(page):
+    html = await page.render({})
     dom = PageDOM(html)
     assert sorted(r.name for r in dom.rows) == sorted(p.name for p in ALL)
     assert all(r.name == r.name_attr for r in dom.rows)
@@ -58,6 +55,11 @@ def test_one_row_per_probe_with_status_and_uptime(data):
     assert "2026-02-27: 91.666%" in api.days  # the outage day, on hover
     assert api.days[-2] == "2026-02-28: 100%"
     assert sum(d.endswith("no data") for d in api.days) == 60  # 30 days of history
+    # On keyboard focus (no script): the days short of 100%, also in the bar's label.
+    assert api.days_focusable
+    assert "2026-02-27: 91.666%" in api.day_figures and "other days" in api.day_figures
+    assert "2026-02-27: 91.666%" in api.days_label
+    assert dom.row("db").day_figures == "every day with data: 100%"
     assert api.chart
     assert len(api.incidents) == 1
     assert "2026-02-27 21:" in api.incidents[0] and "2h" in api.incidents[0]
@@ -70,8 +72,8 @@ def test_one_row_per_probe_with_status_and_uptime(data):
     assert dom.banner.startswith("Partial outage")
 
 
-def test_no_data_probe_shows_no_data(data):
-    fresh = PageDOM(render_status_page(data, {})).row("fresh")
+async def test_no_data_probe_shows_no_data(page):
+    fresh = PageDOM(await page.render({})).row("fresh")
     assert fresh.status == "unknown"
     assert set(fresh.uptime.values()) == {"no data"}
     assert fresh.latency == "no data"
@@ -84,7 +86,7 @@ async def test_empty_store_renders_no_data(tmp_path):
     await store.start()
     try:
         source = StatusSource(store, PROBES, clock=lambda: NOW)
-        dom = PageDOM(render_status_page(await build_page_data(source, store, NOW), {}))
+        dom = PageDOM(await StatusPage(source).render({}))
     finally:
         await store.close()
     assert len(dom.rows) == len(PROBES)
@@ -94,8 +96,8 @@ async def test_empty_store_renders_no_data(tmp_path):
         assert "0%" not in row.uptime.values()
 
 
-def test_hostile_names_are_text_not_markup(data):
-    html = render_status_page(data, {})
+async def test_hostile_names_are_text_not_markup(page):
+    html = await page.render({})
     assert "<script" not in html.lower()
     assert "<b>grp</b>" not in html
     dom = PageDOM(html)
@@ -107,8 +109,8 @@ def test_hostile_names_are_text_not_markup(data):
     assert all(not u.startswith(("http:", "https:", "//")) for u in dom.urls)
 
 
-def test_down_first_and_grouped(data):
-    dom = PageDOM(render_status_page(data, {}))
+async def test_down_first_and_grouped(page):
+    dom = PageDOM(await page.render({}))
     # The ungrouped section holds the down probe, so it comes first, down first inside it.
     assert [r.name for r in dom.rows][:3] == [HOSTILE, "fresh", "db"]
     assert dom.groups == ["Other", "<b>grp</b>", "web"]
@@ -127,25 +129,25 @@ def test_down_first_and_grouped(data):
         ({"sz": "2", "pg": "9"}, []),
     ],
 )
-def test_filters(data, query, names):
-    dom = PageDOM(render_status_page(data, query))
+async def test_filters(page, query, names):
+    dom = PageDOM(await page.render(query))
     assert [r.name for r in dom.rows] == names
 
 
-def test_paging_links_and_refresh(data):
-    dom = PageDOM(render_status_page(data, {"sz": "2", "pg": "2", "status": "", "refresh": "30"}))
+async def test_paging_links_and_refresh(page):
+    dom = PageDOM(await page.render({"sz": "2", "pg": "2", "status": "", "refresh": "30"}))
     assert dom.links == {"prev": "?sz=2&refresh=30&pg=1", "next": "?sz=2&refresh=30&pg=3"}
     assert dom.refresh == "30"
-    first = PageDOM(render_status_page(data, {}))
+    first = PageDOM(await page.render({}))
     assert first.links == {} and first.refresh is None
 
 
 @pytest.mark.parametrize(
     "query", [{"refresh": "4"}, {"refresh": "3601"}, {"refresh": "x"}, {"pg": "0"}, {"sz": "y"}]
 )
-def test_bad_parameters(data, query):
+async def test_bad_parameters(page, query):
     with pytest.raises(BadRequest):
-        render_status_page(data, query)
+        await page.render(query)
 
 
 async def test_served_at_root(store):
@@ -184,11 +186,11 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in target.parent.iterdir()] == ["index.html"]
 
 
-def test_failed_render_leaves_old_file(tmp_path, data):
+async def test_failed_render_leaves_old_file(tmp_path, page):
     target = tmp_path / "index.html"
     write_static_page(target, "old")
     with pytest.raises(BadRequest):
-        write_static_page(target, render_status_page(data, {"refresh": "0"}))
+        write_static_page(target, await page.render({"refresh": "0"}))
     assert target.read_text() == "old"
 
 
@@ -265,3 +267,130 @@ async def test_app_writes_the_status_file_while_running_and_at_stop(tmp_path):
     assert final.row("self").status == "down"
     assert "&lt;i&gt;Mine&lt;/i&gt;" in target.read_text()
     assert [p.name for p in target.parent.iterdir()] == ["index.html"]
+
+
+class CountingReader:
+    """A real store whose page reads are counted (which names each batch asked for)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.asked: list[list[str]] = []
+
+    def daily_uptime(self, names, start_day, days):
+        self.asked.append(list(names))
+        return self._store.daily_uptime(names, start_day, days)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+async def test_reads_only_the_shown_probes_and_caches_them(store):
+    reader = CountingReader(store)
+    now = [NOW]
+    source = StatusSource(reader, ALL, clock=lambda: now[0], max_age=60)
+    page = StatusPage(source)
+    first = PageDOM(await page.render({"sz": "2"}))
+    assert len(first.rows) == 2
+    assert reader.asked == [[r.name for r in first.rows]]
+    await page.render({"sz": "2"})  # cached: no read
+    await page.render({"sz": "3"})  # one more probe shown: only it is read
+    assert len(reader.asked) == 2 and len(reader.asked[1]) == 1
+    now[0] += 61  # the summaries expire: the details are read anew with them
+    await page.render({"sz": "2"})
+    assert len(reader.asked) == 3 and len(reader.asked[2]) == 2
+
+
+async def test_down_since_before_the_window_is_an_ongoing_incident(tmp_path):
+    s = Store.open(tmp_path / "p.db", clock=Clock())
+    await s.start()
+    try:
+        feeder = Feeder(Policy(interval=3600))
+        for obs in feeder.series(
+            "old", every(NOW - 100 * DAY, NOW - 3600, 3600), lambda t: Status.DOWN
+        ):
+            s.submit(obs)
+        await s.flush()
+        old = ProbeInfo("old", "tcp", "127.0.0.1:1")
+        dom = PageDOM(await StatusPage(StatusSource(s, [old], clock=lambda: NOW)).render({}))
+    finally:
+        await s.close()
+    row = dom.row("old")
+    assert row.status == "down"
+    assert len(row.incidents) == 1 and "ongoing" in row.incidents[0]
+    assert "100d" in row.incidents[0] or "99d" in row.incidents[0]
+
+
+async def test_static_files_page_like_the_server(tmp_path):
+    s = Store.open(tmp_path / "p.db", clock=Clock())
+    await s.start()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index-x.html").write_text("mine")  # not a page file of ours: kept
+    (site / "other-9.html").write_text("mine")
+    try:
+        many = [ProbeInfo(f"p{i:03}", "tcp", f"127.0.0.1:{i + 1}") for i in range(250)]
+        page = StatusPage(StatusSource(s, many, clock=lambda: NOW))
+        written = await write_status_files(page, site / "index.html")
+        assert [p.name for p in written] == ["index.html", "index-2.html", "index-3.html"]
+        doms = [PageDOM(p.read_text()) for p in written]
+        assert [len(d.rows) for d in doms] == [100, 100, 50]
+        assert [r.name for d in doms for r in d.rows] == [p.name for p in many]
+        assert doms[0].links == {"next": "index-2.html"}
+        assert doms[1].links == {"prev": "index.html", "next": "index-3.html"}
+        assert doms[2].links == {"prev": "index-2.html"}
+        # Fewer probes later: the page file left over goes.
+        fewer = StatusPage(StatusSource(s, many[:120], clock=lambda: NOW))
+        assert len(await write_status_files(fewer, site / "index.html")) == 2
+    finally:
+        await s.close()
+    assert sorted(p.name for p in site.iterdir()) == [
+        "index-2.html",
+        "index-x.html",
+        "index.html",
+        "other-9.html",
+    ]
+    assert PageDOM((site / "index.html").read_text()).links == {"next": "index-2.html"}
+
+
+async def test_report_writes_every_page(tmp_path, capsys):
+    db = tmp_path / "probe.db"
+    s = Store.open(db, clock=Clock())
+    await s.start()
+    await s.close()
+    cfg = tmp_path / "p.yaml"
+    probes = "".join(f"  - {{name: t{i}, host: '127.0.0.1:{i + 1}'}}\n" for i in range(101))
+    cfg.write_text(f"settings:\n  store: {{path: '{db}'}}\ntcp:\n{probes}")
+    out = tmp_path / "out" / "status.html"
+    assert await _in_thread(cli_main, ["report", "-c", str(cfg), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "and 1 more page file(s) (101 probes)" in printed
+    assert len(PageDOM((tmp_path / "out" / "status-2.html").read_text()).rows) == 1
+
+
+async def test_live_status_between_computations(store):
+    source = StatusSource(store, ALL, clock=lambda: NOW + 60, max_age=3600)
+    page = StatusPage(source)
+    assert PageDOM(await page.render({})).row("api").status == "up"
+    generation = source.generation
+    # The App's path: each result goes to the store and to the source.
+    feeder = Feeder(Policy(interval=10), StatusTracker(store.load_states()))
+
+    async def observe(t: float, status: Status) -> None:
+        obs = feeder.observe(make_result("api", t, status))
+        store.submit(obs)
+        source.record(obs.result, obs.state)
+        await store.flush()
+
+    await observe(NOW + 10, Status.DOWN)
+    api = PageDOM(await page.render({})).row("api")
+    assert api.status == "down" and api.incidents[0].endswith("ongoing (50s)")
+    assert PageDOM(await page.render({})).banner.startswith("Major outage")
+    await observe(NOW + 40, Status.UP)
+    api = PageDOM(await page.render({})).row("api")
+    assert api.status == "up" and api.incidents[0].endswith("(30s)")
+    assert len(api.incidents) == 2  # and yesterday's
+    assert source.generation == generation  # no summaries computed for any of it
+    source.record(make_result("not configured", NOW, Status.DOWN), ProbeState("x"))
+    items = {i.info.name: i for i in await source.summaries()}
+    assert "not configured" not in items
+    assert items["api"].last is not None and items["api"].last.time.timestamp() == NOW + 40

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -207,3 +208,24 @@ async def test_port_taken_raises_oserror(serve, store):
     source = StatusSource(store, PROBES, clock=lambda: NOW)
     with pytest.raises(OSError):
         await start_server(create_app(source), "127.0.0.1", port)
+
+
+async def test_summaries_kept_fresh_without_requests(store, caplog):
+    source = StatusSource(store, PROBES, max_age=0.5)  # the real clock: refreshes every 0.5 s
+    task = asyncio.create_task(source.keep_fresh())
+    try:
+        # No reader asks: the task alone recomputes. A computed time is read several times
+        # (it lasts 0.4 s); before the first computation `updated_at` is "now", never twice.
+        reads: list[float] = []
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            reads.append(source.updated_at)
+            if len({t for t in reads if reads.count(t) > 1}) >= 3:
+                break
+        assert len({t for t in reads if reads.count(t) > 1}) >= 3
+        await store.close()  # a failing store: logged, and the task goes on
+        await asyncio.sleep(1.2)
+        assert not task.done()
+        assert "status summaries not refreshed" in caplog.text
+    finally:
+        task.cancel()
