@@ -2,10 +2,9 @@
 
 Run:  .venv/bin/python bench/metrics.py [--probes N] [--days D] [--repeat R]
 
-A fresh store in a temporary directory gets D days of hourly rollups for N probes (the rows
-90 days of checks leave: one per probe and hour, each with a latency histogram; 1% of hours
-partly down), and the daily rollups summing them, written straight into SQLite, so that only
-reading is timed. Then, each the
+A fresh store in a temporary directory gets D days of history for N probes, written straight
+into SQLite by bench/history.py (hourly and daily rollups, transitions, the last results),
+so that only reading is timed. Then, each the
 median of R runs:
   refresh   ProbeMetrics.refresh_sla: the four SLA windows (24h/7d/30d/90d) of every probe
             from the store. It runs in a worker thread every settings.http.refresh, never on
@@ -20,7 +19,6 @@ median of R runs:
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
 import sys
@@ -28,67 +26,14 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from history import fill  # bench/history.py
 from prometheus_client import CollectorRegistry, generate_latest
 
 from probe.core.result import Result, Status
 from probe.metrics import ProbeInfo, exposition, probe_metrics
 from probe.notify.metrics import notify_metrics
 from probe.store import Store
-from probe.store.sla import BUCKETS_MS, HOUR, day_start, hour_start
-
-
-def fill(path: Path, probes: int, days: int, now: float) -> int:
-    Store.open(path).close_sync()  # schema
-    conn = sqlite3.connect(path)
-    first = hour_start(now) - days * 24 * HOUR
-    hist = [0] * len(BUCKETS_MS)
-    hist[6], hist[7] = 50, 10
-    histogram = json.dumps(hist)
-    rows = 0
-    with conn:
-        for p in range(probes):
-            name = f"probe-{p:04d}"
-            batch = []
-            for h in range(days * 24 + 1):
-                hour = first + h * HOUR
-                down = 600.0 if (p + h) % 100 == 0 else 0.0
-                measured = (float(hour), float(hour + HOUR))
-                batch.append(
-                    (name, hour, 60, 0, HOUR - down, down, 6.0, 60, 0.05, 0.2, histogram, *measured)
-                )
-            conn.executemany(
-                "INSERT INTO rollups_hourly (probe, hour, checks_up, checks_down, time_up,"
-                " time_down, latency_sum, latency_count, latency_min, latency_max, histogram,"
-                " measured_from, measured_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                batch,
-            )
-            rows += len(batch)
-            # The daily rows the writer keeps alongside (schema 3): the sums per UTC day.
-            per_day: dict[int, list[tuple[Any, ...]]] = {}
-            for row in batch:
-                per_day.setdefault(day_start(row[1]), []).append(row)
-            conn.executemany(
-                "INSERT INTO rollups_daily (probe, day, checks_up, checks_down, time_up,"
-                " time_down, latency_sum, latency_count, latency_min, latency_max, histogram,"
-                " measured_from, measured_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        name,
-                        day,
-                        *(sum(r[i] for r in hours) for i in range(2, 8)),
-                        0.05,
-                        0.2,
-                        json.dumps([c * len(hours) for c in hist]),
-                        hours[0][11],
-                        hours[-1][12],
-                    )
-                    for day, hours in per_day.items()
-                ],
-            )
-    conn.close()
-    return rows
 
 
 def median_time(fn: object, repeat: int) -> float:
@@ -120,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
         began = time.perf_counter()
-        rows = fill(path, args.probes, args.days, now)
+        rows, _ = fill(path, args.probes, args.days, now)
         print(
             f"{args.probes} probes, {args.days} days, {rows:,} hourly rollups"
             f" (filled in {time.perf_counter() - began:.1f} s), SQLite {sqlite3.sqlite_version}"

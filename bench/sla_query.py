@@ -3,9 +3,9 @@
 Run:  .venv/bin/python bench/sla_query.py [--probes N] [--days D] [--repeat R] [--no-before]
 
 A fresh store in a temporary directory gets D days of rollups for N probes, written straight
-into SQLite as bench/metrics.py does (one hourly row per probe and hour with a latency
-histogram, 1% of hours partly down) plus the daily rows the writer keeps alongside (the sums
-per UTC day). Then, each the median of R runs over all N probes:
+into SQLite by bench/history.py (one hourly row per probe and hour with a latency histogram,
+1% of hours partly down, and the daily rows the writer keeps alongside). Then, each the
+median of R runs over all N probes:
   sla_many      24h, 7d, 30d, 90d and all (what the status page and API refresh)
   uptime_many   the same windows, time only (the Prometheus refresher)
   daily_uptime  90 days of per-day uptime (the status page's bars)
@@ -16,7 +16,6 @@ per UTC day). Then, each the median of R runs over all N probes:
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
 import sys
@@ -26,66 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from history import fill  # bench/history.py
+
 from probe.store import Store
 from probe.store import sqlite as store_sqlite
-from probe.store.sla import BUCKETS_MS, DAY, HOUR, day_start, hour_start
+from probe.store.sla import DAY
 
 WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "90d": 90 * 86400.0}
-COLUMNS = (
-    "probe, {key}, checks_up, checks_down, time_up, time_down, latency_sum, latency_count,"
-    " latency_min, latency_max, histogram, measured_from, measured_to"
-)
-
-
-def fill(path: Path, probes: int, days: int, now: float) -> tuple[int, int]:
-    Store.open(path).close_sync()  # schema
-    conn = sqlite3.connect(path)
-    first = hour_start(now) - days * 24 * HOUR
-    hist = [0] * len(BUCKETS_MS)
-    hist[6], hist[7] = 50, 10
-    histogram = json.dumps(hist)
-    hourly_sql = (
-        f"INSERT INTO rollups_hourly ({COLUMNS.format(key='hour')})"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    )
-    daily_sql = (
-        f"INSERT INTO rollups_daily ({COLUMNS.format(key='day')})"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    )
-    hourly_rows = daily_rows = 0
-    with conn:
-        for p in range(probes):
-            name = f"probe-{p:04d}"
-            batch = []
-            per_day: dict[int, list[Any]] = {}
-            for h in range(days * 24 + 1):
-                hour = first + h * HOUR
-                down = 600.0 if (p + h) % 100 == 0 else 0.0
-                measured = (float(hour), float(hour + HOUR))
-                batch.append(
-                    (name, hour, 60, 0, HOUR - down, down, 6.0, 60, 0.05, 0.2, histogram, *measured)
-                )
-                d = per_day.get(day_start(hour))
-                if d is None:
-                    d = per_day[day_start(hour)] = [0, 0, 0.0, 0.0, 0.0, 0, [0] * len(hist)]
-                    d += [float(hour), 0.0]
-                d[0] += 60
-                d[2] += HOUR - down
-                d[3] += down
-                d[4] += 6.0
-                d[5] += 60
-                d[6] = [a + b for a, b in zip(d[6], hist, strict=True)]
-                d[8] = float(hour + HOUR)
-            conn.executemany(hourly_sql, batch)
-            daily = [
-                (name, day, *d[:6], 0.05, 0.2, json.dumps(d[6]), d[7], d[8])
-                for day, d in per_day.items()
-            ]
-            conn.executemany(daily_sql, daily)
-            hourly_rows += len(batch)
-            daily_rows += len(daily)
-    conn.close()
-    return hourly_rows, daily_rows
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:

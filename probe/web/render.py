@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+from markupsafe import Markup
 
 import probe
 from probe.core.result import Status
@@ -68,10 +69,22 @@ class Incident:
 
 
 @dataclass(frozen=True, slots=True)
+class DayBar:
+    """The 90-day bar, drawn once per read: 90 elements per probe are most of a page's size
+    and of its rendering time, so they are neither re-rendered per request nor repeated."""
+
+    markup: Markup  # one <li> per day, its figure in the title (end tags omitted: valid HTML)
+    with_data: int  # days with measured time
+    below: int  # days under 99.9%
+    short: str  # the days under 100%, newest first, as text: shown while the bar has focus
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeDetail:
     """What the page shows of a probe beyond its summary."""
 
     days: list[Day]  # oldest first, BAR_DAYS of them
+    bar: DayBar
     latency: list[float | None]  # mean latency (seconds) per hour of the last 24, oldest first
     incidents: list[Incident]  # newest first, as stored when read (see _current_incidents)
 
@@ -128,13 +141,41 @@ def read_details(store: StoreReader, names: Sequence[str], now: float) -> dict[s
             index = int((hour - first_hour) // HOUR)
             if 0 <= index < 24:
                 series[index] = mean
-        days = bars.get(name) or [None] * BAR_DAYS
+        days = [
+            Day(first_day + i * DAY, v) for i, v in enumerate(bars.get(name) or [None] * BAR_DAYS)
+        ]
         details[name] = ProbeDetail(
-            days=[Day(first_day + i * DAY, value) for i, value in enumerate(days)],
+            days=days,
+            bar=_day_bar(days),
             latency=series,
             incidents=_incidents(changes.get(name, [])),
         )
     return details
+
+
+MAX_SHORT_DAYS = 30
+
+
+def _day_bar(days: Sequence[Day]) -> DayBar:
+    items = []
+    for d in days:
+        title = f"{_when(d.start)[:10]}: {_pct(d.uptime)}"
+        items.append(f'<li class={_grade(d.uptime)} title="{title}">')  # no user text here
+    measured = [d for d in days if d.uptime is not None]
+    short = [d for d in reversed(measured) if d.uptime is not None and d.uptime < 100.0]
+    if short:
+        text = ", ".join(f"{_when(d.start)[:10]} {_pct(d.uptime)}" for d in short[:MAX_SHORT_DAYS])
+        more = len(short) - MAX_SHORT_DAYS
+        text += f" and {more} more" if more > 0 else ""
+        text += "; other days with data: 100%" if len(short) < len(measured) else ""
+    else:
+        text = "every day with data: 100%" if measured else "no data"
+    return DayBar(
+        markup=Markup("".join(items)),
+        with_data=len(measured),
+        below=sum(1 for d in measured if d.uptime is not None and d.uptime < 99.9),
+        short=text,
+    )
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -293,7 +334,6 @@ def query_link(query: Mapping[str, str], page: int) -> str:
 
 def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, Any]:
     last = item.last
-    measured = [d for d in detail.days if d.uptime is not None]
     return {
         "name": item.info.name,
         "kind": item.info.kind,
@@ -311,19 +351,7 @@ def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, 
             }
             for w in WINDOWS
         ],
-        "days": [
-            {"grade": _grade(d.uptime), "title": f"{_when(d.start)[:10]}: {_pct(d.uptime)}"}
-            for d in detail.days
-        ],
-        "days_with_data": len(measured),
-        "days_below": sum(1 for d in measured if d.uptime is not None and d.uptime < 99.9),
-        # The days a keyboard user sees when the bar has focus (no script): those short of
-        # 100%, newest first; the others are summed up in one line.
-        "days_short": [
-            {"day": _when(d.start)[:10], "text": _pct(d.uptime), "grade": _grade(d.uptime)}
-            for d in reversed(measured)
-            if d.uptime is not None and d.uptime < 100.0
-        ],
+        "bar": detail.bar,
         "chart": _chart(detail.latency),
         "incidents": [
             {
@@ -358,11 +386,13 @@ class _View:
 
 def _html(view: _View) -> str:
     groups: list[dict[str, Any]] = []
-    for item in view.page:
+    for index, item in enumerate(view.page):
         group = _group(item)
         if not groups or groups[-1]["name"] != group:
             groups.append({"name": group, "rows": []})
-        groups[-1]["rows"].append(_row_view(item, view.details[item.info.name], view.now))
+        row = _row_view(item, view.details[item.info.name], view.now)
+        row["index"] = index  # for ids unique on the page
+        groups[-1]["rows"].append(row)
     has_groups = any(g["name"] for g in groups)
     for g in groups:
         g["label"] = g["name"] or ("Other" if has_groups else "")

@@ -17,7 +17,9 @@ the store through StatusSource, the metrics through the registry the App hands i
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -177,12 +179,13 @@ def _iso(moment: float) -> str:
 
 async def _page(request: web.Request) -> web.Response:
     html = await request.app[_STATE].page.render(request.query)
-    return web.Response(
+    response = web.Response(
         text=html,
         content_type="text/html",
         charset="utf-8",
         headers={"Cache-Control": "no-cache"},
     )
+    return _compressed(response)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -193,9 +196,11 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _sla(request: web.Request) -> web.Response:
     items = await request.app[_STATE].source.summaries()
     page, _, total = filter_summaries(items, request.query)
-    response = web.json_response([sla_item(item) for item in page])
+    # 1,000 items are ~20 ms of Python: in a thread, so the loop runs between its slices.
+    body = await asyncio.to_thread(lambda: json.dumps([sla_item(item) for item in page]))
+    response = web.Response(text=body, content_type="application/json")
     response.headers["X-Total-Count"] = str(total)
-    return response
+    return _compressed(response)
 
 
 async def _probe(request: web.Request) -> web.Response:
@@ -220,7 +225,15 @@ async def _metrics(request: web.Request) -> web.Response:
     registry = request.app[_STATE].registry
     if registry is None:
         return _error(404, "metrics are not enabled")
-    return web.Response(body=exposition(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = exposition(registry)
+    return _compressed(web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST}))
+
+
+def _compressed(response: web.Response) -> web.Response:
+    """gzip/deflate when the client accepts it: a page of 100 probes is ~650 KB of repetitive
+    HTML, ~10x smaller compressed. aiohttp compresses bodies over 4 KB in a thread."""
+    response.enable_compression()
+    return response
 
 
 def _svg(body: str) -> web.Response:

@@ -22,6 +22,8 @@ class Row:
     days_label: str = ""  # the 90-day bar's aria-label
     days_focusable: bool = False
     day_figures: str = ""  # the text shown while the bar has keyboard focus
+    day_figures_id: str = ""
+    days_described_by: str = ""
 
 
 class PageDOM(HTMLParser):
@@ -71,10 +73,12 @@ class PageDOM(HTMLParser):
                 self._window = a.get("data-window")
             elif "days" in cls:
                 self._row.days_label = a.get("aria-label", "")
+                self._row.days_described_by = a.get("aria-describedby", "")
                 self._row.days_focusable = a.get("tabindex") == "0"
             elif "dayfigs" in cls:
                 target = "dayfigs"
-            elif tag == "i" and "title" in a:
+                self._row.day_figures_id = a.get("id", "")
+            elif tag == "li" and "title" in a:
                 self._row.days.append(a["title"])
             elif tag == "li" and "incident" in cls:
                 target = "incident"

@@ -57,8 +57,9 @@ async def test_one_row_per_probe_with_status_and_uptime(page):
     assert sum(d.endswith("no data") for d in api.days) == 60  # 30 days of history
     # On keyboard focus (no script): the days short of 100%, also in the bar's label.
     assert api.days_focusable
-    assert "2026-02-27: 91.666%" in api.day_figures and "other days" in api.day_figures
-    assert "2026-02-27: 91.666%" in api.days_label
+    assert api.day_figures.startswith("2026-02-27 91.666%; other days with data: 100%")
+    assert api.days_described_by == api.day_figures_id != ""
+    assert len({r.day_figures_id for r in dom.rows}) == len(dom.rows)  # ids unique
     assert dom.row("db").day_figures == "every day with data: 100%"
     assert api.chart
     assert len(api.incidents) == 1

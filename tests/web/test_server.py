@@ -229,3 +229,17 @@ async def test_summaries_kept_fresh_without_requests(store, caplog):
         assert "status summaries not refreshed" in caplog.text
     finally:
         task.cancel()
+
+
+async def test_page_api_and_metrics_compressed_when_accepted(serve):
+    from prometheus_client import CollectorRegistry
+
+    async with await serve(registry=CollectorRegistry()) as client:
+        for path in ("/", "/api/v1/sla", "/metrics"):
+            plain = await client.get(path, headers={"Accept-Encoding": "identity"})
+            packed = await client.get(path, headers={"Accept-Encoding": "gzip"})
+            assert plain.status_code == packed.status_code == 200, path
+            assert "Content-Encoding" not in plain.headers, path
+            if len(plain.content) > 4096:  # small answers may stay plain
+                assert packed.headers["Content-Encoding"] == "gzip", path
+            assert packed.content == plain.content, path  # httpx decoded it: the same bytes
