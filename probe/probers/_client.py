@@ -9,6 +9,7 @@ validates what its driver needs (which `data` form it takes, the DSN scheme, ...
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -19,7 +20,18 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.probers._net import redact_url, split_host_port
 
-__all__ = ["ClientSpec", "HTTPServiceSpec", "TLSKey", "client_ssl_context", "tls_key"]
+__all__ = [
+    "ClientSpec",
+    "HTTPServiceSpec",
+    "SchemedHostSpec",
+    "ServiceDSN",
+    "TLSKey",
+    "Target",
+    "client_ssl_context",
+    "dsn_or_key",
+    "split_service_dsn",
+    "tls_key",
+]
 
 
 class ClientSpec(ProbeSpec):
@@ -201,3 +213,109 @@ class HTTPServiceSpec(ClientSpec):
             if parts.username is not None:
                 return unquote(parts.username), unquote(parts.password or "")
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect and as whom, from `host` + keys or from the DSN."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+class ServiceDSN(NamedTuple):
+    """A service's DSN (redis://, mqtts://, ...) taken apart, the credentials unquoted."""
+
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+    has_query: bool  # a query string or a fragment: the driver decides what it makes of them
+    username: str | None
+    password: str | None
+
+
+def split_service_dsn(dsn: str) -> ServiceDSN:
+    """The parts of `dsn`; a ValueError that never repeats it (it may hold a password)."""
+    try:
+        parts = urlsplit(dsn.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            "dsn: invalid URI (check the port and the brackets of an IPv6 host)"
+        ) from None
+    if not parts.hostname:
+        raise ValueError("dsn: the URI has no host")
+    return ServiceDSN(
+        scheme=parts.scheme.lower(),
+        host=parts.hostname,
+        port=port,
+        path=parts.path,
+        has_query=bool(parts.query or parts.fragment),
+        # `redis://:secret@host` names no user: an empty one is none.
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def dsn_or_key(from_dsn: str | None, from_key: str | None, both: str) -> str | None:
+    """The one value set, in the DSN or in its own key; setting both is ambiguous, so a
+    ValueError "set the `both`, not both" (as `both="username in the dsn or in username"`)."""
+    if from_dsn is None:
+        return from_key
+    if from_key is not None:
+        raise ValueError(f"set the {both}, not both")
+    return from_dsn
+
+
+class SchemedHostSpec(ClientSpec):
+    """A client whose `host:` may carry a URL scheme that says whether to use TLS
+    (`rediss://host:port`), and whose `dsn:` may carry the credentials, merged with
+    `username`/`password` (redis, mqtt).
+
+    A subclass sets `host_schemes` (its DSN schemes among them), checks the host's scheme
+    with `_check_host_scheme()` and builds its `Target` with `_target()`.
+    """
+
+    # The URL schemes `host:` may start with, and whether each means TLS.
+    host_schemes: ClassVar[dict[str, bool]] = {}
+
+    def _check_host_scheme(self) -> None:
+        if self.host is None or "://" not in self.host:
+            return
+        scheme = self.host.partition("://")[0].lower()
+        if scheme not in self.host_schemes:
+            named = " or ".join(f"{s}://" for s in self.dsn_schemes)
+            raise ValueError(f'host: unsupported scheme "{scheme}://"; use host:port, {named}')
+
+    def _target(
+        self, dsn: ServiceDSN | None, *, default_port: int, default_tls_port: int | None = None
+    ) -> Target:
+        """The target from the DSN merged with the keys, or from `host`; TLS when the scheme
+        says so or TLS keys are set. A DSN without a port gets `default_port`, or
+        `default_tls_port` when its scheme means TLS and the service listens elsewhere then."""
+        username = self.username
+        password = self.password.get_secret_value() if self.password is not None else None
+        if dsn is not None:
+            username = dsn_or_key(dsn.username, username, "username in the dsn or in username")
+            password = dsn_or_key(dsn.password, password, "password in the dsn or in password")
+            tls = self.host_schemes.get(dsn.scheme, False)
+            fallback = default_tls_port if tls and default_tls_port is not None else default_port
+            host, port = dsn.host, dsn.port or fallback  # port 0 too means "the default"
+        else:
+            host, port = self.host_port()
+            tls = self._host_scheme_tls()
+        return Target(
+            host=host,
+            port=port,
+            tls=tls or self.uses_tls,
+            username=username or None,
+            password=password,
+        )
+
+    def _host_scheme_tls(self) -> bool:
+        raw = self.host or ""
+        return "://" in raw and self.host_schemes.get(raw.partition("://")[0].lower(), False)

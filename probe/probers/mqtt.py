@@ -42,9 +42,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import certifi
@@ -56,7 +54,7 @@ from pydantic import Field, field_validator, model_validator
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._client import ClientSpec
+from probe.probers._client import SchemedHostSpec, ServiceDSN, Target, split_service_dsn
 from probe.probers._net import describe_os_error, iter_causes
 from probe.probers.base import Prober, SharedResources
 
@@ -65,8 +63,6 @@ __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTProber", "MQTTSpec"]
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 
-# `host:` URL schemes: whether they mean TLS.
-_HOST_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
 _NOT_IN_TOPIC = re.compile(r"[+#\x00]")
 _CLIENT_ID_CHARS = re.compile(r"[^0-9A-Za-z_-]+")
 # The longest a topic may be, in UTF-8 bytes (a two-byte length prefix in the protocol).
@@ -107,16 +103,7 @@ _V3_RETURN_CODES = {1: 132, 2: 133, 3: 136, 4: _BAD_CREDENTIALS, 5: _NOT_AUTHORI
 _CONNECTION_GONE = {paho_mqtt.MQTT_ERR_NO_CONN, paho_mqtt.MQTT_ERR_CONN_LOST}
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-class MQTTSpec(ClientSpec):
+class MQTTSpec(SchemedHostSpec):
     """A `client:` entry with `driver: mqtt`.
 
     `host: host:port` (or `mqtt://host:port`, `mqtts://host:port` for TLS) or
@@ -127,6 +114,13 @@ class MQTTSpec(ClientSpec):
 
     kind: ClassVar[str] = "mqtt"
     dsn_schemes: ClassVar[tuple[str, ...]] = ("mqtt", "mqtts")
+    host_schemes: ClassVar[dict[str, bool]] = {
+        "mqtt": False,
+        "tcp": False,
+        "mqtts": True,
+        "ssl": True,
+        "tls": True,
+    }
 
     topic: str | None = None
     qos: int = Field(default=1, ge=0, le=2)
@@ -160,12 +154,7 @@ class MQTTSpec(ClientSpec):
             )
         if self.database is not None:
             raise ValueError("the mqtt driver takes no database; set topic instead")
-        if self.host is not None and "://" in self.host:
-            scheme = self.host.partition("://")[0].lower()
-            if scheme not in _HOST_SCHEMES:
-                raise ValueError(
-                    f'host: unsupported scheme "{scheme}://"; use host:port, mqtt:// or mqtts://'
-                )
+        self._check_host_scheme()
         target = self.target()  # raises ValueError for a DSN we cannot use
         if target.password is not None and target.username is None:
             raise ValueError("password needs a username (MQTT sends a password only with one)")
@@ -178,54 +167,20 @@ class MQTTSpec(ClientSpec):
         name = _NOT_IN_TOPIC.sub("", self.name).strip()
         return f"probe/{name or 'probe'}"
 
-    def target(self) -> _Target:
+    def target(self) -> Target:
         """The broker and the credentials, merging the DSN with the keys."""
-        username = self.username
-        password = self.password.get_secret_value() if self.password is not None else None
-        if self.dsn is not None:
-            host, port, tls, dsn_user, dsn_password = _parse_dsn(self.dsn.get_secret_value())
-            if dsn_user is not None:
-                if username is not None:
-                    raise ValueError("set the username in the dsn or in username, not both")
-                username = dsn_user
-            if dsn_password is not None:
-                if password is not None:
-                    raise ValueError("set the password in the dsn or in password, not both")
-                password = dsn_password
-        else:
-            host, port = self.host_port()
-            raw = self.host or ""
-            tls = "://" in raw and _HOST_SCHEMES.get(raw.partition("://")[0].lower(), False)
-        return _Target(
-            host=host,
-            port=port,
-            tls=tls or self.uses_tls,
-            username=username or None,
-            password=password,
+        return self._target(
+            self._dsn(), default_port=DEFAULT_PORT, default_tls_port=DEFAULT_TLS_PORT
         )
 
-
-def _parse_dsn(dsn: str) -> tuple[str, int, bool, str | None, str | None]:
-    """(host, port, tls, username, password) of an mqtt:// or mqtts:// URI.
-
-    Error messages never repeat the DSN: it may hold a password.
-    """
-    try:
-        parts = urlsplit(dsn.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError(
-            "dsn: invalid URI (check the port and the brackets of an IPv6 host)"
-        ) from None
-    host = parts.hostname
-    if not host:
-        raise ValueError("dsn: the URI has no host")
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        raise ValueError("dsn: a path or query parameters are not supported; use topic and qos")
-    tls = parts.scheme.lower() == "mqtts"
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return host, port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT), tls, username, password
+    def _dsn(self) -> ServiceDSN | None:
+        """The DSN's parts: mqtt[s]://[user[:password]@]host[:port], nothing more."""
+        if self.dsn is None:
+            return None
+        dsn = split_service_dsn(self.dsn.get_secret_value())
+        if dsn.path.strip("/") or dsn.has_query:
+            raise ValueError("dsn: a path or query parameters are not supported; use topic and qos")
+        return dsn
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,7 +516,7 @@ def _short(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:120]
 
 
-def _describe(exc: aiomqtt.MqttError, target: _Target, phase: str) -> str:
+def _describe(exc: aiomqtt.MqttError, target: Target, phase: str) -> str:
     """The one place aiomqtt and paho exceptions become messages."""
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         value = exc.rc.value if isinstance(exc.rc, ReasonCode) else int(exc.rc)
@@ -589,7 +544,7 @@ def _describe(exc: aiomqtt.MqttError, target: _Target, phase: str) -> str:
     return f"MQTT error: {_short(exc)}"
 
 
-def _describe_connack(code: int, target: _Target) -> str:
+def _describe_connack(code: int, target: Target) -> str:
     user = target.username
     if code == _BAD_CREDENTIALS:
         if user is None:

@@ -24,9 +24,8 @@ import asyncio
 import re
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
 
 import redis.asyncio.connection as redis_connection
 import redis.exceptions as redis_errors
@@ -35,7 +34,14 @@ from pydantic import model_validator
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._client import (
+    SchemedHostSpec,
+    ServiceDSN,
+    Target,
+    client_ssl_context,
+    dsn_or_key,
+    split_service_dsn,
+)
 from probe.probers._net import describe_os_error, format_address, iter_causes, resolve
 from probe.probers.base import Prober, SharedResources
 
@@ -43,25 +49,19 @@ __all__ = ["DEFAULT_PORT", "RedisProber", "RedisSpec"]
 
 DEFAULT_PORT = 6379
 
-_HOST_SCHEMES = {"redis": False, "rediss": True, "tcp": False}
 _DB_INDEX = re.compile(r"\d{1,9}")
 # Longest value shown in a mismatch message; the rest is cut with "...".
 _SHOWN = 80
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
-    """Where and how to connect, from `host` + keys or from the DSN."""
+class _Target(Target):
+    """Where and how to connect, and the database to SELECT."""
 
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
     db: int
 
 
-class RedisSpec(ClientSpec):
+class RedisSpec(SchemedHostSpec):
     """A `client:` entry with `driver: redis`.
 
     `host: host:port` (or `redis://host:port`, `rediss://host:port` for TLS) or
@@ -72,6 +72,7 @@ class RedisSpec(ClientSpec):
 
     kind: ClassVar[str] = "redis"
     dsn_schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss")
+    host_schemes: ClassVar[dict[str, bool]] = {"redis": False, "rediss": True, "tcp": False}
 
     @model_validator(mode="after")
     def _redis_keys(self) -> RedisSpec:
@@ -83,12 +84,7 @@ class RedisSpec(ClientSpec):
         for key in self.data:
             if not key:
                 raise ValueError("data: a redis key cannot be empty")
-        if self.host is not None and "://" in self.host:
-            scheme = self.host.partition("://")[0].lower()
-            if scheme not in _HOST_SCHEMES:
-                raise ValueError(
-                    f'host: unsupported scheme "{scheme}://"; use host:port, redis:// or rediss://'
-                )
+        self._check_host_scheme()
         if self.database is not None and not _DB_INDEX.fullmatch(self.database.strip()):
             raise ValueError(
                 f'database: "{self.database}" is not a database index (a number such as 0 or 3)'
@@ -100,65 +96,28 @@ class RedisSpec(ClientSpec):
 
     def target(self) -> _Target:
         """The connection target, merging the DSN with the keys (validated: unambiguous)."""
-        username = self.username
-        password = self.password.get_secret_value() if self.password is not None else None
+        dsn = self._dsn()
+        target = self._target(dsn, default_port=DEFAULT_PORT)
         database = self.database.strip() if self.database is not None else None
-        if self.dsn is not None:
-            host, port, tls, dsn_user, dsn_password, dsn_db = _parse_dsn(
-                self.dsn.get_secret_value()
+        if dsn is not None:
+            database = dsn_or_key(
+                dsn.path.strip("/") or None, database, "database in the dsn path or in database"
             )
-            if dsn_user is not None:
-                if username is not None:
-                    raise ValueError("set the username in the dsn or in username, not both")
-                username = dsn_user
-            if dsn_password is not None:
-                if password is not None:
-                    raise ValueError("set the password in the dsn or in password, not both")
-                password = dsn_password
-            if dsn_db is not None:
-                if database is not None:
-                    raise ValueError("set the database in the dsn path or in database, not both")
-                database = dsn_db
-        else:
-            host, port = self.host_port()
-            raw = self.host or ""
-            tls = "://" in raw and _HOST_SCHEMES.get(raw.partition("://")[0].lower(), False)
-        return _Target(
-            host=host,
-            port=port,
-            tls=tls or self.uses_tls,
-            username=username or None,
-            password=password,
-            db=int(database) if database else 0,
-        )
+        return _Target(**asdict(target), db=int(database) if database else 0)
 
-
-def _parse_dsn(dsn: str) -> tuple[str, int, bool, str | None, str | None, str | None]:
-    """(host, port, tls, username, password, db) of a redis:// or rediss:// URI.
-
-    Error messages never repeat the DSN: it may hold a password.
-    """
-    try:
-        parts = urlsplit(dsn.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError(
-            "dsn: invalid URI (check the port and the brackets of an IPv6 host)"
-        ) from None
-    host = parts.hostname
-    if not host:
-        raise ValueError("dsn: the URI has no host")
-    if parts.query or parts.fragment:
-        raise ValueError(
-            "dsn: query parameters are not supported; use database, ca/cert/key and insecure"
-        )
-    path = parts.path.strip("/")
-    if path and not _DB_INDEX.fullmatch(path):
-        raise ValueError("dsn: the path must be a database index, as in redis://host:6379/3")
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    tls = parts.scheme.lower() == "rediss"
-    return host, port or DEFAULT_PORT, tls, username, password, path or None
+    def _dsn(self) -> ServiceDSN | None:
+        """The DSN's parts: redis[s]://[user[:password]@]host[:port][/db], nothing more."""
+        if self.dsn is None:
+            return None
+        dsn = split_service_dsn(self.dsn.get_secret_value())
+        if dsn.has_query:
+            raise ValueError(
+                "dsn: query parameters are not supported; use database, ca/cert/key and insecure"
+            )
+        db = dsn.path.strip("/")
+        if db and not _DB_INDEX.fullmatch(db):
+            raise ValueError("dsn: the path must be a database index, as in redis://host:6379/3")
+        return dsn
 
 
 class _ProbeConnection(redis_connection.Connection):

@@ -32,8 +32,9 @@ from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
 from probe.probers import CLIENT_DRIVERS, load_prober_class
+from probe.probers._client import Target as _Target
 from probe.probers.base import SharedResources
-from probe.probers.mqtt import MQTTProber, MQTTSpec, _describe, _failed, _reason, _Target
+from probe.probers.mqtt import MQTTProber, MQTTSpec, _describe, _failed, _reason
 from tests.support.mosquitto import PrivateMosquitto
 from tests.support.proxy import TCPProxy
 from tests.support.services import require_service
