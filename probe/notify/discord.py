@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from probe.notify._http import check_http_url, error_text, post_json, public_url
-from probe.notify.base import Notification, Notifier
-from probe.notify.templates import TemplatedSpec, clip, render_json
+from probe.notify._chat_webhook import ChatWebhookNotifier, ChatWebhookSpec
+from probe.notify._http import check_http_url, error_text
+from probe.notify.templates import clip
 
 __all__ = ["DiscordNotifier", "DiscordSpec"]
 
@@ -34,20 +34,14 @@ _MAX_FOOTER = 2048
 _MAX_AUTHOR = 256
 
 
-class DiscordSpec(TemplatedSpec):
+class DiscordSpec(ChatWebhookSpec):
     """A `discord:` notifier: EaseProbe's `webhook` (or `webhook_file`), `username`,
     `avatar` (an image URL)."""
 
     kind: ClassVar[str] = "discord"
 
-    webhook: SecretStr
     username: str | None = Field(default=None, min_length=1, max_length=80)
     avatar: str | None = None
-
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(check_http_url(value.get_secret_value(), what="webhook"))
 
     @field_validator("username")
     @classmethod
@@ -62,22 +56,13 @@ class DiscordSpec(TemplatedSpec):
     def _avatar_url(cls, value: str | None) -> str | None:
         return None if value is None or not value.strip() else check_http_url(value, what="avatar")
 
-    def target(self) -> str:
-        return f"discord webhook on {public_url(self.webhook.get_secret_value())}"
 
-
-class DiscordNotifier(Notifier[DiscordSpec]):
+class DiscordNotifier(ChatWebhookNotifier[DiscordSpec]):
     spec_type = DiscordSpec
     format = "discord"
+    service = "Discord"
 
-    def render(self, notification: Notification) -> Any:
-        payload = render_json(
-            self.context.templates,
-            self.format,
-            notification.event,
-            notification,
-            override=self.spec.override(notification.event),
-        )
+    def fit(self, payload: Any) -> Any:
         if not isinstance(payload, MutableMapping):
             return payload
         if self.spec.username:
@@ -89,19 +74,10 @@ class DiscordNotifier(Notifier[DiscordSpec]):
         _fit(payload)
         return payload
 
-    async def send(self, payload: Any) -> None:
-        url = self.spec.webhook.get_secret_value()
+    def describe_failure(self, response: Any) -> str:
         # Without ?wait=true Discord answers 204 No Content; errors are JSON
         # ({"message": ..., "code": ...}, 429 with "retry_after").
-        await post_json(
-            self.context.http,
-            url,
-            payload,
-            service="Discord",
-            timeout=self.timeout,
-            secrets=[url],
-            describe=_describe,
-        )
+        return _describe(response)
 
 
 def _describe(response: Any) -> str:

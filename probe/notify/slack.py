@@ -19,11 +19,10 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
-from pydantic import SecretStr, field_validator
-
-from probe.notify._http import check_http_url, is_loopback, post_json, public_url
-from probe.notify.base import Notification, Notifier, NotifyContext
-from probe.notify.templates import TemplatedSpec, clip, render_json
+from probe.notify._chat_webhook import ChatWebhookNotifier, ChatWebhookSpec
+from probe.notify._http import is_loopback
+from probe.notify.base import NotifyContext
+from probe.notify.templates import clip
 
 __all__ = ["SlackNotifier", "SlackSpec"]
 
@@ -37,25 +36,17 @@ _MAX_FIELD = 2000
 _MAX_TEXT = 40000  # Slack truncates a message's `text` beyond this
 
 
-class SlackSpec(TemplatedSpec):
+class SlackSpec(ChatWebhookSpec):
     """A `slack:` notifier: EaseProbe's `webhook` (or `webhook_file`)."""
 
     kind: ClassVar[str] = "slack"
 
-    webhook: SecretStr
 
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(check_http_url(value.get_secret_value(), what="webhook"))
-
-    def target(self) -> str:
-        return f"slack webhook on {public_url(self.webhook.get_secret_value())}"
-
-
-class SlackNotifier(Notifier[SlackSpec]):
+class SlackNotifier(ChatWebhookNotifier[SlackSpec]):
     spec_type = SlackSpec
     format = "slack"
+    # Slack answers a text body: "ok", or an error code ("invalid_payload", "no_service").
+    service = "Slack"
 
     def __init__(self, spec: SlackSpec, context: NotifyContext) -> None:
         super().__init__(spec, context)
@@ -67,29 +58,10 @@ class SlackNotifier(Notifier[SlackSpec]):
                 spec.name,
             )
 
-    def render(self, notification: Notification) -> Any:
-        payload = render_json(
-            self.context.templates,
-            self.format,
-            notification.event,
-            notification,
-            override=self.spec.override(notification.event),
-        )
+    def fit(self, payload: Any) -> Any:
         if isinstance(payload, MutableMapping):
             _fit(payload)
         return payload
-
-    async def send(self, payload: Any) -> None:
-        url = self.spec.webhook.get_secret_value()
-        # Slack answers a text body: "ok", or an error code ("invalid_payload", "no_service").
-        await post_json(
-            self.context.http,
-            url,
-            payload,
-            service="Slack",
-            timeout=self.timeout,
-            secrets=[url],
-        )
 
 
 def _fit(payload: MutableMapping[str, Any]) -> None:

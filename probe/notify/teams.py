@@ -22,11 +22,9 @@ from collections.abc import MutableMapping, MutableSequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator
-
-from probe.notify._http import check_http_url, post_json, public_url
-from probe.notify.base import Notification, Notifier, NotifyContext
-from probe.notify.templates import TemplatedSpec, clip, render_json
+from probe.notify._chat_webhook import ChatWebhookNotifier, ChatWebhookSpec
+from probe.notify.base import NotifyContext
+from probe.notify.templates import clip
 
 __all__ = ["TeamsNotifier", "TeamsSpec"]
 
@@ -36,25 +34,16 @@ log = logging.getLogger(__name__)
 _MAX_BYTES = 27 * 1024
 
 
-class TeamsSpec(TemplatedSpec):
+class TeamsSpec(ChatWebhookSpec):
     """A `teams:` notifier: EaseProbe's `webhook` (or `webhook_file`), a Workflows URL."""
 
     kind: ClassVar[str] = "teams"
 
-    webhook: SecretStr
 
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_url(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(check_http_url(value.get_secret_value(), what="webhook"))
-
-    def target(self) -> str:
-        return f"teams webhook on {public_url(self.webhook.get_secret_value())}"
-
-
-class TeamsNotifier(Notifier[TeamsSpec]):
+class TeamsNotifier(ChatWebhookNotifier[TeamsSpec]):
     spec_type = TeamsSpec
     format = "teams"
+    service = "Teams"
 
     def __init__(self, spec: TeamsSpec, context: NotifyContext) -> None:
         super().__init__(spec, context)
@@ -67,27 +56,12 @@ class TeamsNotifier(Notifier[TeamsSpec]):
                 spec.name,
             )
 
-    def render(self, notification: Notification) -> Any:
-        payload = render_json(
-            self.context.templates,
-            self.format,
-            notification.event,
-            notification,
-            override=self.spec.override(notification.event),
-        )
+    def fit(self, payload: Any) -> Any:
         _fit(payload)
         return payload
 
-    async def send(self, payload: Any) -> None:
-        url = self.spec.webhook.get_secret_value()
-        await post_json(
-            self.context.http,
-            url,
-            payload,
-            service="Teams",
-            timeout=self.timeout,
-            secrets=[url, *_query_values(url)],
-        )
+    def secrets(self, url: str) -> list[str]:
+        return [url, *_query_values(url)]
 
 
 def _query_values(url: str) -> list[str]:
