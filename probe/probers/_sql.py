@@ -1,5 +1,6 @@
 """What the SQL probers (postgres, mysql) share: EaseProbe's `data` keys, strict identifier
-quoting, and database values turned into text for comparison.
+quoting, database values turned into text for comparison, and how the data checks and the
+query are judged and their server errors labelled.
 
 EaseProbe's `data` maps `"db:table:column:key_column:key_value"` to the expected text: the check
 is `SELECT column FROM db.table WHERE key_column = key_value`, compared as a string. The four
@@ -10,18 +11,25 @@ itself contain colons (a time, a URL).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 
 __all__ = [
     "DATA_KEY_FORM",
+    "CheckFailed",
     "DataCheck",
     "as_text",
+    "first_data_mismatch",
+    "first_line",
+    "labelled",
     "mismatch",
     "parse_data",
+    "passed_checks",
+    "query_mismatch",
     "quote_mysql",
     "quote_postgres",
     "shown",
@@ -44,6 +52,27 @@ class DataCheck:
     key_column: str
     key_value: str
     expected: str
+
+
+class CheckFailed(Exception):
+    """A server error in one data check or the query, with what was being checked."""
+
+    def __init__(self, label: str, error: BaseException) -> None:
+        super().__init__(label)
+        self.label = label
+        self.error = error
+
+
+@contextlib.contextmanager
+def labelled(label: str, is_server_error: Callable[[BaseException], bool]) -> Iterator[None]:
+    """Server errors (missing table, bad SQL) say which data check or query they came from;
+    connection errors stay as they are. Which is which is the driver's to say."""
+    try:
+        yield
+    except Exception as exc:
+        if is_server_error(exc):
+            raise CheckFailed(label, exc) from exc
+        raise
 
 
 def parse_data(data: Mapping[str, str]) -> list[DataCheck]:
@@ -116,3 +145,46 @@ def mismatch(expected: str, got: str | None, *, found: bool = True) -> str:
     else:
         what = shown(got)
     return f"expected {shown(expected)}, got {what}"
+
+
+def first_line(text: str) -> str:
+    """The first line of a driver's message, at most 200 characters."""
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:200]
+
+
+def query_mismatch(expect: str | None, row: Sequence[object] | None) -> str | None:
+    """What is wrong with the query's first row against `expect`; None when nothing is
+    expected or the first column is as expected."""
+    if expect is None:
+        return None
+    if not row:
+        return mismatch(expect, None, found=False)
+    got = as_text(row[0])
+    return None if got == expect else mismatch(expect, got)
+
+
+def passed_checks(data_count: int, query: str | None, expect: str | None) -> str:
+    """`; 2 data values as expected; query ok`: what a passing check did beyond connecting."""
+    text = ""
+    if data_count:
+        text += f"; {data_count} data value{'s' if data_count != 1 else ''} as expected"
+    if query is not None:
+        text += "; query as expected" if expect is not None else "; query ok"
+    return text
+
+
+async def first_data_mismatch(
+    checks: Iterable[DataCheck],
+    fetch: Callable[[DataCheck], Awaitable[Sequence[object] | None]],
+    is_server_error: Callable[[BaseException], bool],
+) -> str | None:
+    """Run the data checks in order, `fetch` giving each one's row (None: no row); the
+    first mismatch's message, or None."""
+    for check in checks:
+        with labelled(f"data {shown(check.key)}", is_server_error):
+            row = await fetch(check)
+            found, got = (False, None) if row is None else (True, as_text(row[0]))
+        if not found or got != check.expected:
+            return f"data {shown(check.key)}: {mismatch(check.expected, got, found=found)}"
+    return None

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import re
 import ssl
-from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -38,9 +38,10 @@ from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
+from probe.probers import _sql
 from probe.probers._client import ClientSpec, client_ssl_context
 from probe.probers._net import describe_os_error
-from probe.probers._sql import DataCheck, as_text, mismatch, parse_data, quote_mysql, shown
+from probe.probers._sql import DataCheck, parse_data, quote_mysql, shown
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_PORT", "MySQLProber", "MySQLSpec"]
@@ -131,7 +132,7 @@ class MySQLProber(Prober[MySQLSpec]):
     async def check(self, ctx: CheckContext) -> Outcome:
         try:
             return await self._check(ctx)
-        except _Failed as failed:
+        except _sql.CheckFailed as failed:
             message = f"{failed.label}: {_describe(failed.error, self._user)}"
             raise ProbeError(message, **ctx.details) from None
         except (OSError, pymysql.err.Error, _NoTLS, UnicodeError) as exc:
@@ -176,34 +177,20 @@ class MySQLProber(Prober[MySQLSpec]):
         message = f"{_product(version)} {version.split('-', 1)[0]}"
         if self._database is not None:
             message += f", database {shown(self._database)}"
-        if self._checks:
-            count = len(self._checks)
-            message += f"; {count} data value{'s' if count != 1 else ''} as expected"
-        if self.spec.query is not None:
-            message += "; query as expected" if self.spec.expect is not None else "; query ok"
+        message += _sql.passed_checks(len(self._checks), self.spec.query, self.spec.expect)
         return Outcome(ok=True, message=message, details={"server_version": version})
 
     async def _run_data(self, conn: Any) -> str | None:
         """Run the data checks in config order; the first mismatch's message, or None."""
-        for check in self._checks:
-            with _labelled(f"data {shown(check.key)}"):
-                found, got = await _fetch_data(conn, check)
-            if not found or got != check.expected:
-                return f"data {shown(check.key)}: {mismatch(check.expected, got, found=found)}"
-        return None
+        fetch = functools.partial(_fetch_data, conn)
+        return await _sql.first_data_mismatch(self._checks, fetch, _is_server_error)
 
     async def _run_query(self, conn: Any) -> str | None:
-        query, expect = self.spec.query, self.spec.expect
-        if query is None:
+        if self.spec.query is None:
             return None
-        with _labelled("query"):
-            row = await _first_row(conn, query)
-        if expect is None:
-            return None
-        if not row:
-            return mismatch(expect, None, found=False)
-        got = as_text(row[0])
-        return None if got == expect else mismatch(expect, got)
+        with _sql.labelled("query", _is_server_error):
+            row = await _first_row(conn, self.spec.query)
+        return _sql.query_mismatch(self.spec.expect, row)
 
 
 class _NoTLS(Exception):
@@ -260,17 +247,14 @@ def _ident(name: str) -> str:
     return quote_mysql(name).replace("%", "%%")
 
 
-async def _fetch_data(conn: Any, check: DataCheck) -> tuple[bool, str | None]:
-    """(row found, the column as text) for one data check."""
+async def _fetch_data(conn: Any, check: DataCheck) -> Any:
+    """The row of one data check (its one column), or None when no row has the key."""
     sql = (
         f"SELECT CAST({_ident(check.column)} AS CHAR)"
         f" FROM {_ident(check.database)}.{_ident(check.table)}"
         f" WHERE {_ident(check.key_column)} = %s LIMIT 1"
     )
-    row = await _first_row(conn, sql, (check.key_value,))
-    if row is None:
-        return False, None
-    return True, as_text(row[0])
+    return await _first_row(conn, sql, (check.key_value,))
 
 
 def _version(greeting: str) -> str:
@@ -282,26 +266,12 @@ def _product(version: str) -> str:
     return "MariaDB" if "mariadb" in version.lower() else "MySQL"
 
 
-class _Failed(Exception):
-    """A server error in one data check or the query, with what was being checked."""
-
-    def __init__(self, label: str, error: BaseException) -> None:
-        super().__init__(label)
-        self.label = label
-        self.error = error
-
-
-@contextlib.contextmanager
-def _labelled(label: str) -> Iterator[None]:
-    """Server errors (missing table, bad SQL) say which data check or query they came from;
-    connection errors stay as they are."""
-    try:
-        yield
-    except pymysql.err.Error as exc:
-        code = _error_code(exc)
-        if code is not None and code < _FIRST_CLIENT_ERROR:
-            raise _Failed(label, exc) from exc
-        raise
+def _is_server_error(exc: BaseException) -> bool:
+    """An error the server answered with (its codes sit below the client's own, 2000 on)."""
+    if not isinstance(exc, pymysql.err.Error):
+        return False
+    code = _error_code(exc)
+    return code is not None and code < _FIRST_CLIENT_ERROR
 
 
 def _error_code(exc: BaseException) -> int | None:
@@ -339,7 +309,7 @@ def _describe(exc: BaseException, user: str) -> str:
                 "cannot connect" if code == _CONN_HOST_ERROR else "connection closed by the server"
             )
         if text:
-            return _first_line(text[:1].lower() + text[1:])
+            return _sql.first_line(text[:1].lower() + text[1:])
         return f"MySQL error {code}"
     known = describe_os_error(exc)
     if known is not None:
@@ -349,9 +319,4 @@ def _describe(exc: BaseException, user: str) -> str:
         return "the user name or password has characters the MySQL handshake cannot send"
     if isinstance(exc, TimeoutError):
         return "timeout in the driver"
-    return f"{type(exc).__name__}: {_first_line(str(exc))}"
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else text
-    return line[:200]
+    return f"{type(exc).__name__}: {_sql.first_line(str(exc))}"

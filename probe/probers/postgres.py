@@ -24,10 +24,9 @@ authentication in one call), then `query`. Driver exceptions become messages in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import re
 import ssl
-from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -37,9 +36,10 @@ from pydantic import model_validator
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
+from probe.probers import _sql
 from probe.probers._client import ClientSpec, client_ssl_context
 from probe.probers._net import describe_os_error
-from probe.probers._sql import DataCheck, as_text, mismatch, parse_data, quote_postgres, shown
+from probe.probers._sql import DataCheck, parse_data, quote_postgres, shown
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_DATABASE", "PostgresProber", "PostgresSpec"]
@@ -128,7 +128,7 @@ class PostgresProber(Prober[PostgresSpec]):
     async def check(self, ctx: CheckContext) -> Outcome:
         try:
             return await self._check(ctx)
-        except _Failed as failed:
+        except _sql.CheckFailed as failed:
             message = f"{failed.label}: {_describe(failed.error, self._user)}"
             raise ProbeError(message, **ctx.details) from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -154,11 +154,7 @@ class PostgresProber(Prober[PostgresSpec]):
         if failed is not None:
             return Outcome(ok=False, message=failed, details={"server_version": version})
         message = f"PostgreSQL {version}, database {shown(self._database)}"
-        if self._checks:
-            count = len(self._checks)
-            message += f"; {count} data value{'s' if count != 1 else ''} as expected"
-        if self.spec.query is not None:
-            message += "; query as expected" if self.spec.expect is not None else "; query ok"
+        message += _sql.passed_checks(len(self._checks), self.spec.query, self.spec.expect)
         return Outcome(ok=True, message=message, details={"server_version": version})
 
     async def _connect(self, database: str) -> Any:
@@ -199,7 +195,7 @@ class PostgresProber(Prober[PostgresSpec]):
                 failed = await _data_checks(conn, checks)
             else:
                 ctx.phase = "connect"
-                with _labelled(f"data {shown(checks[0].key)}"):
+                with _sql.labelled(f"data {shown(checks[0].key)}", _is_server_error):
                     other = await self._connect(database)
                 try:
                     ctx.phase = "query"
@@ -213,30 +209,21 @@ class PostgresProber(Prober[PostgresSpec]):
         return None
 
     async def _run_query(self, conn: Any) -> str | None:
-        query, expect = self.spec.query, self.spec.expect
-        if query is None:
+        if self.spec.query is None:
             return None
-        with _labelled("query"):
-            row = await conn.fetchrow(query)
-        if expect is None:
-            return None
-        if row is None or len(row) == 0:
-            return mismatch(expect, None, found=False)
-        got = as_text(row[0])
-        return None if got == expect else mismatch(expect, got)
+        with _sql.labelled("query", _is_server_error):
+            row = await conn.fetchrow(self.spec.query)
+        return _sql.query_mismatch(self.spec.expect, row)
 
 
 async def _data_checks(conn: Any, checks: list[DataCheck]) -> str | None:
-    for check in checks:
-        with _labelled(f"data {shown(check.key)}"):
-            found, got = await _fetch_data(conn, check)
-        if not found or got != check.expected:
-            return f"data {shown(check.key)}: {mismatch(check.expected, got, found=found)}"
-    return None
+    return await _sql.first_data_mismatch(
+        checks, functools.partial(_fetch_data, conn), _is_server_error
+    )
 
 
-async def _fetch_data(conn: Any, check: DataCheck) -> tuple[bool, str | None]:
-    """(row found, the column as text) for one data check."""
+async def _fetch_data(conn: Any, check: DataCheck) -> Any:
+    """The row of one data check (its one column), or None when no row has the key."""
     select = (
         f"SELECT {quote_postgres(check.column)}::text FROM {quote_postgres(check.table)}"
         f" WHERE {quote_postgres(check.key_column)} = "
@@ -250,29 +237,11 @@ async def _fetch_data(conn: Any, check: DataCheck) -> tuple[bool, str | None]:
         # The server's own type name (quoted), not user text: the server parses the key value.
         cast = f"{quote_postgres(param.schema)}.{quote_postgres(param.name)}"
         statement = await conn.prepare(select + f"CAST($1::text AS {cast}) LIMIT 1")
-    row = await statement.fetchrow(value)
-    if row is None:
-        return False, None
-    return True, as_text(row[0])
+    return await statement.fetchrow(value)
 
 
-class _Failed(Exception):
-    """A server error in one data check or the query, with what was being checked."""
-
-    def __init__(self, label: str, error: asyncpg.PostgresError) -> None:
-        super().__init__(label)
-        self.label = label
-        self.error = error
-
-
-@contextlib.contextmanager
-def _labelled(label: str) -> Iterator[None]:
-    """Server errors (missing table, bad SQL) say which data check or query they came from;
-    connection errors stay as they are."""
-    try:
-        yield
-    except asyncpg.PostgresError as exc:
-        raise _Failed(label, exc) from exc
+def _is_server_error(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.PostgresError)
 
 
 async def _close(conn: Any) -> None:
@@ -315,7 +284,7 @@ def _describe(exc: BaseException, user: str | None) -> str:
     if isinstance(exc, asyncpg.TooManyConnectionsError):
         return "too many connections"
     if isinstance(exc, asyncpg.PostgresError):
-        return _first_line(str(exc.message or type(exc).__name__))
+        return _sql.first_line(str(exc.message or type(exc).__name__))
     if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
         return "TLS: the server does not support TLS"
     if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
@@ -328,10 +297,5 @@ def _describe(exc: BaseException, user: str | None) -> str:
     if isinstance(exc, asyncpg.ClientConfigurationError):
         return "invalid connection settings"  # asyncpg's text may quote the DSN
     if isinstance(exc, asyncpg.InterfaceError):
-        return _first_line(str(exc))
-    return f"{type(exc).__name__}: {_first_line(str(exc))}"
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else text
-    return line[:200]
+        return _sql.first_line(str(exc))
+    return f"{type(exc).__name__}: {_sql.first_line(str(exc))}"
