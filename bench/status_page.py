@@ -8,7 +8,7 @@ rollups, transitions, last results and states), then the real web server (aiohtt
 client's work is not counted as the server's):
 
   summaries      the StatusSource computation (SLA over 5 windows for every probe): what
-                 the App's background task does every 0.8 x settings.http.refresh; no
+                 the App's background task repeats (probe.web.data.refresh_pause); no
                  request waits for it once the App runs
   GET /          a page of 100 probes: the first time (the page's details read from the
                  store), then cached (the median of R), plain and gzipped; also page 5
@@ -155,7 +155,7 @@ async def run(path: Path, probes: int, repeat: int, now: float) -> list[tuple[st
     try:
         with LoopLag() as lag:
             ms, _ = await timed(source.summaries)
-            rows.append(("summaries (background, every 0.8 x refresh)", f"{ms:8.1f} ms"))
+            rows.append(("summaries (in the background)", f"{ms:8.1f} ms"))
             lag.take()
             cases = [
                 ("GET / page 1 of 100, first (reads details)", "/", 1, "identity"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -106,8 +107,21 @@ def _command_text(cmd: str, args: list[str]) -> str:
         else:
             shown.append(arg)
             hide_next = arg.startswith("-") and bool(SECRETISH.search(arg))
-    text = shlex.join(shown)
+    text = " ".join(_shell_word(word) for word in shown)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+_DOUBLE_QUOTE_SPECIAL = re.compile(r'(["\\$`])')
+
+
+def _shell_word(word: str) -> str:
+    """`word` quoted as a shell would read it back, in the form easiest to read: bare when
+    safe, else in single quotes, else (it holds a single quote, as `sh -c "awk '...'"`
+    scripts do) in double quotes with ", \\, $ and ` escaped, not shlex.join's `'"'"'`."""
+    quoted = shlex.quote(word)
+    if quoted == word or "'" not in word:
+        return quoted
+    return '"' + _DOUBLE_QUOTE_SPECIAL.sub(r"\\\1", word) + '"'
 
 
 class ShellProber(Prober[ShellSpec]):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from probe.config import load_config
@@ -17,7 +20,7 @@ from probe.core.scheduler import run_check
 from probe.errors import ConfigError, ProbeError
 from probe.probers import SECTIONS, load_prober_class
 from probe.probers.base import SharedResources
-from probe.probers.shell import MAX_OUTPUT, ShellProber, ShellSpec
+from probe.probers.shell import MAX_OUTPUT, ShellProber, ShellSpec, _shell_word
 
 
 @pytest.fixture
@@ -247,6 +250,25 @@ def test_endpoint_hides_secret_looking_arguments():
     shown = spec.endpoint()
     assert shown == "mysqladmin '--password=***' --token '***' ping https://db.lan/x -v"
     assert not any(s in shown for s in ("pw1", "pw2", "pw3"))
+
+
+def test_endpoint_quotes_readably():
+    script = "df -P . | awk 'NR==2 { exit ($5+0 > 95) }'"
+    spec = ShellSpec(name="x", cmd="sh", args=["-c", script])
+    assert spec.endpoint() == "sh -c \"df -P . | awk 'NR==2 { exit (\\$5+0 > 95) }'\""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+)
+def test_endpoint_words_read_back_by_sh(word):
+    # What the endpoint shows is a command line: sh reads each word back as it was.
+    shown = _shell_word(word)
+    out = subprocess.run(
+        ["/bin/sh", "-c", f"printf '%s' {shown}"], capture_output=True, check=True
+    ).stdout
+    assert out == word.encode("utf-8", "surrogateescape")
 
 
 # --- starting failures -----------------------------------------------------------------------

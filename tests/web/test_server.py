@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from probe.core.result import Status
 from probe.core.tracker import Policy
 from probe.store import Store
-from probe.web.data import ProbeInfo, StatusSource
+from probe.web.data import ProbeInfo, StatusSource, refresh_pause
 from probe.web.server import create_app, start_server
 from tests.store.helpers import NOW, Clock, Feeder, every
 
@@ -243,3 +243,16 @@ async def test_page_api_and_metrics_compressed_when_accepted(serve):
             if len(plain.content) > 4096:  # small answers may stay plain
                 assert packed.headers["Content-Encoding"] == "gzip", path
             assert packed.content == plain.content, path  # httpx decoded it: the same bytes
+
+
+@pytest.mark.parametrize(
+    ("took", "max_age", "pause"),
+    [
+        (0.005, 60.0, 2.0),  # a small store: every 2 s
+        (1.2, 60.0, 24.0),  # 1,000 probes x 90 days: 5% of the time
+        (5.0, 60.0, 48.0),  # slower still: before readers would find it max_age old
+        (0.005, 0.5, 0.5),  # a tiny max_age: never busier than twice a second
+    ],
+)
+def test_refresh_pause(took, max_age, pause):
+    assert refresh_pause(took, max_age) == pytest.approx(pause)
