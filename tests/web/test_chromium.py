@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from probe.core.result import Status
+from probe.core.tracker import Policy
 from probe.store import Store
-from probe.web.data import StatusSource
+from probe.web.data import ProbeInfo, StatusSource
 from probe.web.server import create_app, start_server
-from tests.store.helpers import NOW, Clock
+from tests.store.helpers import NOW, Clock, Feeder, every
 from tests.support.services import services_required
 from tests.web.pagedom import PageDOM
 from tests.web.test_render import ALL, LONG
@@ -82,25 +84,44 @@ def page_requests(netlog: str, site: str) -> list[str]:
     return urls
 
 
+HOUR = 3600.0
+# The example: up 99.5% over 30 days with one 2-hour incident yesterday (so 400 hours
+# of history: 2 h down of 400 h measured).
+BILLING = ProbeInfo("billing", "http", "http://127.0.0.1:9/health", {"group": "web"})
+
+
 @pytest.fixture
 async def store(tmp_path) -> AsyncIterator[Store]:
     s = Store.open(tmp_path / "probe.db", clock=Clock())
     await s.start()
     await fill(s)
+    outage = (NOW - 27 * HOUR, NOW - 25 * HOUR)
+    for obs in Feeder(Policy(interval=300)).series(
+        "billing",
+        every(NOW - 400 * HOUR, NOW, 300),
+        lambda t: Status.DOWN if outage[0] <= t < outage[1] else Status.UP,
+    ):
+        s.submit(obs)
+    await s.flush()
     yield s
     await s.close()
 
 
 async def test_page_in_headless_chromium(store, tmp_path):
     chromium()
-    source = StatusSource(store, ALL, clock=lambda: NOW)
+    source = StatusSource(store, [*ALL, BILLING], clock=lambda: NOW)
     runner, port = await start_server(create_app(source), "127.0.0.1", 0)
     try:
         html, netlog = await dump_dom(f"http://127.0.0.1:{port}/", tmp_path)
     finally:
         await runner.cleanup()
     dom = PageDOM(html)
-    assert sorted(r.name for r in dom.rows) == sorted(p.name for p in ALL)
+    assert sorted(r.name for r in dom.rows) == sorted(p.name for p in [*ALL, BILLING])
+    billing = dom.row("billing")
+    assert billing.status == "up" and billing.uptime["30d"] == "99.500%"
+    assert billing.uptime["24h"] == "100%"
+    assert len(billing.incidents) == 1 and billing.incidents[0].endswith("(2h 0m)")
+    assert "2026-02-27: 91.666%" in billing.days  # yesterday's bar, 22 h of 24 up
     api = dom.row("api")
     assert api.status == "up" and api.uptime["24h"] == "100%" and api.uptime["30d"] == "99.722%"
     assert dom.row(HOSTILE).status == "down" and dom.row(HOSTILE).name == HOSTILE
