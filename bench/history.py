@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,16 @@ def fill(path: Path, probes: int, days: int, now: float) -> tuple[int, int]:
             daily_rows += len(daily)
     conn.close()
     return hourly_rows, daily_rows
+
+
+def fill_and_say(path: Path, probes: int, days: int, now: float) -> None:
+    """`fill`, then one line saying what the store holds and how long filling took."""
+    began = time.perf_counter()
+    hourly, daily = fill(path, probes, days, now)
+    print(
+        f"{probes} probes, {days} days: {hourly:,} hourly and {daily:,} daily rollups"
+        f" (filled in {time.perf_counter() - began:.1f} s), SQLite {sqlite3.sqlite_version}"
+    )
 
 
 def _last_result(conn: sqlite3.Connection, p: int, now: float) -> None:

@@ -19,7 +19,6 @@ median of R runs:
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from history import fill  # bench/history.py
+from history import fill_and_say  # bench/history.py
 from prometheus_client import CollectorRegistry, generate_latest
 
 from probe.core.result import Result, Status
@@ -64,12 +63,7 @@ def main() -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
-        began = time.perf_counter()
-        rows, _ = fill(path, args.probes, args.days, now)
-        print(
-            f"{args.probes} probes, {args.days} days, {rows:,} hourly rollups"
-            f" (filled in {time.perf_counter() - began:.1f} s), SQLite {sqlite3.sqlite_version}"
-        )
+        fill_and_say(path, args.probes, args.days, now)
         registry = CollectorRegistry()
         notify_metrics(registry).count("slack", "sent")
         metrics = probe_metrics(registry, infos)

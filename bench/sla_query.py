@@ -16,7 +16,6 @@ median of R runs over all N probes:
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from history import fill  # bench/history.py
+from history import fill_and_say  # bench/history.py
 
 from probe.store import Store
 from probe.store import sqlite as store_sqlite
@@ -80,13 +79,7 @@ def main() -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
-        began = time.perf_counter()
-        hourly, daily = fill(path, args.probes, args.days, now)
-        print(
-            f"{args.probes} probes, {args.days} days: {hourly:,} hourly and {daily:,} daily"
-            f" rollups (filled in {time.perf_counter() - began:.1f} s),"
-            f" SQLite {sqlite3.sqlite_version}"
-        )
+        fill_and_say(path, args.probes, args.days, now)
         store = Store.open(path)
         try:
             after = run(store, names, now, args.repeat)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from history import fill, probe_name  # bench/history.py
+from history import fill_and_say, probe_name  # bench/history.py
 from prometheus_client import CollectorRegistry
 
 from probe.core.result import Result, Status
@@ -191,13 +190,7 @@ def main() -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
-        began = time.perf_counter()
-        hourly, daily = fill(path, args.probes, args.days, now)
-        print(
-            f"{args.probes} probes, {args.days} days: {hourly:,} hourly and {daily:,} daily"
-            f" rollups (filled in {time.perf_counter() - began:.1f} s),"
-            f" SQLite {sqlite3.sqlite_version}"
-        )
+        fill_and_say(path, args.probes, args.days, now)
         rows = asyncio.run(run(path, args.probes, args.repeat, now))
     for label, figure in rows:
         print(f"{label:46} {figure}")
