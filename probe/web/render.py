@@ -268,12 +268,17 @@ def _chart(series: Sequence[float | None]) -> dict[str, Any]:
         current.append(f"{i * step:.1f},{y:.1f}")
     if current:
         lines.append(" ".join(current))
-    # A lone point draws nothing as a polyline: widen it to a short flat segment.
-    lines = [
-        ln if " " in ln else f"{ln} {float(ln.split(',')[0]) + 2:.1f},{ln.split(',')[1]}"
-        for ln in lines
-    ]
+    lines = [ln if " " in ln else _widened(ln) for ln in lines]
     return {"lines": lines, "max": _ms(max(values)), "mean": _ms(sum(values) / len(values))}
+
+
+def _widened(point: str) -> str:
+    """A lone point draws nothing as a polyline: a short flat segment around it instead,
+    kept inside the box (the newest hour sits on its right edge)."""
+    x_text, y = point.split(",")
+    x = float(x_text)
+    left, right = max(0.0, x - 2.0), min(CHART_W, x + 2.0)
+    return f"{left:.1f},{y} {right:.1f},{y}"
 
 
 _STATUS_RANK = {Status.DOWN: 0, Status.UNKNOWN: 1, Status.UP: 2}

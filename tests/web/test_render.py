@@ -395,3 +395,16 @@ async def test_live_status_between_computations(store):
     items = {i.info.name: i for i in await source.summaries()}
     assert "not configured" not in items
     assert items["api"].last is not None and items["api"].last.time.timestamp() == NOW + 40
+
+
+@pytest.mark.parametrize("hour", [0, 11, 23])
+def test_a_lone_hour_draws_inside_the_chart(hour):
+    from probe.web.render import CHART_W, _chart
+
+    series: list[float | None] = [None] * 24
+    series[hour] = 0.05
+    [line] = _chart(series)["lines"]
+    xs = [float(point.split(",")[0]) for point in line.split()]
+    assert len(xs) == 2 and xs[0] < xs[1]  # a segment, not a point
+    assert all(0.0 <= x <= CHART_W for x in xs)
+    assert xs[0] <= hour * CHART_W / 23 <= xs[1]
