@@ -888,20 +888,42 @@ class _Writer(threading.Thread):
 # --------------------------------------------------------------------------- reads
 
 
-# Whole UTC days inside the window, [:day_from, :day_to), come from rollups_daily (every hour
-# of them is wholly inside, so nothing is prorated and all is counted); the hours outside that
-# range (the partial days at both ends) come from rollups_hourly with the edge arithmetic of
-# `probe.store.sla.figures_from_rollups`. Without a whole day, :day_from = :day_to = :end.
-# Each end is its own SELECT: with an OR of the two ranges SQLite walks every hour of a probe.
-_SLA_TIMES = """
+# The read queries take their probes as one JSON array, :names: one statement (one prepared
+# statement in SQLite's cache) serves any number of names, with no placeholder list to build.
+_NAMED = "probe IN (SELECT value FROM json_each(:names))"
+
+
+def _window_rows(daily: str, hourly: str, *, hourly_from: str) -> str:
+    """The `rows` of an SLA query over [:start, :end) (parameters from `_window_params`):
+    the `daily` columns of rollups_daily and the `hourly` ones of rollups_hourly.
+
+    Whole UTC days inside the window, [:day_from, :day_to), come from rollups_daily (every hour
+    of them is wholly inside, so nothing is prorated and all is counted); the hours outside
+    that range (the partial days at both ends) come from rollups_hourly, the first end from
+    `hourly_from` on. Without a whole day, :day_from = :day_to = :end. Each end is its own
+    SELECT: with an OR of the two ranges SQLite walks every hour of a probe.
+    """
+    return f"""
 WITH rows AS (
-    SELECT probe, time_up, time_down, checks_up + checks_down AS checks, checks_down,
-           latency_min, latency_max, 1.0 AS frac, 1 AS counted
-    FROM rollups_daily
-    WHERE probe IN (SELECT value FROM json_each(:names))
-      AND day >= :day_from AND day < :day_to
+    SELECT {daily} FROM rollups_daily
+    WHERE {_NAMED} AND day >= :day_from AND day < :day_to
     UNION ALL
-    SELECT probe, time_up, time_down, checks_up + checks_down, checks_down,
+    SELECT {hourly} FROM rollups_hourly
+    WHERE {_NAMED} AND hour >= {hourly_from} AND hour < :day_from
+    UNION ALL
+    SELECT {hourly} FROM rollups_hourly
+    WHERE {_NAMED} AND hour >= :day_to AND hour < :end
+)"""
+
+
+# The edge arithmetic of `probe.store.sla.figures_from_rollups`: an edge hour's times count by
+# the part of its measured span inside the window (`frac`), its checks and latencies only if it
+# starts inside (`counted`); so the hours are read from the one holding :start (:first_hour).
+_SLA_TIMES = (
+    _window_rows(
+        daily="""probe, time_up, time_down, checks_up + checks_down AS checks, checks_down,
+           latency_min, latency_max, 1.0 AS frac, 1 AS counted""",
+        hourly="""probe, time_up, time_down, checks_up + checks_down, checks_down,
            latency_min, latency_max,
            CASE
                WHEN hour >= :start AND hour + 3600 <= :end THEN 1.0
@@ -911,26 +933,10 @@ WITH rows AS (
                ELSE max(0.0, min(:end, measured_to) - max(:start, measured_from))
                     / (measured_to - measured_from)
            END,
-           hour >= :start
-    FROM rollups_hourly
-    WHERE probe IN (SELECT value FROM json_each(:names))
-      AND hour >= :first_hour AND hour < :day_from
-    UNION ALL
-    SELECT probe, time_up, time_down, checks_up + checks_down, checks_down,
-           latency_min, latency_max,
-           CASE
-               WHEN hour >= :start AND hour + 3600 <= :end THEN 1.0
-               WHEN measured_from IS NULL OR measured_to IS NULL THEN 0.0
-               WHEN measured_to <= measured_from
-                   THEN measured_from >= :start AND measured_from < :end
-               ELSE max(0.0, min(:end, measured_to) - max(:start, measured_from))
-                    / (measured_to - measured_from)
-           END,
-           hour >= :start
-    FROM rollups_hourly
-    WHERE probe IN (SELECT value FROM json_each(:names))
-      AND hour >= :day_to AND hour < :end
-)
+           hour >= :start""",
+        hourly_from=":first_hour",
+    )
+    + """
 SELECT probe, sum(time_up * frac), sum(time_down * frac),
        sum(CASE WHEN counted THEN checks ELSE 0 END),
        min(CASE WHEN counted THEN latency_min END),
@@ -938,40 +944,37 @@ SELECT probe, sum(time_up * frac), sum(time_down * frac),
        sum(CASE WHEN counted THEN checks_down ELSE 0 END)
 FROM rows GROUP BY probe
 """
-# The histograms come back joined per probe ("[..],[..]") and are summed in Python
-# (`_sum_histograms`): one json.loads per probe is several times faster than json_each.
-_SLA_HISTOGRAMS = """
-WITH rows AS (
-    SELECT probe, histogram FROM rollups_daily
-    WHERE probe IN (SELECT value FROM json_each(:names))
-      AND day >= :day_from AND day < :day_to
-    UNION ALL
-    SELECT probe, histogram FROM rollups_hourly
-    WHERE probe IN (SELECT value FROM json_each(:names))
-      AND hour >= :start AND hour < :day_from
-    UNION ALL
-    SELECT probe, histogram FROM rollups_hourly
-    WHERE probe IN (SELECT value FROM json_each(:names))
-      AND hour >= :day_to AND hour < :end
 )
+# Histograms count like checks: only the hours starting inside the window (from :start).
+# They come back joined per probe ("[..],[..]") and are summed in Python (`_sum_histograms`):
+# one json.loads per probe is several times faster than json_each.
+_SLA_HISTOGRAMS = (
+    _window_rows("probe, histogram", "probe, histogram", hourly_from=":start")
+    + """
 SELECT probe, group_concat(histogram) FROM rows GROUP BY probe
 """
-_DAILY_UPTIME = """
+)
+_SLA_INCIDENTS = f"""
+SELECT probe, count(*) FROM transitions
+WHERE {_NAMED} AND current = 'down' AND time >= :start AND time < :end
+GROUP BY probe
+"""
+_DAILY_UPTIME = f"""
 SELECT probe, day, time_up, time_down FROM rollups_daily
-WHERE probe IN (SELECT value FROM json_each(:names)) AND day >= :first AND day < :stop
+WHERE {_NAMED} AND day >= :first AND day < :stop
 """
 
 
-_HOURLY_LATENCY = """
+_HOURLY_LATENCY = f"""
 SELECT probe, hour, latency_sum / latency_count FROM rollups_hourly
-WHERE probe IN (SELECT value FROM json_each(:names)) AND hour >= :first AND hour < :stop
+WHERE {_NAMED} AND hour >= :first AND hour < :stop
   AND latency_count > 0
 ORDER BY probe, hour
 """
 
-_TRANSITIONS_MANY = """
+_TRANSITIONS_MANY = f"""
 SELECT probe, time, previous, current, message FROM transitions
-WHERE probe IN (SELECT value FROM json_each(:names)) AND time >= :since AND time < :until
+WHERE {_NAMED} AND time >= :since AND time < :until
 ORDER BY probe, time, id
 """
 
@@ -1012,14 +1015,6 @@ def _window_params(names: list[str], start: float, end: float) -> dict[str, Any]
         "day_from": day_from,
         "day_to": day_to,
     }
-
-
-_SLA_INCIDENTS = """
-SELECT probe, count(*) FROM transitions
-WHERE probe IN (SELECT value FROM json_each(:names))
-  AND current = 'down' AND time >= :start AND time < :end
-GROUP BY probe
-"""
 
 
 class Store:
