@@ -24,8 +24,9 @@ acceptance and the store's record of it. Dry runs (`probe run --dry-notify`,
 a secret: payloads hold none, and `target()` strips them) instead of sending, and count as
 delivered.
 
-The outbox is a narrow Protocol (`Outbox`) that the App fills with the store: notify never
-imports the store (DESIGN.md section 1). Without one (`probe notify-test`), nothing is durable.
+The outbox is a narrow Protocol (`probe.store.base.Outbox`) that the App fills with the store:
+notify imports only the store's interface, declared once there, never the store itself
+(DESIGN.md section 1). Without one (`probe notify-test`), nothing is durable.
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Unpack
 
 from probe.config.durations import format_duration
 from probe.config.models import RetrySettings
 from probe.notify.base import DeliveryError, Notification, Notifier
 from probe.notify.metrics import NotifyMetrics, Outcome, notify_metrics
 from probe.notify.router import Router
+from probe.store.base import Outbox, OutboxChanges, OutboxItem, OutboxRow, OutboxState
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -64,61 +66,8 @@ DEFAULT_CONCURRENCY = 32
 # thread that never returns), so a send can never hold a concurrency slot for ever.
 _SEND_MARGIN = 5.0
 
-OutboxState = Literal["pending", "delivered", "failed", "dropped"]
-
-
-class OutboxRecord(Protocol):
-    """One outbox row as the dispatcher writes and reads it. `notification` is JSON text."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def notifier(self) -> str: ...
-
-    @property
-    def notification(self) -> str: ...
-
-    @property
-    def created(self) -> float: ...
-
-    @property
-    def attempts(self) -> int: ...
-
-    @property
-    def next_attempt(self) -> float: ...
-
-
-class Outbox(Protocol):
-    """Where notifications wait until delivered (the App passes its Store). Writes return once
-    committed; reads are blocking (the dispatcher runs them in a thread)."""
-
-    async def outbox_add(self, rows: Sequence[OutboxRecord]) -> None: ...
-
-    async def outbox_update(
-        self,
-        id: str,
-        *,
-        state: OutboxState | None = None,
-        attempts: int | None = None,
-        next_attempt: float | None = None,
-        last_error: str | None = None,
-        delivered_at: float | None = None,
-    ) -> None: ...
-
-    def outbox_pending(self, now: float | None = None) -> Sequence[OutboxRecord]: ...
-
-    def outbox_count(self, state: OutboxState) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    id: str
-    notifier: str
-    notification: str
-    created: float
-    attempts: int
-    next_attempt: float
+# Re-exported: the dispatcher's outbox types, declared once with the store's interface.
+OutboxRecord = OutboxItem
 
 
 @dataclass(eq=False, slots=True)
@@ -134,9 +83,9 @@ class _Delivery:
     last_error: str = ""
     parked: bool = False  # waiting in the outbox for the retry loop, no task working on it
 
-    def record(self) -> _Record:
+    def record(self) -> OutboxRow:
         data = json.dumps(self.notification.to_json(), ensure_ascii=False, separators=(",", ":"))
-        return _Record(
+        return OutboxRow(
             self.id, self.notifier.name, data, self.created, self.attempts, self.next_attempt
         )
 
@@ -330,7 +279,7 @@ class Dispatcher:
             for delivery in batch:
                 self._spawn(delivery, quick=True)
 
-    def _resume(self, row: OutboxRecord) -> None:
+    def _resume(self, row: OutboxItem) -> None:
         """A row an earlier run left pending: send it again."""
         notifier = self._by_name.get(row.notifier)
         try:
@@ -522,27 +471,12 @@ class Dispatcher:
             delivered_at=self._clock() if state == "delivered" else None,
         )
 
-    async def _save(
-        self,
-        id: str,
-        *,
-        state: OutboxState | None = None,
-        attempts: int | None = None,
-        next_attempt: float | None = None,
-        last_error: str | None = None,
-        delivered_at: float | None = None,
-    ) -> None:
+    async def _save(self, id: str, **changes: Unpack[OutboxChanges]) -> None:
+        """`outbox_update`, if there is an outbox; a failure is logged, not raised."""
         if self._outbox is None:
             return
         try:
-            await self._outbox.outbox_update(
-                id,
-                state=state,
-                attempts=attempts,
-                next_attempt=next_attempt,
-                last_error=last_error,
-                delivered_at=delivered_at,
-            )
+            await self._outbox.outbox_update(id, **changes)
         except Exception as exc:
             log.error("cannot record the outcome of outbox row %s: %s", id, exc)
 

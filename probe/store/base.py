@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict, Unpack
 
 from probe.core.result import Result
 from probe.core.tracker import Observation, ProbeState, Transition
 from probe.errors import StoreError
 from probe.store.sla import HourRollup, SLAFigures
 
-__all__ = ["OUTBOX_STATES", "OutboxItem", "OutboxRow", "OutboxState", "ResultStore"]
+__all__ = [
+    "OUTBOX_STATES",
+    "Outbox",
+    "OutboxChanges",
+    "OutboxItem",
+    "OutboxRow",
+    "OutboxState",
+    "ResultStore",
+]
 
 OutboxState = Literal["pending", "delivered", "failed", "dropped"]
 OUTBOX_STATES: tuple[OutboxState, ...] = ("pending", "delivered", "failed", "dropped")
@@ -47,7 +55,8 @@ class OutboxItem(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """One stored outbox row. Times are Unix seconds."""
+    """One outbox row. Times are Unix seconds. The defaults are those of a row not yet stored
+    (what the dispatcher hands to `outbox_add`, which stores it as pending)."""
 
     id: str
     notifier: str
@@ -55,12 +64,40 @@ class OutboxRow:
     created: float
     attempts: int
     next_attempt: float
-    state: OutboxState
+    state: OutboxState = "pending"
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+class OutboxChanges(TypedDict, total=False):
+    """The columns `Outbox.outbox_update` may change in one row: a key left out, or None,
+    keeps the stored value. Declared once so the dispatcher passes them on as they are."""
+
+    state: OutboxState | None
+    attempts: int | None
+    next_attempt: float | None
     last_error: str | None
     delivered_at: float | None
 
 
-class ResultStore(Protocol):
+class Outbox(Protocol):
+    """Where notifications wait until delivered: the part of the store the notifiers'
+    dispatcher uses (the App passes it the store; DESIGN.md section 1). Writes go through the
+    writer and return once committed; reads are blocking (the dispatcher runs them in a thread).
+    """
+
+    async def outbox_add(self, rows: Sequence[OutboxItem]) -> None: ...
+
+    async def outbox_update(self, id: str, **changes: Unpack[OutboxChanges]) -> None: ...
+
+    def outbox_pending(self, now: float | None = None) -> list[OutboxRow]: ...
+
+    def outbox_count(self, state: OutboxState) -> int: ...
+
+
+class ResultStore(Outbox, Protocol):
+    """The store as the App, the web layer and the CLI use it, the alert outbox included."""
+
     @property
     def last_error(self) -> StoreError | None: ...
 
@@ -106,22 +143,3 @@ class ResultStore(Protocol):
     def uptime_many(
         self, names: Iterable[str], start: float, end: float
     ) -> dict[str, tuple[float, float]]: ...
-
-    # The alert outbox. Writes go through the writer and return once committed.
-
-    async def outbox_add(self, rows: Sequence[OutboxItem]) -> None: ...
-
-    async def outbox_update(
-        self,
-        id: str,
-        *,
-        state: OutboxState | None = None,
-        attempts: int | None = None,
-        next_attempt: float | None = None,
-        last_error: str | None = None,
-        delivered_at: float | None = None,
-    ) -> None: ...
-
-    def outbox_pending(self, now: float | None = None) -> list[OutboxRow]: ...
-
-    def outbox_count(self, state: OutboxState) -> int: ...
