@@ -1,9 +1,10 @@
 """Running a user's command: what the shell prober and the shell notifier share.
 
 Both run a configured command without a shell, in a session (process group) of its own so a
-timeout can kill everything it started, with stdout and stderr combined; both validate
-EaseProbe's `cmd` / `args` / `env` keys the same way, hide configured env values (possible
-secrets) in the output they show, and turn a failure to start into a short message.
+timeout can kill everything it started, with stdout and stderr combined; both take and validate
+EaseProbe's `cmd` / `args` / `env` / `clean_env` keys the same way (`CommandSpec`), hide
+configured env values (possible secrets) in the output they show, and turn a failure to start
+into a short message.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import errno
 import os
 import re
 import signal
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
 
 __all__ = [
     "SECRETISH",
+    "CommandSpec",
     "OutputCollector",
     "SecretMasker",
     "check_args",
@@ -64,6 +69,20 @@ def check_env(value: list[str]) -> list[str]:
         if "\0" in text:
             raise ValueError(f"env[{index}]: the value must not contain a NUL character")
     return value
+
+
+class CommandSpec(BaseModel):
+    """EaseProbe's keys for a command, shared by the `shell:` probe and the `shell` notifier.
+
+    Mixed in ahead of the section's own spec class (`class ShellSpec(CommandSpec, ProbeSpec)`):
+    that class's fields come first and its model_config (strict, frozen) is the one that
+    applies, as if these four keys were declared in it.
+    """
+
+    cmd: Annotated[str, AfterValidator(check_cmd)] = Field(min_length=1)
+    args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
+    env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
+    clean_env: bool = False
 
 
 class SecretMasker:

@@ -39,16 +39,12 @@ import os
 import shutil
 import subprocess
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
-
-from pydantic import AfterValidator, Field
+from typing import Any, ClassVar
 
 from probe.commands import (
+    CommandSpec,
     OutputCollector,
     SecretMasker,
-    check_args,
-    check_cmd,
-    check_env,
     kill_group,
     last_line,
     short,
@@ -77,15 +73,12 @@ _MAX_MESSAGE_ENV = 8 * 1024
 _MAX_JSON_ENV = 64 * 1024
 
 
-class ShellNotifySpec(TemplatedSpec):
+class ShellNotifySpec(CommandSpec, TemplatedSpec):
     """A `shell:` entry under `notify:`."""
 
-    kind: ClassVar[str] = "shell"
+    # `cmd`, `args`, `env` and `clean_env` come from CommandSpec, as for the shell prober.
 
-    cmd: Annotated[str, AfterValidator(check_cmd)] = Field(min_length=1)
-    args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
-    env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
-    clean_env: bool = False
+    kind: ClassVar[str] = "shell"
 
     def target(self) -> str:
         return f"shell: {short(self.cmd)}"

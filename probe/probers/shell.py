@@ -25,17 +25,15 @@ import re
 import shlex
 import shutil
 import subprocess
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator
 
 from probe.commands import (
     SECRETISH,
+    CommandSpec,
     OutputCollector,
     SecretMasker,
-    check_args,
-    check_cmd,
-    check_env,
     kill_group,
     last_line,
     short,
@@ -64,15 +62,13 @@ _REAP_GRACE = 1.0
 # Arguments and env names that look like they carry a secret (shown as ***).
 
 
-class ShellSpec(ProbeSpec):
+class ShellSpec(CommandSpec, ProbeSpec):
     """A `shell:` entry: EaseProbe's keys."""
+
+    # `cmd`, `args`, `env` and `clean_env` come from CommandSpec, as for the shell notifier.
 
     kind: ClassVar[str] = "shell"
 
-    cmd: Annotated[str, AfterValidator(check_cmd)] = Field(min_length=1)
-    args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
-    env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
-    clean_env: bool = False
     # `regex` comes before `contain`/`not_contain` so their validators can read it.
     regex: bool = False
     contain: str | None = None
