@@ -35,7 +35,6 @@ import secrets
 import socket
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -48,6 +47,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from probe.config.models import ConfigPath
 from probe.notify.base import DeliveryError, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.templates import TemplatedSpec, render_json
+from probe.tlsconf import check_cert_and_key, existing_file
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTNotifier", "MQTTNotifySpec"]
 
@@ -182,12 +182,7 @@ class MQTTNotifySpec(TemplatedSpec):
             raise ValueError("the topic is longer than 65535 bytes")
         return value
 
-    @field_validator("ca", "cert", "key")
-    @classmethod
-    def _existing_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file not found: {value}")
-        return value
+    _existing_file = field_validator("ca", "cert", "key")(existing_file)
 
     @model_validator(mode="after")
     def _consistent(self) -> MQTTNotifySpec:
@@ -197,8 +192,7 @@ class MQTTNotifySpec(TemplatedSpec):
             raise ValueError("set server or host, not both")
         if self.password is not None and not self.username:
             raise ValueError("password needs a username (MQTT sends a password only with one)")
-        if (self.cert is None) != (self.key is None):
-            raise ValueError("cert and key go together: set both or neither")
+        check_cert_and_key(self.cert, self.key)
         return self
 
     @property

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.probers._net import redact_url, split_host_port
+from probe.tlsconf import check_cert_and_key, existing_file
 
 __all__ = [
     "ClientSpec",
@@ -63,12 +64,7 @@ class ClientSpec(ProbeSpec):
             split_host_port(value)  # raises ValueError with a config-fit message
         return value
 
-    @field_validator("ca", "cert", "key")
-    @classmethod
-    def _existing_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file not found: {value}")
-        return value
+    _existing_file = field_validator("ca", "cert", "key")(existing_file)
 
     @model_validator(mode="after")
     def _host_or_dsn(self) -> ClientSpec:
@@ -85,8 +81,7 @@ class ClientSpec(ProbeSpec):
                 raise ValueError("set host or dsn, not both")
         elif self.host is None:
             raise ValueError("host is required (host:port), or a dsn")
-        if (self.cert is None) != (self.key is None):
-            raise ValueError("cert and key go together: set both or neither")
+        check_cert_and_key(self.cert, self.key)
         if self.expect is not None and all(getattr(self, k) is None for k in self.query_keys):
             raise ValueError("expect needs a " + " or ".join(self.query_keys))
         return self
