@@ -31,7 +31,6 @@ import errno
 import ipaddress
 import json
 import re
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass
@@ -39,51 +38,33 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiomqtt
-import paho.mqtt.client as paho_mqtt
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from probe import mqtt as shared
 from probe.config.models import ConfigPath
+from probe.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.notify.base import DeliveryError, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.templates import TemplatedSpec, render_json
 from probe.tlsconf import check_cert_and_key, existing_file
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTNotifier", "MQTTNotifySpec"]
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
-
-# URL schemes of `server:` and whether they mean TLS.
-_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
-_NOT_IN_TOPIC = re.compile(r"[+#\x00]")
-_CLIENT_ID_CHARS = re.compile(r"[^0-9A-Za-z_-]+")
-# How long a normal end may take to send DISCONNECT before the socket is simply closed.
-_DISCONNECT_WAIT = 0.5
-
-# CONNACK reason codes (MQTT 5 numbering; paho maps the 3.1.1 return codes 1-5 onto 132-136).
+# The other CONNACK reason codes the notifier names (MQTT 5 numbering, as in probe.mqtt).
 _UNSUPPORTED_PROTOCOL = 132
 _CLIENT_ID_REJECTED = 133
 _UNAVAILABLE = 136
-_BAD_CREDENTIALS = 134
-_NOT_AUTHORISED = 135
 _BANNED = 138
 _BAD_AUTH_METHOD = 140
 # Retrying with the same settings cannot help these.
 _PERMANENT_CONNACK = {
     _UNSUPPORTED_PROTOCOL,
     _CLIENT_ID_REJECTED,
-    _BAD_CREDENTIALS,
-    _NOT_AUTHORISED,
+    shared.BAD_CREDENTIALS,
+    shared.NOT_AUTHORISED,
     _BANNED,
     _BAD_AUTH_METHOD,
-}
-_V3_RETURN_CODES = {
-    1: _UNSUPPORTED_PROTOCOL,
-    2: _CLIENT_ID_REJECTED,
-    3: _UNAVAILABLE,
-    4: _BAD_CREDENTIALS,
-    5: _NOT_AUTHORISED,
 }
 
 
@@ -105,7 +86,7 @@ def _parse_server(text: str) -> tuple[str, int | None, bool | None]:
         raise ValueError("empty server; expected host:port or mqtt://host:port")
     if "://" in raw:
         scheme = raw.partition("://")[0].lower()
-        if scheme not in _SCHEMES:
+        if scheme not in shared.SCHEMES:
             raise ValueError(
                 f'unsupported scheme "{scheme}://"; use host:port, mqtt:// or mqtts://'
             )
@@ -123,7 +104,7 @@ def _parse_server(text: str) -> tuple[str, int | None, bool | None]:
             raise ValueError("a path or query is not supported; set topic")
         if not parts.hostname:
             raise ValueError("the URL has no host")
-        return parts.hostname, port, _SCHEMES[scheme]
+        return parts.hostname, port, shared.SCHEMES[scheme]
     match = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?|([^:\[\]/\s]+)(?::(\d{1,5}))?", raw)
     if match is None:
         raise ValueError(
@@ -172,7 +153,7 @@ class MQTTNotifySpec(TemplatedSpec):
     def _valid_topic(cls, value: str) -> str:
         if not value:
             raise ValueError("the topic cannot be empty")
-        if _NOT_IN_TOPIC.search(value):
+        if shared.NOT_IN_TOPIC.search(value):
             raise ValueError(
                 f'"{value[:80]}" is not a topic to publish to: no wildcards (+, #) or NUL'
             )
@@ -296,8 +277,7 @@ class MQTTNotifier(Notifier[MQTTNotifySpec]):
         spec = self.spec
         identifier = spec.client_id
         if identifier is None:
-            name = _CLIENT_ID_CHARS.sub("-", spec.name).strip("-")[:32] or "notifier"
-            identifier = f"probe-notify-{name}-{secrets.token_hex(4)}"
+            identifier = shared.client_id("probe-notify", spec.name, "notifier")
         try:
             tls = self._tls()
         except (OSError, ssl.SSLError) as exc:
@@ -318,7 +298,7 @@ class MQTTNotifier(Notifier[MQTTNotifySpec]):
             # paho leaves Nagle on; the PUBACK would then wait for a delayed ACK.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
-        _paho(client).connect_timeout = max(self.timeout, 0.1)
+        shared.paho_client(client).connect_timeout = max(self.timeout, 0.1)
         return client
 
     async def _close(self, client: aiomqtt.Client, connecting: asyncio.Future[Any]) -> None:
@@ -330,15 +310,15 @@ class MQTTNotifier(Notifier[MQTTNotifySpec]):
         if not connecting.cancelled() and connecting.exception() is None:
             # Connected: DISCONNECT politely, briefly; the socket closes anyway below.
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(_DISCONNECT_WAIT):
+                async with asyncio.timeout(shared.DISCONNECT_WAIT):
                     await client.__aexit__(None, None, None)
-        _force_close(client)
+        shared.force_close(client)
 
     def _finish(self, client: aiomqtt.Client, task: asyncio.Future[Any]) -> None:
         self._unfinished.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: nobody else will
-        _force_close(client)
+        shared.force_close(client)
 
     async def aclose(self) -> None:
         """Wait (bounded) for connects whose send gave up, so no socket outlives us."""
@@ -359,18 +339,6 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
-def _paho(client: aiomqtt.Client) -> paho_mqtt.Client:
-    """The paho client under aiomqtt's (aiomqtt has no public accessor)."""
-    return client._client
-
-
-def _force_close(client: aiomqtt.Client) -> None:
-    """Close the socket now, without sending anything (idempotent). paho's `_sock_close()`
-    also tells aiomqtt, which stops watching the socket and its housekeeping task."""
-    with contextlib.suppress(Exception):
-        _paho(client)._sock_close()
-
-
 # --- the one place aiomqtt, paho and OS errors become DeliveryErrors -------------------------
 
 
@@ -380,7 +348,7 @@ def _describe(
     where = broker.address
     if isinstance(exc, MqttConnectError) and exc.rc is not None:
         value = exc.rc.value if isinstance(exc.rc, ReasonCode) else int(exc.rc)
-        code = _V3_RETURN_CODES.get(value, value)
+        code = shared.V3_RETURN_CODES.get(value, value)
         return DeliveryError(
             f"{where}: {_connack_text(code, spec.username)}",
             permanent=code in _PERMANENT_CONNACK,
@@ -419,11 +387,11 @@ def _describe(
 
 
 def _connack_text(code: int, user: str | None) -> str:
-    if code == _BAD_CREDENTIALS:
+    if code == shared.BAD_CREDENTIALS:
         if user is None:
             return "authentication failed: the broker wants a username and password"
         return f'authentication failed for user "{user}" (bad user name or password)'
-    if code == _NOT_AUTHORISED:
+    if code == shared.NOT_AUTHORISED:
         if user is None:
             return "not authorised (the broker refuses anonymous clients)"
         # Mosquitto answers a wrong password with "not authorised" too.

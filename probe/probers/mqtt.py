@@ -10,8 +10,9 @@ The client is aiomqtt (over paho-mqtt). paho opens the TCP connection and does t
 handshake in an executor thread; the phases (`connect`, `TLS handshake`, `CONNACK`,
 `subscribe`, `publish`, `waiting for the published message`) are reported from paho's public
 callbacks and from the SSLContext it wraps the socket with. aiomqtt has no public handle on
-the paho client or on closing a socket at once, so `_paho()` and `_force_close()` are the two
-places that reach inside; nothing else does.
+the paho client or on closing a socket at once, so `probe.mqtt.paho_client()` and
+`force_close()` (shared with the MQTT notifier) are the two places that reach inside; nothing
+else does.
 
 Closing: after a normal end the client sends DISCONNECT (bounded); when the check is
 cancelled (the scheduler's timeout) the socket is closed at once, without awaiting anything.
@@ -33,8 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import secrets
 import socket
 import ssl
 import threading
@@ -51,24 +50,19 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, field_validator, model_validator
 
+from probe import mqtt as shared
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
+from probe.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.probers._client import SchemedHostSpec, ServiceDSN, Target, split_service_dsn
 from probe.probers._net import describe_os_error, iter_causes
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTProber", "MQTTSpec"]
 
-DEFAULT_PORT = 1883
-DEFAULT_TLS_PORT = 8883
-
-_NOT_IN_TOPIC = re.compile(r"[+#\x00]")
-_CLIENT_ID_CHARS = re.compile(r"[^0-9A-Za-z_-]+")
 # The longest a topic may be, in UTF-8 bytes (a two-byte length prefix in the protocol).
 _MAX_TOPIC = 65535
-# How long a normal end may take to send DISCONNECT before the socket is simply closed.
-_DISCONNECT_WAIT = 0.5
 
 _T = TypeVar("_T")
 
@@ -78,8 +72,6 @@ _DRIVER_LOG = logging.getLogger("probe.probers.mqtt.driver")
 _DRIVER_LOG.setLevel(logging.CRITICAL)
 
 # CONNACK reason codes (MQTT 5; paho maps the 3.1.1 return codes 1-5 onto 132-136).
-_BAD_CREDENTIALS = 134
-_NOT_AUTHORISED = 135
 _CONNACK_MESSAGES = {
     128: "the broker refused the connection (unspecified error)",
     129: "the broker refused the connection (malformed packet)",
@@ -97,8 +89,6 @@ _CONNACK_MESSAGES = {
     157: "the broker has moved",
     159: "the broker refused the connection (connection rate exceeded)",
 }
-# MQTT 3.1.1 CONNACK return codes, should paho ever hand them over as plain ints.
-_V3_RETURN_CODES = {1: 132, 2: 133, 3: 136, 4: _BAD_CREDENTIALS, 5: _NOT_AUTHORISED}
 # paho's own error codes (not reason codes) for a connection that is gone.
 _CONNECTION_GONE = {paho_mqtt.MQTT_ERR_NO_CONN, paho_mqtt.MQTT_ERR_CONN_LOST}
 
@@ -114,13 +104,7 @@ class MQTTSpec(SchemedHostSpec):
 
     kind: ClassVar[str] = "mqtt"
     dsn_schemes: ClassVar[tuple[str, ...]] = ("mqtt", "mqtts")
-    host_schemes: ClassVar[dict[str, bool]] = {
-        "mqtt": False,
-        "tcp": False,
-        "mqtts": True,
-        "ssl": True,
-        "tls": True,
-    }
+    host_schemes: ClassVar[dict[str, bool]] = shared.SCHEMES
 
     topic: str | None = None
     qos: int = Field(default=1, ge=0, le=2)
@@ -132,7 +116,7 @@ class MQTTSpec(SchemedHostSpec):
             return None
         if not value:
             raise ValueError("the topic cannot be empty")
-        if _NOT_IN_TOPIC.search(value):
+        if shared.NOT_IN_TOPIC.search(value):
             raise ValueError(
                 f'"{value}" is not a topic to publish to: no wildcards (+, #) or NUL characters'
             )
@@ -164,7 +148,7 @@ class MQTTSpec(SchemedHostSpec):
         """`topic`, or `probe/<name>` without the characters a topic cannot hold."""
         if self.topic is not None:
             return self.topic
-        name = _NOT_IN_TOPIC.sub("", self.name).strip()
+        name = shared.NOT_IN_TOPIC.sub("", self.name).strip()
         return f"probe/{name or 'probe'}"
 
     def target(self) -> Target:
@@ -231,21 +215,6 @@ def _ssl_context(spec: MQTTSpec) -> _PhasedSSLContext:
     return context
 
 
-def _paho(client: aiomqtt.Client) -> paho_mqtt.Client:
-    """The paho client under aiomqtt's (aiomqtt has no public accessor)."""
-    return client._client
-
-
-def _force_close(client: aiomqtt.Client) -> None:
-    """Close the socket now, without sending anything or waiting (idempotent).
-
-    paho's `_sock_close()` also tells aiomqtt, which stops watching the socket and its
-    housekeeping task. Only called when no connect thread runs for this client.
-    """
-    with contextlib.suppress(Exception):
-        _paho(client)._sock_close()
-
-
 class _Session:
     """One check's MQTT connection.
 
@@ -263,7 +232,7 @@ class _Session:
         self.lost: asyncio.Future[bool] = self.loop.create_future()
         self._connack = False
         self.connecting: asyncio.Future[Any] | None = None
-        paho = _paho(client)
+        paho = shared.paho_client(client)
         self._on_open = paho.on_socket_open
         self._on_close = paho.on_socket_close
         self._on_connect = paho.on_connect
@@ -345,7 +314,7 @@ class _Session:
             if not cancelled and connecting is not None and _succeeded(connecting):
                 # A normal end (up or down): DISCONNECT, briefly; the socket closes anyway.
                 with contextlib.suppress(Exception):
-                    async with asyncio.timeout(_DISCONNECT_WAIT):
+                    async with asyncio.timeout(shared.DISCONNECT_WAIT):
                         await self.client.__aexit__(None, None, None)
         finally:
             self._finish()
@@ -361,7 +330,7 @@ class _Session:
         connecting = self.connecting
         if connecting is not None and connecting.done() and not connecting.cancelled():
             connecting.exception()  # retrieved: nobody else may
-        _force_close(self.client)
+        shared.force_close(self.client)
         for sock in self.tls_sockets:  # a failed handshake's socket, which paho drops
             with contextlib.suppress(OSError):
                 sock.close()
@@ -400,7 +369,6 @@ class MQTTProber(Prober[MQTTSpec]):
 
     def _client(self) -> aiomqtt.Client:
         target = self._target
-        name = _CLIENT_ID_CHARS.sub("-", self.spec.name).strip("-")[:32] or "probe"
         # The driver's own waits (CONNACK, SUBACK, PUBACK) end no later than the check.
         timeout = max(self.spec.timeout, 0.1)
         client = aiomqtt.Client(
@@ -408,7 +376,7 @@ class MQTTProber(Prober[MQTTSpec]):
             target.port,
             username=target.username,
             password=target.password,
-            identifier=f"probe-{name}-{secrets.token_hex(4)}",
+            identifier=shared.client_id("probe", self.spec.name, "probe"),
             protocol=aiomqtt.ProtocolVersion.V311,
             clean_session=True,
             timeout=timeout,
@@ -417,7 +385,7 @@ class MQTTProber(Prober[MQTTSpec]):
             # paho leaves Nagle on; small packets would then wait for delayed ACKs.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
-        _paho(client).connect_timeout = timeout
+        shared.paho_client(client).connect_timeout = timeout
         return client
 
     async def check(self, ctx: CheckContext) -> Outcome:
@@ -505,7 +473,7 @@ def _failed(code: Any) -> bool:
 def _reason(code: Any) -> str:
     """A SUBACK failure: 3.1.1 has one code (0x80, often an ACL), MQTT 5 says more."""
     value = code.value if isinstance(code, ReasonCode) else code
-    if value == _NOT_AUTHORISED:
+    if value == shared.NOT_AUTHORISED:
         return "not authorised"
     if value == 0x80:
         return "failure (an ACL may forbid the topic)"
@@ -521,7 +489,7 @@ def _describe(exc: aiomqtt.MqttError, target: Target, phase: str) -> str:
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         value = exc.rc.value if isinstance(exc.rc, ReasonCode) else int(exc.rc)
         if isinstance(exc, MqttConnectError):
-            return _describe_connack(_V3_RETURN_CODES.get(value, value), target)
+            return _describe_connack(shared.V3_RETURN_CODES.get(value, value), target)
         if not isinstance(exc.rc, ReasonCode) and value in _CONNECTION_GONE:
             return f"connection closed by the broker during {phase}"
     # aiomqtt re-raises the OS and TLS errors of paho's connect `from None`: the original is
@@ -546,11 +514,11 @@ def _describe(exc: aiomqtt.MqttError, target: Target, phase: str) -> str:
 
 def _describe_connack(code: int, target: Target) -> str:
     user = target.username
-    if code == _BAD_CREDENTIALS:
+    if code == shared.BAD_CREDENTIALS:
         if user is None:
             return "authentication failed: the broker wants a username and password"
         return f'authentication failed for user "{user}"'
-    if code == _NOT_AUTHORISED:
+    if code == shared.NOT_AUTHORISED:
         if user is None:
             return "not authorised (the broker refuses anonymous clients)"
         # Mosquitto answers a wrong password with "not authorised" too.
