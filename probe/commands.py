@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 from typing import Annotated
 
@@ -83,6 +84,23 @@ class CommandSpec(BaseModel):
     args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
     env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
     clean_env: bool = False
+
+
+    def environment(self) -> dict[str, str]:
+        """The command's environment: ours unless `clean_env`, then the `env` entries (a
+        later entry for the same name wins, as in Go's exec)."""
+        env = {} if self.clean_env else dict(os.environ)
+        for entry in self.env:
+            name, _, value = entry.partition("=")
+            env[name] = value
+        return env
+
+    def executable(self) -> str | None:
+        """What to run: `cmd` when it names a path, else where this process's PATH finds it
+        (as EaseProbe, Go's exec.Command, does, even with clean_env); None if nowhere."""
+        if os.sep in self.cmd:
+            return self.cmd
+        return shutil.which(self.cmd)
 
 
 class SecretMasker:

@@ -35,8 +35,6 @@ import asyncio
 import csv
 import io
 import json
-import os
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -106,22 +104,10 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
         stdin = json.dumps(document, ensure_ascii=False)
         return {"env": event_environment(notification, stdin), "stdin": stdin}
 
-    def _environment(self, event_env: dict[str, str]) -> dict[str, str]:
-        env = {} if self.spec.clean_env else dict(os.environ)
-        for entry in self.spec.env:
-            name, _, value = entry.partition("=")
-            env[name] = value  # a later entry wins, as in Go's exec
-        env.update(event_env)
-        return env
-
     def _executable(self) -> str:
-        cmd = self.spec.cmd
-        if os.sep in cmd:
-            return cmd
-        # This process's PATH, as EaseProbe (Go's exec.Command) does, even with clean_env.
-        found = shutil.which(cmd)
+        found = self.spec.executable()
         if found is None:
-            raise DeliveryError(f"command not found: {short(cmd)}", permanent=True)
+            raise DeliveryError(f"command not found: {short(self.spec.cmd)}", permanent=True)
         return found
 
     async def send(self, payload: Any) -> None:
@@ -137,7 +123,7 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=self._environment(event_env),
+                env={**self.spec.environment(), **event_env},
                 start_new_session=True,
             )
         except OSError as exc:

@@ -20,10 +20,8 @@ masked (`***`) in the output shown. As in EaseProbe, `cmd` is looked up in this 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from typing import Any, ClassVar
 
@@ -130,21 +128,10 @@ class ShellProber(Prober[ShellSpec]):
         self._mask = SecretMasker(spec.env)
         self._command = _command_text(spec.cmd, spec.args)
 
-    def _environment(self) -> dict[str, str]:
-        env = {} if self.spec.clean_env else dict(os.environ)
-        for entry in self.spec.env:
-            name, _, value = entry.partition("=")
-            env[name] = value  # a later entry wins, as in Go's exec
-        return env
-
     def _executable(self) -> str:
-        cmd = self.spec.cmd
-        if os.sep in cmd:
-            return cmd
-        # This process's PATH, as EaseProbe (Go's exec.Command) does, even with clean_env.
-        found = shutil.which(cmd)
+        found = self.spec.executable()
         if found is None:
-            raise ProbeError(f"command not found: {short(cmd)}")
+            raise ProbeError(f"command not found: {short(self.spec.cmd)}")
         return found
 
     async def check(self, ctx: CheckContext) -> Outcome:
@@ -160,7 +147,7 @@ class ShellProber(Prober[ShellSpec]):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=self._environment(),
+                env=self.spec.environment(),
                 start_new_session=True,
             )
         except OSError as exc:
