@@ -85,7 +85,6 @@ class CommandSpec(BaseModel):
     env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
     clean_env: bool = False
 
-
     def environment(self) -> dict[str, str]:
         """The command's environment: ours unless `clean_env`, then the `env` entries (a
         later entry for the same name wins, as in Go's exec)."""
