@@ -12,6 +12,7 @@ What it holds, per probe `probe-NNNN`:
 
 from __future__ import annotations
 
+import argparse
 import json
 import sqlite3
 import time
@@ -26,6 +27,15 @@ COLUMNS = (
     " latency_min, latency_max, histogram, measured_from, measured_to"
 )
 OUTAGE_S = 600.0
+
+
+def arguments(doc: str, *, repeat: int) -> argparse.ArgumentParser:
+    """The options every store benchmark takes: --probes, --days, --repeat."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--probes", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    return parser
 
 
 def probe_name(p: int) -> str:

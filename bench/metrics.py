@@ -18,7 +18,6 @@ median of R runs:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from history import fill_and_say  # bench/history.py
+from history import arguments, fill_and_say  # bench/history.py
 from prometheus_client import CollectorRegistry, generate_latest
 
 from probe.core.result import Result, Status
@@ -45,10 +44,7 @@ def median_time(fn: object, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = arguments(__doc__, repeat=5)
     args = parser.parse_args()
     now = time.time()
     infos = [

@@ -15,7 +15,6 @@ median of R runs over all N probes:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from history import fill_and_say  # bench/history.py
+from history import arguments, fill_and_say  # bench/history.py
 
 from probe.store import Store
 from probe.store import sqlite as store_sqlite
@@ -68,10 +67,7 @@ def run(store: Store, names: list[str], now: float, repeat: int) -> dict[str, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--no-before", action="store_true", help="skip the hourly-only run")
     args = parser.parse_args()
     now = time.time()

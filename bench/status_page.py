@@ -23,7 +23,6 @@ Targets (issue 5): each request under 200 ms, a page under 1 MB.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from history import fill_and_say, probe_name  # bench/history.py
+from history import arguments, fill_and_say, probe_name  # bench/history.py
 from prometheus_client import CollectorRegistry
 
 from probe.core.result import Result, Status
@@ -181,10 +180,7 @@ async def run(path: Path, probes: int, repeat: int, now: float) -> list[tuple[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--probes", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = arguments(__doc__, repeat=5)
     args = parser.parse_args()
     now = time.time()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
