@@ -1,75 +1,41 @@
 """The mysql prober against the real MariaDB server (DESIGN.md section 6).
 
 The shared server lets root in without a password, so a wrong password is tested with a user of
-our own, `probe_auth`, created (idempotently) by a fixture as services.md says. Outages and
-silent ports are made with a TCPProxy, never by stopping the shared server; the handshake's
+our own, `probe_auth`, created (idempotently) by a fixture as services.md says. The handshake's
 later phases (TLS, auth) are reached with a raw server that replays the real server's greeting
 and then falls silent. Each test's tables live in the `test` database and are dropped after.
+What the postgres prober does alike (outages, silent ports, descriptors, unknown databases) is
+tested for both in test_sql.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-import time
 import uuid
-from urllib.parse import urlsplit
+from functools import partial
 
 import aiomysql
 import pytest
-from pydantic import ValidationError
 from pymysql.constants import CLIENT
 
 from probe.core.check import CheckContext
-from probe.core.result import Status
-from probe.core.scheduler import run_check
-from probe.errors import ProbeError
-from probe.probers import CLIENT_DRIVERS, load_prober_class
-from probe.probers._sql import quote_mysql, shown
-from probe.probers.base import SharedResources
+from probe.probers._sql import quote_mysql
 from probe.probers.mysql import MySQLProber, MySQLSpec
-from tests.support.proxy import TCPProxy
-from tests.support.services import require_service
-
-AUTH_USER = "probe_auth"
-AUTH_PASSWORD = "probe-auth-secret"
-WRONG_PASSWORD = "wrong-Secret-4711"
+from tests.support import probers as scenarios
+from tests.support import sql
+from tests.support.probers import failure
+from tests.support.sql import AUTH_PASSWORD, AUTH_USER, MYSQL, WRONG_PASSWORD
 
 
 @pytest.fixture(scope="module")
 def my() -> dict[str, object]:
-    """host, port, user and database of the shared server (PROBE_TEST_MYSQL)."""
-    url = require_service("mysql")
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
-        "user": parts.username or "root",
-        "password": parts.password or "",
-        "database": parts.path.lstrip("/") or "test",
-        "url": url,
-    }
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
-
-
-def address(my) -> str:
-    return f"{my['host']}:{my['port']}"
+    """host, port, user, password and database of the shared server (PROBE_TEST_MYSQL)."""
+    return MYSQL.server()
 
 
 def make(my, resources, **keys) -> MySQLProber:
-    keys.setdefault("timeout", "3s")
-    if "dsn" not in keys:
-        keys.setdefault("host", address(my))
-        keys.setdefault("username", my["user"])
-        if my["password"]:
-            keys.setdefault("password", my["password"])
-    return MySQLProber(MySQLSpec(name="my", driver="mysql", **keys), resources)
+    return MYSQL.make(my, resources, **keys)
 
 
 async def admin(my):
@@ -172,34 +138,16 @@ def with_capabilities(packet: bytes, *, ssl: bool) -> bytes:
     return packet[:offset] + struct.pack("<H", caps) + packet[offset + 2 :]
 
 
-def assert_no_secret(result_or_error, prober: MySQLProber, *secrets: str) -> None:
-    texts = [str(result_or_error.message), repr(result_or_error.details), prober.endpoint]
-    for secret in secrets:
-        for text in texts:
-            assert secret not in text
-
-
 # --- registry and healthy -------------------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(CLIENT_DRIVERS["mysql"]) is MySQLProber
-    assert MySQLProber.spec_type is MySQLSpec
-    assert MySQLSpec.kind == "mysql"
 
 
 async def test_healthy(my, resources):
     prober = make(my, resources, database=my["database"])
-    ctx = CheckContext()
-    outcome = await prober.check(ctx)
-    assert outcome.ok, outcome.message
+    outcome, _ = await sql.assert_healthy(prober, my)  # MariaDB's "5.5.5-" prefix is gone
     version = outcome.details["server_version"]
-    assert version[0].isdigit()  # MariaDB's "5.5.5-" prefix is gone
     product = "MariaDB" if "mariadb" in version.lower() else "MySQL"
     short = version.split("-")[0]
     assert outcome.message == f'{product} {short}, database "{my["database"]}"'
-    assert ctx.phase == "close"
-    assert prober.endpoint == address(my)
 
 
 async def test_no_database_needed(my, resources):
@@ -209,12 +157,12 @@ async def test_no_database_needed(my, resources):
 
 
 async def test_dsn(my, resources, auth_user):
-    dsn = f"mysql://{auth_user}:{AUTH_PASSWORD}@{address(my)}/{my['database']}"
+    dsn = f"mysql://{auth_user}:{AUTH_PASSWORD}@{my['address']}/{my['database']}"
     prober = make(my, resources, dsn=dsn)
-    assert prober.endpoint == f"mysql://{address(my)}/{my['database']}"
+    assert prober.endpoint == f"mysql://{my['address']}/{my['database']}"
     outcome = await prober.check(CheckContext())
     assert outcome.ok, outcome.message
-    assert_no_secret(outcome, prober, AUTH_PASSWORD)
+    scenarios.assert_no_secret(outcome, prober, AUTH_PASSWORD)
 
 
 # --- failures to connect ----------------------------------------------------------------------
@@ -222,68 +170,33 @@ async def test_dsn(my, resources, auth_user):
 
 async def test_wrong_password(my, resources, auth_user):
     prober = make(my, resources, username=auth_user, password=WRONG_PASSWORD)
-    run = await run_check(prober)
-    assert run.result.status is Status.DOWN
-    assert run.result.message == f'authentication failed for user "{auth_user}"'
-    assert_no_secret(run.result, prober, WRONG_PASSWORD)
+    await scenarios.assert_authentication_failure(prober, auth_user, WRONG_PASSWORD)
 
 
 async def test_wrong_password_in_dsn(my, resources, auth_user):
-    dsn = f"mysql://{auth_user}:{WRONG_PASSWORD}@{address(my)}/{my['database']}"
-    prober = make(my, resources, dsn=dsn)
-    with pytest.raises(ProbeError) as caught:
-        await prober.check(CheckContext())
-    assert caught.value.message == f'authentication failed for user "{auth_user}"'
-    assert_no_secret(caught.value, prober, WRONG_PASSWORD)
+    dsn = f"mysql://{auth_user}:{WRONG_PASSWORD}@{my['address']}/{my['database']}"
+    await scenarios.assert_authentication_failure(
+        make(my, resources, dsn=dsn), auth_user, WRONG_PASSWORD
+    )
 
 
 async def test_password_key_wins_over_the_dsn(my, resources, auth_user):
-    dsn = f"mysql://{auth_user}:{WRONG_PASSWORD}@{address(my)}/{my['database']}"
+    dsn = f"mysql://{auth_user}:{WRONG_PASSWORD}@{my['address']}/{my['database']}"
     prober = make(my, resources, dsn=dsn, password=AUTH_PASSWORD)
     assert (await prober.check(CheckContext())).ok
 
 
-async def test_unknown_database(my, resources):
-    with pytest.raises(ProbeError) as caught:
-        await make(my, resources, database="no_such_db_4711").check(CheckContext())
-    assert caught.value.message == 'database "no_such_db_4711" does not exist'
-
-
 async def test_database_not_granted(my, resources, auth_user):
     prober = make(my, resources, username=auth_user, password=AUTH_PASSWORD, database="mysql")
-    with pytest.raises(ProbeError) as caught:
-        await prober.check(CheckContext())
-    assert caught.value.message.startswith(f"access denied for user '{auth_user}'@")
-    assert caught.value.message.endswith("to database 'mysql'")
-
-
-async def test_closed_port(resources, closed_port):
-    spec = MySQLSpec(
-        name="my", driver="mysql", host=f"127.0.0.1:{closed_port}", username="u", timeout="2s"
-    )
-    with pytest.raises(ProbeError) as caught:
-        await MySQLProber(spec, resources).check(CheckContext())
-    assert caught.value.message == "connection refused"
+    error = await failure(prober)
+    assert error.message.startswith(f"access denied for user '{auth_user}'@")
+    assert error.message.endswith("to database 'mysql'")
 
 
 async def test_tls_configured(my, resources):
     rows = await execute(my, "SHOW VARIABLES LIKE 'have_ssl'")
-    prober = make(my, resources, insecure=True)
-    if rows and rows[0][1] == "YES":
-        assert (await prober.check(CheckContext())).ok
-    else:
-        with pytest.raises(ProbeError) as caught:
-            await prober.check(CheckContext())
-        assert caught.value.message == "TLS: the server does not support TLS"
-
-
-async def test_unusable_ca_file_is_a_check_failure(my, resources, tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not a certificate\n")
-    prober = make(my, resources, ca=str(ca))  # built on first use, not at start-up
-    with pytest.raises(ProbeError) as caught:
-        await prober.check(CheckContext())
-    assert caught.value.message.startswith("TLS: ")
+    server_tls = bool(rows) and rows[0][1] == "YES"
+    await sql.assert_tls_as_the_server_allows(make(my, resources, insecure=True), server_tls)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -303,19 +216,11 @@ async def test_data_pass(my, resources, table):
 
 
 async def test_data_mismatch(my, resources, table):
-    key = f"{my['database']}:{table}:state:id:2"
-    outcome = await make(my, resources, data={key: "ok"}).check(CheckContext())
-    assert not outcome.ok
-    assert outcome.message == f'data "{key}": expected "ok", got "degraded"'
-    assert outcome.details["server_version"]
+    await sql.assert_data_mismatch(partial(make, my, resources), my["database"], table)
 
 
 async def test_data_null_and_no_rows(my, resources, table):
-    db = my["database"]
-    null = await make(my, resources, data={f"{db}:{table}:state:id:3": "ok"}).check(CheckContext())
-    assert null.message.endswith('expected "ok", got NULL')
-    none = await make(my, resources, data={f"{db}:{table}:state:id:99": "ok"}).check(CheckContext())
-    assert none.message.endswith('expected "ok", got no rows')
+    await sql.assert_data_null_and_no_rows(partial(make, my, resources), my["database"], table)
 
 
 async def test_data_errors_say_which_key(my, resources, table):
@@ -325,9 +230,8 @@ async def test_data_errors_say_which_key(my, resources, table):
         f"{db}:{table}:nope:id:1": "unknown column 'nope' in ",
     }
     for key, expected in cases.items():
-        with pytest.raises(ProbeError) as caught:
-            await make(my, resources, data={key: "ok"}).check(CheckContext())
-        assert caught.value.message.startswith(f'data "{key}": {expected}')
+        error = await failure(make(my, resources, data={key: "ok"}))
+        assert error.message.startswith(f'data "{key}": {expected}')
 
 
 async def test_data_identifiers_are_quoted_and_values_are_parameters(
@@ -343,10 +247,7 @@ async def test_data_identifiers_are_quoted_and_values_are_parameters(
         f"{db}:{table}:state:name:x' OR '1'='1",
         f"{db}:{table}:state:id:99 OR 1=1",
     ]
-    for key in attacks:
-        result = (await run_check(make(my, resources, data={key: "ok"}))).result
-        assert result.status is Status.DOWN
-        assert result.message.startswith(f"data {shown(key)}: ")
+    await sql.assert_values_are_parameters(partial(make, my, resources), attacks)
     assert await execute(my, f"SELECT COUNT(*) FROM {quote_mysql(table)}") == [(3,)]
 
 
@@ -373,36 +274,11 @@ async def test_query_no_rows_null_and_error(my, resources):
     # 1/0 is NULL with a warning: the warning must neither cost a round trip nor be raised.
     null = await make(my, resources, query="SELECT 1/0", expect="1").check(CheckContext())
     assert null.message == 'expected "1", got NULL'
-    with pytest.raises(ProbeError) as caught:
-        await make(my, resources, query="SELEC 1", expect="1").check(CheckContext())
-    assert caught.value.message == "query: SQL syntax error near 'SELEC 1' at line 1"
+    error = await failure(make(my, resources, query="SELEC 1", expect="1"))
+    assert error.message == "query: SQL syntax error near 'SELEC 1' at line 1"
 
 
-# --- outages, silent ports, handshake phases, descriptors ---------------------------------------
-
-
-async def test_outage_and_recovery(my, resources):
-    async with TCPProxy(my["host"], my["port"]) as proxy:
-        prober = make(my, resources, host=proxy.address, timeout="2s")
-        assert (await run_check(prober)).result.status is Status.UP
-        proxy.cut()
-        down = (await run_check(prober)).result
-        assert down.status is Status.DOWN
-        assert down.message in {"connection reset by peer", "connection closed by the server"}
-        proxy.restore()
-        up = (await run_check(prober)).result
-        assert up.status is Status.UP, up.message
-
-
-async def test_port_that_never_speaks(my, resources):
-    async with TCPProxy(my["host"], my["port"]) as proxy:
-        proxy.stall()
-        prober = make(my, resources, host=proxy.address, timeout="1s")
-        started = time.monotonic()
-        run = await run_check(prober)
-        assert time.monotonic() - started < 2.0
-        assert run.straggler is None
-        assert run.result.message == "timeout after 1s during connect"
+# --- handshake phases ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("tls", "phase"), [(False, "auth"), (True, "TLS handshake")])
@@ -418,40 +294,11 @@ async def test_silent_after_the_greeting(resources, raw_server, greeting, open_f
         name="my", driver="mysql", host=server.address, username="u", timeout="500ms", **keys
     )
     before = open_fds()
-    started = time.monotonic()
-    run = await run_check(MySQLProber(spec, resources))
-    assert time.monotonic() - started < 1.5
+    run = await scenarios.timed_run(MySQLProber(spec, resources), within=1.5)
     assert run.straggler is None
     assert run.result.message == f"timeout after 500ms during {phase}"
     # The raw server is in this process: its side closes once it reads the prober's EOF.
-    for _ in range(50):
-        if open_fds() <= before:
-            break
-        await asyncio.sleep(0.02)
-    assert open_fds() <= before
-
-
-async def test_timeout_during_query_closes_the_connection(my, resources, open_fds):
-    prober = make(my, resources, query="SELECT SLEEP(2)", timeout="500ms")
-    await run_check(make(my, resources))  # warm imports and caches before counting
-    before = open_fds()
-    started = time.monotonic()
-    run = await run_check(prober)
-    assert time.monotonic() - started < 1.5
-    assert run.straggler is None
-    assert run.result.message == "timeout after 500ms during query"
-    assert run.result.details["server_version"]
-    assert open_fds() <= before
-
-
-async def test_no_descriptor_leak(my, resources, open_fds):
-    prober = make(my, resources, database=my["database"])
-    await run_check(prober)
-    before = open_fds()
-    for _ in range(200):
-        run = await run_check(prober)
-        assert run.result.status is Status.UP, run.result.message
-    assert open_fds() <= before + 2
+    await scenarios.settle(open_fds, before, rounds=50)
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -472,10 +319,7 @@ async def test_no_descriptor_leak(my, resources, open_fds):
     ],
 )
 def test_config_errors(keys, needle):
-    with pytest.raises(ValidationError) as caught:
-        MySQLSpec(name="my", driver="mysql", **keys)
-    # What the loader shows: the messages (pydantic's own str() would repeat the input).
-    messages = " ".join(error["msg"] for error in caught.value.errors())
+    messages = scenarios.config_error_messages(MySQLSpec, name="my", driver="mysql", **keys)
     assert needle in messages
     assert "pw" not in messages
 
@@ -491,12 +335,3 @@ def test_connect_params():
     assert keyed.connect_params() == ("db", 3307, "u", "x", "b")
     plain = MySQLSpec(name="my", driver="mysql", host="db.lan:3306", username="u")
     assert plain.connect_params() == ("db.lan", 3306, "u", "", None)
-
-
-def test_quote_mysql():
-    assert quote_mysql("users") == "`users`"
-    assert quote_mysql("a`b") == "`a``b`"
-    assert quote_mysql("x`; DROP TABLE t; --") == "`x``; DROP TABLE t; --`"
-    for bad in ("", "a\x00b"):
-        with pytest.raises(ValueError):
-            quote_mysql(bad)

@@ -2,70 +2,42 @@
 
 The shared server trusts local users, so a wrong password cannot fail against it as it is:
 .ci/postgres-auth.sh gives the role `probe_auth` a password and a pg_hba rule that asks for
-it (services.md). Outages and silent ports are made with a TCPProxy, never by stopping the
-shared server. Each test's tables are created in the `test` database and dropped afterwards.
+it (services.md). Each test's tables are created in the `test` database and dropped
+afterwards. What the mysql prober does alike (outages, silent ports, descriptors, unknown
+databases) is tested for both in test_sql.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from urllib.parse import urlsplit
+from functools import partial
 
 import asyncpg
 import pytest
-from pydantic import ValidationError
 
 from probe.core.check import CheckContext
 from probe.core.result import Status
 from probe.core.scheduler import run_check
-from probe.errors import ProbeError
-from probe.probers import CLIENT_DRIVERS, load_prober_class
-from probe.probers._sql import as_text, mismatch, parse_data, quote_postgres, shown
-from probe.probers.base import SharedResources
+from probe.probers._sql import as_text, mismatch, parse_data, quote_postgres
 from probe.probers.postgres import PostgresProber, PostgresSpec
-from tests.support.proxy import TCPProxy
-from tests.support.services import require_service, services_required
-
-AUTH_USER = "probe_auth"
-AUTH_PASSWORD = "probe-auth-secret"
-WRONG_PASSWORD = "wrong-Secret-4711"
+from tests.support import probers as scenarios
+from tests.support import sql
+from tests.support.probers import failure
+from tests.support.services import services_required
+from tests.support.sql import AUTH_PASSWORD, AUTH_USER, POSTGRES, WRONG_PASSWORD
 
 
 @pytest.fixture(scope="module")
 def pg() -> dict[str, object]:
     """host, port, user and database of the shared server (PROBE_TEST_POSTGRES)."""
-    url = require_service("postgres")
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": parts.username or "postgres",
-        "database": parts.path.lstrip("/") or "test",
-        "url": url,
-    }
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
-
-
-def address(pg) -> str:
-    return f"{pg['host']}:{pg['port']}"
+    return POSTGRES.server()
 
 
 def make(pg, resources, **keys) -> PostgresProber:
-    keys.setdefault("timeout", "3s")
-    if "dsn" not in keys:
-        keys.setdefault("host", address(pg))
-        keys.setdefault("username", pg["user"])
-    return PostgresProber(PostgresSpec(name="pg", driver="postgres", **keys), resources)
+    return POSTGRES.make(pg, resources, **keys)
 
 
 async def admin(pg, database: str | None = None):
@@ -120,30 +92,26 @@ async def odd_table(pg):
 def password_role(pg) -> None:
     """probe_auth must need its password (the pg_hba rule of .ci/postgres-auth.sh)."""
 
+    async def log_in(password: str) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            host=pg["host"],
+            port=pg["port"],
+            user=AUTH_USER,
+            password=password,
+            database=pg["database"],
+            timeout=5,
+        )
+
     async def probe_role() -> str | None:
         try:
-            conn = await asyncpg.connect(
-                host=pg["host"],
-                port=pg["port"],
-                user=AUTH_USER,
-                password=WRONG_PASSWORD,
-                database=pg["database"],
-                timeout=5,
-            )
+            conn = await log_in(WRONG_PASSWORD)
         except asyncpg.InvalidPasswordError:
             pass
         else:
             await conn.close()
             return f"a wrong password is accepted for {AUTH_USER} (no pg_hba rule)"
         try:
-            conn = await asyncpg.connect(
-                host=pg["host"],
-                port=pg["port"],
-                user=AUTH_USER,
-                password=AUTH_PASSWORD,
-                database=pg["database"],
-                timeout=5,
-            )
+            conn = await log_in(AUTH_PASSWORD)
         except asyncpg.PostgresError as exc:
             return f"{AUTH_USER} cannot log in with its password ({exc.message})"
         await conn.close()
@@ -157,33 +125,15 @@ def password_role(pg) -> None:
         pytest.skip(reason)
 
 
-def assert_no_secret(result_or_error, prober: PostgresProber, *secrets: str) -> None:
-    texts = [str(result_or_error.message), repr(result_or_error.details), prober.endpoint]
-    for secret in secrets:
-        for text in texts:
-            assert secret not in text
-
-
 # --- registry and healthy -------------------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(CLIENT_DRIVERS["postgres"]) is PostgresProber
-    assert PostgresProber.spec_type is PostgresSpec
-    assert PostgresSpec.kind == "postgres"
 
 
 async def test_healthy(pg, resources):
     prober = make(pg, resources, database=pg["database"])
-    ctx = CheckContext()
-    outcome = await prober.check(ctx)
-    assert outcome.ok, outcome.message
+    outcome, ctx = await sql.assert_healthy(prober, pg)
     version = outcome.details["server_version"]
-    assert version[0].isdigit()
     assert outcome.message == f'PostgreSQL {version}, database "{pg["database"]}"'
     assert ctx.details["database"] == pg["database"]
-    assert ctx.phase == "close"
-    assert prober.endpoint == address(pg)
 
 
 async def test_default_database_is_postgres(pg, resources):
@@ -200,7 +150,7 @@ async def test_dsn(pg, resources):
 
 
 async def test_database_key_wins_over_the_dsn(pg, resources):
-    dsn = f"postgresql://{pg['user']}@{address(pg)}/no_such_db_here"
+    dsn = f"postgresql://{pg['user']}@{pg['address']}/no_such_db_here"
     outcome = await make(pg, resources, dsn=dsn, database="postgres").check(CheckContext())
     assert outcome.ok, outcome.message
 
@@ -211,21 +161,15 @@ async def test_database_key_wins_over_the_dsn(pg, resources):
 @pytest.mark.usefixtures("password_role")
 async def test_wrong_password(pg, resources):
     prober = make(pg, resources, username=AUTH_USER, password=WRONG_PASSWORD)
-    run = await run_check(prober)
-    assert run.result.status is Status.DOWN
-    assert run.result.message == f'authentication failed for user "{AUTH_USER}"'
-    assert_no_secret(run.result, prober, WRONG_PASSWORD)
+    await scenarios.assert_authentication_failure(prober, AUTH_USER, WRONG_PASSWORD)
 
 
 @pytest.mark.usefixtures("password_role")
 async def test_wrong_password_in_dsn(pg, resources):
-    dsn = f"postgresql://{AUTH_USER}:{WRONG_PASSWORD}@{address(pg)}/{pg['database']}"
+    dsn = f"postgresql://{AUTH_USER}:{WRONG_PASSWORD}@{pg['address']}/{pg['database']}"
     prober = make(pg, resources, dsn=dsn)
-    assert prober.endpoint == f"postgresql://{address(pg)}/{pg['database']}"
-    with pytest.raises(ProbeError) as caught:
-        await prober.check(CheckContext())
-    assert caught.value.message == f'authentication failed for user "{AUTH_USER}"'
-    assert_no_secret(caught.value, prober, WRONG_PASSWORD)
+    assert prober.endpoint == f"postgresql://{pg['address']}/{pg['database']}"
+    await scenarios.assert_authentication_failure(prober, AUTH_USER, WRONG_PASSWORD)
 
 
 @pytest.mark.usefixtures("password_role")
@@ -233,28 +177,12 @@ async def test_right_password(pg, resources):
     prober = make(pg, resources, username=AUTH_USER, password=AUTH_PASSWORD, database="test")
     outcome = await prober.check(CheckContext())
     assert outcome.ok, outcome.message
-    assert_no_secret(outcome, prober, AUTH_PASSWORD)
-
-
-async def test_unknown_database(pg, resources):
-    with pytest.raises(ProbeError) as caught:
-        await make(pg, resources, database="no_such_db_4711").check(CheckContext())
-    assert caught.value.message == 'database "no_such_db_4711" does not exist'
+    scenarios.assert_no_secret(outcome, prober, AUTH_PASSWORD)
 
 
 async def test_unknown_role(pg, resources):
-    with pytest.raises(ProbeError) as caught:
-        await make(pg, resources, username="no_such_role_4711").check(CheckContext())
-    assert caught.value.message == 'role "no_such_role_4711" does not exist'
-
-
-async def test_closed_port(resources, closed_port):
-    spec = PostgresSpec(
-        name="pg", driver="postgres", host=f"127.0.0.1:{closed_port}", username="u", timeout="2s"
-    )
-    with pytest.raises(ProbeError) as caught:
-        await PostgresProber(spec, resources).check(CheckContext())
-    assert caught.value.message == "connection refused"
+    error = await failure(make(pg, resources, username="no_such_role_4711"))
+    assert error.message == 'role "no_such_role_4711" does not exist'
 
 
 async def test_tls_configured(pg, resources):
@@ -263,22 +191,7 @@ async def test_tls_configured(pg, resources):
         server_tls = await conn.fetchval("SHOW ssl") == "on"
     finally:
         await conn.close()
-    prober = make(pg, resources, insecure=True)
-    if server_tls:
-        assert (await prober.check(CheckContext())).ok
-    else:
-        with pytest.raises(ProbeError) as caught:
-            await prober.check(CheckContext())
-        assert caught.value.message == "TLS: the server does not support TLS"
-
-
-async def test_unusable_ca_file_is_a_check_failure(pg, resources, tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not a certificate\n")
-    prober = make(pg, resources, ca=str(ca))  # built on first use, not at start-up
-    with pytest.raises(ProbeError) as caught:
-        await prober.check(CheckContext())
-    assert caught.value.message.startswith("TLS: ")
+    await sql.assert_tls_as_the_server_allows(make(pg, resources, insecure=True), server_tls)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -300,24 +213,13 @@ async def test_data_pass(pg, resources, table):
 
 
 async def test_data_mismatch(pg, resources, table):
-    key = f"{pg['database']}:{table}:state:id:2"
-    prober = make(pg, resources, database=pg["database"], data={key: "ok"})
-    outcome = await prober.check(CheckContext())
-    assert not outcome.ok
-    assert outcome.message == f'data "{key}": expected "ok", got "degraded"'
-    assert outcome.details["server_version"]
+    db = pg["database"]
+    await sql.assert_data_mismatch(partial(make, pg, resources, database=db), db, table)
 
 
 async def test_data_null_and_no_rows(pg, resources, table):
     db = pg["database"]
-    null = await make(pg, resources, database=db, data={f"{db}:{table}:state:id:3": "ok"}).check(
-        CheckContext()
-    )
-    assert null.message.endswith('expected "ok", got NULL')
-    none = await make(pg, resources, database=db, data={f"{db}:{table}:state:id:99": "ok"}).check(
-        CheckContext()
-    )
-    assert none.message.endswith('expected "ok", got no rows')
+    await sql.assert_data_null_and_no_rows(partial(make, pg, resources, database=db), db, table)
 
 
 async def test_data_in_another_database(pg, resources, table, open_fds):
@@ -343,9 +245,8 @@ async def test_data_errors_say_which_key(pg, resources, table):
         f"{db}:{table}:state:id:abc": 'invalid input syntax for type integer: "abc"',
     }
     for key, expected in cases.items():
-        with pytest.raises(ProbeError) as caught:
-            await make(pg, resources, database=db, data={key: "ok"}).check(CheckContext())
-        assert caught.value.message == f'data "{key}": {expected}'
+        error = await failure(make(pg, resources, database=db, data={key: "ok"}))
+        assert error.message == f'data "{key}": {expected}'
 
 
 async def test_data_identifiers_are_quoted_and_values_are_parameters(
@@ -360,10 +261,7 @@ async def test_data_identifiers_are_quoted_and_values_are_parameters(
         f"{db}:{table}:state:name:x' OR '1'='1",
         f"{db}:{table}:state:id:1 OR 1=1",
     ]
-    for key in attacks:
-        result = (await run_check(make(pg, resources, database=db, data={key: "ok"}))).result
-        assert result.status is Status.DOWN
-        assert result.message.startswith(f"data {shown(key)}: ")
+    await sql.assert_values_are_parameters(partial(make, pg, resources, database=db), attacks)
     conn = await admin(pg)
     try:
         assert await conn.fetchval(f"SELECT count(*) FROM {quote_postgres(table)}") == 3
@@ -392,60 +290,8 @@ async def test_query_no_rows_null_and_error(pg, resources):
     assert none.message == 'expected "1", got no rows'
     null = await make(pg, resources, query="SELECT NULL", expect="1").check(CheckContext())
     assert null.message == 'expected "1", got NULL'
-    with pytest.raises(ProbeError) as caught:
-        await make(pg, resources, query="SELEC 1", expect="1").check(CheckContext())
-    assert caught.value.message == 'query: syntax error at or near "SELEC"'
-
-
-# --- outages, silent ports, cancellation, descriptors ------------------------------------------
-
-
-async def test_outage_and_recovery(pg, resources):
-    async with TCPProxy(pg["host"], pg["port"]) as proxy:
-        prober = make(pg, resources, host=proxy.address, timeout="2s")
-        assert (await run_check(prober)).result.status is Status.UP
-        proxy.cut()
-        down = (await run_check(prober)).result
-        assert down.status is Status.DOWN
-        assert down.message in {"connection reset by peer", "connection closed by the server"}
-        proxy.restore()
-        up = (await run_check(prober)).result
-        assert up.status is Status.UP, up.message
-
-
-async def test_port_that_never_speaks(pg, resources):
-    async with TCPProxy(pg["host"], pg["port"]) as proxy:
-        proxy.stall()
-        prober = make(pg, resources, host=proxy.address, timeout="1s")
-        started = time.monotonic()
-        run = await run_check(prober)
-        assert time.monotonic() - started < 2.0
-        assert run.straggler is None
-        assert run.result.status is Status.DOWN
-        assert run.result.message == "timeout after 1s during connect"
-
-
-async def test_timeout_during_query_closes_the_connection(pg, resources, open_fds):
-    prober = make(pg, resources, query="SELECT pg_sleep(2)", timeout="500ms")
-    await run_check(make(pg, resources))  # warm imports and caches before counting
-    before = open_fds()
-    started = time.monotonic()
-    run = await run_check(prober)
-    assert time.monotonic() - started < 1.5
-    assert run.straggler is None
-    assert run.result.message == "timeout after 500ms during query"
-    assert run.result.details["server_version"]
-    assert open_fds() <= before
-
-
-async def test_no_descriptor_leak(pg, resources, open_fds):
-    prober = make(pg, resources, database=pg["database"])
-    await run_check(prober)
-    before = open_fds()
-    for _ in range(200):
-        run = await run_check(prober)
-        assert run.result.status is Status.UP, run.result.message
-    assert open_fds() <= before + 2
+    error = await failure(make(pg, resources, query="SELEC 1", expect="1"))
+    assert error.message == 'query: syntax error at or near "SELEC"'
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -466,10 +312,7 @@ async def test_no_descriptor_leak(pg, resources, open_fds):
     ],
 )
 def test_config_errors(keys, needle):
-    with pytest.raises(ValidationError) as caught:
-        PostgresSpec(name="pg", driver="postgres", **keys)
-    # What the loader shows: the messages (pydantic's own str() would repeat the input).
-    messages = " ".join(error["msg"] for error in caught.value.errors())
+    messages = scenarios.config_error_messages(PostgresSpec, name="pg", driver="postgres", **keys)
     assert needle in messages
     assert "pw" not in messages
 
@@ -497,15 +340,6 @@ def test_parse_data_keeps_colons_in_the_key_value():
     assert (check.database, check.table, check.column, check.key_column) == ("db", "t", "c", "k")
     assert check.key_value == "12:30:00"
     assert check.expected == "ok"
-
-
-def test_quote_postgres():
-    assert quote_postgres("users") == '"users"'
-    assert quote_postgres('a"b') == '"a""b"'
-    assert quote_postgres('x"; DROP TABLE t; --') == '"x""; DROP TABLE t; --"'
-    for bad in ("", "a\x00b"):
-        with pytest.raises(ValueError):
-            quote_postgres(bad)
 
 
 def test_values_as_text():
