@@ -25,7 +25,6 @@ from probe.core.check import CheckContext, Outcome
 from probe.core.result import Status
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
-from probe.probers import CLIENT_DRIVERS, load_prober_class
 from probe.probers.base import SharedResources
 from probe.probers.etcd import EtcdProber, EtcdSpec
 from tests.support.daemons import PrivateEtcd, TLSFiles
@@ -145,11 +144,6 @@ def assert_no_secret(*texts: object, secrets: tuple[str, ...]) -> None:
 
 
 # --- healthy, data --------------------------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(CLIENT_DRIVERS["etcd"]) is EtcdProber
-    assert EtcdProber.spec_type is EtcdSpec
 
 
 async def test_healthy_with_version_and_leader(etcd_address, resources):

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers import SECTIONS, load_prober_class
 from probe.probers._net import redact_url
 from probe.probers.base import SharedResources
 from probe.probers.http import USER_AGENT, HTTPProber, HTTPSpec, _describe
@@ -147,11 +146,6 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 
 # --- status and body ----------------------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(SECTIONS["http"]) is HTTPProber
-    assert HTTPProber.spec_type is HTTPSpec
 
 
 async def test_200_is_up(site, resources):

@@ -34,7 +34,6 @@ from probe.core.check import CheckContext, Outcome
 from probe.core.result import Status
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
-from probe.probers import CLIENT_DRIVERS, load_prober_class
 from probe.probers.base import SharedResources
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
 from tests.support.daemons import PrivateInfluxDB
@@ -293,11 +292,6 @@ async def test_v2_over_tls(web_server, resources, tmp_path, server_ssl_context):
 
 
 # --- InfluxDB 1.x, the shared server --------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(CLIENT_DRIVERS["influxdb"]) is InfluxDBProber
-    assert InfluxDBProber.spec_type is InfluxDBSpec
 
 
 async def test_healthy_1x_with_version(influx_address, resources):

@@ -31,7 +31,6 @@ from pydantic import ValidationError
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
-from probe.probers import CLIENT_DRIVERS, load_prober_class
 from probe.probers._client import Target as _Target
 from probe.probers.base import SharedResources
 from probe.probers.mqtt import MQTTProber, MQTTSpec, _describe, _failed, _reason
@@ -134,12 +133,6 @@ async def settle(open_fds, limit: int) -> None:
 
 
 # --- healthy round trips --------------------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(CLIENT_DRIVERS["mqtt"]) is MQTTProber
-    assert MQTTProber.spec_type is MQTTSpec
-    assert MQTTSpec.kind == "mqtt"
 
 
 async def test_round_trip_through_the_shared_broker(shared_broker, resources, probers):

@@ -29,7 +29,6 @@ from pydantic import ValidationError
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
-from probe.probers import CLIENT_DRIVERS, load_prober_class
 from probe.probers.base import SharedResources
 from probe.probers.redis import RedisProber, RedisSpec
 from tests.support.mosquitto import require_binary
@@ -196,12 +195,6 @@ async def settle(open_fds, limit: int) -> None:
 
 
 # --- registry and healthy checks ------------------------------------------------------------
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(CLIENT_DRIVERS["redis"]) is RedisProber
-    assert RedisProber.spec_type is RedisSpec
-    assert RedisSpec.kind == "redis"
 
 
 async def test_healthy_server_is_up_with_its_version(shared_redis, resources):

@@ -18,7 +18,6 @@ from probe.config import load_config
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ConfigError, ProbeError
-from probe.probers import SECTIONS, load_prober_class
 from probe.probers.base import SharedResources
 from probe.probers.shell import MAX_OUTPUT, ShellProber, ShellSpec, _shell_word
 
@@ -75,11 +74,6 @@ def my_children() -> list[int]:
         if fields[1] == me:
             children.append(int(entry))
     return children
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(SECTIONS["shell"]) is ShellProber
-    assert ShellProber.spec_type is ShellSpec
 
 
 # --- exit status and output ------------------------------------------------------------------

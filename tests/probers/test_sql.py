@@ -11,7 +11,6 @@ from functools import partial
 
 import pytest
 
-from probe.probers import CLIENT_DRIVERS, load_prober_class
 from probe.probers._sql import quote_mysql, quote_postgres
 from tests.support import probers as scenarios
 from tests.support.sql import SQL_CUT, SQL_KINDS, SQLKind, assert_query_times_out
@@ -32,12 +31,6 @@ def server(kind: SQLKind) -> dict[str, object]:
 def make(kind, server, resources):
     """`make(**keys)`: a prober of the kind for its shared server, unless keys say otherwise."""
     return partial(kind.make, server, resources)
-
-
-def test_registry_points_at_the_prober(kind):
-    assert load_prober_class(CLIENT_DRIVERS[kind.driver]) is kind.prober
-    assert kind.prober.spec_type is kind.spec
-    assert kind.spec.kind == kind.driver
 
 
 async def test_unknown_database(make):

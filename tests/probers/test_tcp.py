@@ -8,7 +8,6 @@ from pydantic import ValidationError
 
 from probe.core.check import CheckContext
 from probe.errors import ProbeError
-from probe.probers import SECTIONS, load_prober_class
 from probe.probers._net import split_host_port
 from probe.probers.base import SharedResources
 from probe.probers.tcp import TCPProber, TCPSpec
@@ -27,11 +26,6 @@ def prober(host: str, resources: SharedResources) -> TCPProber:
 
 async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.read()  # until the prober hangs up
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(SECTIONS["tcp"]) is TCPProber
-    assert TCPProber.spec_type is TCPSpec
 
 
 async def test_open_port_is_up(raw_server, resources):

@@ -26,7 +26,6 @@ from probe.config.durations import format_duration
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ConfigError, ProbeError
-from probe.probers import SECTIONS, load_prober_class
 from probe.probers.base import SharedResources
 from probe.probers.tls import TLSProber, TLSSpec
 from tests.conftest import server_ssl_context
@@ -113,11 +112,6 @@ def self_signed_context(tmp_path: Path, name: str = "127.0.0.1") -> ssl.SSLConte
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context
-
-
-def test_registry_points_at_the_prober():
-    assert load_prober_class(SECTIONS["tls"]) is TLSProber
-    assert TLSProber.spec_type is TLSSpec
 
 
 # --- healthy ---------------------------------------------------------------------------------
