@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
-from pydantic import ValidationError
 
-from probe.core.check import CheckContext, Outcome
+from probe.core.check import CheckContext
 from probe.core.result import Status
 from probe.core.scheduler import run_check
-from probe.errors import ProbeError
-from probe.probers.base import SharedResources
 from probe.probers.etcd import EtcdProber, EtcdSpec
+from tests.support import probers as scenarios
 from tests.support.daemons import PrivateEtcd, TLSFiles
-from tests.support.proxy import TCPProxy
-from tests.support.services import require_service
+from tests.support.probers import HTTPService, Kind, http_service
 
 APP_PASSWORD = "app-secret-3f9c"
 WRONG_PASSWORD = "wrong-secret-77d1"
@@ -39,22 +36,22 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode("ascii")
 
 
-@pytest.fixture(scope="module")
-def etcd_url() -> str:
-    return require_service("etcd")
+ETCD = Kind(EtcdProber, EtcdSpec, {"name": "etcd", "driver": "etcd", "timeout": "5s"})
+make, check, failure = ETCD.make, ETCD.check, ETCD.failure
 
 
 @pytest.fixture(scope="module")
-def etcd_address(etcd_url: str) -> str:
-    return etcd_url.split("://", 1)[1].rstrip("/")
+def etcd() -> HTTPService:
+    """The shared etcd (PROBE_TEST_ETCD)."""
+    return http_service("etcd")
 
 
 @pytest.fixture(scope="module")
-def shared_keys(etcd_url: str) -> Iterator[dict[str, str]]:
+def shared_keys(etcd: HTTPService) -> Iterator[dict[str, str]]:
     """Two keys of this test run on the shared server, deleted at the end."""
     prefix = f"/probe-test/{uuid.uuid4().hex}"
     keys = {f"{prefix}/mode": "active", f"{prefix}/ünïcode": "wert ✓"}
-    with httpx.Client(base_url=etcd_url, trust_env=False, timeout=10) as client:
+    with httpx.Client(base_url=etcd.url, trust_env=False, timeout=10) as client:
         for key, value in keys.items():
             client.post(
                 "/v3/kv/put", json={"key": b64(key), "value": b64(value)}
@@ -115,70 +112,40 @@ def tls_etcd(
         yield server
 
 
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
-
-
-def make(resources: SharedResources, **keys: object) -> EtcdProber:
-    keys.setdefault("timeout", "5s")
-    return EtcdProber(EtcdSpec(name="etcd", driver="etcd", **keys), resources)
-
-
-async def check(resources: SharedResources, **keys: object) -> Outcome:
-    return await make(resources, **keys).check(CheckContext())
-
-
-async def failure(resources: SharedResources, **keys: object) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await check(resources, **keys)
-    return caught.value
-
-
-def assert_no_secret(*texts: object, secrets: tuple[str, ...]) -> None:
-    for text in texts:
-        for secret in secrets:
-            assert secret not in str(text)
-
-
 # --- healthy, data --------------------------------------------------------------------------
 
 
-async def test_healthy_with_version_and_leader(etcd_address, resources):
-    outcome = await check(resources, host=etcd_address)
-    assert outcome.ok, outcome.message
-    version = outcome.details["version"]
-    assert version.startswith("3.")
+async def test_healthy_with_version_and_leader(etcd, resources):
+    outcome = await check(resources, host=etcd.address)
+    version = scenarios.version_of(outcome, "3.")
     assert outcome.message == f"etcd {version} healthy"
     assert outcome.details["leader"] != "0"
     assert outcome.details["leader"] == outcome.details["member_id"]  # a single member
     assert outcome.details["db_size"] > 0
 
 
-async def test_dsn_is_the_endpoint_url(etcd_url, resources):
-    prober = make(resources, dsn=etcd_url)
+async def test_dsn_is_the_endpoint_url(etcd, resources):
+    prober = make(resources, dsn=etcd.url)
     assert (await prober.check(CheckContext())).ok
-    assert prober.endpoint == etcd_url
+    assert prober.endpoint == etcd.url
 
 
-async def test_data_pass(etcd_address, shared_keys, resources):
-    outcome = await check(resources, host=etcd_address, data=shared_keys)
+async def test_data_pass(etcd, shared_keys, resources):
+    outcome = await check(resources, host=etcd.address, data=shared_keys)
     assert outcome.ok, outcome.message
     assert outcome.details["keys_checked"] == 2
 
 
-async def test_data_mismatch(etcd_address, shared_keys, resources):
+async def test_data_mismatch(etcd, shared_keys, resources):
     key = next(iter(shared_keys))
-    outcome = await check(resources, host=etcd_address, data={key: "standby"})
+    outcome = await check(resources, host=etcd.address, data={key: "standby"})
     assert not outcome.ok
     assert outcome.message == f'key "{key}": expected "standby", got "active"'
 
 
-async def test_data_missing_key(etcd_address, shared_keys, resources):
+async def test_data_missing_key(etcd, shared_keys, resources):
     key = next(iter(shared_keys)) + "-missing"
-    outcome = await check(resources, host=etcd_address, data={key: "v"})
+    outcome = await check(resources, host=etcd.address, data={key: "v"})
     assert not outcome.ok
     assert outcome.message == f'key "{key}": expected "v", got nothing'
 
@@ -194,22 +161,13 @@ async def test_right_password_reads_its_keys(auth_etcd, resources):
 
 async def test_wrong_password_is_an_authentication_failure(auth_etcd, resources):
     prober = make(resources, host=auth_etcd.address, username="app", password=WRONG_PASSWORD)
-    result = (await run_check(prober)).result
-    assert result.status is Status.DOWN
-    assert result.message == 'authentication failed for user "app"'
-    assert_no_secret(
-        result.message, result.details, prober.endpoint, secrets=(WRONG_PASSWORD, APP_PASSWORD)
-    )
+    await scenarios.assert_authentication_failure(prober, "app", WRONG_PASSWORD, APP_PASSWORD)
 
 
 async def test_credentials_in_the_dsn(auth_etcd, resources):
-    good = make(resources, dsn=f"http://app:{APP_PASSWORD}@{auth_etcd.address}")
-    assert (await good.check(CheckContext())).ok
-    assert good.endpoint == f"http://{auth_etcd.address}"
-    bad = make(resources, dsn=f"http://app:{WRONG_PASSWORD}@{auth_etcd.address}")
-    result = (await run_check(bad)).result
-    assert result.message == 'authentication failed for user "app"'
-    assert_no_secret(result.message, result.details, bad.endpoint, secrets=(WRONG_PASSWORD,))
+    await scenarios.assert_credentials_in_the_dsn(
+        partial(make, resources), auth_etcd.address, "app", APP_PASSWORD, WRONG_PASSWORD
+    )
 
 
 async def test_permission_denied_outside_the_users_keys(auth_etcd, resources):
@@ -230,9 +188,9 @@ async def test_no_credentials_for_a_key_on_an_auth_server(auth_etcd, resources):
     assert error.message.startswith("authentication required")
 
 
-async def test_credentials_for_a_server_without_auth(etcd_address, resources):
+async def test_credentials_for_a_server_without_auth(etcd, resources):
     # As etcd's own client does: not an error, and said in the details.
-    outcome = await check(resources, host=etcd_address, username="app", password="x")
+    outcome = await check(resources, host=etcd.address, username="app", password="x")
     assert outcome.ok
     assert outcome.details["auth"] == "not enabled on the server"
 
@@ -293,35 +251,14 @@ async def test_refused(closed_port, resources):
     assert error.message == "connection refused"
 
 
-async def test_outage_and_recovery_through_a_proxy(etcd_address, resources):
-    host, port = etcd_address.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        prober = make(resources, host=proxy.address, timeout="2s")
-        assert (await run_check(prober)).result.status is Status.UP
-        proxy.cut()
-        down = (await run_check(prober)).result
-        assert down.status is Status.DOWN
-        assert down.message in (
-            "connection reset by peer",
-            "server closed the connection during health",
-        )
-        proxy.restore()
-        assert (await run_check(prober)).result.status is Status.UP
+async def test_outage_and_recovery_through_a_proxy(etcd, resources):
+    cut = {"connection reset by peer", "server closed the connection during health"}
+    await scenarios.assert_outage_and_recovery(etcd.address, partial(make, resources), cut)
 
 
-async def test_silent_port_times_out_waiting_for_health(etcd_address, resources, open_fds):
-    host, port = etcd_address.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        proxy.stall()
-        prober = make(resources, host=proxy.address, timeout="1s")
-        before = open_fds()
-        started = time.monotonic()
-        result = (await run_check(prober)).result
-        assert time.monotonic() - started < 2.0
-        assert result.status is Status.DOWN
-        assert result.message == "timeout after 1s during health"
-    await asyncio.sleep(0.05)
-    assert open_fds() <= before
+async def test_silent_port_times_out_waiting_for_health(etcd, resources, open_fds):
+    make_it = partial(make, resources)
+    await scenarios.assert_silent_port_times_out(etcd.address, make_it, "health", open_fds=open_fds)
 
 
 async def test_silent_tls_port_times_out_in_the_handshake(raw_server, resources, open_fds):
@@ -332,9 +269,7 @@ async def test_silent_tls_port_times_out_in_the_handshake(raw_server, resources,
     prober = make(resources, host=server.address, insecure=True, timeout="1s")
     await run_check(prober)  # the shared client and its SSLContext exist from here on
     before = open_fds()
-    started = time.monotonic()
-    result = (await run_check(prober)).result
-    assert time.monotonic() - started < 2.0
+    result = (await scenarios.timed_run(prober, within=2.0)).result
     assert result.message == "timeout after 1s during TLS handshake"
     await asyncio.sleep(0.05)
     assert open_fds() <= before  # the cancelled handshake closed its socket
@@ -355,22 +290,16 @@ async def test_not_an_etcd_server(web_server, resources):
     )
 
 
-async def test_no_descriptor_leak_after_200_checks(etcd_address, shared_keys, resources, open_fds):
-    prober = make(resources, host=etcd_address, data=shared_keys)
-    assert (await prober.check(CheckContext())).ok  # the shared client exists from here on
-    before = open_fds()
-    for _ in range(200):
-        assert (await prober.check(CheckContext())).ok
-    assert open_fds() <= before + 2
+async def test_no_descriptor_leak_after_200_checks(etcd, shared_keys, resources, open_fds):
+    prober = make(resources, host=etcd.address, data=shared_keys)
+    await scenarios.assert_no_descriptor_leak(
+        prober, open_fds
+    )  # the first check builds the shared client
 
 
 async def test_no_descriptor_leak_after_200_failed_auth_checks(auth_etcd, resources, open_fds):
     prober = make(resources, host=auth_etcd.address, username="app", password=WRONG_PASSWORD)
-    await run_check(prober)
-    before = open_fds()
-    for _ in range(200):
-        assert (await run_check(prober)).result.status is Status.DOWN
-    assert open_fds() <= before + 2
+    await scenarios.assert_no_descriptor_leak(prober, open_fds, status=Status.DOWN)
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -399,12 +328,7 @@ async def test_no_descriptor_leak_after_200_failed_auth_checks(auth_etcd, resour
     ],
 )
 def test_config_errors(keys, message):
-    with pytest.raises(ValidationError) as caught:
-        EtcdSpec(name="etcd", driver="etcd", **keys)
-    # What the config loader shows: the messages, never the input (a DSN may hold a password).
-    shown = " ".join(error["msg"] for error in caught.value.errors())
-    assert message in shown
-    assert "pw" not in shown.replace("password", "")
+    scenarios.assert_config_error(EtcdSpec, keys, message, name="etcd", driver="etcd")
 
 
 def test_host_becomes_an_https_url_with_tls_keys(tls_material):

@@ -15,12 +15,11 @@ tests/probers/recorded/influxdb2.json. The client under test is the real influxd
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,13 @@ import httpx
 import pytest
 import trustme
 from aiohttp import web
-from pydantic import ValidationError
 
-from probe.core.check import CheckContext, Outcome
 from probe.core.result import Status
 from probe.core.scheduler import run_check
-from probe.errors import ProbeError
-from probe.probers.base import SharedResources
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
+from tests.support import probers as scenarios
 from tests.support.daemons import PrivateInfluxDB
-from tests.support.proxy import TCPProxy
-from tests.support.services import require_service
+from tests.support.probers import HTTPService, Kind, http_service
 
 ADMIN_PASSWORD = "admin-secret-51ab"
 READER_PASSWORD = "reader-secret-90fe"
@@ -49,21 +44,23 @@ RECORDED: dict[str, Any] = json.loads(
 )
 
 
-@pytest.fixture(scope="module")
-def influx_url() -> str:
-    return require_service("influxdb")
+INFLUXDB = Kind(
+    InfluxDBProber, InfluxDBSpec, {"name": "influx", "driver": "influxdb", "timeout": "5s"}
+)
+make, check, failure = INFLUXDB.make, INFLUXDB.check, INFLUXDB.failure
 
 
 @pytest.fixture(scope="module")
-def influx_address(influx_url: str) -> str:
-    return influx_url.split("://", 1)[1].rstrip("/")
+def influx() -> HTTPService:
+    """The shared InfluxDB 1.x (PROBE_TEST_INFLUXDB)."""
+    return http_service("influxdb")
 
 
 @pytest.fixture(scope="module")
-def shared_database(influx_url: str) -> Iterator[str]:
+def shared_database(influx: HTTPService) -> Iterator[str]:
     """A database of this test run on the shared server with one point, dropped at the end."""
     name = f"probe_test_{uuid.uuid4().hex[:12]}"
-    with httpx.Client(base_url=influx_url, trust_env=False, timeout=10) as client:
+    with httpx.Client(base_url=influx.url, trust_env=False, timeout=10) as client:
         client.post("/query", data={"q": f'CREATE DATABASE "{name}"'}).raise_for_status()
         line = 'service,host=web-1 state="ok",load=0.5'
         client.post("/write", params={"db": name}, content=line).raise_for_status()
@@ -84,34 +81,6 @@ def auth_influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateInf
         server.write("probe", 'service,host=web-1 state="ok"')
         server.query('CREATE DATABASE "other"')
         yield server
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
-
-
-def make(resources: SharedResources, **keys: object) -> InfluxDBProber:
-    keys.setdefault("timeout", "5s")
-    return InfluxDBProber(InfluxDBSpec(name="influx", driver="influxdb", **keys), resources)
-
-
-async def check(resources: SharedResources, **keys: object) -> Outcome:
-    return await make(resources, **keys).check(CheckContext())
-
-
-async def failure(resources: SharedResources, **keys: object) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await check(resources, **keys)
-    return caught.value
-
-
-def assert_no_secret(*texts: object, secrets: tuple[str, ...]) -> None:
-    for text in texts:
-        for secret in secrets:
-            assert secret not in str(text)
 
 
 # --- InfluxDB 2.x, replayed -----------------------------------------------------------------
@@ -264,7 +233,7 @@ async def test_v2_query_failures(influx2, resources, keys, message):
     result = (await run_check(prober)).result
     assert result.status is Status.DOWN
     assert result.message == message
-    assert_no_secret(result.message, result.details, prober.endpoint, secrets=(TOKEN,))
+    scenarios.assert_no_secret(result, prober, TOKEN)
 
 
 async def test_v2_token_and_bucket_without_a_query(influx2, resources):
@@ -294,19 +263,17 @@ async def test_v2_over_tls(web_server, resources, tmp_path, server_ssl_context):
 # --- InfluxDB 1.x, the shared server --------------------------------------------------------
 
 
-async def test_healthy_1x_with_version(influx_address, resources):
-    outcome = await check(resources, host=influx_address)
-    assert outcome.ok, outcome.message
-    version = outcome.details["version"]
-    assert version.startswith("1.")
+async def test_healthy_1x_with_version(influx, resources):
+    outcome = await check(resources, host=influx.address)
+    version = scenarios.version_of(outcome, "1.")
     assert outcome.message == f"InfluxDB {version} ready"
     assert "health" not in outcome.details  # 1.x has no /health before 1.8: not asked
 
 
-async def test_influxql_pass(influx_address, shared_database, resources):
+async def test_influxql_pass(influx, shared_database, resources):
     outcome = await check(
         resources,
-        host=influx_address,
+        host=influx.address,
         database=shared_database,
         influxql='SELECT last("state") FROM "service"',
         expect="ok",
@@ -315,8 +282,8 @@ async def test_influxql_pass(influx_address, shared_database, resources):
     assert outcome.details["value"] == "ok"
 
 
-async def test_influxql_mismatch_and_numbers(influx_address, shared_database, resources):
-    keys = {"host": influx_address, "database": shared_database}
+async def test_influxql_mismatch_and_numbers(influx, shared_database, resources):
+    keys = {"host": influx.address, "database": shared_database}
     outcome = await check(
         resources, **keys, influxql='SELECT last("state") FROM "service"', expect="degraded"
     )
@@ -327,10 +294,10 @@ async def test_influxql_mismatch_and_numbers(influx_address, shared_database, re
     ).ok
 
 
-async def test_influxql_no_rows(influx_address, shared_database, resources):
+async def test_influxql_no_rows(influx, shared_database, resources):
     outcome = await check(
         resources,
-        host=influx_address,
+        host=influx.address,
         database=shared_database,
         influxql='SELECT * FROM "nothing_here"',
         expect="x",
@@ -338,28 +305,28 @@ async def test_influxql_no_rows(influx_address, shared_database, resources):
     assert outcome.message == 'expected "x", got nothing'
 
 
-async def test_unknown_database(influx_address, resources):
+async def test_unknown_database(influx, resources):
     name = f"nope_{uuid.uuid4().hex[:8]}"
     error = await failure(
-        resources, host=influx_address, database=name, influxql='SELECT * FROM "m"'
+        resources, host=influx.address, database=name, influxql='SELECT * FROM "m"'
     )
     assert error.message == f'database "{name}" does not exist'
     # Without a query, the database is looked up with SHOW DATABASES.
-    error = await failure(resources, host=influx_address, database=name)
+    error = await failure(resources, host=influx.address, database=name)
     assert error.message == f'database "{name}" does not exist'
 
 
-async def test_existing_database_without_query(influx_address, shared_database, resources):
-    assert (await check(resources, host=influx_address, database=shared_database)).ok
+async def test_existing_database_without_query(influx, shared_database, resources):
+    assert (await check(resources, host=influx.address, database=shared_database)).ok
 
 
-async def test_influxql_syntax_error(influx_address, resources):
-    error = await failure(resources, host=influx_address, influxql="SELEC 1")
+async def test_influxql_syntax_error(influx, resources):
+    error = await failure(resources, host=influx.address, influxql="SELEC 1")
     assert error.message.startswith("query failed: error parsing query: found SELEC")
 
 
-async def test_flux_on_1x_says_why(influx_address, resources):
-    error = await failure(resources, host=influx_address, query='from(bucket: "x")')
+async def test_flux_on_1x_says_why(influx, resources):
+    error = await failure(resources, host=influx.address, query='from(bucket: "x")')
     assert error.message == (
         "no Flux query API here (404): Flux needs InfluxDB 2.x, or 1.8+ with flux-enabled"
     )
@@ -380,25 +347,13 @@ async def test_right_password(auth_influx, resources):
 
 async def test_wrong_password_is_an_authentication_failure(auth_influx, resources):
     prober = make(resources, host=auth_influx.address, username="reader", password=WRONG_PASSWORD)
-    result = (await run_check(prober)).result
-    assert result.status is Status.DOWN
-    assert result.message == 'authentication failed for user "reader"'
-    assert_no_secret(
-        result.message,
-        result.details,
-        prober.endpoint,
-        secrets=(WRONG_PASSWORD, READER_PASSWORD),
-    )
+    await scenarios.assert_authentication_failure(prober, "reader", WRONG_PASSWORD, READER_PASSWORD)
 
 
 async def test_credentials_in_the_dsn(auth_influx, resources):
-    good = make(resources, dsn=f"http://reader:{READER_PASSWORD}@{auth_influx.address}")
-    assert (await good.check(CheckContext())).ok
-    assert good.endpoint == f"http://{auth_influx.address}"
-    bad = make(resources, dsn=f"http://reader:{WRONG_PASSWORD}@{auth_influx.address}")
-    result = (await run_check(bad)).result
-    assert result.message == 'authentication failed for user "reader"'
-    assert_no_secret(result.message, result.details, bad.endpoint, secrets=(WRONG_PASSWORD,))
+    await scenarios.assert_credentials_in_the_dsn(
+        partial(make, resources), auth_influx.address, "reader", READER_PASSWORD, WRONG_PASSWORD
+    )
 
 
 async def test_no_credentials_on_an_auth_server(auth_influx, resources):
@@ -430,63 +385,34 @@ async def test_refused(closed_port, resources):
     assert error.message == "connection refused"
 
 
-async def test_outage_and_recovery_through_a_proxy(influx_address, resources):
-    host, port = influx_address.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        prober = make(resources, host=proxy.address, influxql="SHOW DATABASES", timeout="2s")
-        assert (await run_check(prober)).result.status is Status.UP
-        proxy.cut()
-        down = (await run_check(prober)).result
-        assert down.status is Status.DOWN
-        assert down.message in (
-            "connection reset by peer",
-            "server closed the connection during ping",
-        )
-        proxy.restore()
-        assert (await run_check(prober)).result.status is Status.UP
+async def test_outage_and_recovery_through_a_proxy(influx, resources):
+    cut = {"connection reset by peer", "server closed the connection during ping"}
+    make_it = partial(make, resources, influxql="SHOW DATABASES")
+    await scenarios.assert_outage_and_recovery(influx.address, make_it, cut)
 
 
-async def test_silent_port_times_out_during_ping(influx_address, resources, open_fds):
-    host, port = influx_address.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        proxy.stall()
-        prober = make(resources, host=proxy.address, timeout="1s")
-        await run_check(make(resources, host=influx_address))  # shared objects exist now
-        before = open_fds()
-        started = time.monotonic()
-        result = (await run_check(prober)).result
-        assert time.monotonic() - started < 2.0
-        assert result.status is Status.DOWN
-        assert result.message == "timeout after 1s during ping"
-    await asyncio.sleep(0.05)
-    assert open_fds() <= before
+async def test_silent_port_times_out_during_ping(influx, resources, open_fds):
+    await run_check(make(resources, host=influx.address))  # shared objects exist now
+    make_it = partial(make, resources)
+    await scenarios.assert_silent_port_times_out(influx.address, make_it, "ping", open_fds=open_fds)
 
 
-async def test_no_descriptor_leak_after_200_checks(
-    influx_address, shared_database, resources, open_fds
-):
+async def test_no_descriptor_leak_after_200_checks(influx, shared_database, resources, open_fds):
     prober = make(
         resources,
-        host=influx_address,
+        host=influx.address,
         database=shared_database,
         influxql='SELECT last("state") FROM "service"',
         expect="ok",
     )
-    assert (await prober.check(CheckContext())).ok  # the shared objects exist from here on
-    before = open_fds()
-    for _ in range(200):
-        assert (await prober.check(CheckContext())).ok
-    await asyncio.sleep(0.05)
-    assert open_fds() <= before + 2
+    # The first check builds the shared objects.
+    await scenarios.assert_no_descriptor_leak(prober, open_fds, pause=0.05)
 
 
 async def test_no_descriptor_leak_after_200_failed_checks(closed_port, resources, open_fds):
     prober = make(resources, host=f"127.0.0.1:{closed_port}")
-    await run_check(prober)
-    before = open_fds()
-    for _ in range(200):
-        assert (await run_check(prober)).result.message == "connection refused"
-    assert open_fds() <= before + 2
+    refused = {"status": Status.DOWN, "message": "connection refused"}
+    await scenarios.assert_no_descriptor_leak(prober, open_fds, **refused)
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -513,12 +439,7 @@ async def test_no_descriptor_leak_after_200_failed_checks(closed_port, resources
     ],
 )
 def test_config_errors(keys, message):
-    with pytest.raises(ValidationError) as caught:
-        InfluxDBSpec(name="influx", driver="influxdb", **keys)
-    # What the config loader shows: the messages, never the input (a DSN may hold a password).
-    shown = " ".join(error["msg"] for error in caught.value.errors())
-    assert message in shown
-    assert "pw" not in shown.replace("password", "")
+    scenarios.assert_config_error(InfluxDBSpec, keys, message, name="influx", driver="influxdb")
 
 
 def test_urls_and_endpoint():

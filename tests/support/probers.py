@@ -28,12 +28,16 @@ from probe.core.scheduler import CheckRun, run_check
 from probe.errors import ProbeError
 from probe.probers.base import Prober, SharedResources
 from tests.support.proxy import TCPProxy
+from tests.support.services import require_service
 
 __all__ = [
+    "HTTPService",
     "Kind",
     "ServerTLS",
     "assert_a_connection_per_check",
     "assert_authentication_failure",
+    "assert_config_error",
+    "assert_credentials_in_the_dsn",
     "assert_no_descriptor_leak",
     "assert_no_leaks_mixing",
     "assert_no_secret",
@@ -43,10 +47,12 @@ __all__ = [
     "config_error_messages",
     "fail_name_resolution",
     "failure",
+    "http_service",
     "proxy_to",
     "server_tls_files",
     "settle",
     "timed_run",
+    "version_of",
 ]
 
 Make = Callable[..., Prober[Any]]
@@ -103,6 +109,31 @@ async def timed_run(prober: Prober[Any], *, within: float) -> CheckRun:
     return run
 
 
+@dataclass(frozen=True)
+class HTTPService:
+    """A shared server the probers reach over HTTP (etcd's gateway, InfluxDB)."""
+
+    url: str
+
+    @property
+    def address(self) -> str:
+        """host:port (and any path prefix) of the URL, as a spec's `host` takes it."""
+        return self.url.split("://", 1)[1].rstrip("/")
+
+
+def http_service(name: str) -> HTTPService:
+    """The shared service `name` (skips, or fails in CI, when it does not answer)."""
+    return HTTPService(require_service(name))
+
+
+def version_of(outcome: Outcome, major: str) -> str:
+    """The version an ok outcome reports in its details, which starts with `major`."""
+    assert outcome.ok, outcome.message
+    version = outcome.details["version"]
+    assert version.startswith(major)
+    return str(version)
+
+
 def config_error_messages(spec_type: type[Any], **keys: object) -> str:
     """What the config loader shows for an invalid spec: its errors' messages, never the input
     (pydantic's own str() repeats the input, and a DSN may hold a password)."""
@@ -119,6 +150,15 @@ def fail_name_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_name)
+
+
+def assert_config_error(spec_type: type[Any], keys: dict[str, object], needle: str, **fixed):
+    """The spec `fixed` + `keys` is refused with `needle` in what the loader shows, which
+    never repeats the password of a DSN ("pw" in the tests' tables)."""
+    messages = config_error_messages(spec_type, **fixed, **keys)
+    assert needle in messages
+    assert "pw" not in messages
+    assert "pw" not in messages.replace("password", "")
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -144,6 +184,18 @@ async def assert_authentication_failure(prober: Prober[Any], user: str, *secrets
     assert result.status is Status.DOWN
     assert result.message == expected
     assert_no_secret(result, prober, *secrets)
+
+
+async def assert_credentials_in_the_dsn(
+    make: Make, address: str, user: str, password: str, wrong: str
+) -> None:
+    """With the right password in an http:// DSN the check is ok and the endpoint shows no
+    credentials; with a wrong one, an authentication failure that shows neither password."""
+    good = make(dsn=f"http://{user}:{password}@{address}")
+    assert (await good.check(CheckContext())).ok
+    assert good.endpoint == f"http://{address}"
+    bad = make(dsn=f"http://{user}:{wrong}@{address}")
+    await assert_authentication_failure(bad, user, wrong, password)
 
 
 # --- outages and silent ports (through a TCPProxy) --------------------------------------------
