@@ -17,12 +17,12 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
 import pytest
-import trustme
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
@@ -34,8 +34,9 @@ from probe.errors import ProbeError
 from probe.probers._client import Target as _Target
 from probe.probers.base import SharedResources
 from probe.probers.mqtt import MQTTProber, MQTTSpec, _describe, _failed, _reason
+from tests.support import probers as scenarios
 from tests.support.mosquitto import PrivateMosquitto
-from tests.support.proxy import TCPProxy
+from tests.support.probers import server_tls_files
 from tests.support.services import require_service
 
 PASSWORD = "mq-" + secrets.token_hex(8)
@@ -78,24 +79,10 @@ class TLSBroker:
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSBroker]:
     """A TLS listener with a certificate for 127.0.0.1 only, from a CA of our own."""
     directory = tmp_path_factory.mktemp("mqtt-tls")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
-    cert, key, ca_file = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(ca_file))
-    other_ca_file = directory / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(other_ca_file))
-    broker = PrivateMosquitto(directory / "broker", users={"probe": PASSWORD}, tls=(cert, key))
-    with broker:
-        yield TLSBroker(broker, ca_file, other_ca_file)
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
+    files = server_tls_files(directory, "127.0.0.1")
+    users = {"probe": PASSWORD}
+    with PrivateMosquitto(directory / "broker", users=users, tls=(files.cert, files.key)) as broker:
+        yield TLSBroker(broker, files.ca_file, files.other_ca_file)
 
 
 @pytest.fixture
@@ -116,20 +103,7 @@ def make(resources: SharedResources, made: list[MQTTProber], **keys: object) -> 
 
 
 async def failure(resources, made, **keys: object) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await make(resources, made, **keys).check(CheckContext())
-    return caught.value
-
-
-async def settle(open_fds, limit: int) -> None:
-    """Wait (bounded) until at most `limit` descriptors are open."""
-    count = open_fds()
-    for _ in range(100):
-        count = open_fds()
-        if count <= limit:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{count} descriptors open, expected at most {limit}")
+    return await scenarios.failure(make(resources, made, **keys))
 
 
 # --- healthy round trips --------------------------------------------------------------------
@@ -171,12 +145,7 @@ async def test_other_messages_on_the_topic_are_skipped(shared_broker, resources,
 
 
 async def test_each_check_is_a_client_of_its_own(shared_broker, resources, probers):
-    host, port = shared_broker.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        prober = make(resources, probers, host=proxy.address)
-        for _ in range(3):
-            assert (await prober.check(CheckContext())).ok
-        assert proxy.connections == 3
+    await scenarios.assert_a_connection_per_check(shared_broker, partial(make, resources, probers))
 
 
 # --- authentication and authorisation -------------------------------------------------------
@@ -222,9 +191,7 @@ async def test_topic_the_acl_forbids(auth_broker, resources, probers):
         password=LIMITED_PASSWORD,
         timeout="1s",
     )
-    started = time.monotonic()
-    result = (await run_check(prober)).result
-    assert time.monotonic() - started < 1.5
+    result = (await scenarios.timed_run(prober, within=1.5)).result
     assert result.status == "down"
     assert result.message == "published to probe/bus but nothing came back"
     assert result.details["topic"] == "probe/bus"
@@ -350,38 +317,26 @@ async def test_timeout_during_tls_handshake_leaves_no_socket(
     )
     prober._tls()  # build the SSLContext before counting
     before = open_fds()
-    started = time.monotonic()
-    result = (await run_check(prober)).result
-    assert time.monotonic() - started < 1.5
+    result = (await scenarios.timed_run(prober, within=1.5)).result
     assert result.message == "timeout after 500ms during TLS handshake"
     await prober.aclose()  # the connect thread ends at its own timeout; then all is closed
     gc.collect()
-    await settle(open_fds, before)
+    await scenarios.settle(open_fds, before)
 
 
 # --- outages, silence, refusals -------------------------------------------------------------
 
 
 async def test_outage_and_recovery_through_a_proxy(shared_broker, resources, probers):
-    host, port = shared_broker.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        prober = make(resources, probers, host=proxy.address, timeout="1s")
-        assert (await run_check(prober)).result.status == "up"
-        proxy.cut()
-        down = (await run_check(prober)).result
-        assert down.status == "down"
-        assert down.message in {
-            "connection closed by the broker during CONNACK",
-            "connection reset by peer",
-        }
-        proxy.restore()
-        assert (await run_check(prober)).result.status == "up"
+    cut = {"connection closed by the broker during CONNACK", "connection reset by peer"}
+    make_it = partial(make, resources, probers)
+    await scenarios.assert_outage_and_recovery(shared_broker, make_it, cut, timeout="1s")
 
 
 async def test_connection_lost_while_waiting_for_the_message(auth_broker, resources, probers):
     # The limited user's message never comes back, so the check is still waiting when the
     # proxy resets the connection.
-    async with TCPProxy("127.0.0.1", auth_broker.port) as proxy:
+    async with scenarios.proxy_to(auth_broker.address) as proxy:
         prober = make(
             resources,
             probers,
@@ -407,20 +362,18 @@ async def test_connection_lost_while_waiting_for_the_message(auth_broker, resour
 
 
 async def test_port_that_accepts_and_never_speaks(shared_broker, resources, probers, open_fds):
-    host, port = shared_broker.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
+    async with scenarios.proxy_to(shared_broker) as proxy:
         proxy.stall()
         prober = make(resources, probers, host=proxy.address, timeout="500ms")
         before = open_fds()
-        started = time.monotonic()
-        result = (await run_check(prober)).result
-        assert time.monotonic() - started < 1.5
-        assert result.status == "down"
-        assert result.message == "timeout after 500ms during CONNACK"
-        assert result.details["phase"] == "CONNACK"
+        run = await scenarios.timed_run(prober, within=1.5)
+        assert run.straggler is None
+        assert run.result.status == "down"
+        assert run.result.message == "timeout after 500ms during CONNACK"
+        assert run.result.details["phase"] == "CONNACK"
         await prober.aclose()
         proxy.restore()
-        await settle(open_fds, before)
+        await scenarios.settle(open_fds, before)
 
 
 async def test_cancelled_check_closes_its_socket(shared_broker, resources, probers, open_fds):
@@ -434,7 +387,7 @@ async def test_cancelled_check_closes_its_socket(shared_broker, resources, probe
                 await asyncio.sleep(1)  # in case the check finished in time
     await prober.aclose()
     gc.collect()
-    await settle(open_fds, before)
+    await scenarios.settle(open_fds, before)
 
 
 async def test_connection_refused(closed_port, resources, probers):
@@ -449,19 +402,7 @@ async def test_no_descriptor_leaks_after_many_checks(
     good = make(resources, probers, host=shared_broker, topic="probe/tests/leaks")
     refused = make(resources, probers, host=f"127.0.0.1:{closed_port}")
     wrong = make(resources, probers, host=auth_broker.address, username="probe", password="nope")
-    assert (await good.check(CheckContext())).ok
-    before = open_fds()
-    for i in range(200):
-        if i % 10 == 0:
-            with pytest.raises(ProbeError):
-                await refused.check(CheckContext())
-        elif i % 10 == 1:
-            with pytest.raises(ProbeError):
-                await wrong.check(CheckContext())
-        else:
-            assert (await good.check(CheckContext())).ok
-    gc.collect()
-    await settle(open_fds, before + 2)
+    await scenarios.assert_no_leaks_mixing(open_fds, good, [refused, wrong], every=10)
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -469,18 +410,11 @@ async def test_no_descriptor_leaks_after_many_checks(
 
 async def test_passwords_never_in_endpoint_messages_or_details(auth_broker, resources, probers):
     secret = "dsn-secret-" + secrets.token_hex(4)
-    spec = MQTTSpec(name="bus", driver="mqtt", dsn=f"mqtt://probe:{secret}@{auth_broker.address}")
-    assert spec.endpoint() == f"mqtt://{auth_broker.address}"
-    assert secret not in repr(spec)
-    prober = MQTTProber(spec, resources)
-    probers.append(prober)
-    result = (await run_check(prober)).result
-    assert result.status == "down"
-    assert secret not in result.message + repr(result.details) + result.endpoint
-    keyed = MQTTSpec(
-        name="bus", driver="mqtt", host=auth_broker.address, username="probe", password=secret
-    )
-    assert secret not in keyed.endpoint() + repr(keyed)
+    prober = make(resources, probers, dsn=f"mqtt://probe:{secret}@{auth_broker.address}")
+    assert prober.endpoint == f"mqtt://{auth_broker.address}"
+    await scenarios.assert_password_hidden(prober, secret)
+    keyed = make(resources, probers, host=auth_broker.address, username="probe", password=secret)
+    await scenarios.assert_password_hidden(keyed, secret)
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -582,8 +516,6 @@ async def test_client_ids_are_unique_per_check(shared_broker, resources, probers
         assert client_id.startswith("probe-my-probe-")
 
 
-async def test_unreadable_ca_is_a_failed_check(tmp_path, resources, probers):
-    bad = tmp_path / "ca.pem"
-    bad.write_text("not a certificate")
-    error = await failure(resources, probers, host="127.0.0.1:8883", ca=str(bad))
+async def test_unreadable_ca_is_a_failed_check(bad_ca_file, resources, probers):
+    error = await failure(resources, probers, host="127.0.0.1:8883", ca=str(bad_ca_file))
     assert error.message.startswith("TLS: cannot load the certificates")

@@ -12,27 +12,22 @@ from __future__ import annotations
 import asyncio
 import gc
 import secrets
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from urllib.parse import urlsplit
 
 import pytest
 import redis
-import trustme
 from pydantic import ValidationError
 
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
-from probe.probers.base import SharedResources
 from probe.probers.redis import RedisProber, RedisSpec
-from tests.support.mosquitto import require_binary
-from tests.support.proxy import TCPProxy
+from tests.support import probers as scenarios
+from tests.support.probers import Kind
+from tests.support.redis_server import PrivateRedis
 from tests.support.services import require_service
 
 AUTH_USER = "probe_auth"
@@ -80,118 +75,15 @@ def keys(admin: redis.Redis) -> Iterator[dict[str, str]]:
     admin.delete(names["status"], names["hash"], prefix + "db3")
 
 
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
-
-
-def make(resources: SharedResources, **keys: object) -> RedisProber:
-    keys.setdefault("timeout", "2s")
-    return RedisProber(RedisSpec(name="cache", driver="redis", **keys), resources)
-
-
-async def failure(resources: SharedResources, **keys: object) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await make(resources, **keys).check(CheckContext())
-    return caught.value
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PrivateRedis:
-    plain: str  # host:port, password on the default user
-    tls: str  # host:port of the TLS listener (same server)
-    ca_file: Path
-    other_ca_file: Path
+REDIS = Kind(RedisProber, RedisSpec, {"name": "cache", "driver": "redis", "timeout": "2s"})
+make, failure = REDIS.make, REDIS.failure
 
 
 @pytest.fixture(scope="module")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
     """A redis-server of our own: `requirepass` on the default user and a TLS port."""
-    binary = require_binary("redis-server")
-    directory = tmp_path_factory.mktemp("redis")
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    cert, key, ca_file = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(ca_file))
-    other_ca_file = directory / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(other_ca_file))
-    for _attempt in range(3):
-        port, tls_port = _free_port(), _free_port()
-        process = subprocess.Popen(
-            [
-                binary,
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--tls-port", str(tls_port),
-                "--tls-cert-file", str(cert),
-                "--tls-key-file", str(key),
-                "--tls-ca-cert-file", str(ca_file),
-                "--tls-auth-clients", "no",
-                "--requirepass", PRIVATE_PASSWORD,
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(directory),
-                "--logfile", str(directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        if _wait_for_ports(process, (port, tls_port)):
-            break
-        _terminate(process)
-    else:
-        raise RuntimeError("private redis-server did not start")
-    try:
-        yield PrivateRedis(f"127.0.0.1:{port}", f"127.0.0.1:{tls_port}", ca_file, other_ca_file)
-    finally:
-        _terminate(process)
-
-
-def _wait_for_ports(process: subprocess.Popen[bytes], ports: tuple[int, ...]) -> bool:
-    deadline = time.monotonic() + 10
-    pending = list(ports)
-    while pending and time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", pending[0]), timeout=0.5):
-                pending.pop(0)
-        except OSError:
-            time.sleep(0.05)
-    return not pending
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-async def settle(open_fds, limit: int) -> None:
-    """Wait (bounded) until at most `limit` descriptors are open: a transport closes its
-    socket on the loop iteration after it is aborted."""
-    count = open_fds()
-    for _ in range(100):
-        count = open_fds()
-        if count <= limit:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{count} descriptors open, expected at most {limit}")
+    with PrivateRedis(tmp_path_factory.mktemp("redis"), password=PRIVATE_PASSWORD) as server:
+        yield server
 
 
 # --- registry and healthy checks ------------------------------------------------------------
@@ -220,12 +112,7 @@ async def test_dsn_selects_the_database(shared_redis, keys, resources, admin):
 
 
 async def test_each_check_opens_a_connection_of_its_own(shared_redis, resources):
-    host, port = shared_redis.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        prober = make(resources, host=proxy.address)
-        for _ in range(3):
-            assert (await prober.check(CheckContext())).ok
-        assert proxy.connections == 3
+    await scenarios.assert_a_connection_per_check(shared_redis, partial(make, resources))
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -408,52 +295,31 @@ async def test_timeout_during_tls_handshake_leaves_no_socket(raw_server, resourc
     prober = make(resources, dsn=f"rediss://{server.address}", insecure=True, timeout="1s")
     prober._tls()  # build the SSLContext before counting
     before = open_fds()
-    started = time.monotonic()
-    result = (await run_check(prober)).result
-    assert time.monotonic() - started < 2.0
+    result = (await scenarios.timed_run(prober, within=2.0)).result
     assert result.message == "timeout after 1s during TLS handshake"
     gc.collect()
-    await settle(open_fds, before)
+    await scenarios.settle(open_fds, before)
 
 
 # --- outages, silence, refusals -------------------------------------------------------------
 
 
 async def test_outage_and_recovery_through_a_proxy(shared_redis, resources):
-    host, port = shared_redis.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        prober = make(resources, host=proxy.address, timeout="1s")
-        assert (await run_check(prober)).result.status == "up"
-        proxy.cut()
-        down = (await run_check(prober)).result
-        assert down.status == "down"
-        assert down.message in {
-            "connection reset by peer",
-            "the server closed the connection",
-        }
-        proxy.restore()
-        assert (await run_check(prober)).result.status == "up"
+    cut = {"connection reset by peer", "the server closed the connection"}
+    await scenarios.assert_outage_and_recovery(
+        shared_redis, partial(make, resources), cut, timeout="1s"
+    )
 
 
-async def test_port_that_accepts_and_never_speaks(shared_redis, resources, open_fds):
-    host, port = shared_redis.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
-        proxy.stall()
-        prober = make(resources, host=proxy.address, timeout="1s")
-        started = time.monotonic()
-        result = (await run_check(prober)).result
-        assert time.monotonic() - started < 2.0
-        assert result.status == "down"
-        assert result.message == "timeout after 1s during ping"
-        assert result.details["phase"] == "ping"
-        stalled_auth = make(resources, host=proxy.address, password="pw", timeout="1s")
-        result = (await run_check(stalled_auth)).result
-        assert result.message == "timeout after 1s during auth"
+async def test_port_that_accepts_and_never_speaks(shared_redis, resources):
+    silent = scenarios.assert_silent_port_times_out
+    result = await silent(shared_redis, partial(make, resources), "ping")
+    assert result.details["phase"] == "ping"
+    await silent(shared_redis, partial(make, resources, password="pw"), "auth")
 
 
 async def test_cancelled_check_leaves_no_socket(shared_redis, resources, open_fds):
-    host, port = shared_redis.rsplit(":", 1)
-    async with TCPProxy(host, int(port)) as proxy:
+    async with scenarios.proxy_to(shared_redis) as proxy:
         proxy.stall()
         before = open_fds()
         ctx = CheckContext()
@@ -462,7 +328,7 @@ async def test_cancelled_check_leaves_no_socket(shared_redis, resources, open_fd
                 await make(resources, host=proxy.address).check(ctx)
         assert ctx.phase == "ping"
         proxy.restore()
-        await settle(open_fds, before + 1)  # the proxy may still hold its side
+        await scenarios.settle(open_fds, before + 1)  # the proxy may still hold its side
 
 
 async def test_connection_refused(closed_port, resources):
@@ -486,12 +352,7 @@ async def test_not_a_redis_server(raw_server, resources):
 
 
 async def test_name_that_does_not_resolve(monkeypatch, resources):
-    loop = asyncio.get_running_loop()
-
-    async def no_such_name(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(loop, "getaddrinfo", no_such_name)
+    scenarios.fail_name_resolution(monkeypatch)
     ctx = CheckContext()
     with pytest.raises(ProbeError) as caught:
         await make(resources, host="cache.invalid:6379").check(ctx)
@@ -505,19 +366,7 @@ async def test_no_descriptor_leaks_after_many_checks(
     good = make(resources, host=shared_redis, data={keys["status"]: "ok"})
     bad_password = make(resources, host=shared_redis, username=auth_user, password="nope")
     refused = make(resources, host=f"127.0.0.1:{closed_port}")
-    assert (await good.check(CheckContext())).ok
-    before = open_fds()
-    for i in range(200):
-        if i % 10 == 0:
-            with pytest.raises(ProbeError):
-                await refused.check(CheckContext())
-        elif i % 10 == 1:
-            with pytest.raises(ProbeError):
-                await bad_password.check(CheckContext())
-        else:
-            assert (await good.check(CheckContext())).ok
-    gc.collect()
-    await settle(open_fds, before + 2)
+    await scenarios.assert_no_leaks_mixing(open_fds, good, [refused, bad_password], every=10)
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -525,17 +374,12 @@ async def test_no_descriptor_leaks_after_many_checks(
 
 async def test_passwords_never_in_endpoint_messages_or_details(shared_redis, auth_user, resources):
     secret = "dsn-secret-" + secrets.token_hex(4)
-    spec = RedisSpec(name="c", driver="redis", dsn=f"redis://{auth_user}:{secret}@{shared_redis}/2")
-    assert spec.endpoint() == f"redis://{shared_redis}/2"
-    assert secret not in repr(spec)
-    with pytest.raises(ProbeError) as caught:
-        await RedisProber(spec, resources).check(CheckContext())
-    assert secret not in caught.value.message
-    assert secret not in repr(caught.value.details)
-    keyed = RedisSpec(name="c", driver="redis", host=shared_redis, password="key-secret-1")
-    assert "key-secret-1" not in keyed.endpoint() + repr(keyed)
-    result = (await run_check(RedisProber(keyed, resources))).result
-    assert "key-secret-1" not in result.message + repr(result.details)
+    in_dsn = make(resources, dsn=f"redis://{auth_user}:{secret}@{shared_redis}/2")
+    assert in_dsn.endpoint == f"redis://{shared_redis}/2"
+    await scenarios.assert_password_hidden(in_dsn, secret)
+    # The shared server has no password on its default user: one given is a failure too.
+    keyed = make(resources, host=shared_redis, password="key-secret-1")
+    await scenarios.assert_password_hidden(keyed, "key-secret-1")
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -607,8 +451,6 @@ def test_endpoint_forms():
     assert dsn.endpoint() == "rediss://cache.lan:6380/1"
 
 
-async def test_unreadable_ca_is_a_failed_check(tmp_path, resources):
-    bad = tmp_path / "ca.pem"
-    bad.write_text("not a certificate")
-    error = await failure(resources, host="127.0.0.1:6379", ca=str(bad))
+async def test_unreadable_ca_is_a_failed_check(bad_ca_file, resources):
+    error = await failure(resources, host="127.0.0.1:6379", ca=str(bad_ca_file))
     assert error.message.startswith("TLS: cannot load the certificates")

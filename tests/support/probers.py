@@ -42,6 +42,7 @@ __all__ = [
     "assert_no_leaks_mixing",
     "assert_no_secret",
     "assert_outage_and_recovery",
+    "assert_password_hidden",
     "assert_silent_port_times_out",
     "cancelled",
     "config_error_messages",
@@ -198,6 +199,17 @@ async def assert_credentials_in_the_dsn(
     await assert_authentication_failure(bad, user, wrong, password)
 
 
+async def assert_password_hidden(prober: Prober[Any], password: str) -> None:
+    """A prober whose password is wrong: neither its spec's repr nor its endpoint, nor the
+    error a check raises or the result the scheduler records (DOWN), shows the password."""
+    assert password not in repr(prober.spec)
+    error = await failure(prober)
+    assert_no_secret(error, prober, password)
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert_no_secret(result, prober, password)
+
+
 # --- outages and silent ports (through a TCPProxy) --------------------------------------------
 
 
@@ -311,20 +323,22 @@ async def assert_no_descriptor_leak(
 async def assert_no_leaks_mixing(
     open_fds: OpenFds,
     good: Prober[Any],
-    failing: Sequence[Callable[[], Awaitable[object]]],
+    failing: Sequence[Prober[Any] | Callable[[], Awaitable[object]]],
     *,
     every: int,
     rounds: int = 200,
     slack: int = 2,
 ) -> None:
-    """`rounds` checks: in every `every`, one call of each of `failing` (each asserts its own
-    failure, e.g. `partial(failure, prober)`), the rest healthy checks of `good`. Afterwards
-    at most `slack` more descriptors are open than after the first healthy check."""
+    """`rounds` checks: in every `every`, one of each of `failing` (a prober whose check must
+    raise a ProbeError, or a call that asserts its own failure), the rest healthy checks of
+    `good`. Afterwards at most `slack` more descriptors are open than after the first healthy
+    check."""
     assert (await good.check(CheckContext())).ok  # builds the shared clients first
     before = open_fds()
     for i in range(rounds):
         if i % every < len(failing):
-            await failing[i % every]()
+            bad = failing[i % every]
+            await (failure(bad) if isinstance(bad, Prober) else bad())
         else:
             assert (await good.check(CheckContext())).ok
     gc.collect()

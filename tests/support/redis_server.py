@@ -1,0 +1,72 @@
+"""A private `redis-server` for the redis prober's tests: what the shared server cannot show.
+
+It listens on two free loopback ports: a plain one whose default user needs `password`, and a
+TLS one with a certificate for 127.0.0.1 and localhost from a CA of our own. Nothing is saved
+to disk; the process is terminated when the `with` block ends (tests/support/daemons.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.daemons import _Daemon, free_port
+from tests.support.mosquitto import require_binary
+from tests.support.probers import server_tls_files
+
+__all__ = ["PrivateRedis"]
+
+
+class PrivateRedis(_Daemon):
+    name = "redis"
+
+    def __init__(self, directory: Path, *, password: str) -> None:
+        super().__init__(directory)
+        self.password = password
+        self.files = server_tls_files(directory, "127.0.0.1", "localhost")
+        self.port = 0
+        self.tls_port = 0
+
+    @property
+    def plain(self) -> str:
+        """host:port of the plain listener (password on the default user)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def tls(self) -> str:
+        """host:port of the TLS listener (the same server)."""
+        return f"127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the server's certificate."""
+        return self.files.ca_file
+
+    @property
+    def other_ca_file(self) -> Path:
+        """A CA that did not."""
+        return self.files.other_ca_file
+
+    def _pick_ports(self) -> None:
+        self.port, self.tls_port = free_port(), free_port()
+
+    def _ports(self) -> list[int]:
+        return [self.port, self.tls_port]
+
+    def _ready(self) -> bool:
+        return True  # both ports accept: redis-server serves from then on
+
+    def _command(self) -> list[str]:
+        return [
+            require_binary("redis-server"),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--tls-port", str(self.tls_port),
+            "--tls-cert-file", str(self.files.cert),
+            "--tls-key-file", str(self.files.key),
+            "--tls-ca-cert-file", str(self.files.ca_file),
+            "--tls-auth-clients", "no",
+            "--requirepass", self.password,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+        ]  # fmt: skip
