@@ -281,9 +281,7 @@ async def test_not_an_etcd_server(web_server, resources):
     async def not_found(request: web.Request) -> web.Response:
         return web.Response(status=404, text="Not Found")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", not_found)
-    url = await web_server(app)
+    url = await web_server(scenarios.web_app({"* /{tail:.*}": not_found}))
     error = await failure(resources, dsn=url)
     assert error.message == (
         'unexpected answer to GET /health: HTTP 404 "Not Found" (not an etcd 3.4+ JSON gateway?)'

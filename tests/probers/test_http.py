@@ -8,6 +8,7 @@ import socket
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -18,11 +19,13 @@ import trustme
 from aiohttp import web
 from pydantic import ValidationError
 
-from probe.core.check import CheckContext, Outcome
+from probe.core.check import CheckContext
 from probe.errors import ProbeError
 from probe.probers._net import redact_url
 from probe.probers.base import SharedResources
 from probe.probers.http import USER_AGENT, HTTPProber, HTTPSpec, _describe
+from tests.support import probers as scenarios
+from tests.support.probers import Kind
 
 MB = 1024 * 1024
 
@@ -41,13 +44,6 @@ class Site:
     url: str
     seen: list[Seen] = field(default_factory=list)
     streamed: list[int] = field(default_factory=list)
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
 
 
 def make_app(site: Site) -> web.Application:
@@ -107,16 +103,18 @@ def make_app(site: Site) -> web.Application:
             site.streamed.append(sent)
         return response
 
-    app = web.Application()
-    app.router.add_route("*", "/record", record)
-    app.router.add_get("/status/{code}", status)
-    app.router.add_get("/text", text)
-    app.router.add_get("/gzip", gzipped)
-    app.router.add_get("/redirect/{left}", redirect)
-    app.router.add_get("/elsewhere", elsewhere)
-    app.router.add_get("/cookie", cookie)
-    app.router.add_get("/endless", endless)
-    return app
+    return scenarios.web_app(
+        {
+            "* /record": record,
+            "GET /status/{code}": status,
+            "GET /text": text,
+            "GET /gzip": gzipped,
+            "GET /redirect/{left}": redirect,
+            "GET /elsewhere": elsewhere,
+            "GET /cookie": cookie,
+            "GET /endless": endless,
+        }
+    )
 
 
 @pytest.fixture
@@ -126,23 +124,26 @@ async def site(web_server) -> Site:
     return site
 
 
-def make(resources: SharedResources, url: str, **keys: object) -> HTTPProber:
-    keys.setdefault("timeout", "5s")
-    return HTTPProber(HTTPSpec(name="web", url=url, **keys), resources)
-
-
-async def check(resources: SharedResources, url: str, **keys: object) -> Outcome:
-    return await make(resources, url, **keys).check(CheckContext())
-
-
-async def failure(resources: SharedResources, url: str, **keys: object) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await check(resources, url, **keys)
-    return caught.value
+# make(resources, url, **keys), and check() and failure() with the same arguments
+HTTP = Kind(HTTPProber, HTTPSpec, {"name": "web", "timeout": "5s"}, positional=("url",))
+make, check, failure = HTTP.make, HTTP.check, HTTP.failure
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
+
+
+async def failure_after(raw_server, resources: SharedResources, reply: bytes) -> ProbeError:
+    """The error of a check against a server that reads the request, writes `reply` and
+    closes the connection."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+
+    server = await raw_server(answer)
+    return await failure(resources, f"http://{server.address}/")
 
 
 # --- status and body ----------------------------------------------------------------------
@@ -403,33 +404,18 @@ async def test_connection_reset(raw_server, resources):
 
 
 async def test_server_closes_without_answering(raw_server, resources):
-    async def hang_up(reader, writer):
-        await read_request(reader)
-
-    server = await raw_server(hang_up)
-    error = await failure(resources, f"http://{server.address}/")
+    error = await failure_after(raw_server, resources, b"")
     assert error.message == "server closed the connection without answering"
 
 
 async def test_server_closes_in_the_middle_of_the_body(raw_server, resources):
-    async def half(reader, writer):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
-        await writer.drain()
-
-    server = await raw_server(half)
-    error = await failure(resources, f"http://{server.address}/")
+    half = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"
+    error = await failure_after(raw_server, resources, half)
     assert error.message == "server closed the connection before the body was complete"
 
 
 async def test_garbage_instead_of_http(raw_server, resources):
-    async def garbage(reader, writer):
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-
-    server = await raw_server(garbage)
-    error = await failure(resources, f"http://{server.address}/")
+    error = await failure_after(raw_server, resources, b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
     assert error.message.startswith("invalid HTTP response")
 
 
@@ -443,10 +429,7 @@ async def test_connection_refused(closed_port, resources):
 
 
 async def test_name_that_does_not_resolve(monkeypatch, resources):
-    async def no_such_name(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_name)
+    scenarios.fail_name_resolution(monkeypatch)
     ctx = CheckContext()
     with pytest.raises(ProbeError) as caught:
         await make(resources, "https://status.invalid/health").check(ctx)
@@ -593,13 +576,10 @@ async def test_hard_timeout_during_tls_handshake_leaves_no_socket(raw_server, re
     prober = make(resources, f"https://{server.address}/")
     prober.client  # noqa: B018 - build the shared client (and its CA bundle) before counting
     before = open_fds()
-    ctx = CheckContext()
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.3):
-            await prober.check(ctx)
+    ctx = await scenarios.cancelled(prober, 0.3)
     assert ctx.phase == "TLS handshake"
     gc.collect()
-    await settle(open_fds, before)
+    await scenarios.settle(open_fds, before)
 
 
 # --- sharing and resources ------------------------------------------------------------------
@@ -643,18 +623,6 @@ async def test_cookies_are_not_carried_between_checks(site, resources):
     assert "Cookie" not in site.seen[0].headers
 
 
-async def settle(open_fds, limit: int) -> None:
-    """Wait (boundedly) for the descriptor count to come back to `limit`: servers in this
-    process close their side of each connection a moment after the prober closes its own."""
-    count = open_fds()
-    for _ in range(100):
-        count = open_fds()
-        if count <= limit:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{count} descriptors open, expected at most {limit}")
-
-
 async def test_no_descriptor_leaks_after_many_checks(
     site, raw_server, closed_port, resources, open_fds
 ):
@@ -665,21 +633,8 @@ async def test_no_descriptor_leaks_after_many_checks(
     good = make(resources, f"{site.url}/record")
     refused = make(resources, f"http://127.0.0.1:{closed_port}/")
     stuck = make(resources, f"http://{hung.address}/")
-    assert (await good.check(CheckContext())).ok  # builds the shared client first
-    await settle(open_fds, open_fds())
-    before = open_fds()
-    for i in range(200):
-        if i % 8 == 0:
-            with pytest.raises(ProbeError):
-                await refused.check(CheckContext())
-        elif i % 8 == 1:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.01):
-                    await stuck.check(CheckContext())
-        else:
-            assert (await good.check(CheckContext())).ok
-    gc.collect()
-    await settle(open_fds, before + 2)
+    failing = [refused, partial(scenarios.cancelled, stuck, 0.01)]
+    await scenarios.assert_no_leaks_mixing(open_fds, good, failing, every=8)
 
 
 # --- secrets --------------------------------------------------------------------------------

@@ -17,16 +17,10 @@ from pydantic import ValidationError
 from probe.config import load_config
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
-from probe.errors import ConfigError, ProbeError
+from probe.errors import ConfigError
 from probe.probers.base import SharedResources
 from probe.probers.shell import MAX_OUTPUT, ShellProber, ShellSpec, _shell_word
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
+from tests.support.probers import failure
 
 
 def make(resources: SharedResources, cmd: str, *args: str, **keys: object) -> ShellProber:
@@ -268,37 +262,35 @@ def test_endpoint_words_read_back_by_sh(word):
 # --- starting failures -----------------------------------------------------------------------
 
 
+def script_file(directory: Path, text: str, mode: int = 0o755) -> Path:
+    """`directory`/check.sh holding `text`, with permissions `mode`."""
+    path = directory / "check.sh"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
 async def test_missing_command(resources):
-    with pytest.raises(ProbeError) as caught:
-        await make(resources, "no-such-command-probe-test").check(CheckContext())
-    assert caught.value.message == "command not found: no-such-command-probe-test"
-    with pytest.raises(ProbeError) as caught:
-        await make(resources, "/nonexistent/check.sh").check(CheckContext())
-    assert caught.value.message == "command not found: /nonexistent/check.sh"
+    error = await failure(make(resources, "no-such-command-probe-test"))
+    assert error.message == "command not found: no-such-command-probe-test"
+    error = await failure(make(resources, "/nonexistent/check.sh"))
+    assert error.message == "command not found: /nonexistent/check.sh"
 
 
 async def test_not_executable(resources, tmp_path):
-    script = tmp_path / "check.sh"
-    script.write_text("#!/bin/sh\necho hi\n")
-    script.chmod(0o644)
-    with pytest.raises(ProbeError) as caught:
-        await make(resources, str(script)).check(CheckContext())
-    assert caught.value.message == f"cannot run {script}: permission denied"
+    script = script_file(tmp_path, "#!/bin/sh\necho hi\n", mode=0o644)
+    error = await failure(make(resources, str(script)))
+    assert error.message == f"cannot run {script}: permission denied"
 
 
 async def test_missing_interpreter(resources, tmp_path):
-    script = tmp_path / "check.sh"
-    script.write_text("#!/nonexistent/interpreter\necho hi\n")
-    script.chmod(0o755)
-    with pytest.raises(ProbeError) as caught:
-        await make(resources, str(script)).check(CheckContext())
-    assert caught.value.message == f"cannot run {script}: its interpreter was not found"
+    script = script_file(tmp_path, "#!/nonexistent/interpreter\necho hi\n")
+    error = await failure(make(resources, str(script)))
+    assert error.message == f"cannot run {script}: its interpreter was not found"
 
 
 async def test_script_file_runs(resources, tmp_path):
-    script = tmp_path / "check.sh"
-    script.write_text('#!/bin/sh\necho "args: $*"\n')
-    script.chmod(0o755)
+    script = script_file(tmp_path, '#!/bin/sh\necho "args: $*"\n')
     outcome = await make(resources, str(script), "a", "b").check(CheckContext())
     assert outcome.ok
     assert outcome.details["output"] == "args: a b\n"

@@ -11,13 +11,7 @@ from probe.errors import ProbeError
 from probe.probers._net import split_host_port
 from probe.probers.base import SharedResources
 from probe.probers.tcp import TCPProber, TCPSpec
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
+from tests.support.probers import fail_name_resolution
 
 
 def prober(host: str, resources: SharedResources) -> TCPProber:
@@ -67,12 +61,7 @@ async def test_ipv6_loopback(raw_server, resources, ipv6_loopback):
 
 async def test_name_that_does_not_resolve(monkeypatch, resources):
     # getaddrinfo may ask a DNS server even for `.invalid`: fail it here, so nothing leaves.
-    loop = asyncio.get_running_loop()
-
-    async def no_such_name(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(loop, "getaddrinfo", no_such_name)
+    fail_name_resolution(monkeypatch)
     ctx = CheckContext()
     with pytest.raises(ProbeError) as caught:
         await prober("db.invalid:5432", resources).check(ctx)

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import ssl
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,21 +23,15 @@ from pydantic import ValidationError
 
 from probe.config import load_config
 from probe.config.durations import format_duration
-from probe.core.check import CheckContext
+from probe.core.check import CheckContext, Outcome
 from probe.core.scheduler import run_check
 from probe.errors import ConfigError, ProbeError
 from probe.probers.base import SharedResources
 from probe.probers.tls import TLSProber, TLSSpec
 from tests.conftest import server_ssl_context
+from tests.support import probers as scenarios
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-async def resources():
-    shared = SharedResources()
-    yield shared
-    await shared.aclose()
 
 
 def make(resources: SharedResources, host: str, **keys: object) -> TLSProber:
@@ -83,25 +77,46 @@ def leaf_context(
     return server_ssl_context(leaf)
 
 
-def self_signed_context(tmp_path: Path, name: str = "127.0.0.1") -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
+def certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    days: tuple[int, int],
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    """`key`'s certificate for `subject`, signed by `signer` (`issuer`), valid from `days[0]`
+    to `days[1]` days from now, with `extensions` (each with whether it is critical)."""
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=90))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(name))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+        .not_valid_before(NOW + timedelta(days=days[0]))
+        .not_valid_after(NOW + timedelta(days=days[1]))
     )
-    cert_path, key_path = tmp_path / "self.pem", tmp_path / "self.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def common_name(name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+
+
+def ip_names(address: str) -> tuple[x509.SubjectAlternativeName, bool]:
+    """A (not critical) subjectAltName extension for the IP `address`."""
+    return x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), False
+
+
+def context_presenting(
+    directory: Path, chain: list[x509.Certificate], key: ec.EllipticCurvePrivateKey
+) -> ssl.SSLContext:
+    """A server context presenting `chain` (leaf first) with the leaf's `key`."""
+    cert_path, key_path = directory / "chain.pem", directory / "leaf.key"
+    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -112,6 +127,21 @@ def self_signed_context(tmp_path: Path, name: str = "127.0.0.1") -> ssl.SSLConte
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context
+
+
+def self_signed_context(tmp_path: Path, name: str = "127.0.0.1") -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = common_name(name)
+    cert = certificate(subject, subject, key, key, days=(-1, 90), extensions=[ip_names(name)])
+    return context_presenting(tmp_path, [cert], key)
+
+
+async def failed_check(serve, resources, context: ssl.SSLContext, **keys: object) -> Outcome:
+    """The outcome of one check of a server presenting `context`, which must not be ok."""
+    served = await serve(context)
+    outcome = await make(resources, served.address, **keys).check(CheckContext())
+    assert not outcome.ok
+    return outcome
 
 
 # --- healthy ---------------------------------------------------------------------------------
@@ -195,11 +225,7 @@ async def test_through_run_check(serve, resources, tls_ca, tls_ca_file):
 async def test_expired(serve, resources, tls_ca, tls_ca_file):
     ended = NOW - timedelta(days=3)
     context = leaf_context(tls_ca, not_before=NOW - timedelta(days=30), not_after=ended)
-    served = await serve(context)
-    outcome = await make(resources, served.address, root_ca_pem_path=str(tls_ca_file)).check(
-        CheckContext()
-    )
-    assert not outcome.ok
+    outcome = await failed_check(serve, resources, context, root_ca_pem_path=str(tls_ca_file))
     assert outcome.message == f"TLS: certificate has expired (on {ended.date().isoformat()})"
     assert outcome.details["days_left"] == -3
     assert outcome.details["verify_error"] == "certificate has expired"
@@ -208,11 +234,7 @@ async def test_expired(serve, resources, tls_ca, tls_ca_file):
 async def test_not_yet_valid(serve, resources, tls_ca, tls_ca_file):
     starts = NOW + timedelta(days=10)
     context = leaf_context(tls_ca, not_before=starts, not_after=NOW + timedelta(days=100))
-    served = await serve(context)
-    outcome = await make(resources, served.address, root_ca_pem_path=str(tls_ca_file)).check(
-        CheckContext()
-    )
-    assert not outcome.ok
+    outcome = await failed_check(serve, resources, context, root_ca_pem_path=str(tls_ca_file))
     assert outcome.message == (
         f"TLS: certificate is not yet valid (valid from {starts.date().isoformat()})"
     )
@@ -241,11 +263,9 @@ async def test_expiring_within_the_window_is_down(serve, resources, tls_ca, tls_
 
 async def test_expiring_in_less_than_a_day(serve, resources, tls_ca, tls_ca_file):
     ends = NOW + timedelta(hours=5)
-    served = await serve(leaf_context(tls_ca, not_after=ends))
-    outcome = await make(resources, served.address, root_ca_pem_path=str(tls_ca_file)).check(
-        CheckContext()
+    outcome = await failed_check(
+        serve, resources, leaf_context(tls_ca, not_after=ends), root_ca_pem_path=str(tls_ca_file)
     )
-    assert not outcome.ok
     assert outcome.message == f"certificate expires in less than a day ({ends.date().isoformat()})"
 
 
@@ -277,69 +297,41 @@ def chain_with_expired_intermediate(ca: trustme.CA, tmp_path: Path) -> ssl.SSLCo
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
     mid_key = ec.generate_private_key(ec.SECP256R1())
-    mid_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Expired Intermediate")])
-    mid = (
-        x509.CertificateBuilder()
-        .subject_name(mid_name)
-        .issuer_name(ca_cert.subject)
-        .public_key(mid_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=60))
-        .not_valid_after(NOW - timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    mid_name = common_name("Expired Intermediate")
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    ca_extensions = [(x509.BasicConstraints(ca=True, path_length=0), True), (usage, True)]
+    mid = certificate(
+        mid_name, ca_cert.subject, mid_key, ca_key, days=(-60, -1), extensions=ca_extensions
     )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
-        .issuer_name(mid_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=10))
-        .not_valid_after(NOW + timedelta(days=90))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(mid_key, hashes.SHA256())
+    leaf = certificate(
+        common_name("leaf"),
+        mid_name,
+        leaf_key,
+        mid_key,
+        days=(-10, 90),
+        extensions=[ip_names("127.0.0.1")],
     )
-    chain_path, key_path = tmp_path / "chain.pem", tmp_path / "leaf.key"
-    chain_path.write_bytes(
-        leaf.public_bytes(serialization.Encoding.PEM) + mid.public_bytes(serialization.Encoding.PEM)
-    )
-    key_path.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(chain_path, key_path)
-    return context
+    return context_presenting(tmp_path, [leaf, mid], leaf_key)
 
 
 async def test_expired_intermediate(serve, resources, tls_ca, tls_ca_file, tmp_path):
-    served = await serve(chain_with_expired_intermediate(tls_ca, tmp_path))
-    outcome = await make(resources, served.address, root_ca_pem_path=str(tls_ca_file)).check(
-        CheckContext()
+    outcome = await failed_check(
+        serve,
+        resources,
+        chain_with_expired_intermediate(tls_ca, tmp_path),
+        root_ca_pem_path=str(tls_ca_file),
     )
-    assert not outcome.ok
     if sys.version_info < (3, 13):
         # Only the leaf can be read here, and it is valid: the message cannot name the one
         # that expired.
@@ -353,9 +345,7 @@ async def test_expired_intermediate(serve, resources, tls_ca, tls_ca_file, tmp_p
 
 
 async def test_self_signed(serve, resources, tmp_path):
-    served = await serve(self_signed_context(tmp_path))
-    outcome = await make(resources, served.address).check(CheckContext())
-    assert not outcome.ok
+    outcome = await failed_check(serve, resources, self_signed_context(tmp_path))
     assert outcome.message == "TLS: self-signed certificate"
     assert outcome.details["subject"] == "CN=127.0.0.1"
     assert outcome.details["issuer"] == "CN=127.0.0.1"
@@ -363,9 +353,7 @@ async def test_self_signed(serve, resources, tmp_path):
 
 async def test_unknown_ca(serve, resources, tls_ca):
     # No root_ca_pem: the system's roots (certifi), which do not know the test CA.
-    served = await serve(leaf_context(tls_ca))
-    outcome = await make(resources, served.address).check(CheckContext())
-    assert not outcome.ok
+    outcome = await failed_check(serve, resources, leaf_context(tls_ca))
     assert outcome.message == "TLS: certificate signed by an unknown authority"
     assert "trustme" in outcome.details["issuer"]
 
@@ -454,17 +442,9 @@ async def test_silent_port_times_out_during_the_handshake(raw_server, resources)
 # --- resources -------------------------------------------------------------------------------
 
 
-async def settle(open_fds, limit: int) -> None:
-    """Wait (boundedly) for the count to come back to `limit`: the servers in this process
-    close their side of each connection a moment after the prober closes its own."""
-    count = open_fds()
-    for _ in range(150):
-        gc.collect()
-        count = open_fds()
-        if count <= limit:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{count} descriptors open, expected at most {limit}")
+# The servers in this process close their side of each connection a moment after the
+# prober closes its own; garbage is collected on every round.
+settle = partial(scenarios.settle, rounds=150, collect=True)
 
 
 async def test_no_descriptor_leaks_after_many_checks(
@@ -497,10 +477,7 @@ async def test_cancelled_handshake_leaves_no_socket(raw_server, resources, open_
     prober = make(resources, server.address)
     prober._context(verify=True)  # build the shared context (and read certifi) before counting
     before = open_fds()
-    ctx = CheckContext()
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
-            await prober.check(ctx)
+    ctx = await scenarios.cancelled(prober, 0.2)
     assert ctx.phase == "TLS handshake"
     await settle(open_fds, before)
 

@@ -13,13 +13,14 @@ import asyncio
 import gc
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+from aiohttp import web
 from pydantic import ValidationError
 
 from probe.core.check import CheckContext, Outcome
@@ -54,6 +55,7 @@ __all__ = [
     "settle",
     "timed_run",
     "version_of",
+    "web_app",
 ]
 
 Make = Callable[..., Prober[Any]]
@@ -95,11 +97,16 @@ async def failure(prober: Prober[Any], ctx: CheckContext | None = None) -> Probe
     return caught.value
 
 
-async def cancelled(prober: Prober[Any], after: float) -> None:
-    """A check of `prober` cut off by a timeout of `after` seconds (it must not end first)."""
+async def cancelled(
+    prober: Prober[Any], after: float, ctx: CheckContext | None = None
+) -> CheckContext:
+    """A check of `prober` cut off by a timeout of `after` seconds (it must not end first),
+    as the scheduler cuts one off. Returns the check's context (its phase, its details)."""
+    ctx = CheckContext() if ctx is None else ctx
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(after):
-            await prober.check(CheckContext())
+            await prober.check(ctx)
+    return ctx
 
 
 async def timed_run(prober: Prober[Any], *, within: float) -> CheckRun:
@@ -133,6 +140,16 @@ def version_of(outcome: Outcome, major: str) -> str:
     version = outcome.details["version"]
     assert version.startswith(major)
     return str(version)
+
+
+def web_app(routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]):
+    """An aiohttp application from {"METHOD /path": handler} ("*" for every method), for
+    the `web_server` fixture to serve."""
+    app = web.Application()
+    for route, handler in routes.items():
+        method, path = route.split(" ", 1)
+        app.router.add_route(method, path, handler)
+    return app
 
 
 def config_error_messages(spec_type: type[Any], **keys: object) -> str:
