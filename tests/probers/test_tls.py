@@ -298,16 +298,15 @@ def chain_with_expired_intermediate(ca: trustme.CA, tmp_path: Path) -> ssl.SSLCo
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
     mid_key = ec.generate_private_key(ec.SECP256R1())
     mid_name = common_name("Expired Intermediate")
+    # A CA's key usage: it signs certificates and CRLs (and its own digital signatures).
+    unused = ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
     usage = x509.KeyUsage(
         digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
         key_cert_sign=True,
         crl_sign=True,
         encipher_only=False,
         decipher_only=False,
+        **dict.fromkeys(unused, False),
     )
     ca_extensions = [(x509.BasicConstraints(ca=True, path_length=0), True), (usage, True)]
     mid = certificate(

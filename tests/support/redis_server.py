@@ -22,32 +22,17 @@ class PrivateRedis(_Daemon):
     def __init__(self, directory: Path, *, password: str) -> None:
         super().__init__(directory)
         self.password = password
-        self.files = server_tls_files(directory, "127.0.0.1", "localhost")
-        self.port = 0
-        self.tls_port = 0
-
-    @property
-    def plain(self) -> str:
-        """host:port of the plain listener (password on the default user)."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def tls(self) -> str:
-        """host:port of the TLS listener (the same server)."""
-        return f"127.0.0.1:{self.tls_port}"
-
-    @property
-    def ca_file(self) -> Path:
-        """The CA that signed the server's certificate."""
-        return self.files.ca_file
-
-    @property
-    def other_ca_file(self) -> Path:
-        """A CA that did not."""
-        return self.files.other_ca_file
+        files = server_tls_files(directory, "127.0.0.1", "localhost")
+        self.cert, self.key = files.cert, files.key
+        # The CA that signed the server's certificate, and one that did not.
+        self.ca_file, self.other_ca_file = files.ca_file, files.other_ca_file
+        self.port = self.tls_port = 0
+        # host:port of the plain listener (password on the default user) and of the TLS one.
+        self.plain = self.tls = ""
 
     def _pick_ports(self) -> None:
         self.port, self.tls_port = free_port(), free_port()
+        self.plain, self.tls = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.tls_port}"
 
     def _ports(self) -> list[int]:
         return [self.port, self.tls_port]
@@ -61,9 +46,9 @@ class PrivateRedis(_Daemon):
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--tls-port", str(self.tls_port),
-            "--tls-cert-file", str(self.files.cert),
-            "--tls-key-file", str(self.files.key),
-            "--tls-ca-cert-file", str(self.files.ca_file),
+            "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca_file),
             "--tls-auth-clients", "no",
             "--requirepass", self.password,
             "--save", "",
