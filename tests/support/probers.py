@@ -82,7 +82,8 @@ class Kind:
         return self.prober(self.spec(**keys), resources)
 
     async def check(self, resources: SharedResources, *args: object, **keys: object) -> Outcome:
-        return await self.make(resources, *args, **keys).check(CheckContext())
+        prober: Prober[Any] = self.make(resources, *args, **keys)
+        return await prober.check(CheckContext())
 
     async def failure(
         self, resources: SharedResources, *args: object, **keys: object
@@ -90,10 +91,10 @@ class Kind:
         return await failure(self.make(resources, *args, **keys))
 
 
-async def failure(prober: Prober[Any], ctx: CheckContext | None = None) -> ProbeError:
+async def failure(prober: Prober[Any]) -> ProbeError:
     """The ProbeError one check of `prober` raises (the test fails if it raises none)."""
     with pytest.raises(ProbeError) as caught:
-        await prober.check(CheckContext() if ctx is None else ctx)
+        await prober.check(CheckContext())
     return caught.value
 
 
@@ -142,7 +143,10 @@ def version_of(outcome: Outcome, major: str) -> str:
     return str(version)
 
 
-def web_app(routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]):
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def web_app(routes: Mapping[str, Handler]) -> web.Application:
     """An aiohttp application from {"METHOD /path": handler} ("*" for every method), for
     the `web_server` fixture to serve."""
     app = web.Application()
@@ -170,7 +174,9 @@ def fail_name_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_such_name)
 
 
-def assert_config_error(spec_type: type[Any], keys: dict[str, object], needle: str, **fixed):
+def assert_config_error(
+    spec_type: type[Any], keys: dict[str, object], needle: str, **fixed: object
+) -> None:
     """The spec `fixed` + `keys` is refused with `needle` in what the loader shows, which
     never repeats the password of a DSN ("pw" in the tests' tables)."""
     messages = config_error_messages(spec_type, **fixed, **keys)
@@ -182,10 +188,12 @@ def assert_config_error(spec_type: type[Any], keys: dict[str, object], needle: s
 # --- secrets ----------------------------------------------------------------------------------
 
 
-def assert_no_secret(shown_: Result | Outcome | ProbeError, prober: Prober[Any], *secrets: str):
+def assert_no_secret(
+    what: Result | Outcome | ProbeError, prober: Prober[Any], *secrets: str
+) -> None:
     """None of `secrets` in the message or details of a result, outcome or error, nor in the
     prober's endpoint."""
-    texts = [str(shown_.message), repr(shown_.details), prober.endpoint]
+    texts = [str(what.message), repr(what.details), prober.endpoint]
     for secret in secrets:
         for text in texts:
             assert secret not in text
@@ -292,7 +300,9 @@ async def assert_a_connection_per_check(upstream: str, make: Make, checks: int =
 # --- descriptors ------------------------------------------------------------------------------
 
 
-async def settle(open_fds: OpenFds, limit: int, *, rounds: int = 100, collect: bool = False):
+async def settle(
+    open_fds: OpenFds, limit: int, *, rounds: int = 100, collect: bool = False
+) -> None:
     """Wait (bounded) until at most `limit` descriptors are open: a transport closes its
     socket on the loop iteration after it is aborted, and servers in this process close their
     side a moment after the prober closes its own. With `collect`, garbage is collected on
