@@ -138,7 +138,7 @@ def with_capabilities(packet: bytes, *, ssl: bool) -> bytes:
     return packet[:offset] + struct.pack("<H", caps) + packet[offset + 2 :]
 
 
-# --- registry and healthy -------------------------------------------------------------------
+# --- healthy ---------------------------------------------------------------------------------
 
 
 async def test_healthy(my, resources):

@@ -125,7 +125,7 @@ def password_role(pg) -> None:
         pytest.skip(reason)
 
 
-# --- registry and healthy -------------------------------------------------------------------
+# --- healthy ---------------------------------------------------------------------------------
 
 
 async def test_healthy(pg, resources):

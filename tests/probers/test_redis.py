@@ -86,7 +86,7 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
         yield server
 
 
-# --- registry and healthy checks ------------------------------------------------------------
+# --- healthy checks ------------------------------------------------------------------------
 
 
 async def test_healthy_server_is_up_with_its_version(shared_redis, resources):
