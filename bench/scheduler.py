@@ -117,22 +117,29 @@ async def httpx_paced_floor(port: int, probes: int, interval: float, seconds: fl
     return cpu / max(done, 1)
 
 
-async def run_app(config_path: Path, seconds: float) -> tuple[SchedulerStats, float, float, int]:
-    """Run the real App for `seconds`; returns stats, CPU s, wall s, rows written."""
+async def run_app(
+    config_path: Path, seconds: float
+) -> tuple[SchedulerStats, float, float, int, float]:
+    """Run the real App for `seconds`; returns stats, CPU s, wall s until the stop was asked
+    for, rows written, and how long the stop took (in-flight checks, the final status page)."""
     config = load_config(config_path)
     stats = SchedulerStats(keep_lag=True)
     app = App(config, stats=stats)
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    asked = 0.0
 
     async def stop_later() -> None:
+        nonlocal asked
         await asyncio.sleep(seconds)
+        asked = time.perf_counter()
         app.request_stop()
 
     stopper = asyncio.create_task(stop_later())
     await app.run()
     await stopper
     rows = app.store.rows_written if app.store is not None else 0
-    return stats, time.process_time() - cpu0, time.perf_counter() - wall0, rows
+    ended = time.perf_counter()
+    return stats, time.process_time() - cpu0, asked - wall0, rows, ended - asked
 
 
 def pct(values: list[float], q: float) -> float:
@@ -171,7 +178,7 @@ async def main() -> None:
             per_kind = {}
             for kind, (h, t) in {"http": (1000, 0), "tcp": (0, 1000)}.items():
                 cfg = write_config(folder, h, t, "5s", (http_port, tcp_port))
-                stats, cpu, wall, _ = await run_app(cfg, 20.0)
+                stats, cpu, wall, _, _ = await run_app(cfg, 20.0)
                 per_kind[kind] = cpu / max(stats.checks, 1)
                 print(
                     f"[2] our {kind.upper()} check: {per_kind[kind] * 1e3:.3f} ms CPU per check "
@@ -186,7 +193,7 @@ async def main() -> None:
             tcp_n = args.probes - http_n
             cfg = write_config(folder, http_n, tcp_n, f"{args.interval}s", (http_port, tcp_port))
             seconds = args.interval * args.intervals
-            stats, cpu, wall, rows = await run_app(cfg, seconds)
+            stats, cpu, wall, rows, stopping = await run_app(cfg, seconds)
             due = args.probes / args.interval
             lags = stats.lag_samples
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -201,7 +208,12 @@ async def main() -> None:
                 f"max {max(lags, default=float('nan')) * 1e3:.1f} ms (target p99 < 100 ms)"
             )
             print(f"    skipped ticks {stats.skipped}, stragglers {stats.stragglers}")
-            print(f"    CPU {cpu:.1f}s over {wall:.0f}s wall ({100 * cpu / wall:.0f}% of one core)")
+            print(f"    stop took {stopping:.1f} s (in-flight checks, the final status pages)")
+            total = wall + stopping
+            print(
+                f"    CPU {cpu:.1f}s over {total:.0f}s wall with the stop"
+                f" ({100 * cpu / total:.0f}% of one core)"
+            )
             print(f"    peak RSS {rss_mb:.0f} MB (target < 300 MB; whole run, all phases)")
             print(f"    store rows written {rows / wall:.0f}/s ({rows} rows)")
             if lags:

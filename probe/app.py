@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections import Counter
@@ -258,6 +259,12 @@ class App:
             )
             self._install_signals(loop)
             log.info("probing %d endpoint(s); store %s", len(probers), settings.store.path)
+            # Everything built so far (modules, config, probers, clients) lives as long as
+            # the process: out of the collector's full passes, which otherwise walk it all
+            # and hold the event loop for 100-250 ms at 5,000 probes (bench/scheduler.py:
+            # lag p99 125 -> 36 ms). Collected first so no garbage is frozen with it.
+            gc.collect()
+            gc.freeze()
             self._scheduler.start()
             summary = asyncio.create_task(self._log_summaries(), name="summary")
             sla = asyncio.create_task(
@@ -292,6 +299,7 @@ class App:
                 await prober.aclose()
             await resources.aclose()
             await self.store.close()
+            gc.unfreeze()  # a caller that runs on (the tests, an embedding) collects as before
         log.info("stopped")
         return 0
 

@@ -71,9 +71,24 @@ class ProbeSummary:
 
 def refresh_pause(took: float, max_age: float) -> float:
     """Seconds between two background computations that took `took` seconds: as often as
-    costs at most ~5% of the time (a small store's figures stay within seconds of the
-    truth), at least every 2 s, and never so seldom that a reader finds them `max_age` old."""
-    return max(0.5, min(max(2.0, 20.0 * took), 0.8 * max_age))
+    costs at most ~1% of the time (a small store's figures stay within seconds of the
+    truth), at least every 2 s, and never so seldom that a reader finds them `max_age` old.
+    (The work runs in a thread but holds the GIL between SQL calls: every busy second of it
+    delays the checks' event loop.)"""
+    return max(0.5, min(max(2.0, 100.0 * took), 0.8 * max_age))
+
+
+Live = dict[str, tuple[Status, "float | None", Result]]
+
+
+def _with_live(item: ProbeSummary, live: Live) -> ProbeSummary:
+    entry = live.get(item.info.name)
+    if entry is None:
+        return item
+    status, since, last = entry
+    if item.last is not None and item.last.time > last.time:
+        return item  # the store knows a newer result (another writer): keep it
+    return replace(item, status=status, since=since, last=last)
 
 
 class StatusSource:
@@ -103,7 +118,8 @@ class StatusSource:
         self._cached: list[ProbeSummary] | None = None
         self._cached_at = 0.0
         self._lock = asyncio.Lock()
-        self._live: dict[str, tuple[Status, float | None, Result]] = {}
+        self._live: Live = {}
+        self._wanted = True  # read since the last computation (the first one is wanted)
         self._merged: list[ProbeSummary] | None = None  # _cached with _live applied
         self.generation = 0  # counts computations of the windows (page caches key on it)
 
@@ -126,13 +142,16 @@ class StatusSource:
         requests then always find a fresh cache and never wait for the computation, which
         over 1,000 probes and 90 days takes about a second of SQL (see `refresh_pause`)."""
         while True:
-            began = time.perf_counter()
-            try:
-                async with self._lock:
-                    await self._recompute()
-            except Exception as exc:  # a store error now may pass; requests report their own
-                log.warning("status summaries not refreshed: %s", exc)
-            await asyncio.sleep(refresh_pause(time.perf_counter() - began, self._max_age))
+            took = 0.0
+            if self._wanted:  # nobody looked since the last computation: spare the work
+                began = time.perf_counter()
+                try:
+                    async with self._lock:
+                        await self._recompute()
+                except Exception as exc:  # a store error may pass; requests report their own
+                    log.warning("status summaries not refreshed: %s", exc)
+                took = time.perf_counter() - began
+            await asyncio.sleep(refresh_pause(took, self._max_age))
 
     def invalidate(self) -> None:
         """Drop the cached summaries: the next reader computes them anew (the final status
@@ -151,28 +170,26 @@ class StatusSource:
     async def summaries(self) -> list[ProbeSummary]:
         """Every probe's summary, in configuration order. The list is shared: do not change it."""
         async with self._lock:  # one computation at a time; the others wait for its result
+            self._wanted = True
             if self._cached is None or self._clock() - self._cached_at >= self._max_age:
                 await self._recompute()
-            assert self._cached is not None
+            cached = self._cached
+            assert cached is not None
             if self._merged is None:
-                self._merged = [self._with_live(item) for item in self._cached]
+                live = dict(self._live)  # a copy: results keep arriving meanwhile
+                merged = await asyncio.to_thread(lambda: [_with_live(i, live) for i in cached])
+                if self._cached is cached:
+                    self._merged = merged
+                return merged
             return self._merged
 
     async def _recompute(self) -> None:
         now = self._clock()
         self._cached = await asyncio.to_thread(self._compute, now)
         self._cached_at = now
+        self._wanted = False  # only once done: a failed computation is still wanted
         self._merged = None
         self.generation += 1
-
-    def _with_live(self, item: ProbeSummary) -> ProbeSummary:
-        live = self._live.get(item.info.name)
-        if live is None:
-            return item
-        status, since, last = live
-        if item.last is not None and item.last.time > last.time:
-            return item  # the store knows a newer result (another writer): keep it
-        return replace(item, status=status, since=since, last=last)
 
     async def summary(self, name: str) -> ProbeSummary | None:
         for item in await self.summaries():

@@ -80,12 +80,23 @@ class DayBar:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeDetail:
-    """What the page shows of a probe beyond its summary."""
+class Chart:
+    """The 24h response-time chart, drawn: polylines in the CHART_W x CHART_H box."""
 
-    days: list[Day]  # oldest first, BAR_DAYS of them
+    lines: tuple[str, ...]
+    max: str | None  # the highest hourly mean, as text; None without data
+    mean: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeDetail:
+    """What the page shows of a probe beyond its summary, drawn when read: a few strings
+    per probe, not 90 days and 24 hours of objects (thousands of probes' details stay in
+    memory, and every live object is work for the garbage collector's full passes, which
+    stop the event loop)."""
+
     bar: DayBar
-    latency: list[float | None]  # mean latency (seconds) per hour of the last 24, oldest first
+    chart: Chart
     incidents: list[Incident]  # newest first, as stored when read (see _current_incidents)
 
 
@@ -145,9 +156,8 @@ def read_details(store: StoreReader, names: Sequence[str], now: float) -> dict[s
             Day(first_day + i * DAY, v) for i, v in enumerate(bars.get(name) or [None] * BAR_DAYS)
         ]
         details[name] = ProbeDetail(
-            days=days,
             bar=_day_bar(days),
-            latency=series,
+            chart=_chart(series),
             incidents=_incidents(changes.get(name, [])),
         )
     return details
@@ -250,10 +260,10 @@ def _ms(seconds: float | None) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
-def _chart(series: Sequence[float | None]) -> dict[str, Any]:
+def _chart(series: Sequence[float | None]) -> Chart:
     values = [v for v in series if v is not None]
     if not values:
-        return {"lines": [], "max": None, "mean": None}
+        return Chart((), None, None)
     top = max(values) or 1.0
     step = CHART_W / (len(series) - 1)
     lines: list[str] = []
@@ -269,7 +279,7 @@ def _chart(series: Sequence[float | None]) -> dict[str, Any]:
     if current:
         lines.append(" ".join(current))
     lines = [ln if " " in ln else _widened(ln) for ln in lines]
-    return {"lines": lines, "max": _ms(max(values)), "mean": _ms(sum(values) / len(values))}
+    return Chart(tuple(lines), _ms(max(values)), _ms(sum(values) / len(values)))
 
 
 def _widened(point: str) -> str:
@@ -357,7 +367,7 @@ def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, 
             for w in WINDOWS
         ],
         "bar": detail.bar,
-        "chart": _chart(detail.latency),
+        "chart": detail.chart,
         "incidents": [
             {
                 "start": _when(i.start),
@@ -421,6 +431,12 @@ def _html(view: _View) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    summaries: list[ProbeSummary]  # configuration order
+    ordered: list[ProbeSummary]  # page order (_sorted)
+
+
 class StatusPage:
     """The status page of a StatusSource's probes.
 
@@ -436,22 +452,36 @@ class StatusPage:
         self._details_for = -1  # the source's generation they belong to
         self._lock = asyncio.Lock()
 
-    async def render(self, query: Mapping[str, str], *, link: PageLink = query_link) -> str:
-        """The HTML page for `query` (EaseProbe's filters, pg/sz paging, refresh); `link`
-        makes the previous/next links. Bad parameters raise BadRequest (a 400)."""
+    async def snapshot(self) -> Snapshot:
+        """The source's summaries and their page order, taken once: the static files render
+        every page from one snapshot (one sort, one consistent set of pages)."""
+        summaries = await self.source.summaries()
+        # Sorting thousands of summaries is milliseconds of Python: off the loop.
+        return Snapshot(summaries, await asyncio.to_thread(_sorted, summaries))
+
+    async def render(
+        self,
+        query: Mapping[str, str],
+        *,
+        link: PageLink = query_link,
+        snapshot: Snapshot | None = None,
+    ) -> str:
+        """The HTML page for `query` (EaseProbe's filters, pg/sz paging, refresh) from
+        `snapshot` (a new one when None); `link` makes the previous/next links. Bad
+        parameters raise BadRequest (a 400)."""
         refresh = _refresh(query)
         size = page_size(query)
-        summaries = await self.source.summaries()
-        ordered = _sorted(summaries)
-        page, number, total = filter_summaries(ordered, query)
+        snap = snapshot if snapshot is not None else await self.snapshot()
+        page, number, total = await asyncio.to_thread(filter_summaries, snap.ordered, query)
         pages = max(1, math.ceil(total / size))
         details = await self._details_of(page)
+        now = self.source.now()
         view = _View(
             title=self.title,
-            updated=self.source.now(),  # status and latency are live; see StatusSource
-            now=self.source.now(),
+            updated=now,  # status and latency are live; see StatusSource
+            now=now,
             refresh=refresh,
-            everything=summaries,
+            everything=snap.summaries,
             page=page,
             details=details,
             total=total,
@@ -462,11 +492,6 @@ class StatusPage:
         )
         # 100 probes of markup is tens of milliseconds of CPU: off the loop, like the reads.
         return await asyncio.to_thread(_html, view)
-
-    async def pages(self) -> int:
-        """How many pages of the default size the unfiltered page has."""
-        summaries = await self.source.summaries()
-        return max(1, math.ceil(len(summaries) / page_size({})))
 
     async def _details_of(self, page: Sequence[ProbeSummary]) -> dict[str, ProbeDetail]:
         # A probe's details are read again when its status changed since they were read:
@@ -528,10 +553,12 @@ async def write_status_files(page: StatusPage, path: Path | str) -> list[Path]:
     def link(_query: Mapping[str, str], number: int) -> str:
         return quote(page_file(target, number).name)
 
-    count = await page.pages()
+    snap = await page.snapshot()
+    count = max(1, math.ceil(len(snap.summaries) / page_size({})))
     written = []
     for number in range(1, count + 1):
-        html = await page.render({"pg": str(number)} if number > 1 else {}, link=link)
+        query = {"pg": str(number)} if number > 1 else {}
+        html = await page.render(query, link=link, snapshot=snap)
         await asyncio.to_thread(write_static_page, page_file(target, number), html)
         written.append(page_file(target, number))
     await asyncio.to_thread(_remove_pages_after, target, count)

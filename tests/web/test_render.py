@@ -403,7 +403,7 @@ def test_a_lone_hour_draws_inside_the_chart(hour):
 
     series: list[float | None] = [None] * 24
     series[hour] = 0.05
-    [line] = _chart(series)["lines"]
+    [line] = _chart(series).lines
     xs = [float(point.split(",")[0]) for point in line.split()]
     assert len(xs) == 2 and xs[0] < xs[1]  # a segment, not a point
     assert all(0.0 <= x <= CHART_W for x in xs)
