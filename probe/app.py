@@ -366,7 +366,8 @@ class App:
         app = create_app(
             source,
             registry=self.registry,
-            token=settings.http.token,
+            token=None if settings.http.token is None else settings.http.token.get_secret_value(),
+            basic=settings.http.basic_auth(),
             healthy=lambda: store.last_error is None,
             page=self._page,
         )

@@ -20,8 +20,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from probe.config.durations import parse_duration
@@ -158,7 +160,24 @@ class HTTPServerSettings(StrictModel):
     ip: str = "127.0.0.1"
     port: int = Field(default=8181, ge=0, le=65535)
     refresh: Duration = 60.0
-    token: str | None = None
+    # Either or both protect everything but /healthz and the badges: the token for API
+    # clients (Authorization: Bearer), username/password for people with a browser (Basic).
+    token: SecretStr | None = None
+    username: str | None = Field(default=None, min_length=1)
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _basic_pair(self) -> HTTPServerSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set username and password together (basic auth), or neither")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("username: a ':' cannot be sent in basic auth")
+        return self
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        if self.username is None or self.password is None:
+            return None
+        return self.username, self.password.get_secret_value()
 
 
 class StoreSettings(StrictModel):

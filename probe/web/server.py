@@ -9,8 +9,8 @@
     GET /badge/{name}/uptime/{24h|7d|30d|90d}.svg
     GET /badge/{name}/response-time/{24h|7d|30d}.svg
 
-With `settings.http.token`, everything but /healthz and the badges needs
-`Authorization: Bearer <token>`. Bad query parameters are a 400 with a JSON error, an unknown
+With `settings.http.token` and/or `username`/`password`, everything but /healthz and the
+badges needs `Authorization: Bearer <token>` or HTTP basic auth (a browser asks for it). Bad query parameters are a 400 with a JSON error, an unknown
 probe a 404 with a JSON error, and no request ever gets a traceback. The web layer only reads:
 the store through StatusSource, the metrics through the registry the App hands in.
 """
@@ -18,6 +18,8 @@ the store through StatusSource, the metrics through the registry the App hands i
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -65,18 +67,39 @@ def _error(status: int, message: str) -> web.Response:
 # --- middlewares -------------------------------------------------------------------------------
 
 
-def _auth_middleware(token: str | None) -> Middleware:
-    expected = None if token is None else f"Bearer {token}".encode()
+def _auth_middleware(token: str | None, basic: tuple[str, str] | None) -> Middleware:
+    bearer = None if token is None else token.encode()
+    user, password = (None, None) if basic is None else (basic[0].encode(), basic[1].encode())
+    # Basic makes a browser ask for the password; an API client sends the bearer token.
+    challenge = 'Basic realm="probe", charset="UTF-8"' if basic else 'Bearer realm="probe"'
+
+    def allowed(header: str) -> bool:
+        scheme, _, credentials = header.strip().partition(" ")
+        given = credentials.strip().encode()
+        if scheme.lower() == "bearer" and bearer is not None:
+            return hmac.compare_digest(given, bearer)
+        if scheme.lower() == "basic" and user is not None and password is not None:
+            try:
+                decoded = base64.b64decode(given, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            name, sep, secret = decoded.partition(b":")
+            # Both compared, always: the time taken says nothing about which was wrong.
+            same_user = hmac.compare_digest(name, user)
+            same_password = hmac.compare_digest(secret, password)
+            return bool(sep) and same_user and same_password
+        return False
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if expected is None or path == "/healthz" or path.startswith("/badge/"):
+        if bearer is None and user is None:
             return await handler(request)
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        if path == "/healthz" or path.startswith("/badge/"):
+            return await handler(request)
+        if not allowed(request.headers.get("Authorization", "")):
             response = _error(401, "authentication required")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="probe"'
+            response.headers["WWW-Authenticate"] = challenge
             return response
         return await handler(request)
 
@@ -276,6 +299,7 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     token: str | None = None,
+    basic: tuple[str, str] | None = None,
     healthy: Callable[[], bool] = lambda: True,
     title: str = "Status",
     page: StatusPage | None = None,
@@ -283,7 +307,7 @@ def create_app(
     """The server's routes over `source`; `page` shares a StatusPage (and its cache) with
     the App's status-file writer, else one is made with `title`."""
     app = web.Application(
-        middlewares=[_security_headers, _errors, _auth_middleware(token)],
+        middlewares=[_security_headers, _errors, _auth_middleware(token, basic)],
         client_max_size=64 * 1024,
     )
     app[_STATE] = _State(source, registry, healthy, page or StatusPage(source, title=title))

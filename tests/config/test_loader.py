@@ -334,9 +334,25 @@ def test_secret_files(files: ConfigFiles) -> None:
         """)
     )
     assert web(cfg.probes[0]).password == "s3cret\n"
-    assert cfg.settings.http.token == "tok"
+    assert cfg.settings.http.token is not None
+    assert cfg.settings.http.token.get_secret_value() == "tok"
+    assert "'tok'" not in repr(cfg.settings.http)
     (slack,) = cfg.notifiers
     assert slack.model_dump()["webhook"].get_secret_value() == "http://127.0.0.1:9/hook"
+
+
+def test_web_basic_auth(files: ConfigFiles) -> None:
+    files.write("hunter2\n", name="secrets/web")
+    cfg = files.load("settings:\n  http: {username: ops, password_file: secrets/web}\n")
+    assert cfg.settings.http.basic_auth() == ("ops", "hunter2")
+    assert "hunter2" not in repr(cfg.settings.http)
+    assert files.load("settings: {http: {}}\n").settings.http.basic_auth() is None
+    for half, where in (("{username: ops}", "2:9"), ("{password: pw}", "2:9")):
+        with pytest.raises(ConfigError) as caught:
+            files.load(f"settings:\n  http: {half}\n")
+        message = str(caught.value)
+        assert f"probes.yaml:{where}: settings.http: set username and password together" in message
+        assert "pw" not in message.replace("password", "")
 
 
 def test_secret_file_errors(files: ConfigFiles) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -184,6 +185,36 @@ async def test_token_protects_everything_but_healthz_and_badges(serve):
         assert (await client.get("/metrics")).status_code == 401
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/badge/api/status.svg")).status_code == 200
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
+async def test_basic_auth_for_browsers(serve):
+    async with await serve(basic=("ops", "pa:ss wörd")) as client:
+        asked = await client.get("/")
+        assert asked.status_code == 401
+        assert asked.headers["WWW-Authenticate"].startswith('Basic realm="probe"')
+        assert (await client.get("/", headers=basic("ops", "pa:ss wörd"))).status_code == 200
+        for wrong in (basic("ops", "nope"), basic("root", "pa:ss wörd"), basic("ops", "")):
+            assert (await client.get("/api/v1/sla", headers=wrong)).status_code == 401
+        for garbage in ("Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(), "Basic"):
+            answer = await client.get("/metrics", headers={"Authorization": garbage})
+            assert answer.status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/badge/api/status.svg")).status_code == 200
+        bearer = await client.get("/", headers={"Authorization": "Bearer ops"})
+        assert bearer.status_code == 401  # no token configured: no bearer opens it
+
+
+async def test_token_and_basic_together(serve):
+    async with await serve(token="t0k", basic=("ops", "pw")) as client:
+        assert (await client.get("/", headers={"Authorization": "bearer t0k"})).status_code == 200
+        assert (await client.get("/", headers=basic("ops", "pw"))).status_code == 200
+        assert (await client.get("/", headers=basic("ops", "t0k"))).status_code == 401
+        assert (await client.get("/")).headers["WWW-Authenticate"].startswith("Basic")
 
 
 async def test_healthz_says_degraded_without_config_details(serve):
