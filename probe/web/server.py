@@ -10,9 +10,10 @@
     GET /badge/{name}/response-time/{24h|7d|30d}.svg
 
 With `settings.http.token` and/or `username`/`password`, everything but /healthz and the
-badges needs `Authorization: Bearer <token>` or HTTP basic auth (a browser asks for it). Bad query parameters are a 400 with a JSON error, an unknown
-probe a 404 with a JSON error, and no request ever gets a traceback. The web layer only reads:
-the store through StatusSource, the metrics through the registry the App hands in.
+badges needs `Authorization: Bearer <token>` or HTTP basic auth (a browser asks for it). Bad
+query parameters are a 400 with a JSON error, an unknown probe a 404 with a JSON error, and no
+request ever gets a traceback. The web layer only reads: the store through StatusSource, the
+metrics through the registry the App hands in.
 """
 
 from __future__ import annotations
