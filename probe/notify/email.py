@@ -43,6 +43,7 @@ from probe import __version__
 from probe.config.models import ConfigPath
 from probe.notify.base import DeliveryError, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.templates import TemplatedSpec
+from probe.tlsconf import client_context
 
 __all__ = ["EmailNotifier", "EmailSpec"]
 
@@ -226,14 +227,10 @@ class EmailNotifier(Notifier[EmailSpec]):
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            if self.spec.insecure:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:
-                ca = str(self.spec.ca) if self.spec.ca is not None else None
-                context = ssl.create_default_context(cafile=ca)
-            self._ssl_context = context
+            spec = self.spec
+            self._ssl_context = client_context(
+                ca=spec.ca, cert=None, key=None, insecure=spec.insecure
+            )
         return self._ssl_context
 
     def _send_blocking(self, message: EmailMessage) -> None:

@@ -47,7 +47,7 @@ from probe.config.models import ConfigPath
 from probe.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.notify.base import DeliveryError, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.templates import TemplatedSpec, render_json
-from probe.tlsconf import check_cert_and_key, existing_file
+from probe.tlsconf import check_cert_and_key, client_context, existing_file
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTNotifier", "MQTTNotifySpec"]
 
@@ -259,17 +259,10 @@ class MQTTNotifier(Notifier[MQTTNotifySpec]):
             return None
         if self._ssl_context is None:
             spec = self.spec
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context = client_context(
+                ca=spec.ca, cert=spec.cert, key=spec.key, insecure=spec.insecure
+            )
             context.sslsocket_class = _ClosingSSLSocket
-            if spec.insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            elif spec.ca is not None:
-                context.load_verify_locations(cafile=str(spec.ca))
-            else:
-                context.load_default_certs()
-            if spec.cert is not None:
-                context.load_cert_chain(spec.cert, spec.key)
             self._ssl_context = context
         return self._ssl_context
 

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-import certifi
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.probers._net import redact_url, split_host_port
-from probe.tlsconf import check_cert_and_key, existing_file
+from probe.tlsconf import check_cert_and_key, client_context, existing_file
 
 __all__ = [
     "ClientSpec",
@@ -105,15 +104,7 @@ class ClientSpec(ProbeSpec):
 
 def client_ssl_context(spec: ClientSpec) -> ssl.SSLContext:
     """The SSLContext a driver connects with when TLS is configured (see `uses_tls`)."""
-    if spec.insecure:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context = ssl.create_default_context(cafile=str(spec.ca) if spec.ca else certifi.where())
-    if spec.cert is not None:
-        context.load_cert_chain(spec.cert, spec.key)
-    return context
+    return client_context(ca=spec.ca, cert=spec.cert, key=spec.key, insecure=spec.insecure)
 
 
 class TLSKey(NamedTuple):

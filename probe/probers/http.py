@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, NamedTuple, cast
 
 import anyio
-import certifi
 import httpcore
 import httpx
 from pydantic import (
@@ -49,6 +48,7 @@ from probe.probers._httpcore import USER_AGENT, close_client, current_check, new
 from probe.probers._match import Matcher, check_pattern
 from probe.probers._net import describe_os_error, redact_url
 from probe.probers.base import Prober, SharedResources
+from probe.tlsconf import client_context
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_REDIRECTS", "USER_AGENT", "HTTPProber", "HTTPSpec"]
 
@@ -232,16 +232,7 @@ def _ssl_reason(exc: BaseException) -> str:
 
 
 def _build_ssl_context(tls: _TLSSettings) -> ssl.SSLContext:
-    if tls.insecure:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        # `ca` replaces the bundle, as in EaseProbe: a private CA is what one trusts there.
-        context = ssl.create_default_context(cafile=tls.ca or certifi.where())
-    if tls.cert is not None:
-        context.load_cert_chain(tls.cert, tls.key)
-    return context
+    return client_context(ca=tls.ca, cert=tls.cert, key=tls.key, insecure=tls.insecure)
 
 
 class _NoCookies(CookieJar):

@@ -44,7 +44,6 @@ from collections.abc import Awaitable
 from typing import Any, ClassVar, TypeVar
 
 import aiomqtt
-import certifi
 import paho.mqtt.client as paho_mqtt
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
@@ -58,6 +57,7 @@ from probe.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.probers._client import SchemedHostSpec, ServiceDSN, Target, split_service_dsn
 from probe.probers._net import describe_os_error, iter_causes
 from probe.probers.base import Prober, SharedResources
+from probe.tlsconf import configure_client
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTProber", "MQTTSpec"]
 
@@ -205,13 +205,7 @@ class _PhasedSSLContext(ssl.SSLContext):
 def _ssl_context(spec: MQTTSpec) -> _PhasedSSLContext:
     """The same settings as `client_ssl_context()`, in a context that reports its phase."""
     context = _PhasedSSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if spec.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context.load_verify_locations(cafile=str(spec.ca) if spec.ca else certifi.where())
-    if spec.cert is not None:
-        context.load_cert_chain(spec.cert, spec.key)
+    configure_client(context, ca=spec.ca, cert=spec.cert, key=spec.key, insecure=spec.insecure)
     return context
 
 

@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
-import certifi
 from cryptography import x509
 from pydantic import Field, field_validator, model_validator
 
@@ -50,6 +49,7 @@ from probe.probers._net import (
     split_host_port,
 )
 from probe.probers.base import Prober, SharedResources
+from probe.tlsconf import trust_default_roots
 
 __all__ = ["DEFAULT_ALERT_EXPIRE_BEFORE", "TLSProber", "TLSSpec"]
 
@@ -181,7 +181,8 @@ class _Roots(NamedTuple):
 
 def _verifying_context(roots: _Roots) -> ssl.SSLContext:
     if roots.cafile is None and roots.cadata is None:
-        context = ssl.create_default_context(cafile=certifi.where())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        trust_default_roots(context)
     else:
         context = ssl.create_default_context(cafile=roots.cafile, cadata=roots.cadata)
     if not roots.check_time:
