@@ -11,7 +11,14 @@ from collections.abc import Mapping
 
 from probe.web.data import ProbeSummary
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "BadRequest", "filter_summaries", "page_size"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "BadRequest",
+    "filter_summaries",
+    "page_size",
+    "whole_number",
+]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -44,10 +51,11 @@ def _number(query: Mapping[str, str], key: str, lo: float, hi: float) -> float |
     return number
 
 
-def _integer(query: Mapping[str, str], key: str, lo: int, hi: int, default: int) -> int:
+def whole_number(query: Mapping[str, str], key: str, lo: int, hi: int) -> int | None:
+    """Parameter `key` as a whole number from lo to hi; None when absent or empty."""
     value = query.get(key)
     if value is None or value == "":
-        return default
+        return None
     try:
         number = int(value)
     except ValueError:
@@ -55,6 +63,11 @@ def _integer(query: Mapping[str, str], key: str, lo: int, hi: int, default: int)
     if not lo <= number <= hi:
         raise BadRequest(f"{key}: expected a whole number from {lo} to {hi}")
     return number
+
+
+def _integer(query: Mapping[str, str], key: str, lo: int, hi: int, default: int) -> int:
+    number = whole_number(query, key, lo, hi)
+    return default if number is None else number
 
 
 def filter_summaries(

@@ -34,7 +34,7 @@ import probe
 from probe.core.result import Status
 from probe.core.tracker import Transition
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
-from probe.web.query import BadRequest, filter_summaries, page_size
+from probe.web.query import filter_summaries, page_size, whole_number
 
 __all__ = [
     "ProbeDetail",
@@ -327,17 +327,7 @@ def _banner(items: Sequence[ProbeSummary]) -> dict[str, str]:
 
 
 def _refresh(query: Mapping[str, str]) -> int | None:
-    value = query.get("refresh")
-    if value is None or value == "":
-        return None
-    try:
-        seconds = int(value)
-    except ValueError:
-        raise BadRequest(f"refresh: expected a whole number, got {value[:40]!r}") from None
-    lo, hi = REFRESH_RANGE
-    if not lo <= seconds <= hi:
-        raise BadRequest(f"refresh: expected a whole number from {lo} to {hi}")
-    return seconds
+    return whole_number(query, "refresh", *REFRESH_RANGE)
 
 
 def query_link(query: Mapping[str, str], page: int) -> str:
