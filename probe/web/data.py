@@ -121,6 +121,7 @@ class StatusSource:
         self._live: Live = {}
         self._wanted = True  # read since the last computation (the first one is wanted)
         self._merged: list[ProbeSummary] | None = None  # _cached with _live applied
+        self._live_version = 0  # counts record() calls
         self.generation = 0  # counts computations of the windows (page caches key on it)
 
     def now(self) -> float:
@@ -130,6 +131,7 @@ class StatusSource:
         """A result the App just got and the probe's state after it: shown from now on."""
         if result.name in self._by_name:
             self._live[result.name] = (state.status, state.since, result)
+            self._live_version += 1
             self._merged = None
 
     @property
@@ -176,9 +178,11 @@ class StatusSource:
             cached = self._cached
             assert cached is not None
             if self._merged is None:
-                live = dict(self._live)  # a copy: results keep arriving meanwhile
+                live, version = dict(self._live), self._live_version  # results keep arriving
                 merged = await asyncio.to_thread(lambda: [_with_live(i, live) for i in cached])
-                if self._cached is cached:
+                # Kept only if no result came in meanwhile: else the next reader would be
+                # served this older state until yet another result arrived.
+                if self._cached is cached and self._live_version == version:
                     self._merged = merged
                 return merged
             return self._merged

@@ -285,3 +285,19 @@ async def test_summaries_kept_fresh_for_readers_only(store, caplog):
 )
 def test_refresh_pause(took, max_age, pause):
     assert refresh_pause(took, max_age) == pytest.approx(pause)
+
+
+async def test_a_result_during_a_merge_is_not_lost(store):
+    from probe.core.tracker import ProbeState
+    from tests.store.helpers import make_result
+
+    source = StatusSource(store, PROBES, clock=lambda: NOW, max_age=3600)
+    await source.summaries()
+    source.record(make_result("api", NOW + 1), ProbeState("api", Status.UP, since=NOW + 1))
+    reader = asyncio.create_task(source.summaries())
+    await asyncio.sleep(0)  # the reader has copied the live results and is merging them
+    down = make_result("api", NOW + 2, Status.DOWN)
+    source.record(down, ProbeState("api", Status.DOWN, since=NOW + 2))
+    await reader  # its answer may predate the down result; the next one may not
+    items = {i.info.name: i for i in await source.summaries()}
+    assert items["api"].status is Status.DOWN and items["api"].last == down
