@@ -2,11 +2,12 @@
 
 `StatusPage.render` sorts, filters and pages the StatusSource's cached summaries as
 /api/v1/sla does, then reads what only the page shows (90 daily bars, the 24h latency series,
-the incidents) for the probes on that page alone: three batched queries, in a thread, cached
-until the summaries are recomputed. So a page of 100 out of 1,000 probes reads 100 probes'
-daily rollups, not 1,000 probes' hourly ones. The same HTML is served at `GET /` and written
-to `settings.status.path` (with one more file per page when probes fill several pages) by
-`write_status_files`.
+the incidents) for the probes on that page alone: three batched queries, in a thread, kept
+drawn (markup strings) until the summaries are recomputed or the probe's status changes. So a
+page of 100 out of 1,000 probes reads 100 probes' daily rollups, not 1,000 probes' hourly
+ones, and a cached page costs only its render (in a thread too). The same HTML is served at
+`GET /` and written to `settings.status.path` (with one more file per page when probes fill
+several pages) by `write_status_files`.
 """
 
 from __future__ import annotations
@@ -430,9 +431,10 @@ class Snapshot:
 class StatusPage:
     """The status page of a StatusSource's probes.
 
-    Summaries come from the source's cache (shared with the API); the per-probe details of
-    the probes on a page are read on first need and kept until the source recomputes its
-    summaries, so a page is as fresh as /api/v1/sla and costs a render once cached.
+    Summaries come from the source (shared with the API; status live); the per-probe details
+    of the probes on a page are read on first need and kept until the source recomputes its
+    summaries or the probe's status changes, so a page is as fresh as /api/v1/sla and costs
+    a render once cached.
     """
 
     def __init__(self, source: StatusSource, *, title: str = "Status") -> None:
