@@ -30,6 +30,8 @@ __all__ = [
     "check_env",
     "kill_group",
     "last_line",
+    "output_closed",
+    "release",
     "short",
     "start_failure",
     "status_text",
@@ -149,6 +151,34 @@ class OutputCollector(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+# How long the output may stay open once the command itself has exited.
+EOF_GRACE = 1.0
+# How long a killed command may take to be reaped before we stop waiting for it.
+REAP_GRACE = 1.0
+
+
+async def output_closed(collector: OutputCollector) -> bool:
+    """After the command exited: whether its output closed within EOF_GRACE. Closed, the
+    command and all it started are done with it; anything still running redirected its
+    output elsewhere and is left alone. Open, something it started holds it: to be killed."""
+    done, _ = await asyncio.wait({collector.closed}, timeout=EOF_GRACE)
+    return bool(done)
+
+
+async def release(
+    transport: asyncio.SubprocessTransport, collector: OutputCollector, *, kill: bool
+) -> None:
+    """The end of every run, on timeout and cancellation too, and nothing here can hang: the
+    kill is a signal, the wait for the reaping is bounded, the transport is closed."""
+    if kill:
+        kill_group(transport.get_pid())
+    try:
+        if not collector.exited.done():
+            await asyncio.wait({collector.exited}, timeout=REAP_GRACE)
+    finally:
+        transport.close()
 
 
 def kill_group(pid: int | None) -> None:

@@ -43,8 +43,9 @@ from probe.commands import (
     CommandSpec,
     OutputCollector,
     SecretMasker,
-    kill_group,
     last_line,
+    output_closed,
+    release,
     short,
     start_failure,
     status_text,
@@ -62,10 +63,6 @@ from probe.notify.templates import TemplatedSpec, render_json
 
 __all__ = ["ShellNotifier", "ShellNotifySpec", "event_environment"]
 
-# How long the output may stay open once the command itself has exited.
-_EOF_GRACE = 1.0
-# How long a killed command may take to be reaped.
-_REAP_GRACE = 1.0
 # Environment values are limited by the kernel (128 KiB each on Linux): long ones are cut.
 _MAX_MESSAGE_ENV = 8 * 1024
 _MAX_JSON_ENV = 64 * 1024
@@ -128,7 +125,6 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
             )
         except OSError as exc:
             raise _describe_start(exc, self.spec.cmd) from None
-        pid = transport.get_pid()
         must_kill = True
         try:
             pipe = transport.get_pipe_transport(0)
@@ -142,23 +138,14 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
                     # asyncio.wait, not `await collector.exited`: a timeout would cancel the
                     # future itself, and the reaping below would no longer wait for it.
                     await asyncio.wait({collector.exited})
-                    done, _ = await asyncio.wait({collector.closed}, timeout=_EOF_GRACE)
+                    closed = await output_closed(collector)
             except TimeoutError:
                 raise DeliveryError(
                     f"{short(self.spec.cmd)} timed out after {self.timeout:g}s (killed)"
                 ) from None
-            # Output closed: the command and all it started are done with it; anything left
-            # running redirected its output elsewhere, and is left alone.
-            must_kill = not done
+            must_kill = not closed
         finally:
-            # On timeout and cancellation too; nothing here can hang.
-            if must_kill:
-                kill_group(pid)
-            try:
-                if not collector.exited.done():
-                    await asyncio.wait({collector.exited}, timeout=_REAP_GRACE)
-            finally:
-                transport.close()
+            await release(transport, collector, kill=must_kill)
         status = transport.get_returncode()
         if status != 0:
             message = f"{short(self.spec.cmd)}: {status_text(status)}"

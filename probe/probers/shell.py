@@ -32,8 +32,9 @@ from probe.commands import (
     CommandSpec,
     OutputCollector,
     SecretMasker,
-    kill_group,
     last_line,
+    output_closed,
+    release,
     short,
     start_failure,
     status_text,
@@ -52,10 +53,6 @@ MAX_OUTPUT = 1024 * 1024
 
 # Characters of the output kept in the details.
 _DETAILS_OUTPUT = 1000
-# How long the output may stay open once the command itself has exited.
-_EOF_GRACE = 1.0
-# How long a killed command may take to be reaped before the check stops waiting for it.
-_REAP_GRACE = 1.0
 
 # Arguments and env names that look like they carry a secret (shown as ***).
 
@@ -152,7 +149,6 @@ class ShellProber(Prober[ShellSpec]):
             )
         except OSError as exc:
             raise ProbeError(_describe(exc, self.spec.cmd), **ctx.details) from None
-        pid = transport.get_pid()
         must_kill = True
         try:
             ctx.phase = "running the command"
@@ -160,22 +156,11 @@ class ShellProber(Prober[ShellSpec]):
             # future itself, and the reaping wait below would then be skipped.
             await asyncio.wait({collector.exited})
             ctx.phase = "reading the output"
-            done, _ = await asyncio.wait({collector.closed}, timeout=_EOF_GRACE)
-            # Output closed: the command and all it started are done with it; anything left
-            # running redirected its output elsewhere, and is left alone.
-            must_kill = not done
+            must_kill = not await output_closed(collector)
             if must_kill:
                 ctx.details["killed_background_processes"] = True
         finally:
-            # On timeout and cancellation too. Nothing here can hang: the kill is a signal,
-            # the wait for the reaping is bounded.
-            if must_kill:
-                kill_group(pid)
-            try:
-                if not collector.exited.done():
-                    await asyncio.wait({collector.exited}, timeout=_REAP_GRACE)
-            finally:
-                transport.close()
+            await release(transport, collector, kill=must_kill)
         return self._judge(transport.get_returncode(), collector, ctx)
 
     def _judge(self, status: int | None, collector: OutputCollector, ctx: CheckContext) -> Outcome:
