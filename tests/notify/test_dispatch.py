@@ -9,11 +9,8 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -24,32 +21,6 @@ from probe.store import Store
 from tests.notify.webhook_server import Answer, WebhookServer, notification, webhook_notifier
 
 SECRET = "/hook/s3cret-path"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store.open(tmp_path / "probe.db")
-    await s.start()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def server(web_server) -> WebhookServer:
-    s = WebhookServer()
-    await s.start(web_server)
-    return s
-
-
-@pytest.fixture
-def metrics() -> NotifyMetrics:
-    return NotifyMetrics(CollectorRegistry())
 
 
 def rows(store: Store) -> list[tuple[Any, ...]]:

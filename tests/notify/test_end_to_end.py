@@ -11,12 +11,11 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -170,12 +169,6 @@ def _result(name: str, t: float, status: Status) -> Result:
 class _Spec(ProbeSpec):
     def endpoint(self) -> str:
         return "127.0.0.1:1"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 @pytest.mark.parametrize(

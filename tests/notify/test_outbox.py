@@ -7,12 +7,9 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
 from prometheus_client import CollectorRegistry
 
 from probe.config.models import RetrySettings
@@ -22,37 +19,6 @@ from probe.store import Store
 from tests.notify.webhook_server import Answer, WebhookServer, notification, webhook_notifier
 
 QUICK = RetrySettings(times=2, interval="50ms")
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "probe.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[Store]:
-    s = Store.open(db)
-    await s.start()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def server(web_server) -> WebhookServer:
-    s = WebhookServer()
-    await s.start(web_server)
-    return s
-
-
-@pytest.fixture
-def metrics() -> NotifyMetrics:
-    return NotifyMetrics(CollectorRegistry())
 
 
 def states(db: Path) -> list[tuple[Any, ...]]:

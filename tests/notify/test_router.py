@@ -3,10 +3,6 @@ reports; and the same through the dispatcher to real webhook servers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
 from prometheus_client import CollectorRegistry
 
 from probe.notify.dispatch import Dispatcher
@@ -15,12 +11,6 @@ from probe.notify.router import DEFAULT_CHANNEL, Router, effective_channels
 from tests.notify.webhook_server import WebhookServer, notification, webhook_notifier
 
 URL = "http://127.0.0.1:9/hook"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
 
 
 def names(notifiers) -> list[str]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from probe.notify.base import DeliveryError
@@ -16,19 +14,6 @@ from tests.notify.webhook_server import Answer, WebhookServer, notification, web
 
 SECRET_PATH = "/hooks/T0KEN-s3cret"
 SECRET_QUERY = "key=query-s3cret"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
-        yield c
-
-
-@pytest.fixture
-async def server(web_server) -> WebhookServer:
-    s = WebhookServer()
-    await s.start(web_server)
-    return s
 
 
 def secret_url(server: WebhookServer) -> str:
