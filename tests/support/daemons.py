@@ -36,13 +36,13 @@ __all__ = ["PrivateEtcd", "PrivateInfluxDB", "TLSFiles", "free_port", "require_b
 START_TIMEOUT = 30.0  # seconds for a server to answer after it was started
 
 
-def require_binary(name: str) -> str:
-    """The path of the executable `name`; otherwise skip (or fail in CI)."""
+def require_binary(name: str, package: str) -> str:
+    """The path of the executable `name` (Debian's `package`); otherwise skip (or fail in CI)."""
     path = shutil.which(name)
     if path is None and os.access(f"/usr/sbin/{name}", os.X_OK):
         path = f"/usr/sbin/{name}"
     if path is None:
-        reason = f"{name} is not installed (apt-get install etcd-server influxdb)"
+        reason = f"{name} is not installed (apt-get install {package})"
         if services_required():
             pytest.fail(reason + " and PROBE_TEST_REQUIRE_SERVICES=1", pytrace=False)
         pytest.skip(reason)
@@ -217,7 +217,7 @@ class PrivateEtcd(_Daemon):
         return [self.client_port]
 
     def _command(self) -> list[str]:
-        etcd = require_binary("etcd")
+        etcd = require_binary("etcd", "etcd-server")
         peer = f"http://127.0.0.1:{self.peer_port}"
         command = [
             etcd,
@@ -356,7 +356,7 @@ class PrivateInfluxDB(_Daemon):
         return [self.http_port]
 
     def _command(self) -> list[str]:
-        influxd = require_binary("influxd")
+        influxd = require_binary("influxd", "influxdb")
         state = self.directory / f"state-{self.http_port}"
         config = self.directory / f"influxdb-{self.http_port}.conf"
         # Every listener on a port of its own: the shared instance holds the defaults.

@@ -11,37 +11,15 @@ PROBE_TEST_REQUIRE_SERVICES=1 (CI must never pass by skipping).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytest
+from tests.support.daemons import free_port, require_binary
 
-from tests.support.services import services_required
-
-__all__ = ["PrivateMosquitto", "require_binary"]
-
-
-def require_binary(name: str) -> str:
-    """The path of the executable `name`; otherwise skip (or fail in CI)."""
-    path = shutil.which(name) or (
-        f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None
-    )
-    if path is None:
-        reason = f"{name} is not installed"
-        if services_required():
-            pytest.fail(reason + " and PROBE_TEST_REQUIRE_SERVICES=1", pytrace=False)
-        pytest.skip(reason)
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["PrivateMosquitto"]
 
 
 class PrivateMosquitto:
@@ -68,8 +46,8 @@ class PrivateMosquitto:
         return f"127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 10.0) -> PrivateMosquitto:
-        mosquitto = require_binary("mosquitto")
-        passwd = require_binary("mosquitto_passwd")
+        mosquitto = require_binary("mosquitto", "mosquitto")
+        passwd = require_binary("mosquitto_passwd", "mosquitto")
         self.directory.mkdir(parents=True, exist_ok=True)
         password_file = self.directory / "passwd"
         password_file.unlink(missing_ok=True)
@@ -85,7 +63,7 @@ class PrivateMosquitto:
         # process may take it before the broker does.
         last_log = ""
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             conf = self._write_conf(password_file)
             log_path = self.directory / "mosquitto.log"
             with log_path.open("wb") as log:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.daemons import _Daemon, free_port
-from tests.support.mosquitto import require_binary
+from tests.support.daemons import _Daemon, free_port, require_binary
 from tests.support.probers import server_tls_files
 
 __all__ = ["PrivateRedis"]
@@ -42,7 +41,7 @@ class PrivateRedis(_Daemon):
 
     def _command(self) -> list[str]:
         return [
-            require_binary("redis-server"),
+            require_binary("redis-server", "redis-server"),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--tls-port", str(self.tls_port),
