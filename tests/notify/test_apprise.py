@@ -20,6 +20,7 @@ from probe.notify import load_notifier_class
 from probe.notify.apprise import AppriseNotifier, AppriseSpec
 from probe.notify.base import DeliveryError, Event, Notification, NotifyContext
 from probe.notify.templates import Templates
+from tests.notify.samples import notification as sample
 
 SECRET = "tok-9f8e7d6c5b4a"
 
@@ -54,18 +55,7 @@ async def hooks(web_server: Callable[..., Awaitable[str]]) -> tuple[Hooks, str]:
 
 
 def notification(event: Event = Event.DOWN, **fields: Any) -> Notification:
-    values: dict[str, Any] = {
-        "event": event,
-        "time": time.time(),
-        "probe": "api_v2",
-        "kind": "http",
-        "endpoint": "https://api.example.test/health",
-        "status": "down" if event is Event.DOWN else "up",
-        "message": "status 503 not in 200-399",
-        "position": 1,
-    }
-    values.update(fields)
-    return Notification(**values)
+    return sample(event, **{"probe": "api_v2", **fields})
 
 
 def make(*urls: str, **keys: Any) -> AppriseNotifier:

@@ -30,6 +30,7 @@ from probe.notify.base import DeliveryError, Event, Notification, NotifyContext
 from probe.notify.email import EmailNotifier, EmailSpec
 from probe.notify.templates import Templates
 from tests.conftest import server_ssl_context
+from tests.notify.samples import notification
 
 USER = "alice@example.test"
 PASSWORD = "s3cret-Pa55word"
@@ -129,21 +130,6 @@ def smtp_leaf(tls_ca: trustme.CA) -> trustme.LeafCert:
 @pytest.fixture
 def tls_context(smtp_leaf: trustme.LeafCert) -> ssl.SSLContext:
     return server_ssl_context(smtp_leaf)
-
-
-def notification(event: Event = Event.DOWN, **fields: Any) -> Notification:
-    values: dict[str, Any] = {
-        "event": event,
-        "time": time.time(),
-        "probe": "api",
-        "kind": "http",
-        "endpoint": "https://api.example.test/health",
-        "status": "down" if event is Event.DOWN else "up",
-        "message": "status 503 not in 200-399",
-        "position": 1,
-    }
-    values.update(fields)
-    return Notification(**values)
 
 
 def make(server: str, **keys: Any) -> EmailNotifier:

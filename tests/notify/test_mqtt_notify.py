@@ -19,9 +19,10 @@ import trustme
 from pydantic import ValidationError
 
 from probe.notify import load_notifier_class
-from probe.notify.base import DeliveryError, Event, Notification, NotifyContext
+from probe.notify.base import DeliveryError, Event, NotifyContext
 from probe.notify.mqtt import MQTTNotifier, MQTTNotifySpec
 from probe.notify.templates import Templates
+from tests.notify.samples import notification
 from tests.support.mosquitto import PrivateMosquitto
 from tests.support.services import require_service
 
@@ -57,21 +58,6 @@ def tls_broker(
 
 def topic() -> str:
     return f"probe-test/alerts/{secrets.token_hex(6)}"
-
-
-def notification(event: Event = Event.DOWN, **fields: Any) -> Notification:
-    values: dict[str, Any] = {
-        "event": event,
-        "time": time.time(),
-        "probe": "api",
-        "kind": "http",
-        "endpoint": "https://api.example.test/health",
-        "status": "down" if event is Event.DOWN else "up",
-        "message": "status 503 not in 200-399",
-        "position": 1,
-    }
-    values.update(fields)
-    return Notification(**values)
 
 
 def make(server: str, **keys: Any) -> MQTTNotifier:

@@ -19,6 +19,7 @@ from probe.notify import load_notifier_class
 from probe.notify.base import DeliveryError, Event, Notification, NotifyContext
 from probe.notify.shell import ShellNotifier, ShellNotifySpec, event_environment
 from probe.notify.templates import Templates
+from tests.notify.samples import notification as sample
 
 # Writes {"env": {...}, "stdin": "..."} to the file named by its first argument.
 RECORDER = """
@@ -32,20 +33,13 @@ T0 = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
 
 
 def notification(event: Event = Event.DOWN, **fields: Any) -> Notification:
-    values: dict[str, Any] = {
-        "event": event,
+    defaults = {
         "time": T0,
-        "probe": "api",
-        "kind": "http",
-        "endpoint": "https://api.example.test/health",
-        "status": "down" if event is Event.DOWN else "up",
-        "message": "status 503 not in 200-399",
         "position": 3,
         "outage_start": T0 - 120,
         "labels": {"team": "core", "env": "prod"},
     }
-    values.update(fields)
-    return Notification(**values)
+    return sample(event, **{**defaults, **fields})
 
 
 def make(cmd: str, *args: str, **keys: Any) -> ShellNotifier:
