@@ -134,11 +134,6 @@ class StatusSource:
             self._live_version += 1
             self._merged = None
 
-    @property
-    def updated_at(self) -> float:
-        """When the cached summaries were computed (now, before the first computation)."""
-        return self._cached_at if self._cached is not None else self._clock()
-
     async def keep_fresh(self) -> None:
         """Recompute the summaries before they expire, for ever (a task the app runs):
         requests then always find a fresh cache and never wait for the computation, which
