@@ -377,8 +377,7 @@ class _View:
     """One page, chosen: what `_html` renders (built on the event loop, rendered in a thread)."""
 
     title: str
-    updated: float
-    now: float
+    now: float  # the page's time: status and latency are live (see StatusSource)
     refresh: int | None
     everything: Sequence[ProbeSummary]  # every probe, for the banner
     page: Sequence[ProbeSummary]
@@ -404,8 +403,8 @@ def _html(view: _View) -> str:
         g["label"] = g["name"] or ("Other" if has_groups else "")
     return _template().render(
         title=view.title,
-        updated=_when(view.updated),
-        updated_iso=_iso(view.updated),
+        updated=_when(view.now),
+        updated_iso=_iso(view.now),
         refresh=view.refresh,
         banner=_banner(view.everything),
         groups=groups,
@@ -470,7 +469,6 @@ class StatusPage:
         now = self.source.now()
         view = _View(
             title=self.title,
-            updated=now,  # status and latency are live; see StatusSource
             now=now,
             refresh=refresh,
             everything=snap.summaries,
