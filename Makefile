@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test services lint bench venv clean
 
 venv: $(STAMP)
 
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/probe run -c probes.example.yaml
 
-test: $(STAMP)
+# Installs and starts what the tests talk to (etcd, InfluxDB, Chromium, a PostgreSQL role),
+# idempotently; whatever cannot be had here is said, and its tests are skipped with the reason.
+services:
+	bash scripts/services.sh
+
+test: $(STAMP) services
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes real PostgreSQL authentication failures possible on a server that trusts local users
-# (../shared/services.md): the role probe_auth must give a password over TCP, every other role
+# (see scripts/services.sh): the role probe_auth must give a password over TCP, every other role
 # keeps trust. Idempotent: safe to run on every CI run, as root, with PostgreSQL up.
 #
 #   1. puts `host all probe_auth 127.0.0.1/32 scram-sha-256` (and the same for ::1/128) at the
@@ -40,7 +40,7 @@ if ((${#missing[@]})); then
   tmp=$(mktemp)
   trap 'rm -f "$tmp"' EXIT
   {
-    echo "# probe tests (.ci/postgres-auth.sh): only $ROLE needs a password"
+    echo "# probe tests (scripts/postgres-auth.sh): only $ROLE needs a password"
     printf '%s\n' "${missing[@]}"
     cat "$HBA"
   } >"$tmp"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Make sure etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) answer on loopback, for the
-# etcd and influxdb prober tests. Idempotent: installs Debian's packages only when a binary is
-# missing, starts a server only when nothing answers on its port, then waits for both ports
-# (bounded) and fails naming the one that did not come up. Run as root (apt-get).
+# etcd and influxdb prober tests. Idempotent: starts a server only when nothing answers on its
+# port, then waits for both ports (bounded) and fails naming the one that did not come up.
+# Debian's etcd-server and influxdb must be installed (scripts/services.sh does that).
 #
 # Each server started here runs detached (setsid) from a fresh temporary directory holding its
-# data, config and log; nothing is kept between runs. See ../shared/services.md.
+# data, config and log; nothing is kept between runs. See scripts/services.sh.
 set -euo pipefail
 
 WAIT_SECONDS=${WAIT_SECONDS:-60}
@@ -31,15 +31,6 @@ wait_port() {  # wait_port HOST PORT NAME LOGFILE
     tail -n 20 "$logfile" >&2 || true
   fi
   return 1
-}
-
-install_if_missing() {
-  if command -v etcd >/dev/null && command -v influxd >/dev/null; then
-    return 0
-  fi
-  log "installing etcd-server and influxdb"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server influxdb
 }
 
 etcd_log=""
@@ -84,7 +75,6 @@ CONF
   setsid influxd -config "$dir/influxdb.conf" </dev/null >"$influx_log" 2>&1 &
 }
 
-install_if_missing
 start_etcd
 start_influxdb
 status=0

@@ -19,7 +19,7 @@ from tests.support.probers import Make, OpenFds, failure, timed_run
 from tests.support.services import require_service
 
 # `probe_auth` needs its password on both servers (services.md): the mysql tests create it
-# (idempotently), .ci/postgres-auth.sh gives the postgres role the same.
+# (idempotently), scripts/postgres-auth.sh gives the postgres role the same.
 AUTH_USER = "probe_auth"
 AUTH_PASSWORD = "probe-auth-secret"
 WRONG_PASSWORD = "wrong-Secret-4711"

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Everything the test suite needs beyond the Python packages, prepared idempotently: `make test`
+# runs this first, and so does CI (.ci/run, through `make test`). Safe to run again at any time.
+#
+#   1. PostgreSQL, MariaDB, Redis and Mosquitto: started when installed but not answering
+#      (this project's machines come with them running; nothing is installed for them here);
+#   2. Debian's etcd-server, influxdb and chromium: installed when missing (one apt-get update);
+#   3. the PostgreSQL role probe_auth with a password and its pg_hba rules (postgres-auth.sh);
+#   4. etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) started on loopback
+#      (start-etcd-influxdb.sh).
+#
+# A step that cannot be done here (not root, no apt-get, a service not installed) is reported
+# with what to do, and the tests that need it are skipped with that reason. With
+# PROBE_TEST_REQUIRE_SERVICES=1 (CI) any such step is a failure: CI must never pass by skipping.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '[services] %s\n' "$*"; }
+STRICT=${PROBE_TEST_REQUIRE_SERVICES:-0}
+problems=()
+
+answers() {  # answers HOST PORT: true when something accepts a TCP connection there
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+wait_port() {  # wait_port PORT NAME SECONDS
+  local i
+  for ((i = 0; i < $3 * 5; i++)); do
+    answers 127.0.0.1 "$1" && return 0
+    sleep 0.2
+  done
+  problems+=("$2 does not answer on 127.0.0.1:$1")
+  return 1
+}
+
+is_root() { [[ $(id -u) == 0 ]]; }
+
+# 1. The shared services this kind of machine starts; restarted when they stopped.
+start_shared() {
+  if command -v pg_ctlcluster >/dev/null && ! answers 127.0.0.1 5432; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+  fi
+  if [[ -x /usr/sbin/mariadbd ]] && ! answers 127.0.0.1 3306; then
+    log "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  fi
+  if command -v redis-server >/dev/null && ! answers 127.0.0.1 6379; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  fi
+  if command -v mosquitto >/dev/null && ! answers 127.0.0.1 1883; then
+    log "starting Mosquitto"
+    mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  fi
+  wait_port 5432 PostgreSQL 60
+  wait_port 3306 MariaDB 60
+  wait_port 6379 Redis 30
+  wait_port 1883 Mosquitto 30
+  return 0
+}
+
+# 2. Debian packages the suite uses that this kind of machine does not come with.
+install_missing() {
+  local missing=()
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v influxd >/dev/null || missing+=(influxdb)
+  command -v chromium >/dev/null || missing+=(chromium)
+  ((${#missing[@]})) || return 0
+  if ! is_root || ! command -v apt-get >/dev/null; then
+    problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")
+    return 0
+  fi
+  log "installing ${missing[*]}"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    "${missing[@]}" >/dev/null; }; then
+    problems+=("apt-get install ${missing[*]} failed")
+  fi
+}
+
+# 3. A password-only PostgreSQL role, for real authentication failures.
+postgres_auth() {
+  if ! command -v psql >/dev/null || ! answers 127.0.0.1 5432; then
+    return 0  # reported by step 1 when the server is installed
+  fi
+  if ! is_root; then
+    problems+=("the PostgreSQL role probe_auth needs root once: sudo bash scripts/postgres-auth.sh")
+    return 0
+  fi
+  bash ./postgres-auth.sh || problems+=("scripts/postgres-auth.sh failed")
+}
+
+# 4. etcd and InfluxDB on loopback.
+etcd_influxdb() {
+  if ! command -v etcd >/dev/null || ! command -v influxd >/dev/null; then
+    return 0  # reported by step 2
+  fi
+  bash ./start-etcd-influxdb.sh || problems+=("etcd or InfluxDB did not start")
+}
+
+start_shared
+install_missing
+postgres_auth
+etcd_influxdb
+
+if ((${#problems[@]})); then
+  for p in "${problems[@]}"; do log "NOT READY: $p"; done
+  if [[ $STRICT == 1 ]]; then
+    log "PROBE_TEST_REQUIRE_SERVICES=1: every service must be ready"
+    exit 1
+  fi
+  log "the tests that need these are skipped, each with its reason"
+else
+  log "every service the tests use is ready"
+fi
+exit 0
