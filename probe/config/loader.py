@@ -428,8 +428,11 @@ def _parse_float(text: str) -> float:
 # ${VAR} substitution
 
 # `$$` | `${NAME}` | `${NAME:-default}` | a `${` that forms neither (an error, not a literal:
-# a typo in a reference should not silently become part of a password).
-_REF = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\{))")
+# a typo in a reference should not silently become part of a password) | `$NAME` (EaseProbe
+# substitutes the unbraced form too; a `$` before anything but a name stays literal).
+_REF = re.compile(
+    r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\{)|([A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def _substitute(value: Any, loc: _Loc, environ: Mapping[str, str], src: _Source) -> Any:
@@ -446,7 +449,8 @@ def _substitute_str(text: str, loc: _Loc, environ: Mapping[str, str], src: _Sour
     def replace(match: re.Match[str]) -> str:
         if match.group(1) is not None:
             return "$"
-        name = match.group(2)
+        bare = match.group(5)
+        name = match.group(2) or bare
         if name is None:
             src.bad_value(loc, 'invalid "${" reference; write "${NAME}", or "$$" for a literal "$"')
             return ""
@@ -456,7 +460,12 @@ def _substitute_str(text: str, loc: _Loc, environ: Mapping[str, str], src: _Sour
             # Shell semantics of `:-`: the default also replaces an empty value.
             return current if current else default
         if current is None:
-            src.bad_value(loc, f"environment variable {name} is not set (use ${{{name}:-default}})")
+            # Unlike Go's os.ExpandEnv (an unset variable becomes ""), an error: an empty
+            # password or host is never what the file meant.
+            hint = f"use ${{{name}:-default}}"
+            if bare is not None:
+                hint += f', or "$${name}" for a literal "${name}"'
+            src.bad_value(loc, f"environment variable {name} is not set ({hint})")
             return ""
         return current
 

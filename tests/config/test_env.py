@@ -24,7 +24,13 @@ CASES: list[tuple[str, str]] = [
     ("$${HOST}", "${HOST}"),
     ("a$$b", "a$b"),
     ("cost $5", "cost $5"),
-    ("$HOST", "$HOST"),  # only the braced form substitutes
+    # EaseProbe substitutes `$NAME` as well as `${NAME}`; `$` before a non-name is literal.
+    ("$HOST", "127.0.0.1"),
+    ("http://$HOST:$PORT/x", "http://127.0.0.1:8080/x"),
+    ("$N-$N", "3-3"),
+    ("$$HOST", "$HOST"),
+    ("$1 and $-", "$1 and $-"),
+    ("$EMPTY", ""),
     ("ends with $", "ends with $"),
     ("$", "$"),
     ("${TRICKY}", "${HOST}"),  # a value is not expanded again
@@ -99,6 +105,11 @@ ERRORS: list[tuple[str, str]] = [
     ("${}", 'invalid "${" reference; write "${NAME}", or "$$" for a literal "$"'),
     ("${1X}", 'invalid "${" reference; write "${NAME}", or "$$" for a literal "$"'),
     ("${HOST-x}", 'invalid "${" reference; write "${NAME}", or "$$" for a literal "$"'),
+    (
+        "pa$word",
+        'environment variable word is not set (use ${word:-default}, or "$$word" for a '
+        'literal "$word")',
+    ),
 ]
 
 
