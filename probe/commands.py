@@ -20,6 +20,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from probe.text import printable
+
 __all__ = [
     "SECRETISH",
     "CommandSpec",
@@ -201,21 +203,17 @@ def status_text(status: int | None) -> str:
     return f"exit status {status}"
 
 
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)
-
-
 def last_line(text: str) -> str:
     """The last non-empty line of the output, trimmed to ~200 characters."""
     for line in reversed(text.splitlines()):
-        line = _printable(line).strip()
+        line = printable(line).strip()
         if line:
             return line if len(line) <= LAST_LINE else line[: LAST_LINE - 3] + "..."
     return ""
 
 
 def short(text: str) -> str:
-    text = _printable(text)
+    text = printable(text)
     return text if len(text) <= 120 else text[:117] + "..."
 
 

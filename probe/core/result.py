@@ -9,6 +9,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from probe.text import printable
+
 __all__ = ["Result", "Status", "utc_iso"]
 
 
@@ -27,7 +29,20 @@ def utc_iso(moment: datetime) -> str:
 
 
 def _frozen(details: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(details))
+    return MappingProxyType({key: _clean(value) for key, value in details.items()})
+
+
+def _clean(value: Any) -> Any:
+    """`value` with every string in it printable (lists and mappings walked)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_clean(item) for item in value)
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +61,11 @@ class Result:
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
             raise ValueError("Result.time must be timezone-aware")
-        if not isinstance(self.details, MappingProxyType):
-            object.__setattr__(self, "details", _frozen(self.details))
+        # The one place every check's text passes: a remote's error reply (an HTTP body, a
+        # server's error string) must not carry terminal escapes or line breaks into logs,
+        # terminals, notifications or the store, whichever prober or path produced it.
+        object.__setattr__(self, "message", printable(self.message))
+        object.__setattr__(self, "details", _frozen(self.details))
 
     @property
     def ok(self) -> bool:

@@ -49,6 +49,7 @@ from probe.probers._net import (
     split_host_port,
 )
 from probe.probers.base import Prober, SharedResources
+from probe.text import printable
 from probe.tlsconf import trust_default_roots
 
 __all__ = ["DEFAULT_ALERT_EXPIRE_BEFORE", "TLSProber", "TLSSpec"]
@@ -237,8 +238,7 @@ def _name(name: x509.Name) -> str:
 
 def _shown(text: str, limit: int = 200) -> str:
     """A server's text as we show it: one line of printable characters, bounded."""
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return printable(text, limit)
 
 
 def _date(moment: datetime) -> str:
