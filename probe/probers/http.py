@@ -149,9 +149,11 @@ class HTTPSpec(ProbeSpec):
     @field_validator("success_code")
     @classmethod
     def _valid_ranges(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        # EaseProbe's ranges as written: its documented default is [[0, 499]], so a bound
+        # below 100 is a range wider than real codes, not an error.
         for lo, hi in value:
-            if not (100 <= lo <= 599 and 100 <= hi <= 599):
-                raise ValueError(f"[{lo}, {hi}]: status codes are 100-599")
+            if not (0 <= lo <= 999 and 0 <= hi <= 999):
+                raise ValueError(f"[{lo}, {hi}]: status code bounds are 0-999")
             if lo > hi:
                 raise ValueError(f"[{lo}, {hi}]: the first code must not exceed the second")
         return value
@@ -193,6 +195,10 @@ class HTTPSpec(ProbeSpec):
 
     def endpoint(self) -> str:
         return redact_url(self.url)
+
+    def success_code_text(self) -> str:
+        """The effective success codes as shown: `200-399`, `200, 204, 300-302`."""
+        return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.success_code)
 
 
 def _check_url(value: str, what: str, schemes: tuple[str, ...]) -> str:
@@ -257,9 +263,7 @@ class HTTPProber(Prober[HTTPSpec]):
         self._max_redirects = spec.max_redirects if spec.limit_redirects else DEFAULT_MAX_REDIRECTS
         self._contain = Matcher.build(spec.contain, spec.regex)
         self._not_contain = Matcher.build(spec.not_contain, spec.regex)
-        self._ranges_text = ", ".join(
-            str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in spec.success_code
-        )
+        self._ranges_text = spec.success_code_text()
 
     @property
     def client(self) -> httpx.AsyncClient:

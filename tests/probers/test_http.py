@@ -179,6 +179,10 @@ async def test_503_is_down_with_the_reason(site, resources):
         (404, [[200, 299], [500, 500]], False, "status 404 not in 200-299, 500"),
         (418, [[200, 299], [400, 499]], True, "status 418"),
         (302, None, True, "status 302"),  # no Location: judged, not followed
+        # EaseProbe's documented default range, and a range past the real codes.
+        (404, [[0, 499]], True, "status 404"),
+        (503, [[0, 499]], False, "status 503 not in 0-499"),
+        (599, [[500, 999]], True, "status 599"),
     ],
 )
 async def test_success_code_ranges(site, resources, code, ranges, ok, message):
@@ -699,8 +703,8 @@ def spec_error(**keys: object) -> str:
         ({"headers": {"X-A": "a\r\nInjected: 1"}}, "line breaks"),
         ({"headers": {"Bad Name": "x"}}, "invalid header name"),
         ({"success_code": [[300, 200]]}, "must not exceed"),
-        ({"success_code": [[99, 200]]}, "100-599"),
-        ({"success_code": [[200, 600]]}, "100-599"),
+        ({"success_code": [[-1, 200]]}, "0-999"),
+        ({"success_code": [[200, 1000]]}, "0-999"),
         ({"success_code": []}, "at least 1"),
         ({"contain": "(", "regex": True}, "invalid regular expression"),
         ({"not_contain": "[a-", "regex": True}, "invalid regular expression"),
@@ -715,6 +719,11 @@ def spec_error(**keys: object) -> str:
 )
 def test_invalid_specs(keys, needle):
     assert needle in spec_error(**keys)
+
+
+def test_success_code_text_shows_the_ranges_as_configured():
+    spec = HTTPSpec(name="w", url="http://127.0.0.1/", success_code=[[0, 499], [503, 503]])
+    assert spec.success_code_text() == "0-499, 503"
 
 
 def test_eval_is_an_easeprobe_key_we_accept_and_ignore():
@@ -768,6 +777,7 @@ def test_defaults():
     spec = HTTPSpec(name="w", url="http://127.0.0.1/")
     assert spec.method == "GET"
     assert spec.success_code == [(200, 399)]
+    assert spec.success_code_text() == "200-399"
     assert spec.max_body == MB
     assert spec.max_redirects == 10
     assert not spec.limit_redirects
