@@ -16,6 +16,7 @@ from typing import Literal
 from probe.core.result import Result, Status
 
 __all__ = [
+    "MAX_POSITION",
     "AlertDecision",
     "Observation",
     "Policy",
@@ -101,20 +102,36 @@ class Observation:
     alert: AlertDecision | None
 
 
-def _gap(strategy: Strategy, factor: int, sent: int) -> int:
-    """Failures between notification number `sent` and the next one."""
+# The highest failure position the tracker schedules. `next_alert` is persisted in SQLite's
+# signed 64-bit INTEGER; a huge factor (exponent grows as (1+f)**n) must never make the state
+# unstorable. No outage lasts 2**62 checks, so a capped position simply never fires.
+MAX_POSITION = 2**62
+
+
+def _next_position(strategy: Strategy, factor: int, sent: int, position: int) -> int:
+    """The failure count for the next notification, after notification number `sent` went
+    out at failure count `position` (capped at MAX_POSITION).
+
+    regular: every `factor` failures. increment: gaps f, 2f, 3f, ... exponent: EaseProbe's
+    rule, next = n + n*f, so positions 1, 1+f, (1+f)**2, ... (f=1: 1, 2, 4, 8; f=2: 1, 3, 9).
+    The exponent step depends only on `position`, not on `sent`, so a state saved by an older
+    rule (or under another factor) carries on from the position it stored.
+    """
     if strategy == "increment":
-        return factor * sent
-    if strategy == "exponent":
-        return factor * (1 << (sent - 1))
-    return factor
+        gap = factor * sent
+    elif strategy == "exponent":
+        gap = factor * position
+    else:
+        gap = factor
+    return min(position + gap, MAX_POSITION)
 
 
 def alert_positions(strategy: Strategy, factor: int, max_alerts: int) -> list[int]:
-    """The failure counts that notify during one outage (DESIGN.md section 5)."""
+    """The failure counts that notify during one outage (README, `alert`), in order; stops
+    early once a position reaches MAX_POSITION (no outage gets that far)."""
     positions = [1]
-    while len(positions) < max_alerts:
-        positions.append(positions[-1] + _gap(strategy, factor, len(positions)))
+    while len(positions) < max_alerts and positions[-1] < MAX_POSITION:
+        positions.append(_next_position(strategy, factor, len(positions), positions[-1]))
     return positions
 
 
@@ -174,8 +191,8 @@ class StatusTracker:
             if after.next_alert is not None and failures >= after.next_alert:
                 sent = after.alerts_sent + 1
                 nxt = None
-                if sent < policy.max_alerts:
-                    nxt = failures + _gap(policy.strategy, policy.factor, sent)
+                if sent < policy.max_alerts and failures < MAX_POSITION:
+                    nxt = _next_position(policy.strategy, policy.factor, sent, failures)
                 after = replace(after, alerts_sent=sent, next_alert=nxt)
                 alert = AlertDecision("down", result.name, now, failures, after.since, None)
 

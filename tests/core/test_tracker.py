@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probe.core.result import Result, Status
-from probe.core.tracker import Policy, StatusTracker, alert_positions
+from probe.core.tracker import (
+    MAX_POSITION,
+    Observation,
+    Policy,
+    ProbeState,
+    StatusTracker,
+    alert_positions,
+)
+from probe.store import Store
 
 T0 = 1_700_000_000.0
 
@@ -40,7 +49,8 @@ def feed(tracker: StatusTracker, outcomes: str, policy: Policy, start: float = T
         ("exponent", 1, [1, 2, 4, 8, 16]),
         ("regular", 3, [1, 4, 7, 10, 13]),
         ("increment", 2, [1, 3, 7, 13, 21]),
-        ("exponent", 2, [1, 3, 7, 15, 31]),
+        ("exponent", 2, [1, 3, 9, 27, 81]),  # EaseProbe: next = n + n*f
+        ("exponent", 3, [1, 4, 16, 64, 256]),
     ],
 )
 def test_alert_positions_match_design_table(strategy, factor, expected):
@@ -109,6 +119,74 @@ def test_state_restored_from_store_continues_the_outage_without_repeating():
     obs = feed(restarted, "dddd", policy, start=T0 + 30)
     fired = [o.state.outage_failures for o in obs if o.alert]
     assert fired == [4]  # positions 1 and 4; 1 was sent before the restart
+
+
+async def through_store(db: Path, observations: list[Observation]) -> dict[str, ProbeState]:
+    """Write `observations` to the real SQLite store, close it, reopen it and return the
+    states it loads: what a restarted prober starts from."""
+    store = Store.open(db)
+    await store.start()
+    for o in observations:
+        store.submit(o)
+    await store.close()
+    reopened = Store.open(db)
+    try:
+        return reopened.load_states()
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+async def test_exponent_restart_after_every_check_neither_repeats_nor_skips(factor, tmp_path):
+    """A restart (the state saved to SQLite and loaded into a new tracker) after every
+    check: the alerts fired are exactly those of an uninterrupted run."""
+    policy = Policy(interval=10, strategy="exponent", factor=factor, max_alerts=6)
+    tracker = StatusTracker()
+    fired = []
+    for i, ch in enumerate("u" + "d" * 30):
+        o = tracker.observe(result(ch == "u", T0 + i * 10), policy)
+        if o.alert and o.alert.event == "down":
+            fired.append(o.state.outage_failures)
+        tracker = StatusTracker(await through_store(tmp_path / "p.db", [o]))
+    assert fired == [p for p in alert_positions("exponent", factor, 6) if p <= 30]
+    assert fired == ([1, 2, 4, 8, 16] if factor == 1 else [1, 3, 9, 27])
+
+
+def test_exponent_state_saved_by_the_old_rule_fires_once_at_its_stored_position():
+    # The old rule (gaps f, 2f, 4f) had sent alerts at 1 and 3 (f=2) and stored next = 7.
+    # After the upgrade that alert still goes out at 7, once; from there the new rule runs
+    # (7 + 7*2 = 21): nothing repeats, and nothing already scheduled is skipped.
+    policy = Policy(interval=10, strategy="exponent", factor=2, max_alerts=5)
+    saved = ProbeState(
+        name="web",
+        status=Status.DOWN,
+        since=T0,
+        fail_streak=3,
+        last_time=T0 + 20,
+        outage_failures=3,
+        alerts_sent=2,
+        next_alert=7,
+    )
+    tracker = StatusTracker({"web": saved})
+    obs = feed(tracker, "d" * 40, policy, start=T0 + 30)
+    fired = [o.state.outage_failures for o in obs if o.alert]
+    assert fired == [7, 21]
+    assert obs[-1].state.alerts_sent == 4 and obs[-1].state.next_alert == 63
+
+
+@pytest.mark.parametrize("strategy", ["regular", "increment", "exponent"])
+async def test_huge_factor_keeps_positions_storable(strategy, tmp_path):
+    """A factor that would push the next position past SQLite's signed 64-bit INTEGER is
+    capped at MAX_POSITION, and the state round-trips through the real store."""
+    factor = 10**30
+    assert alert_positions(strategy, factor, 10) == [1, MAX_POSITION]  # stops at the cap
+    policy = Policy(interval=10, strategy=strategy, factor=factor, max_alerts=10)
+    obs = feed(StatusTracker(), "udd", policy)
+    assert obs[-1].state.next_alert == MAX_POSITION
+    loaded = await through_store(tmp_path / "p.db", obs)
+    assert loaded["web"] == obs[-1].state
+    # Exponent growth alone (f=2: 3**n) reaches the cap too, and stays there.
+    assert alert_positions("exponent", 2, 100)[-1] == MAX_POSITION
 
 
 @settings(deadline=None, max_examples=150)

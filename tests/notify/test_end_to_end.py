@@ -179,7 +179,7 @@ class _Spec(ProbeSpec):
         ("increment", 1, 5, [1, 2, 4, 7, 11]),
         ("increment", 2, 10, [1, 3, 7, 13]),
         ("exponent", 1, 10, [1, 2, 4, 8, 16]),
-        ("exponent", 2, 3, [1, 3, 7]),
+        ("exponent", 2, 3, [1, 3, 9]),  # EaseProbe: next = n + n*f
     ],
 )
 async def test_strategies_over_a_long_outage(
