@@ -7,8 +7,10 @@ Bad values raise BadRequest, whose message names the parameter; the server answe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
+from probe.config.durations import parse_duration
 from probe.web.data import ProbeSummary
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "BadRequest",
     "filter_summaries",
     "page_size",
+    "seconds",
     "whole_number",
 ]
 
@@ -63,6 +66,28 @@ def whole_number(query: Mapping[str, str], key: str, lo: int, hi: int) -> int | 
     if not lo <= number <= hi:
         raise BadRequest(f"{key}: expected a whole number from {lo} to {hi}")
     return number
+
+
+def seconds(query: Mapping[str, str], key: str, lo: int, hi: int) -> int | None:
+    """Parameter `key` as whole seconds from lo to hi: a plain number (`30`, this page's
+    own form) or a duration (`30s`, `1m`, `1m30s`: EaseProbe's form). A fraction is rounded
+    up (a meta refresh counts whole seconds). None when absent or empty."""
+    value = query.get(key)
+    if value is None or value == "":
+        return None
+    if len(value) > 40:
+        raise BadRequest(f"{key}: expected a duration such as 30s")
+    text = value.strip()
+    try:
+        # A bare number is whole seconds; anything else must read as a duration.
+        amount = float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else parse_duration(text)
+    except ValueError:
+        raise BadRequest(
+            f"{key}: expected seconds or a duration such as 30s or 1m, got {value[:40]!r}"
+        ) from None
+    if not math.isfinite(amount) or not lo <= amount <= hi:
+        raise BadRequest(f"{key}: expected from {lo} to {hi} seconds")
+    return max(lo, math.ceil(amount))
 
 
 def _integer(query: Mapping[str, str], key: str, lo: int, hi: int, default: int) -> int:

@@ -35,7 +35,7 @@ import probe
 from probe.core.result import Status
 from probe.core.tracker import Transition
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
-from probe.web.query import filter_summaries, page_size, whole_number
+from probe.web.query import filter_summaries, page_size, seconds
 
 __all__ = [
     "ProbeDetail",
@@ -328,7 +328,7 @@ def _banner(items: Sequence[ProbeSummary]) -> dict[str, str]:
 
 
 def _refresh(query: Mapping[str, str]) -> int | None:
-    return whole_number(query, "refresh", *REFRESH_RANGE)
+    return seconds(query, "refresh", *REFRESH_RANGE)
 
 
 def query_link(query: Mapping[str, str], page: int) -> str:
