@@ -6,6 +6,12 @@ overlaps itself: a tick that arrives while the previous check still runs is skip
 logged. Every check is bounded end to end by the probe's timeout, enforced here and not by the
 prober, so no prober can outlive it; a prober that raises becomes a `down` result. A global
 semaphore caps the checks in flight (`settings.probe.concurrency`).
+
+A probe's loop must not end while the scheduler runs, whatever it is given: an interval below
+MIN_INTERVAL (0, negative, NaN, 1ns) is raised to it, so the loop neither divides by zero nor
+spins, and an exception that escapes a tick (a bug in a prober's attributes, in this module)
+is logged as an error and the loop starts again after a backoff, instead of the probe going
+quiet with the error kept in a task nobody reads until shutdown.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from probe.core.check import Checkable, CheckContext, Outcome
 from probe.core.result import Result, Status
 from probe.errors import ProbeError
 
-__all__ = ["CheckRun", "Scheduler", "SchedulerStats", "run_all_once", "run_check"]
+__all__ = [
+    "CheckRun",
+    "Scheduler",
+    "SchedulerStats",
+    "effective_interval",
+    "run_all_once",
+    "run_check",
+]
 
 log = logging.getLogger("probe.scheduler")
 
@@ -34,6 +47,21 @@ SLOT = 0.025
 CANCEL_GRACE = 1.0
 # Longest message kept from an exception nobody mapped (the prober's own mapping is the norm).
 _MAX_UNMAPPED = 300
+# Shortest interval the loop runs at. The config has its own, higher floor; this one only
+# keeps a value that slipped past it (or a caller that skips the config) from a busy loop.
+MIN_INTERVAL = 0.05
+# Longest interval the loop runs at (a year): an infinite one would make `due` infinite.
+MAX_INTERVAL = 365 * 86400.0
+# Pause before a loop that failed starts again, doubled per failure in a row up to the max.
+RESTART_DELAY = 1.0
+RESTART_MAX = 60.0
+
+
+def effective_interval(interval: float) -> float:
+    """`interval` within [MIN_INTERVAL, MAX_INTERVAL]; NaN becomes MIN_INTERVAL."""
+    if not interval >= MIN_INTERVAL:  # also true for NaN
+        return MIN_INTERVAL
+    return min(interval, MAX_INTERVAL)
 
 
 @dataclass(slots=True)
@@ -132,11 +160,17 @@ class Scheduler:
         concurrency: int = 256,
         stats: SchedulerStats | None = None,
         cancel_grace: float = CANCEL_GRACE,
+        restart_delay: float = RESTART_DELAY,
+        restart_max: float = RESTART_MAX,
     ) -> None:
+        """`restart_delay`, `restart_max`: the backoff of a loop that failed (tests shorten
+        it)."""
         self._probes = list(probes)
         self._on_result = on_result
         self._semaphore = asyncio.Semaphore(concurrency)
         self._cancel_grace = cancel_grace
+        self._restart_delay = restart_delay
+        self._restart_max = restart_max
         self.stats = stats or SchedulerStats()
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._checking: set[str] = set()
@@ -150,7 +184,7 @@ class Scheduler:
         now = loop.time()
         count = len(self._probes)
         for index, prober in enumerate(self._probes):
-            offset = prober.interval * index / max(count, 1)
+            offset = effective_interval(prober.interval) * index / max(count, 1)
             # Due times fall on a grid of SLOT seconds, so the checks due within one slot
             # start in one wake-up of the event loop instead of one each (a wake-up costs
             # about as much CPU as a TCP check). Fixed rate keeps them on the grid.
@@ -186,35 +220,64 @@ class Scheduler:
 
     async def _probe_loop(self, prober: Checkable, due: float) -> None:
         loop = asyncio.get_running_loop()
-        interval = prober.interval
+        interval = effective_interval(prober.interval)
+        if interval != prober.interval:
+            log.warning(
+                "probe %s: an interval of %rs is out of range; checking every %s",
+                prober.name,
+                prober.interval,
+                format_duration(interval),
+            )
+        failures = 0
         while not self._stopping:
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._stopping:
-                return
-            straggler = self._stragglers.get(prober.name)
-            if straggler is not None and not straggler.done():
-                log.warning(
-                    "probe %s: previous check ignored cancellation; tick skipped", prober.name
-                )
-                self.stats.skipped += 1
-            else:
-                self._stragglers.pop(prober.name, None)
-                await self._run_one(prober, due)
-            due += interval
-            late = loop.time() - due
-            if late > 0:
-                missed = math.ceil(late / interval)
-                due += missed * interval
-                self.stats.skipped += missed
-                # Per probe at debug level only: when the machine is overloaded every probe
-                # skips at once, and the App's summary line reports the total instead.
-                log.debug(
-                    "probe %s: check ran past its next tick; skipped %d tick(s)",
+            try:
+                due = await self._tick(prober, due, interval)
+            except Exception as exc:  # CancelledError (stop) is not an Exception: it ends us
+                failures += 1
+                pause = min(self._restart_delay * 2 ** min(failures - 1, 20), self._restart_max)
+                log.error(
+                    "probe %s: its check loop failed (%s: %s); starting it again in %s",
                     prober.name,
-                    missed,
+                    type(exc).__name__,
+                    exc,
+                    format_duration(pause),
+                    exc_info=exc,
                 )
+                await asyncio.sleep(pause)
+                due = loop.time()  # the ticks missed while paused are not made up
+            else:
+                failures = 0
+
+    async def _tick(self, prober: Checkable, due: float, interval: float) -> float:
+        """Wait until `due`, run the check unless the previous one still runs; the next due
+        time (on the grid, past ticks skipped)."""
+        loop = asyncio.get_running_loop()
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self._stopping:
+            return due
+        straggler = self._stragglers.get(prober.name)
+        if straggler is not None and not straggler.done():
+            log.warning("probe %s: previous check ignored cancellation; tick skipped", prober.name)
+            self.stats.skipped += 1
+        else:
+            self._stragglers.pop(prober.name, None)
+            await self._run_one(prober, due)
+        due += interval
+        late = loop.time() - due
+        if late > 0:
+            missed = math.ceil(late / interval)
+            due += missed * interval
+            self.stats.skipped += missed
+            # Per probe at debug level only: when the machine is overloaded every probe
+            # skips at once, and the App's summary line reports the total instead.
+            log.debug(
+                "probe %s: check ran past its next tick; skipped %d tick(s)",
+                prober.name,
+                missed,
+            )
+        return due
 
     async def _run_one(self, prober: Checkable, due: float) -> None:
         async with self._semaphore:

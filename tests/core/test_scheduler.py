@@ -4,8 +4,12 @@ inputs here, not the thing tested, so they are written to misbehave on purpose."
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
 from dataclasses import dataclass, field
+
+import pytest
 
 from probe.core.check import CheckContext, Outcome
 from probe.core.result import Result, Status
@@ -170,3 +174,67 @@ async def test_run_all_once_returns_results_in_probe_order():
         ("c", Status.DOWN),
     ]
     assert results[0].latency is not None and results[0].latency >= 0.05
+
+
+@dataclass
+class TimeoutFailsOnce(FakeProber):
+    """A prober whose `timeout` attribute raises the first time the scheduler reads it for
+    a check: an exception outside `check()`, which `run_check` does not turn into a result,
+    so it reaches the probe's loop."""
+
+    reads: int = 0
+
+    def __getattribute__(self, attr: str) -> object:
+        if attr == "timeout":
+            reads = object.__getattribute__(self, "reads") + 1
+            object.__setattr__(self, "reads", reads)
+            if reads == 1:
+                raise RuntimeError("timeout unreadable")
+        return object.__getattribute__(self, attr)
+
+
+async def test_a_failing_loop_is_logged_and_the_probe_is_checked_again(caplog):
+    flaky = TimeoutFailsOnce("flaky", interval=0.1)
+    steady = FakeProber("steady", interval=0.1)
+    with caplog.at_level(logging.ERROR, logger="probe.scheduler"):
+        results, _ = await run_for(0.8, [flaky, steady], restart_delay=0.2)
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "probe flaky: its check loop failed (RuntimeError: timeout unreadable)" in (
+        record.getMessage()
+    )
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+    # checked again after the 200 ms pause, at its own rate; the other probe never paused
+    flaky_results = [r for r in results if r.name == "flaky"]
+    assert 3 <= len(flaky_results) <= 7 and all(r.ok for r in flaky_results)
+    assert len([r for r in results if r.name == "steady"]) >= 7
+
+
+async def test_consecutive_loop_failures_back_off_up_to_the_bound(caplog):
+    # Every read of `timeout` fails: the loop restarts after 0.1, 0.2, 0.3, 0.3 ... s.
+    class AlwaysFails(FakeProber):
+        @property  # type: ignore[override]
+        def timeout(self) -> float:
+            raise RuntimeError("never readable")
+
+        @timeout.setter
+        def timeout(self, value: float) -> None:
+            pass
+
+    prober = AlwaysFails("broken", interval=0.05)
+    with caplog.at_level(logging.ERROR, logger="probe.scheduler"):
+        await run_for(1.05, [prober], restart_delay=0.1, restart_max=0.3)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    # 0, 0.1, 0.3, 0.6, 0.9 s: five failures in 1.05 s, not one per 50 ms interval
+    assert 4 <= len(errors) <= 6
+    assert all("starting it again in" in r.getMessage() for r in errors)
+
+
+@pytest.mark.parametrize("interval", [0.0, -0.0, -1.0, 1e-9, math.nan])
+async def test_an_interval_out_of_range_neither_stops_nor_spins_the_loop(interval, caplog):
+    prober = FakeProber("zero", interval=interval)
+    with caplog.at_level(logging.WARNING, logger="probe.scheduler"):
+        results, _ = await run_for(0.5, [prober])
+    # clamped to MIN_INTERVAL (50 ms): about ten checks, not one and not thousands
+    assert 6 <= len(results) <= 12, len(results)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("is out of range; checking every 50ms" in r.getMessage() for r in caplog.records)
