@@ -9,6 +9,7 @@ aria-label, so the colour is never the only carrier of the meaning.
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import escape, quoteattr
 
 __all__ = [
@@ -53,12 +54,27 @@ def text_width(text: str) -> int:
     return int(width + 0.5)
 
 
+# What XML 1.0 cannot hold at all (C0 controls but tab/newline/CR, lone surrogates, U+FFFE
+# and U+FFFF), plus DEL and the C1 controls, which it allows but nothing draws: an SVG with
+# any of the former is not well-formed, and a badge is one line of text anyway.
+_UNDRAWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_LINE_BREAKS = re.compile("[\t\n\r]")
+
+
+def _clean(text: str) -> str:
+    """`text` as a badge can show it: whitespace controls become spaces, characters XML
+    cannot carry become U+FFFD (the replacement character), so the name stays recognisable."""
+    return _UNDRAWABLE.sub("\ufffd", _LINE_BREAKS.sub(" ", text))
+
+
 def _clip(text: str) -> str:
+    text = _clean(text)
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
 def badge(label: str, value: str, colour: str) -> str:
-    """A badge reading `label | value`, the value on `colour`."""
+    """A badge reading `label | value`, the value on `colour`; well-formed XML whatever the
+    texts hold."""
     label, value = _clip(label), _clip(value)
     left = text_width(label) + 12
     right = text_width(value) + 12

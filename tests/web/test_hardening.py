@@ -62,3 +62,25 @@ async def test_refresh_out_of_bounds_or_garbage_is_400(serve: Serve, given: str)
         response = await client.get("/", params={"refresh": given})
     assert response.status_code == 400
     assert "refresh" in response.json()["error"]
+
+
+# --- 6. badges for names XML cannot hold -------------------------------------------------------
+
+
+async def test_badge_for_a_control_character_name_is_xml_over_http(store: Store) -> None:
+    import xml.etree.ElementTree as ET
+    from urllib.parse import quote
+
+    from probe.web.data import ProbeInfo
+
+    name = "db\x00\x1b[31m\x7f"
+    source = StatusSource(store, [ProbeInfo(name, "tcp", "127.0.0.1:9")], clock=lambda: NOW)
+    runner, port = await start_server(create_app(source), "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            response = await client.get(f"/badge/{quote(name, safe='')}/status.svg")
+    finally:
+        await runner.cleanup()
+    assert response.status_code == 200
+    root = ET.fromstring(response.content)
+    assert "unknown" in (root.get("aria-label") or "")

@@ -101,3 +101,49 @@ def test_any_name_gives_well_formed_svg(name, status):
     root = parse(svg)
     assert root.tag == f"{NS}svg"
     assert texts(svg)[0] == (name if len(name) <= 60 else name[:59] + "…")
+
+
+# A name in YAML's double quotes may hold any escape ("\x00", "\e", "\ud800" via JSON...):
+# names are not always printable, and the badge must still be XML.
+CONTROLS = [chr(c) for c in (*range(0x20), 0x7F, 0x85, 0x9F)]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api" + "".join(CONTROLS),
+        "\x00",
+        "a\x1bb",
+        "lone \ud800 high",
+        "lone \udfff low",
+        "\ufffe\uffff",
+        "tab\tnew\nline\rcr",
+        "<&\x0c>",
+    ],
+)
+def test_names_xml_cannot_hold_are_replaced(name):
+    for svg in (
+        status_badge(name, "up"),
+        uptime_badge(name, "30d", 99.5),
+        response_time_badge(name, "24h", 12.0),
+    ):
+        parse(svg)  # well-formed
+        shown = texts(svg)[0]
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
+        assert not any(0xD800 <= ord(c) <= 0xDFFF for c in shown)
+    # What can be shown is kept; the rest stands out as U+FFFD, not silently dropped.
+    assert texts(status_badge("a\x00b", "up"))[0] == "a\ufffdb"
+    assert texts(status_badge("a\nb", "up"))[0] == "a b"
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    name=st.text(alphabet=st.characters(blacklist_categories=()), max_size=80),
+    status=st.text(alphabet=st.characters(blacklist_categories=()), max_size=10),
+)
+def test_any_text_at_all_gives_well_formed_svg(name, status):
+    svg = status_badge(name, status)
+    root = parse(svg)
+    assert root.tag == f"{NS}svg"
+    svg.encode("utf-8")  # no lone surrogate left: the server can send it
+    assert len(texts(svg)[0]) <= 60
