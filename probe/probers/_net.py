@@ -18,12 +18,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from probe.errors import ProbeError
+from probe.text import printable
 
 __all__ = [
     "Address",
     "describe_os_error",
+    "first_error",
     "format_address",
     "iter_causes",
+    "plain_error",
     "redact_url",
     "resolve",
     "split_host_port",
@@ -195,6 +198,33 @@ def iter_causes(exc: BaseException) -> Iterator[BaseException]:
             queue.append(current.__cause__)
         elif current.__context__ is not None and not current.__suppress_context__:
             queue.append(current.__context__)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first real error in `exc`: a group's first member that is not a cancellation,
+    depth-first, else `exc` itself.
+
+    anyio and asyncio.TaskGroup raise "unhandled errors in a TaskGroup" around the error
+    that tells what happened; that wrapper means nothing to someone reading a check.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        members = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = (members or list(exc.exceptions))[0]
+    return exc
+
+
+_WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def plain_error(exc: BaseException, limit: int = 120) -> str:
+    """An error nobody mapped, said without Python's class names: its own text, else its
+    class name as words (`ReadError` -> "read error"). Printable and bounded."""
+    exc = first_error(exc)
+    text = str(exc).strip()
+    if not text:
+        name = type(exc).__name__.removesuffix("Error").removesuffix("Exception")
+        text = (_WORD.sub(" ", name).lower() or "unknown") + " error"
+    return printable(text, limit)
 
 
 _ERRNO_MESSAGES = {

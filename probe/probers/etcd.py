@@ -38,7 +38,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
 from probe.probers._httpcore import close_client, new_client
-from probe.probers._net import describe_os_error
+from probe.probers._net import describe_os_error, first_error, plain_error
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["EtcdProber", "EtcdSpec"]
@@ -148,7 +148,9 @@ class EtcdProber(Prober[EtcdSpec]):
         steps = _Steps(ctx)
         try:
             return await self._check(ctx, steps)
-        except _DRIVER_ERRORS as exc:
+        except _CAUGHT as caught:
+            # anyio connects inside a task group: what failed is the group's first member.
+            exc = first_error(caught)
             message = _describe(exc, ctx.phase, self.spec.timeout, self._user)
             raise ProbeError(message, error=type(exc).__name__) from None
 
@@ -324,6 +326,8 @@ _DRIVER_ERRORS: tuple[type[Exception], ...] = (
     anyio.EndOfStream,
     OSError,
 )
+# What a check catches: the driver errors, also when a task group wraps them.
+_CAUGHT: tuple[type[Exception], ...] = (*_DRIVER_ERRORS, ExceptionGroup)
 
 # What an end of stream without an OS error means, by the phase it happened in.
 _CLOSED_DURING = {
@@ -357,7 +361,7 @@ def _describe(exc: BaseException, phase: str, timeout: float, user: str | None) 
         | anyio.EndOfStream,
     ):
         return _CLOSED_DURING.get(phase, f"server closed the connection during {phase}")
-    return f"{type(exc).__name__}: {str(exc)[:120]}"
+    return f"{phase} failed: {plain_error(exc)}"
 
 
 def _describe_gateway(exc: _GatewayError, phase: str, user: str | None) -> str:

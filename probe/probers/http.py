@@ -46,7 +46,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
 from probe.probers._match import Matcher, check_pattern
-from probe.probers._net import describe_os_error, redact_url
+from probe.probers._net import describe_os_error, first_error, plain_error, redact_url
 from probe.probers.base import Prober, SharedResources
 from probe.tlsconf import client_context
 
@@ -214,6 +214,9 @@ def _check_url(value: str, what: str, schemes: tuple[str, ...]) -> str:
         )
     if not url.host:
         raise ValueError(f"the {what} URL has no host")
+    # httpx takes any number as a port; the socket would refuse it at every check.
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ValueError(f"the {what} URL's port {url.port} is not in 1-65535")
     return url.scheme
 
 
@@ -288,7 +291,9 @@ class HTTPProber(Prober[HTTPSpec]):
         token = current_check.set(ctx)
         try:
             return await self._check(ctx)
-        except _DRIVER_ERRORS as exc:
+        except _CAUGHT as caught:
+            # anyio connects inside a task group: what failed is the group's first member.
+            exc = first_error(caught)
             message = _describe(exc, ctx.phase, self.spec.timeout)
             if message == "connection reset by peer" and self._rejected_after_handshake(ctx):
                 message += _NO_CLIENT_CERT_HINT
@@ -471,6 +476,8 @@ _DRIVER_ERRORS: tuple[type[Exception], ...] = (
     anyio.EndOfStream,
     OSError,
 )
+# What a check catches: the driver errors, also when a task group wraps them.
+_CAUGHT: tuple[type[Exception], ...] = (*_DRIVER_ERRORS, ExceptionGroup)
 
 _NO_CLIENT_CERT_HINT = " after the TLS handshake (does the server require a client certificate?)"
 
@@ -520,4 +527,4 @@ def _describe(exc: BaseException, phase: str, timeout: float) -> str:
         | anyio.EndOfStream,
     ):
         return _CLOSED_DURING.get(phase, "connection closed by the server")
-    return f"{type(exc).__name__}: {str(exc)[:120]}"
+    return f"{phase} failed: {plain_error(exc)}"

@@ -54,7 +54,7 @@ from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
-from probe.probers._net import describe_os_error
+from probe.probers._net import describe_os_error, first_error, plain_error
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["InfluxDBProber", "InfluxDBSpec"]
@@ -218,7 +218,9 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
         try:
             client = self._new_client(steps)
             return await self._check(ctx, steps, client)
-        except _DRIVER_ERRORS as exc:
+        except _CAUGHT as caught:
+            # The HTTP clients connect inside task groups: what failed is the first member.
+            exc = first_error(caught)
             message = _describe(exc, ctx.phase, self.spec.timeout, self._who)
             raise ProbeError(message, error=type(exc).__name__) from None
         finally:
@@ -444,6 +446,8 @@ _DRIVER_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     OSError,
 )
+# What a check catches: the driver errors, also when a task group wraps them.
+_CAUGHT: tuple[type[Exception], ...] = (*_DRIVER_ERRORS, ExceptionGroup)
 
 
 def _describe(exc: BaseException, phase: str, timeout: float, who: str | None) -> str:
@@ -480,7 +484,7 @@ def _describe(exc: BaseException, phase: str, timeout: float, who: str | None) -
         return f"server closed the connection during {phase}"
     if isinstance(exc, InfluxDBError):
         return _shown(str(exc.message), _MAX_ERROR)
-    return f"{type(exc).__name__}: {_shown(str(exc), 120)}"
+    return f"{phase} failed: {plain_error(exc)}"
 
 
 _DATABASE_NOT_FOUND = re.compile(r"database not found: (.*)")

@@ -40,7 +40,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers import _sql
 from probe.probers._client import ClientSpec, client_ssl_context
-from probe.probers._net import describe_os_error
+from probe.probers._net import describe_os_error, plain_error
 from probe.probers._sql import DataCheck, parse_data, quote_mysql, shown
 from probe.probers.base import Prober, SharedResources
 
@@ -319,4 +319,4 @@ def _describe(exc: BaseException, user: str) -> str:
         return "the user name or password has characters the MySQL handshake cannot send"
     if isinstance(exc, TimeoutError):
         return "timeout in the driver"
-    return f"{type(exc).__name__}: {_sql.first_line(str(exc))}"
+    return _sql.first_line(str(exc)) or plain_error(exc)

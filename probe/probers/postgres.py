@@ -38,7 +38,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers import _sql
 from probe.probers._client import ClientSpec, client_ssl_context
-from probe.probers._net import describe_os_error
+from probe.probers._net import describe_os_error, plain_error
 from probe.probers._sql import DataCheck, parse_data, quote_postgres, shown
 from probe.probers.base import Prober, SharedResources
 
@@ -298,4 +298,4 @@ def _describe(exc: BaseException, user: str | None) -> str:
         return "invalid connection settings"  # asyncpg's text may quote the DSN
     if isinstance(exc, asyncpg.InterfaceError):
         return _sql.first_line(str(exc))
-    return f"{type(exc).__name__}: {_sql.first_line(str(exc))}"
+    return _sql.first_line(str(exc)) or plain_error(exc)

@@ -44,6 +44,7 @@ from probe.errors import ProbeError
 from probe.probers._net import (
     describe_os_error,
     format_address,
+    plain_error,
     redact_url,
     resolve,
     split_host_port,
@@ -534,4 +535,4 @@ def _describe(
     known = describe_os_error(exc)
     if known is not None:
         return known
-    return f"{type(exc).__name__}: {str(exc)[:120]}"
+    return f"TLS: {plain_error(exc)}"
