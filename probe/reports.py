@@ -2,13 +2,14 @@
 
 Three parts, each usable alone:
 
-- `next_report_time` / `report_window`: pure calendar maths. A report goes out at
-  `settings.sla.time` (local wall time in settings.timezone): hourly at minute MM of every hour,
-  daily at HH:MM, weekly on Mondays at HH:MM, monthly on the 1st at HH:MM, minutely at every
-  whole minute (EaseProbe's debugging schedule; HH:MM is ignored). When HH:MM does not exist
-  that day (clocks go forward through it) the report goes out at the first valid local time
-  after the gap (the moment clocks jump); when it exists twice (clocks go back) it goes out
-  at the first of the two, once.
+- `next_report_time` / `report_window` / `report_bounds`: pure calendar maths. A report goes
+  out at `settings.sla.time` ("HH:MM" or "HH:MM:SS", local wall time in settings.timezone):
+  hourly at MM:SS of every hour, daily at HH:MM:SS, weekly on Sundays and monthly on the last
+  day of the month at HH:MM:SS (EaseProbe's days), minutely at every whole minute (EaseProbe's
+  debugging schedule; the time is ignored). When the time does not exist that day (clocks go
+  forward through it) the report goes out at the first valid local time after the gap (the
+  moment clocks jump); when it exists twice (clocks go back) it goes out at the first of the
+  two, once.
 - `sla_rows` / `build_report`: the per-probe rows (uptime %, up/down time, checks, incidents,
   p95 latency) for a window, from the store's `sla_many`, and the `sla` Notification holding
   them (`report = {window, label, start, end, rows}`; templates/README.txt).
@@ -17,9 +18,13 @@ Three parts, each usable alone:
   `Dispatcher.notify_sla`).
 
 Each report covers the period that ended at (or just before) its report time:
-`report_window` names it (hourly -> "hour", daily -> "day", weekly -> "week",
-monthly -> "month", the last complete calendar period in settings.timezone; minutely ->
-"24h", a rolling window, as EaseProbe's minutely is for trying the setup out).
+`report_window` names it (hourly -> "hour", daily -> "day": the last complete clock hour or
+calendar day in settings.timezone; weekly -> "week", monthly -> "month": the week or month
+ending at the report time, that is from the previous report time (the Sunday before, the
+last day of the month before, at the same time) up to it, so that consecutive reports tile
+time with no gap and no overlap, and a report at "23:59:59" covers the calendar week Monday
+to Sunday or the calendar month; minutely -> "24h", a rolling window, as EaseProbe's minutely
+is for trying the setup out).
 
 Delivery guarantees, kept simple on purpose: the scheduler remembers, in memory, the last
 report time it handled, and never sends a report time twice (a clock that jumps back does not
@@ -47,6 +52,7 @@ __all__ = [
     "SLASource",
     "build_report",
     "next_report_time",
+    "report_bounds",
     "report_window",
     "sla_rows",
     "store_report_builder",
@@ -77,25 +83,29 @@ class SLASource(Protocol):
 # --- when ------------------------------------------------------------------------------------
 
 
-def _parse_hhmm(hhmm: str) -> tuple[int, int]:
-    hh, _, mm = hhmm.strip().partition(":")
-    hour, minute = int(hh), int(mm)
-    if not (0 <= hour <= 23 and 0 <= minute <= 59):
-        raise ValueError(f"expected HH:MM, got {hhmm!r}")
-    return hour, minute
+def _parse_hhmm(hhmm: str) -> tuple[int, int, int]:
+    """ "HH:MM" or "HH:MM:SS" -> (hour, minute, second)."""
+    parts = hhmm.strip().split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"expected HH:MM or HH:MM:SS, got {hhmm!r}")
+    hour, minute = int(parts[0]), int(parts[1])
+    second = int(parts[2]) if len(parts) == 3 else 0
+    if not (0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 59):
+        raise ValueError(f"expected HH:MM or HH:MM:SS, got {hhmm!r}")
+    return hour, minute, second
 
 
 def _wall(dt: datetime) -> tuple[int, ...]:
     return (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)
 
 
-def _local_time(day: date, hour: int, minute: int, tz: tzinfo) -> datetime:
-    """The instant the local wall clock in `tz` shows `day` `hour`:`minute`, in `tz`.
+def _local_time(day: date, hour: int, minute: int, second: int, tz: tzinfo) -> datetime:
+    """The instant the local wall clock in `tz` shows `day` `hour`:`minute`:`second`, in `tz`.
 
     Twice shown (clocks go back): the first. Never shown (clocks go forward through it): the
     first valid local time after it, the moment the clocks jump.
     """
-    naive = datetime(day.year, day.month, day.day, hour, minute)
+    naive = datetime(day.year, day.month, day.day, hour, minute, second)
     first = naive.replace(tzinfo=tz, fold=0)
     if _wall(first.astimezone(UTC).astimezone(tz)) == _wall(naive):
         return first.astimezone(UTC).astimezone(tz)
@@ -115,16 +125,24 @@ def _local_time(day: date, hour: int, minute: int, tz: tzinfo) -> datetime:
     return datetime.fromtimestamp(hi, tz)
 
 
+_SUNDAY = 6  # date.weekday()
+
+
+def _last_day_of_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
 def _candidate_days(schedule: str, start: date) -> Iterator[date]:
-    """Days (from `start`, in order) on which a daily/weekly/monthly report goes out."""
+    """Days (from `start`, in order) on which a daily/weekly/monthly report goes out: every
+    day, Sundays, or the last day of each month (EaseProbe's days)."""
     if schedule == "monthly":
-        day = start.replace(day=1)
+        day = _last_day_of_month(start)
         while True:
             yield day
-            day = (day + timedelta(days=32)).replace(day=1)
+            day = _last_day_of_month(day + timedelta(days=1))
     day = start
     while True:
-        if schedule == "daily" or day.weekday() == 0:
+        if schedule == "daily" or day.weekday() == _SUNDAY:
             yield day
         day += timedelta(days=1)
 
@@ -137,23 +155,49 @@ def next_report_time(schedule: str, hhmm: str, tz: tzinfo, after: datetime) -> d
         raise ValueError("after must be timezone-aware")
     if schedule == "none":
         return None
-    hour, minute = _parse_hhmm(hhmm)
+    hour, minute, second = _parse_hhmm(hhmm)
     if schedule in ("minutely", "hourly"):
         # Every real zone offset is a whole number of minutes, so local minutes start on UTC
-        # minute boundaries: walk whole minutes (at most two hours of them).
-        t = (int(after.timestamp()) // 60 + 1) * 60
-        for _ in range(121):
+        # minute boundaries: walk whole minutes (at most two hours of them), from the one
+        # holding `after` (its MM:SS may still be ahead).
+        offset = 0 if schedule == "minutely" else second
+        t = int(after.timestamp()) // 60 * 60
+        for _ in range(122):
             local = datetime.fromtimestamp(t, tz)
-            if schedule == "minutely" or local.minute == minute:
-                return local
+            if (
+                schedule == "minutely" or local.minute == minute
+            ) and t + offset > after.timestamp():
+                return datetime.fromtimestamp(t + offset, tz)
             t += 60
         raise AssertionError("no hourly report time within two hours")  # pragma: no cover
     local_after = after.astimezone(tz)
     for day in _candidate_days(schedule, local_after.date() - timedelta(days=1)):
-        at = _local_time(day, hour, minute, tz)
+        at = _local_time(day, hour, minute, second, tz)
         if at > after:
             return at
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def report_bounds(window: str, at: datetime, tz: tzinfo) -> tuple[float, float]:
+    """[start, end) in Unix seconds of the report of `window` sent at the report time `at`.
+
+    "week" and "month" end at `at` itself and start at the report time before it: the same
+    local time seven days earlier, or on the last day of the month before. (Should `at` have
+    been moved by a DST gap, the start is read at its moved wall time; once a year at most,
+    for a time configured inside the gap.) Other windows are the store's `window_bounds`:
+    the last complete hour or calendar day, or a rolling window ending at `at`.
+    """
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    if window not in ("week", "month"):
+        return window_bounds(window, at, tz)
+    local = at.astimezone(tz)
+    if window == "week":
+        day = local.date() - timedelta(days=7)
+    else:
+        day = local.date().replace(day=1) - timedelta(days=1)
+    start = _local_time(day, local.hour, local.minute, local.second, tz)
+    return start.timestamp(), at.timestamp()
 
 
 def report_window(schedule: str, at: datetime | None = None) -> str:
@@ -218,18 +262,31 @@ def window_label(window: str, start: float, end: float, tz: tzinfo) -> str:
     return rolling.get(window, "last 90 days")
 
 
+def _period_label(window: str, start: float, end: float, tz: tzinfo) -> str:
+    """A report's period for people: "2026-03-01 00:00 to 2026-03-08 00:00" (a week),
+    "February 2026 (2026-01-31 23:59:59 to 2026-02-28 23:59:59)" (a month); others as
+    `window_label`."""
+    if window not in ("week", "month"):
+        return window_label(window, start, end, tz)
+    first, last = datetime.fromtimestamp(start, tz), datetime.fromtimestamp(end, tz)
+    shape = "%Y-%m-%d %H:%M:%S" if first.second or last.second else "%Y-%m-%d %H:%M"
+    span = f"{first.strftime(shape)} to {last.strftime(shape)}"
+    return span if window == "week" else f"{last:%B %Y} ({span})"
+
+
 def build_report(
     store: SLASource, specs: Sequence[ProbeSpec], window: str, now: datetime, tz: tzinfo
 ) -> Notification:
-    """The `sla` Notification for `window` as of `now` (blocking: it reads the store)."""
-    start, end = window_bounds(window, now, tz)
+    """The `sla` Notification for `window` sent at the report time `now` (blocking: it
+    reads the store); the period is `report_bounds(window, now, tz)`."""
+    start, end = report_bounds(window, now, tz)
     figures = store.sla_many([spec.name for spec in specs], start, end)
     return Notification(
         event=Event.SLA,
         time=now.timestamp(),
         report={
             "window": window,
-            "label": window_label(window, start, end, tz),
+            "label": _period_label(window, start, end, tz),
             "start": start,
             "end": end,
             "rows": sla_rows(specs, figures, window),

@@ -10,9 +10,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from probe.app import build_notifiers
 from probe.config import Config, load_config
+from probe.config.models import SLASettings
 from probe.core.result import Status
 from probe.notify.base import Event, Notification, NotifyContext
 from probe.notify.dispatch import Dispatcher
@@ -21,6 +23,7 @@ from probe.reports import (
     ReportScheduler,
     build_report,
     next_report_time,
+    report_bounds,
     report_window,
     store_report_builder,
 )
@@ -49,12 +52,68 @@ def test_daily_at_the_local_time_next_day_once_passed() -> None:
     assert at == berlin(2026, 2, 1, 9, 0)
 
 
-def test_weekly_on_mondays_monthly_on_the_first() -> None:
-    # 2026-03-04 is a Wednesday.
+def test_weekly_on_sundays_monthly_on_the_last_day_as_easeprobe() -> None:
+    # 2026-03-04 is a Wednesday; the Sunday after is 2026-03-08.
     at = next_report_time("weekly", "07:15", BERLIN, berlin(2026, 3, 4, 12, 0))
-    assert at == berlin(2026, 3, 9, 7, 15) and at.weekday() == 0
+    assert at == berlin(2026, 3, 8, 7, 15) and at.weekday() == 6
+    # On the Sunday itself: before the time, that day; from the time on, a week later.
+    assert next_report_time("weekly", "07:15", BERLIN, berlin(2026, 3, 8, 7, 14)) == at
+    at = next_report_time("weekly", "07:15", BERLIN, berlin(2026, 3, 8, 7, 15))
+    assert at == berlin(2026, 3, 15, 7, 15)
     at = next_report_time("monthly", "00:00", BERLIN, berlin(2026, 12, 1, 0, 0))
-    assert at == berlin(2027, 1, 1, 0, 0)
+    assert at == berlin(2026, 12, 31, 0, 0)
+    at = next_report_time("monthly", "00:00", BERLIN, berlin(2026, 12, 31, 0, 0))
+    assert at == berlin(2027, 1, 31, 0, 0)
+    # February's last day, in a common and in a leap year; 30-day months.
+    assert next_report_time("monthly", "12:00", BERLIN, berlin(2027, 2, 1)) == berlin(
+        2027, 2, 28, 12, 0
+    )
+    assert next_report_time("monthly", "12:00", BERLIN, berlin(2028, 2, 1)) == berlin(
+        2028, 2, 29, 12, 0
+    )
+    assert next_report_time("monthly", "12:00", BERLIN, berlin(2028, 3, 31, 13)) == berlin(
+        2028, 4, 30, 12, 0
+    )
+
+
+def test_hh_mm_ss_is_honoured_to_the_second() -> None:
+    # EaseProbe's "23:59:59": the report closes the day (and the week, and the month).
+    at = next_report_time("daily", "23:59:59", BERLIN, berlin(2026, 3, 4, 23, 59, 58))
+    assert at == berlin(2026, 3, 4, 23, 59, 59)
+    at = next_report_time("daily", "23:59:59", BERLIN, berlin(2026, 3, 4, 23, 59, 59))
+    assert at == berlin(2026, 3, 5, 23, 59, 59)
+    at = next_report_time("weekly", "23:59:59", BERLIN, berlin(2026, 3, 4))
+    assert at == berlin(2026, 3, 8, 23, 59, 59)
+    at = next_report_time("monthly", "23:59:59", BERLIN, berlin(2026, 2, 28, 23, 59, 58))
+    assert at == berlin(2026, 2, 28, 23, 59, 59)
+    # Hourly: at MM:SS of every hour, the seconds included.
+    at = next_report_time("hourly", "00:20:30", BERLIN, berlin(2026, 5, 1, 10, 20, 10))
+    assert at == berlin(2026, 5, 1, 10, 20, 30)
+    at = next_report_time("hourly", "00:20:30", BERLIN, berlin(2026, 5, 1, 10, 20, 30))
+    assert at == berlin(2026, 5, 1, 11, 20, 30)
+    # "HH:MM" is HH:MM:00, as before.
+    assert next_report_time("daily", "09:00", BERLIN, berlin(2026, 3, 4)) == berlin(
+        2026, 3, 4, 9, 0, 0
+    )
+
+
+@pytest.mark.parametrize("value", ["23:59:59", "00:00:00", "09:30", "23:59"])
+def test_sla_time_accepts_hh_mm_and_hh_mm_ss(value: str) -> None:
+    assert SLASettings.model_validate({"time": value}).time == value
+
+
+@pytest.mark.parametrize("value", ["24:00", "23:60", "23:59:60", "9:30", "09:30:5", "09:30:00:00"])
+def test_sla_time_rejects_other_shapes(value: str) -> None:
+    with pytest.raises(ValidationError, match=r'"HH:MM" or "HH:MM:SS"'):
+        SLASettings.model_validate({"time": value})
+
+
+def test_sla_time_hh_mm_ss_from_a_config_file(tmp_path: Path) -> None:
+    # Unquoted, as EaseProbe's examples write it: YAML 1.2 keeps it a string.
+    path = tmp_path / "p.yaml"
+    path.write_text("settings:\n  sla: {schedule: weekly, time: 23:59:59}\n")
+    sla = load_config(path).settings.sla
+    assert (sla.schedule, sla.time) == ("weekly", "23:59:59")
 
 
 def test_hourly_minutely_none() -> None:
@@ -152,37 +211,54 @@ async def test_daily_across_day_and_month_boundaries() -> None:
     )
 
 
-async def test_weekly_across_week_boundaries() -> None:
-    clock = FakeTime(berlin(2026, 2, 25, 12, 0))  # a Wednesday
+async def test_weekly_across_week_boundaries_and_dst() -> None:
+    clock = FakeTime(berlin(2026, 3, 18, 12, 0))  # a Wednesday
     sent: list[tuple[datetime, str]] = []
-    s = scheduler("weekly", "08:30", clock, sent)
-    await run_until(s, clock, berlin(2026, 3, 12))
+    s = scheduler("weekly", "23:59:59", clock, sent)
+    s.max_sleep = 3600.0
+    await run_until(s, clock, berlin(2026, 4, 7))
     assert [at.astimezone(BERLIN) for at, _ in sent] == [
-        berlin(2026, 3, 2, 8, 30),
-        berlin(2026, 3, 9, 8, 30),
+        berlin(2026, 3, 22, 23, 59, 59),
+        berlin(2026, 3, 29, 23, 59, 59),  # the week clocks went forward: 167 hours
+        berlin(2026, 4, 5, 23, 59, 59),
     ]
     assert {w for _, w in sent} == {"week"}
-    assert window_bounds("week", sent[0][0], BERLIN) == (
-        berlin(2026, 2, 23).timestamp(),
-        berlin(2026, 3, 2).timestamp(),
-    )
+    # The week ending at the report time: Monday to Sunday, to the second.
+    bounds = [report_bounds("week", at, BERLIN) for at, _ in sent]
+    assert bounds[1] == (berlin(2026, 3, 22, 23, 59, 59).timestamp(), sent[1][0].timestamp())
+    assert bounds[1][1] - bounds[1][0] == 7 * 86400 - 3600
+    for (_, end), (start_next, _) in itertools.pairwise(bounds):
+        assert end == start_next  # consecutive reports tile time
 
 
 async def test_monthly_across_month_and_year_boundaries() -> None:
     clock = FakeTime(berlin(2026, 12, 15))
     sent: list[tuple[datetime, str]] = []
-    s = scheduler("monthly", "06:00", clock, sent)
+    s = scheduler("monthly", "00:00", clock, sent)
     s.max_sleep = 3600.0
-    await run_until(s, clock, berlin(2027, 2, 15))
+    await run_until(s, clock, berlin(2027, 3, 15))
     assert [at.astimezone(BERLIN) for at, _ in sent] == [
-        berlin(2027, 1, 1, 6, 0),
-        berlin(2027, 2, 1, 6, 0),
+        berlin(2026, 12, 31, 0, 0),
+        berlin(2027, 1, 31, 0, 0),
+        berlin(2027, 2, 28, 0, 0),
     ]
-    # The report on the 1st is for the month before.
-    assert window_bounds("month", sent[0][0], BERLIN) == (
-        berlin(2026, 12, 1).timestamp(),
-        berlin(2027, 1, 1).timestamp(),
+    # Each covers the time since the report before (the last day of the month before, at
+    # the same time): nothing is counted twice or never, whatever the time of day.
+    bounds = [report_bounds("month", at, BERLIN) for at, _ in sent]
+    assert bounds[0] == (berlin(2026, 11, 30).timestamp(), berlin(2026, 12, 31).timestamp())
+    for (_, end), (start_next, _) in itertools.pairwise(bounds):
+        assert end == start_next
+
+
+def test_month_at_23_59_59_is_the_calendar_month_to_the_second() -> None:
+    start, end = report_bounds("month", berlin(2028, 2, 29, 23, 59, 59), BERLIN)
+    assert (start, end) == (
+        berlin(2028, 1, 31, 23, 59, 59).timestamp(),
+        berlin(2028, 2, 29, 23, 59, 59).timestamp(),
     )
+    # Day and hour windows are unchanged: the last complete calendar day / clock hour.
+    at = berlin(2026, 3, 1, 9, 0)
+    assert report_bounds("day", at, BERLIN) == window_bounds("day", at, BERLIN)
 
 
 @pytest.mark.parametrize(
@@ -369,6 +445,32 @@ async def test_build_report_rows_from_known_history(tmp_path: Path) -> None:
         templates.render_json(fmt, Event.SLA, report)
     for fmt in ("telegram", "email", "markdown"):
         assert "api" in templates.render(fmt, Event.SLA, report)
+
+
+async def test_weekly_and_monthly_reports_cover_the_period_ending_at_the_report_time(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, tmp_path / "sla.log")
+    store = await filled_store(tmp_path / "probe.db")
+    try:
+        # Sunday 2026-03-01 00:00 (EaseProbe's default time): the seven days before it.
+        week = build_report(store, config.probes, "week", berlin(2026, 3, 1), BERLIN)
+        # Saturday 2026-02-28 23:59:59, the last day of February: the month, to the second.
+        month = build_report(store, config.probes, "month", berlin(2026, 2, 28, 23, 59, 59), BERLIN)
+    finally:
+        await store.close()
+    assert week.report["window"] == "week"
+    assert week.report["label"] == "2026-02-22 00:00 to 2026-03-01 00:00"
+    assert (week.report["start"], week.report["end"]) == (
+        berlin(2026, 2, 22).timestamp(),
+        berlin(2026, 3, 1).timestamp(),
+    )
+    api = {row["name"]: row for row in week.report["rows"]}["api"]
+    assert (api["incidents"], api["down_s"]) == (1, pytest.approx(7200, abs=1))
+    assert month.report["label"] == ("February 2026 (2026-01-31 23:59:59 to 2026-02-28 23:59:59)")
+    api = {row["name"]: row for row in month.report["rows"]}["api"]
+    assert (api["incidents"], api["down_s"]) == (1, pytest.approx(7200, abs=1))
+    assert Templates("Europe/Berlin").render("text", Event.SLA, month)
 
 
 # --- end to end: scheduler -> real Dispatcher -> log notifier -------------------------------

@@ -142,9 +142,12 @@ class NotifySettings(StrictModel):
 
 
 def _hh_mm(value: str) -> str:
-    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+    # HH:MM or HH:MM:SS: EaseProbe configs often say "23:59:59" so that a report closes the day.
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", value):
         shown = json.dumps(value[:40], ensure_ascii=False)
-        raise ValueError(f'expected a time of day "HH:MM" (00:00 to 23:59), got {shown}')
+        raise ValueError(
+            f'expected a time of day "HH:MM" or "HH:MM:SS" (00:00 to 23:59:59), got {shown}'
+        )
     return value
 
 

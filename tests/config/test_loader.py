@@ -689,8 +689,8 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
             "probes.yaml:2:36: settings.probe.failure: must be at least 1, got 0",
             'probes.yaml:3:9: settings.sla.schedul: unknown key "schedul" '
             '(did you mean "schedule"?)',
-            'probes.yaml:3:31: settings.sla.time: expected a time of day "HH:MM" '
-            '(00:00 to 23:59), got "25:00"',
+            'probes.yaml:3:31: settings.sla.time: expected a time of day "HH:MM" or '
+            '"HH:MM:SS" (00:00 to 23:59:59), got "25:00"',
             'probes.yaml:4:16: settings.log.level: expected "debug", "info", "warning", '
             '"warn" or "error", got "loud"',
             "probes.yaml:5:16: settings.http.port: must be at most 65535, got 70000",
