@@ -28,6 +28,7 @@ from probe.core.result import Result, Status
 from probe.core.scheduler import run_all_once
 from probe.errors import ConfigError, StartupError, StoreError
 from probe.logs import setup_logging
+from probe.text import escaped
 
 __all__ = ["main"]
 
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = with_config(sub.add_parser("run", help="probe until SIGINT/SIGTERM"))
     run.add_argument("--dry-notify", action="store_true", help="log notifications, send none")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     with_config(sub.add_parser("check", help="validate the config and print a summary"))
     once = with_config(sub.add_parser("once", help="check every probe once, then exit"))
     once.add_argument("--format", choices=["text", "json"], default="text")
@@ -80,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _load(args.config)
     except ConfigError as err:
+        for warning in err.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
@@ -117,14 +120,14 @@ def _cmd_check(config: Config) -> int:
     notifier_kinds = ", ".join(
         f"{kind}: {count}" for kind, count in sorted(config.notifier_counts.items())
     )
-    print(f"{config.path}: OK")
+    print(f"{escaped(str(config.path))}: OK")
     print(f"  probes: {len(config.probes)}" + (f" ({by_kind})" if by_kind else ""))
     if disabled:
         print(f"  disabled: {disabled}")
     print(
         f"  notifiers: {config.notifier_count}" + (f" ({notifier_kinds})" if notifier_kinds else "")
     )
-    print(f"  store: {config.settings.store.path}")
+    print(f"  store: {escaped(str(config.settings.store.path))}")
     return EXIT_OK
 
 

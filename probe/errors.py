@@ -11,6 +11,8 @@ __all__ = ["ConfigError", "ConfigProblem", "ProbeError", "StartupError", "StoreE
 
 from dataclasses import dataclass
 
+from probe.text import escaped
+
 
 class ProbeError(Exception):
     """A check failed. `str(err)` is the human message; `details` end up in the Result."""
@@ -37,13 +39,22 @@ class ConfigProblem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        line = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        # A file name, key or value may carry control characters or lone surrogates: shown
+        # escaped, so a terminal never interprets them and printing never fails.
+        return escaped(line)
 
 
 class ConfigError(Exception):
-    def __init__(self, problems: list[ConfigProblem]) -> None:
+    """The config cannot be used: `problems` say why; `warnings` are what the file's loading
+    noticed besides (printed with the problems, so one pass fixes everything)."""
+
+    def __init__(
+        self, problems: list[ConfigProblem], warnings: list[ConfigProblem] | None = None
+    ) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+        self.warnings = warnings or []
 
 
 class StoreError(Exception):

@@ -16,6 +16,7 @@ _LEVELS = {
     "warning": logging.WARNING,
     "warn": logging.WARNING,
     "error": logging.ERROR,
+    "critical": logging.CRITICAL,
 }
 
 

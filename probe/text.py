@@ -9,7 +9,7 @@ everywhere (result messages, details, `probe check`, logs).
 
 from __future__ import annotations
 
-__all__ = ["printable"]
+__all__ = ["escaped", "printable"]
 
 _SPACE = " "
 _REPLACEMENT = "?"
@@ -44,3 +44,19 @@ def printable(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 3, 0)] + "..."
     return text
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_ESCAPES = {code: _escape(chr(code)) for code in _TABLE}
+_ESCAPES.update({code: _escape(chr(code)) for code in range(0xD800, 0xE000)})
+
+
+def escaped(text: str) -> str:
+    """`text` with every control character, bidi override and lone surrogate written as an
+    escape (`\\x1b`, `\\u202e`, `\\ud800`): for text we echo back to its author (a config
+    value in an error), who needs to see exactly what is there."""
+    return text.translate(_ESCAPES)

@@ -21,6 +21,7 @@ import difflib
 import json
 import os
 import re
+import stat
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.reader import ReaderError
 
 from probe.config.durations import format_duration
-from probe.config.models import ProbeDefaults, ProbeSpec, Settings
+from probe.config.models import ProbeDefaults, ProbeSpec, Settings, usable_path
 from probe.errors import ConfigError, ConfigProblem
 from probe.notify import ALIASES, NOTIFIERS, load_notifier_class
 from probe.probers import (
@@ -85,6 +86,8 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
 _MAX_DEPTH = 64
 _MAX_ALIAS_VALUES = 250_000
 _MAX_SECRET_BYTES = 65_536
+# Real configs are kilobytes (10,000 probes are ~1.5 MiB); loading 8 MiB takes seconds.
+_MAX_CONFIG_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,11 @@ def find_config_path(cli_value: str | None) -> Path:
         return Path(cli_value)
     from_env = os.environ.get(_ENV_CONFIG)
     if from_env:
-        return Path(from_env).expanduser()
+        try:
+            return usable_path(from_env)
+        except ValueError as exc:
+            problem = ConfigProblem(f"${_ENV_CONFIG}", None, None, "", str(exc))
+            raise ConfigError([problem]) from None
     return Path(DEFAULT_CONFIG_NAME)
 
 
@@ -365,6 +372,9 @@ class _Converter:
             _T_FLOAT,
         ):
             # Keys are names: `200: x` or `on: y` mean the text as written (yaml.v3 agrees).
+            if _has_surrogate(node.value):
+                self.src.error(loc, "a key cannot hold a lone surrogate", pos=_mark(node))
+                return None
             return str(node.value)
         what = "a scalar with tag " + _show_tag(node.tag)
         if isinstance(node, yaml.MappingNode):
@@ -378,6 +388,10 @@ class _Converter:
         text: str = node.value
         tag = node.tag
         if tag == _T_STR:
+            if _has_surrogate(text):
+                # Only a "\ud800" escape makes one; no file, socket or terminal can take it.
+                self.src.bad_value(loc, "a lone surrogate (a \\uD800-\\uDFFF escape) is not text")
+                return None
             return text
         if tag == _T_NULL:
             return None
@@ -403,6 +417,13 @@ class _Converter:
                 return None
         self.src.bad_value(loc, f"unsupported YAML tag {_show_tag(tag)}")
         return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(text: str) -> bool:
+    return _SURROGATE.search(text) is not None
 
 
 def _parse_int(text: str) -> int:
@@ -469,7 +490,12 @@ def _substitute_str(text: str, loc: _Loc, environ: Mapping[str, str], src: _Sour
             return ""
         return current
 
-    return _REF.sub(replace, text)
+    result = _REF.sub(replace, text)
+    if _has_surrogate(result):
+        # An environment value that is not UTF-8 (Python keeps such bytes as surrogates).
+        src.bad_value(loc, "an environment variable's value is not valid UTF-8")
+        return ""
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -653,6 +679,9 @@ class _Loader:
             elif key in ("settings", "notify") or key.startswith("x-"):
                 # `x-...` holds YAML anchors for reuse, as in docker-compose files.
                 continue
+            elif key == "version":
+                # EaseProbe's files may carry the version they were written for.
+                src.warn((key,), "accepted for EaseProbe compatibility; not used", key=True)
             elif key in UNSUPPORTED_SECTIONS:
                 src.error((key,), UNSUPPORTED_SECTIONS[key], key=True)
             else:
@@ -667,7 +696,7 @@ class _Loader:
         settings = self._cut_default_timeout(settings)
 
         if src.problems:
-            raise ConfigError(_tidy(src.problems))
+            raise ConfigError(_tidy(src.problems), warnings=_tidy(src.warnings))
         return Config(
             path=self.path,
             settings=settings,
@@ -682,11 +711,37 @@ class _Loader:
 
     # -- reading and parsing
 
-    def _parse(self) -> Any:
+    def _read(self) -> bytes:
+        """The file's bytes: a regular file of at most _MAX_CONFIG_BYTES, else a ConfigError
+        (`-c /dev/zero` must not eat the memory, nor a FIFO hang the command)."""
         try:
-            data = self.path.read_bytes()
+            path = usable_path(str(self.path))
+            # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except ValueError as exc:
+            raise self.fail(f"cannot read config: {exc}") from None
         except OSError as exc:
             raise self.fail(f"cannot read config: {exc.strerror or exc}") from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise self.fail("cannot read config: Is a directory")
+            if not stat.S_ISREG(mode):
+                raise self.fail("cannot read config: not a regular file (a device, FIFO or socket)")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(_MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise self.fail(f"cannot read config: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        if len(data) > _MAX_CONFIG_BYTES:
+            raise self.fail(
+                f"the config is larger than {_MAX_CONFIG_BYTES // 2**20} MiB; refusing to load"
+            )
+        return data
+
+    def _parse(self) -> Any:
+        data = self._read()
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -1006,7 +1061,11 @@ class _Loader:
         if not isinstance(value, str) or not value:
             self.src.error(kloc, f"expected a file path, got {_describe(value)}")
             return
-        path = Path(value).expanduser()
+        try:
+            path = usable_path(value)
+        except ValueError as exc:
+            self.src.error(kloc, f"cannot read {_quote(value)}: {exc}")
+            return
         if not path.is_absolute():
             path = self.base_dir / path
         try:
@@ -1028,6 +1087,8 @@ class _Loader:
             return
         # Editors add a final newline; a secret never means it.
         mapping[target] = secret.removesuffix("\n").removesuffix("\r")
+        # Read: its value is validated like any other (an empty one is an error, not silence).
+        self.src.broken.discard((*loc, target))
         if kloc in self.src.values:
             self.src.values[(*loc, target)] = self.src.values[kloc]
         if kloc in self.src.keys:

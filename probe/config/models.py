@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from probe.config.durations import parse_duration
+from probe.config.durations import format_duration, parse_duration
 
 __all__ = [
     "AlertSpec",
@@ -61,12 +61,79 @@ def _to_seconds(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_to_seconds), Field(ge=0)]
 """A duration in seconds, written `250ms`, `30s`, `1m30s`, `1.5h`, `7d`."""
 
+# Below this (0s, 1ns) the scheduler would spin; ten checks a second of one endpoint is already
+# a load test rather than a health check. (Not 1s: sub-second runs are what the tests use to
+# drive a real `probe run` through many checks quickly.) A timeout must be longer than 0s.
+MIN_INTERVAL = 0.1
+
+
+def _at_least(floor: float, what: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if value < floor:
+            raise ValueError(f"{what} must be at least {format_duration(floor)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _positive(what: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"{what} must be longer than 0s")
+        return value
+
+    return AfterValidator(check)
+
+
+Interval = Annotated[Duration, _at_least(MIN_INTERVAL, "an interval")]
+Timeout = Annotated[Duration, _positive("a timeout")]
+
+# Upper bounds for counts: far above any real use, low enough that every value (and what the
+# alert strategy derives from it) stays storable and cheap. Without them `factor: 10^30`
+# made the alert state unstorable and a restart repeated the alert.
+MAX_THRESHOLD = 10_000  # failure, success: consecutive results
+MAX_ALERT_FACTOR = 10_000
+MAX_ALERTS = 10_000
+MAX_RETRIES = 100
+MAX_CONCURRENCY = 65_536
+
+
+def _label_value(value: Any) -> Any:
+    # EaseProbe (Go's yaml.v3) reads `critical: true` or `tier: 1` into a string label as
+    # written; YAML 1.2 gives us the bool or number, so they are written back as text.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+LabelValue = Annotated[str, BeforeValidator(_label_value)]
+
+
+def usable_path(text: str) -> Path:
+    """`text` as a path with `~` expanded; ValueError (a message for the user) for what no
+    system call could take: a NUL byte, a lone surrogate, `~user` of an unknown user."""
+    if "\0" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a path cannot contain a lone surrogate character") from None
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # pathlib's word for "no such user" (or no home directory)
+        user = text[1:].split("/", 1)[0]
+        who = f"user {json.dumps(user[:40], ensure_ascii=False)}" if user else "home directory"
+        raise ValueError(f"cannot expand {text.split('/', 1)[0][:40]}: unknown {who}") from None
+
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    path = usable_path(str(value))
     base = (info.context or {}).get("base_dir")
-    if base is not None and not value.is_absolute():
-        return Path(base) / value.expanduser()
-    return value.expanduser()
+    if base is not None and not path.is_absolute():
+        return Path(base) / path
+    return path
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
@@ -94,18 +161,18 @@ class StrictModel(BaseModel):
 
 class AlertSpec(StrictModel):
     strategy: Literal["regular", "increment", "exponent"] = "regular"
-    factor: int = Field(default=1, ge=1)
-    max: int = Field(default=1, ge=1)
+    factor: int = Field(default=1, ge=1, le=MAX_ALERT_FACTOR)
+    max: int = Field(default=1, ge=1, le=MAX_ALERTS)
 
 
 class ProbeDefaults(StrictModel):
     """`settings.probe`: defaults every probe inherits unless it sets its own."""
 
-    interval: Duration = 60.0
-    timeout: Duration = 30.0
-    failure: int = Field(default=1, ge=1)
-    success: int = Field(default=1, ge=1)
-    concurrency: int = Field(default=256, ge=1)
+    interval: Interval = 60.0
+    timeout: Timeout = 30.0
+    failure: int = Field(default=1, ge=1, le=MAX_THRESHOLD)
+    success: int = Field(default=1, ge=1, le=MAX_THRESHOLD)
+    concurrency: int = Field(default=256, ge=1, le=MAX_CONCURRENCY)
     alert: AlertSpec = AlertSpec()
 
 
@@ -116,12 +183,12 @@ class ProbeSpec(StrictModel):
 
     name: str = Field(min_length=1)
     enabled: bool = True
-    interval: Duration = 60.0
-    timeout: Duration = 30.0
-    failure: int = Field(default=1, ge=1)
-    success: int = Field(default=1, ge=1)
+    interval: Interval = 60.0
+    timeout: Timeout = 30.0
+    failure: int = Field(default=1, ge=1, le=MAX_THRESHOLD)
+    success: int = Field(default=1, ge=1, le=MAX_THRESHOLD)
     channels: list[str] = Field(default_factory=list)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelValue] = Field(default_factory=dict)
     alert: AlertSpec = AlertSpec()
 
     def endpoint(self) -> str:
@@ -130,7 +197,7 @@ class ProbeSpec(StrictModel):
 
 
 class RetrySettings(StrictModel):
-    times: int = Field(default=3, ge=0)
+    times: int = Field(default=3, ge=0, le=MAX_RETRIES)
     interval: Duration = 5.0
 
 
@@ -187,19 +254,31 @@ class StoreSettings(StrictModel):
     # validate_default: the default is relative too, so it must be resolved against the
     # config file's directory like a path the user wrote.
     path: ConfigPath = Field(default=Path("data/probe.db"), validate_default=True)
-    retention: Duration = 7 * 86400.0
+    # Raw results older than this are deleted; the SLA figures come from hourly rollups, so a
+    # retention under an hour would lose results before they were rolled up.
+    retention: Annotated[Duration, _at_least(3600.0, "retention")] = 7 * 86400.0
 
 
 class StatusSettings(StrictModel):
     path: ConfigPath = Field(default=Path("public/index.html"), validate_default=True)
 
 
+def _log_level(value: Any) -> Any:
+    if isinstance(value, str) and value.lower() in ("panic", "fatal"):
+        return "critical"
+    return value.lower() if isinstance(value, str) else value
+
+
 class LogSettings(StrictModel):
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset(
-        {"self_stat", "size", "age", "backups", "compress"}
+        {"self_rotate", "size", "age", "backups", "compress"}
     )
 
-    level: Literal["debug", "info", "warning", "warn", "error"] = "info"
+    # panic and fatal are EaseProbe's (logrus) highest levels: both log only the most severe.
+    level: Annotated[
+        Literal["debug", "info", "warning", "warn", "error", "critical"],
+        BeforeValidator(_log_level),
+    ] = "info"
     file: ConfigPath | None = None
     format: Literal["text", "json"] = "text"
 

@@ -692,7 +692,7 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
             'probes.yaml:3:31: settings.sla.time: expected a time of day "HH:MM" or '
             '"HH:MM:SS" (00:00 to 23:59:59), got "25:00"',
             'probes.yaml:4:16: settings.log.level: expected "debug", "info", "warning", '
-            '"warn" or "error", got "loud"',
+            '"warn", "error" or "critical", got "loud"',
             "probes.yaml:5:16: settings.http.port: must be at most 65535, got 70000",
         ],
     ),

@@ -1,8 +1,8 @@
 """The postgres prober against the real PostgreSQL server (DESIGN.md section 6).
 
 The shared server trusts local users, so a wrong password cannot fail against it as it is:
-`make services` (scripts/postgres-auth.sh) gives the role `probe_auth` a password and a pg_hba rule that asks for
-it (services.md). Each test's tables are created in the `test` database and dropped
+`make services` (scripts/postgres-auth.sh) gives the role `probe_auth` a password and a
+pg_hba rule that asks for it. Each test's tables are created in the `test` database and dropped
 afterwards. What the mysql prober does alike (outages, silent ports, descriptors, unknown
 databases) is tested for both in test_sql.py.
 """

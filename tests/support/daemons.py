@@ -2,10 +2,11 @@
 authentication, TLS, an alarm raised on purpose.
 
 The shared servers (etcd on 127.0.0.1:2379, InfluxDB on 127.0.0.1:8086, started by
-scripts/start-etcd-influxdb.sh) run without authentication, so a wrong password cannot fail there, and
-they must not be reconfigured or stopped by a test. `PrivateEtcd` and `PrivateInfluxDB` start
-the Debian binaries in a directory of the test's own, on free 127.0.0.1 ports, wait (bounded)
-until they answer, set up users, and terminate them at the end (`with ... as server:`).
+scripts/start-etcd-influxdb.sh) run without authentication, so a wrong password cannot fail
+there, and they must not be reconfigured or stopped by a test. `PrivateEtcd` and
+`PrivateInfluxDB` start the Debian binaries in a directory of the test's own, on free
+127.0.0.1 ports, wait (bounded) until they answer, set up users, and terminate them at the end
+(`with ... as server:`).
 
 A missing binary skips the test, or fails it when PROBE_TEST_REQUIRE_SERVICES=1 (CI must never
 pass by skipping). Nothing here talks to anything but loopback.
