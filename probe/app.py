@@ -362,7 +362,7 @@ class App:
             timezone=settings.timezone,
             max_age=min(settings.http.refresh, 60.0) or 10.0,
         )
-        self._page = StatusPage(source, title=settings.name)
+        self._page = StatusPage(source, title=settings.name, icon=settings.icon)
         app = create_app(
             source,
             registry=self.registry,

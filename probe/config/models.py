@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from probe.config.durations import format_duration, parse_duration
+from probe.web.urls import icon_url
 
 __all__ = [
     "AlertSpec",
@@ -226,6 +227,20 @@ class SLASettings(StrictModel):
     channels: list[str] = Field(default_factory=list)
 
 
+class HTTPAccessLogSettings(StrictModel):
+    """`settings.http.log`: the web server's access log, one line per request (EaseProbe's
+    keys). `size` is in MB; `self_rotate: false` leaves rotation to an outside tool such as
+    logrotate (the file is reopened when it is moved away)."""
+
+    # EaseProbe deletes old files by age and gzips them; we keep `backups` files instead.
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"age", "compress"})
+
+    file: ConfigPath
+    self_rotate: bool = True
+    size: int = Field(default=10, ge=1, le=1024 * 1024)
+    backups: int = Field(default=5, ge=1, le=1000)
+
+
 class HTTPServerSettings(StrictModel):
     ip: str = "127.0.0.1"
     port: int = Field(default=8181, ge=0, le=65535)
@@ -235,6 +250,29 @@ class HTTPServerSettings(StrictModel):
     token: SecretStr | None = None
     username: str | None = Field(default=None, min_length=1)
     password: SecretStr | None = None
+    log: HTTPAccessLogSettings | None = None
+    # Clients connected at once; more are closed as they arrive, so clients can never use up
+    # the descriptors the checks need (lowered further under a small RLIMIT_NOFILE).
+    max_connections: int = Field(default=100, ge=1, le=100_000)
+
+    @field_validator("ip")
+    @classmethod
+    def _some_address(cls, value: str) -> str:
+        if not value.strip():
+            # An empty host binds every interface: the opposite of what leaving it out means.
+            raise ValueError(
+                "empty: it would listen on every interface; write 127.0.0.1 (the default),"
+                " or 0.0.0.0 for every interface"
+            )
+        return value
+
+    @field_validator("token", "password")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            # `${PROBE_TOKEN:-}` with the variable unset: an empty secret anyone can send.
+            raise ValueError("empty (an unset environment variable?); set it or remove the key")
+        return value
 
     @model_validator(mode="after")
     def _basic_pair(self) -> HTTPServerSettings:
@@ -292,6 +330,8 @@ class Settings(StrictModel):
     notify: NotifySettings = NotifySettings()
     sla: SLASettings = SLASettings()
     http: HTTPServerSettings = HTTPServerSettings()
+    # EaseProbe's `icon`: the status page's favicon and header logo (http(s) or relative).
+    icon: Annotated[str, AfterValidator(icon_url)] | None = None
     # Built from {} (not a ready instance) so their relative default paths are resolved.
     store: StoreSettings = Field(default_factory=dict, validate_default=True)
     status: StatusSettings = Field(default_factory=dict, validate_default=True)

@@ -36,6 +36,7 @@ from probe.core.result import Status
 from probe.core.tracker import Transition
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
 from probe.web.query import filter_summaries, page_size, seconds
+from probe.web.urls import icon_url
 
 __all__ = [
     "ProbeDetail",
@@ -377,6 +378,7 @@ class _View:
     """One page, chosen: what `_html` renders (built on the event loop, rendered in a thread)."""
 
     title: str
+    icon: str | None
     now: float  # the page's time: status and latency are live (see StatusSource)
     refresh: int | None
     everything: Sequence[ProbeSummary]  # every probe, for the banner
@@ -403,6 +405,7 @@ def _html(view: _View) -> str:
         g["label"] = g["name"] or ("Other" if has_groups else "")
     return _template().render(
         title=view.title,
+        icon=view.icon,
         updated=_when(view.now),
         updated_iso=_iso(view.now),
         refresh=view.refresh,
@@ -436,9 +439,13 @@ class StatusPage:
     a render once cached.
     """
 
-    def __init__(self, source: StatusSource, *, title: str = "Status") -> None:
+    def __init__(
+        self, source: StatusSource, *, title: str = "Status", icon: str | None = None
+    ) -> None:
         self.source = source
         self.title = title
+        # Checked here as well as in the config: whoever builds a page, no `javascript:`.
+        self.icon = None if icon is None else icon_url(icon)
         self._details: dict[str, tuple[float | None, ProbeDetail]] = {}  # (since, detail)
         self._details_for = -1  # the source's generation they belong to
         self._lock = asyncio.Lock()
@@ -469,6 +476,7 @@ class StatusPage:
         now = self.source.now()
         view = _View(
             title=self.title,
+            icon=self.icon,
             now=now,
             refresh=refresh,
             everything=snap.summaries,

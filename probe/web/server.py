@@ -40,6 +40,7 @@ from probe.web import svg
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource
 from probe.web.query import DEFAULT_PAGE_SIZE, BadRequest, filter_summaries
 from probe.web.render import StatusPage
+from probe.web.urls import icon_origin
 
 __all__ = ["DEFAULT_PAGE_SIZE", "BadRequest", "create_app", "filter_summaries", "start_server"]
 
@@ -69,6 +70,12 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def _auth_middleware(token: str | None, basic: tuple[str, str] | None) -> Middleware:
+    # An empty secret would let in anyone who sends an empty one ("Authorization: Bearer "):
+    # the config refuses it, and so does the server, whoever builds it.
+    if token is not None and not token.strip():
+        raise ValueError("an empty bearer token protects nothing")
+    if basic is not None and not (basic[0] and basic[1].strip()):
+        raise ValueError("basic auth needs a user name and a non-empty password")
     bearer = None if token is None else token.encode()
     user, password = (None, None) if basic is None else (basic[0].encode(), basic[1].encode())
     # Basic makes a browser ask for the password; an API client sends the bearer token.
@@ -77,6 +84,8 @@ def _auth_middleware(token: str | None, basic: tuple[str, str] | None) -> Middle
     def allowed(header: str) -> bool:
         scheme, _, credentials = header.strip().partition(" ")
         given = credentials.strip().encode()
+        if not given:
+            return False
         if scheme.lower() == "bearer" and bearer is not None:
             return hmac.compare_digest(given, bearer)
         if scheme.lower() == "basic" and user is not None and password is not None:
@@ -122,20 +131,27 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(500, "internal error")
 
 
-@web.middleware
-async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
+def _security_headers(icon: str | None) -> Middleware:
     # Nothing is loaded from anywhere: no scripts, no frames; styles only inline (the page).
-    headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    # The one exception is the origin of `settings.icon`, when it is on another server.
+    origin = None if icon is None else icon_origin(icon)
+    images = "'self' data:" if origin is None else f"'self' data: {origin}"
+    policy = (
+        f"default-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     )
-    return response
+
+    @web.middleware
+    async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Content-Security-Policy", policy)
+        return response
+
+    return security_headers
 
 
 # --- JSON shapes -------------------------------------------------------------------------------
@@ -303,15 +319,21 @@ def create_app(
     basic: tuple[str, str] | None = None,
     healthy: Callable[[], bool] = lambda: True,
     title: str = "Status",
+    icon: str | None = None,
     page: StatusPage | None = None,
 ) -> web.Application:
     """The server's routes over `source`; `page` shares a StatusPage (and its cache) with
-    the App's status-file writer, else one is made with `title`."""
+    the App's status-file writer, else one is made with `title` and `icon`."""
+    page = page or StatusPage(source, title=title, icon=icon)
     app = web.Application(
-        middlewares=[_security_headers, _errors, _auth_middleware(token, basic)],
+        middlewares=[
+            _security_headers(page.icon),
+            _errors,
+            _auth_middleware(token, basic),
+        ],
         client_max_size=64 * 1024,
     )
-    app[_STATE] = _State(source, registry, healthy, page or StatusPage(source, title=title))
+    app[_STATE] = _State(source, registry, healthy, page)
     app.router.add_get("/", _page)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/api/v1/sla", _sla)

@@ -131,3 +131,37 @@ async def test_page_in_headless_chromium(store, tmp_path):
     urls = page_requests(netlog, "http://127.0.0.1")
     assert f"http://127.0.0.1:{port}/" in urls
     assert all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls), urls
+
+
+async def test_icon_is_loaded_as_favicon_and_logo(store, tmp_path):
+    """settings.icon on another loopback server: the page's policy lets exactly that origin
+    in, and the browser fetches it; nothing else leaves the page's own server."""
+    chromium()
+    from aiohttp import web
+
+    asked: list[str] = []
+
+    async def logo(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        body = '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
+        return web.Response(text=body, content_type="image/svg+xml")
+
+    icons = web.Application()
+    icons.router.add_get("/logo.svg", logo)
+    icon_runner = web.AppRunner(icons, access_log=None)
+    await icon_runner.setup()
+    icon_site = web.TCPSite(icon_runner, "127.0.0.1", 0)
+    await icon_site.start()
+    icon_port = icon_runner.addresses[0][1]
+    icon = f"http://127.0.0.1:{icon_port}/logo.svg"
+    source = StatusSource(store, ALL, clock=lambda: NOW)
+    runner, port = await start_server(create_app(source, icon=icon), "127.0.0.1", 0)
+    try:
+        html, netlog = await dump_dom(f"http://127.0.0.1:{port}/", tmp_path)
+    finally:
+        await runner.cleanup()
+        await icon_runner.cleanup()
+    assert PageDOM(html).urls.count(icon) == 2
+    assert "/logo.svg" in asked  # the <img> in the header, allowed by img-src
+    urls = page_requests(netlog, "http://127.0.0.1")
+    assert all(u.startswith((f"http://127.0.0.1:{port}/", icon)) for u in urls), urls

@@ -84,3 +84,91 @@ async def test_badge_for_a_control_character_name_is_xml_over_http(store: Store)
     assert response.status_code == 200
     root = ET.fromstring(response.content)
     assert "unknown" in (root.get("aria-label") or "")
+
+
+# --- 3. settings.icon: favicon and header logo -------------------------------------------------
+
+
+ICON_ATTACK = '/logo.png?x="><script>alert(1)</script>'
+
+
+async def test_icon_is_the_favicon_and_the_logo_escaped(serve: Serve) -> None:
+    async with await serve(icon=ICON_ATTACK) as client:
+        response = await client.get("/")
+    assert response.status_code == 200
+    dom = PageDOM(response.text)
+    assert dom.urls.count(ICON_ATTACK) == 2  # <link rel=icon href> and <img src>, intact
+    assert "script" not in dom.tags
+    assert '<link rel="icon" href="/logo.png?x=&#34;&gt;&lt;script&gt;' in response.text
+    assert "img-src 'self' data:;" in response.headers["Content-Security-Policy"]
+
+
+async def test_absolute_icon_origin_is_allowed_by_the_policy(serve: Serve) -> None:
+    async with await serve(icon="https://cdn.example.com:8443/i/logo.svg") as client:
+        response = await client.get("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: https://cdn.example.com:8443;" in policy
+    assert "default-src 'none'" in policy
+
+
+async def test_no_icon_no_link(serve: Serve) -> None:
+    async with await serve() as client:
+        response = await client.get("/")
+    assert 'rel="icon"' not in response.text and 'class="logo"' not in response.text
+
+
+@pytest.mark.parametrize(
+    "icon", ["javascript:alert(1)", " javascript:alert(1)", "java\nscript:x", "data:,x", ""]
+)
+def test_page_refuses_a_dangerous_icon(store: Store, icon: str) -> None:
+    from probe.web.render import StatusPage
+
+    with pytest.raises(ValueError):
+        StatusPage(StatusSource(store, PROBES), icon=icon)
+
+
+# --- 4. empty credentials never let anyone in --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"token": ""}, {"token": "  "}, {"basic": ("ops", "")}, {"basic": ("", "pw")}],
+)
+def test_server_refuses_empty_secrets(store: Store, kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        create_app(StatusSource(store, PROBES), **kwargs)  # type: ignore[arg-type]
+
+
+async def raw_status(port: int, path: str, header_lines: bytes = b"") -> int:
+    """The status code of a GET sent byte for byte (httpx refuses odd header values)."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + header_lines
+            + b"\r\n"
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Bearer ", b"Bearer", b"bearer  ", b"Bearer \t", b"Basic ", b"Basic", b"Basic Og==", b" "],
+)
+async def test_empty_credentials_are_401(store: Store, header: bytes) -> None:
+    source = StatusSource(store, PROBES, clock=lambda: NOW)
+    app = create_app(source, token="s3cret", basic=("ops", "pw"))
+    runner, port = await start_server(app, "127.0.0.1", 0)
+    try:
+        denied = await raw_status(port, "/api/v1/sla", b"Authorization: " + header + b"\r\n")
+        allowed = await raw_status(port, "/api/v1/sla", b"Authorization: Bearer s3cret\r\n")
+        bare = await raw_status(port, "/api/v1/sla")
+    finally:
+        await runner.cleanup()
+    assert (denied, allowed, bare) == (401, 200, 401)
