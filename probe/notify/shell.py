@@ -1,26 +1,42 @@
 """Shell notifier: run a command for each event, the event in its environment and on stdin.
 
 EaseProbe's keys: `cmd`, `args`, `env` (["NAME=value"]), `clean_env` (start from an empty
-environment instead of this process's).
+environment instead of this process's). Ours: `format`, what stdin carries: `csv` (default,
+as EaseProbe) or `json` (the JSON event, the `webhook` template; a `template:` override
+applies).
 
-The command gets:
+Stdin, by default, is EaseProbe's CSV (what `EASEPROBE_CSV` holds), so that scripts written
+for EaseProbe keep reading it: a header line and one record, LF-terminated, quoted as Go's
+encoding/csv quotes (a field holding `,` `"` CR or LF, or starting with white space):
+    Title,Name,Endpoint,Status,PreStatus,RoundTripTime,Time,Timestamp,Message
+- Title: "<name> Failure" (down), "<name> Recovery - ( 5m30s Downtime )" (recovery; the
+  outage's length as Go prints a duration, to the second), "<name> Test" (test);
+- Status / PreStatus: up, down; PreStatus is "up" on an outage's first alert (also when the
+  status was unknown before), "down" on its repeats and on recovery;
+- RoundTripTime: EaseProbe prints Go's nanoseconds there; an alert carries no round-trip
+  time, so it is 0 (also in EASEPROBE_RTT and EASEPROBE_JSON's "rtt");
+- Time: "2006-01-02 15:04:05 Z" (EaseProbe's default format, UTC); Timestamp: Unix ms.
+For an SLA report: Name,Endpoint,UpTime,DownTime,SLA,ProbeSummary,LatestProbe,LatestStatus,
+Message, one record per probe: up and down time as EaseProbe prints them ("1d2h0m0s"), SLA
+"99.95%" (empty without data), ProbeSummary the number of checks; the last three are empty
+(a report row has no latest result).
+
+The environment:
 - `PROBE_ID` (the notification's id, the same on every retry), `PROBE_EVENT` (down, recovery,
   sla, test), `PROBE_NAME`, `PROBE_KIND`, `PROBE_ENDPOINT`, `PROBE_STATUS`, `PROBE_MESSAGE`,
   `PROBE_TIME` (UTC ISO 8601), `PROBE_OUTAGE_START` (UTC ISO 8601, empty if unknown),
   `PROBE_DURATION` (the outage's length in seconds, on recovery), `PROBE_POSITION` (which
-  failure of the outage fired a down alert), `PROBE_LABELS` (JSON object);
-- EaseProbe's names, so existing scripts keep working: `EASEPROBE_TYPE` (Status, or SLA),
-  `EASEPROBE_TITLE` ("<name> Failure", "<name> Recovery"), `EASEPROBE_NAME`,
-  `EASEPROBE_ENDPOINT`, `EASEPROBE_STATUS`, `EASEPROBE_TIMESTAMP` (Unix milliseconds),
-  `EASEPROBE_TIME` ("2006-01-02 15:04:05 Z", EaseProbe's default format, UTC),
-  `EASEPROBE_MESSAGE`, `EASEPROBE_JSON` (the JSON event) and `EASEPROBE_CSV` (EaseProbe's CSV
-  columns). `EASEPROBE_RTT` is set but empty: an alert carries no round-trip time.
-- the JSON event (the `webhook` template; a `template:` override applies) on stdin. EaseProbe
-  wrote its CSV there; scripts that read it find it in `EASEPROBE_CSV`.
+  failure of the outage fired a down alert), `PROBE_LABELS` (JSON object), `PROBE_JSON` (the
+  JSON event);
+- EaseProbe's: `EASEPROBE_TYPE` (Status, or SLA), `EASEPROBE_TITLE`, `EASEPROBE_NAME`,
+  `EASEPROBE_ENDPOINT`, `EASEPROBE_STATUS`, `EASEPROBE_TIMESTAMP`, `EASEPROBE_TIME`,
+  `EASEPROBE_RTT`, `EASEPROBE_MESSAGE` (as in the CSV), `EASEPROBE_CSV` and `EASEPROBE_JSON`
+  (EaseProbe's object: name (the title), endpoint, time (RFC 3339), timestamp, rtt, status,
+  prestatus, message; for an SLA report, the JSON event).
 
 The event's variables win over `env` entries of the same name. Very long values (a message
-over 8 KiB, a JSON event over 64 KiB) are cut or left empty in the environment, which the
-kernel limits; stdin always has the whole event.
+over 8 KiB, a JSON event or CSV over 64 KiB) are cut or left empty in the environment, which
+the kernel limits; stdin always has the whole event.
 
 The command runs without a shell (unless `cmd` is one), in a session and process group of its
 own, with stdout and stderr read together (the last 4 KiB kept). On the notifier's timeout the
@@ -32,12 +48,11 @@ command that cannot be started (not found, not executable) is a permanent one.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import subprocess
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from probe.commands import (
     CommandSpec,
@@ -61,17 +76,42 @@ from probe.notify.base import (
 )
 from probe.notify.templates import TemplatedSpec, render_json
 
-__all__ = ["ShellNotifier", "ShellNotifySpec", "event_environment"]
+__all__ = ["ShellNotifier", "ShellNotifySpec", "easeprobe_csv", "event_environment", "go_duration"]
 
 # Environment values are limited by the kernel (128 KiB each on Linux): long ones are cut.
 _MAX_MESSAGE_ENV = 8 * 1024
 _MAX_JSON_ENV = 64 * 1024
+
+_STATUS_HEADER = (
+    "Title",
+    "Name",
+    "Endpoint",
+    "Status",
+    "PreStatus",
+    "RoundTripTime",
+    "Time",
+    "Timestamp",
+    "Message",
+)
+_SLA_HEADER = (
+    "Name",
+    "Endpoint",
+    "UpTime",
+    "DownTime",
+    "SLA",
+    "ProbeSummary",
+    "LatestProbe",
+    "LatestStatus",
+    "Message",
+)
 
 
 class ShellNotifySpec(CommandSpec, TemplatedSpec):
     """A `shell:` entry under `notify:`."""
 
     # `cmd`, `args`, `env` and `clean_env` come from CommandSpec, as for the shell prober.
+    # What stdin carries: EaseProbe's CSV (its scripts read it), or our JSON event.
+    format: Literal["csv", "json"] = "csv"
 
     kind: ClassVar[str] = "shell"
 
@@ -88,8 +128,8 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
         self._mask = SecretMasker(spec.env)
 
     def render(self, notification: Notification) -> dict[str, Any]:
-        """{"env": the event's variables, "stdin": the JSON event}. No `env:` entry is in
-        it (they may be secrets), so it is safe to log."""
+        """{"env": the event's variables, "stdin": EaseProbe's CSV or the JSON event}. No
+        `env:` entry is in it (they may be secrets), so it is safe to log."""
         templates = self.context.templates
         event = notification.event
         if templates is None:
@@ -98,8 +138,9 @@ class ShellNotifier(Notifier[ShellNotifySpec]):
             document = render_json(
                 templates, self.format, event, notification, override=self.spec.override(event)
             )
-        stdin = json.dumps(document, ensure_ascii=False)
-        return {"env": event_environment(notification, stdin), "stdin": stdin}
+        json_event = json.dumps(document, ensure_ascii=False)
+        stdin = json_event if self.spec.format == "json" else easeprobe_csv(notification)
+        return {"env": event_environment(notification, json_event), "stdin": stdin}
 
     def _executable(self) -> str:
         found = self.spec.executable()
@@ -162,6 +203,7 @@ def event_environment(notification: Notification, json_event: str) -> dict[str, 
     name = n.probe or ""
     message = _cut(n.message, _MAX_MESSAGE_ENV)
     duration = _seconds(n.duration)
+    json_env = json_event if len(json_event) <= _MAX_JSON_ENV else ""
     env = {
         "PROBE_ID": n.id,
         "PROBE_EVENT": n.event.value,
@@ -177,62 +219,147 @@ def event_environment(notification: Notification, json_event: str) -> dict[str, 
         "PROBE_DURATION": duration,
         "PROBE_POSITION": str(n.position),
         "PROBE_LABELS": json.dumps(dict(n.labels), ensure_ascii=False, sort_keys=True),
+        "PROBE_JSON": json_env,
     }
-    title = _easeprobe_title(n)
-    easeprobe_time = moment.strftime("%Y-%m-%d %H:%M:%S Z")
-    timestamp = str(int(n.time * 1000))
+    record = _status_record(n)
+    csv_text = easeprobe_csv(n)
+    if n.event is Event.SLA:
+        easeprobe_json = json_env
+    else:
+        easeprobe_json = json.dumps(
+            {
+                "name": record["Title"],
+                "endpoint": record["Endpoint"],
+                "time": _go_rfc3339(moment),
+                "timestamp": int(record["Timestamp"]),
+                "rtt": 0,
+                "status": record["Status"],
+                "prestatus": record["PreStatus"],
+                "message": n.message,
+            },
+            ensure_ascii=False,
+        )
     env.update(
         {
             "EASEPROBE_TYPE": "SLA" if n.event is Event.SLA else "Status",
-            "EASEPROBE_TITLE": title,
+            "EASEPROBE_TITLE": record["Title"],
             "EASEPROBE_NAME": name,
             "EASEPROBE_ENDPOINT": n.endpoint or "",
             "EASEPROBE_STATUS": n.status,
-            "EASEPROBE_TIMESTAMP": timestamp,
-            "EASEPROBE_TIME": easeprobe_time,
-            "EASEPROBE_RTT": "",
+            "EASEPROBE_TIMESTAMP": record["Timestamp"],
+            "EASEPROBE_TIME": record["Time"],
+            "EASEPROBE_RTT": record["RoundTripTime"],
             "EASEPROBE_MESSAGE": message,
-            "EASEPROBE_JSON": json_event if len(json_event) <= _MAX_JSON_ENV else "",
-            "EASEPROBE_CSV": _easeprobe_csv(n, title, easeprobe_time, timestamp, message),
+            "EASEPROBE_JSON": easeprobe_json if len(easeprobe_json) <= _MAX_JSON_ENV else "",
+            "EASEPROBE_CSV": csv_text if len(csv_text) <= _MAX_JSON_ENV else "",
         }
     )
     return {key: _env_value(value) for key, value in env.items()}
 
 
-def _easeprobe_title(n: Notification) -> str:
+def easeprobe_csv(notification: Notification) -> str:
+    """What EaseProbe writes to a shell notifier's stdin (and EASEPROBE_CSV): a header line
+    and one record per result, or per probe for an SLA report."""
+    n = notification
+    if n.event is Event.SLA:
+        rows: list[Sequence[str]] = [_SLA_HEADER]
+        rows.extend(_sla_record(row) for row in n.report.get("rows") or [])
+    else:
+        record = _status_record(n)
+        rows = [_STATUS_HEADER, [record[column] for column in _STATUS_HEADER]]
+    return "".join(_csv_line(row) for row in rows)
+
+
+def _status_record(n: Notification) -> dict[str, str]:
+    """EaseProbe's CSV fields for a down / recovery / test notification, by column."""
     name = n.probe or ""
     if n.event is Event.DOWN:
-        return f"{name} Failure"
-    if n.event is Event.RECOVERY:
-        return f"{name} Recovery"
-    if n.event is Event.SLA:
-        return "Overall SLA Report"
-    return f"{name} Test"
+        title, previous = f"{name} Failure", "up" if n.position <= 1 else "down"
+    elif n.event is Event.RECOVERY:
+        downtime = go_duration(_half_up(n.duration or 0.0))
+        title, previous = f"{name} Recovery - ( {downtime} Downtime )", "down"
+    elif n.event is Event.SLA:
+        title, previous = "Overall SLA Report", ""
+    else:
+        title, previous = f"{name} Test", ""
+    moment = datetime.fromtimestamp(n.time, UTC)
+    return {
+        "Title": title,
+        "Name": name,
+        "Endpoint": n.endpoint or "",
+        "Status": n.status,
+        "PreStatus": previous,
+        "RoundTripTime": "0",
+        "Time": moment.strftime("%Y-%m-%d %H:%M:%S Z"),
+        "Timestamp": str(round(n.time * 1000)),
+        "Message": n.message,
+    }
 
 
-def _easeprobe_csv(n: Notification, title: str, when: str, timestamp: str, message: str) -> str:
-    # EaseProbe's columns; PreStatus is what the probe was before (known on recovery only),
-    # RoundTripTime is not part of an alert.
-    previous = "down" if n.event is Event.RECOVERY else ""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [
-            "Title",
-            "Name",
-            "Endpoint",
-            "Status",
-            "PreStatus",
-            "RoundTripTime",
-            "Time",
-            "Timestamp",
-            "Message",
-        ]
-    )
-    writer.writerow(
-        [title, n.probe or "", n.endpoint or "", n.status, previous, "", when, timestamp, message]
-    )
-    return out.getvalue()
+def _sla_record(row: Mapping[str, Any]) -> list[str]:
+    sla = row.get("sla")
+    return [
+        str(row.get("name") or ""),
+        str(row.get("endpoint") or ""),
+        _go_days(row.get("up_s")),
+        _go_days(row.get("down_s")),
+        "" if sla is None else f"{float(sla):.2f}%",
+        str(row.get("checks") or 0),
+        "",
+        "",
+        "",
+    ]
+
+
+def go_duration(seconds: int) -> str:
+    """A whole number of seconds as Go's time.Duration prints it: "0s", "45s", "5m30s",
+    "26h0m5s" (hours never roll over into days)."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{sign}{minutes}m{secs}s"
+    return f"{sign}{secs}s"
+
+
+def _go_days(value: object) -> str:
+    """EaseProbe's SLA durations: Go's duration with whole days in front ("1d2h0m0s",
+    "3d"), to the second."""
+    seconds = _half_up(float(value)) if isinstance(value, int | float) else 0
+    days, rest = divmod(abs(seconds), 86400)
+    if not days:
+        return go_duration(rest)
+    return f"{days}d" if rest == 0 else f"{days}d{go_duration(rest)}"
+
+
+def _half_up(seconds: float) -> int:
+    # Go's Duration.Round(time.Second) rounds halves away from zero; Python's round() would
+    # round them to even (330.5 s -> 330 s where EaseProbe says 5m31s).
+    whole = int(abs(seconds) + 0.5)
+    return -whole if seconds < 0 else whole
+
+
+def _go_rfc3339(moment: datetime) -> str:
+    """A UTC time as Go's JSON has it: RFC 3339, fractional seconds without trailing zeros."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _csv_line(fields: Sequence[str]) -> str:
+    # Go's encoding/csv quoting (EaseProbe's writer), so the bytes are the ones its scripts
+    # saw: quote a field holding the separator, a quote, CR or LF, or starting with white
+    # space; double the quotes inside; end the record with "\n".
+    out = []
+    for field in fields:
+        needs = field == "\\." or any(c in field for c in ',"\r\n') or field[:1].isspace()
+        out.append('"' + field.replace('"', '""') + '"' if needs else field)
+    return ",".join(out) + "\n"
 
 
 def _seconds(value: float | None) -> str:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from probe.notify import load_notifier_class
 from probe.notify.base import DeliveryError, Event, Notification, NotifyContext
-from probe.notify.shell import ShellNotifier, ShellNotifySpec, event_environment
+from probe.notify.shell import ShellNotifier, ShellNotifySpec, event_environment, go_duration
 from probe.notify.templates import Templates
 from tests.notify.samples import notification as sample
 
@@ -99,13 +99,24 @@ async def test_event_in_the_environment_and_on_stdin(tmp_path):
     assert env["EASEPROBE_TIMESTAMP"] == "1700000000250"
     assert env["EASEPROBE_TIME"] == "2023-11-14 22:13:20 Z"
     assert env["EASEPROBE_MESSAGE"] == "status 503 not in 200-399"
-    assert env["EASEPROBE_RTT"] == ""
+    assert env["EASEPROBE_RTT"] == "0"
+    # EaseProbe's CSV, on stdin (by default) and in EASEPROBE_CSV.
+    assert env["EASEPROBE_CSV"] == seen["stdin"]
     rows = list(csv.reader(io.StringIO(env["EASEPROBE_CSV"])))
     assert rows[0][:4] == ["Title", "Name", "Endpoint", "Status"]
     assert rows[1][:4] == ["api Failure", "api", "https://api.example.test/health", "down"]
-    # The JSON event, on stdin and in EASEPROBE_JSON.
-    event = json.loads(seen["stdin"])
-    assert json.loads(env["EASEPROBE_JSON"]) == event
+    # EaseProbe's JSON object in EASEPROBE_JSON; ours, the JSON event, in PROBE_JSON.
+    assert json.loads(env["EASEPROBE_JSON"]) == {
+        "name": "api Failure",
+        "endpoint": "https://api.example.test/health",
+        "time": "2023-11-14T22:13:20.25Z",
+        "timestamp": 1700000000250,
+        "rtt": 0,
+        "status": "down",
+        "prestatus": "down",
+        "message": "status 503 not in 200-399",
+    }
+    event = json.loads(env["PROBE_JSON"])
     assert event["event"] == "down" and event["probe"] == "api"
     assert event["labels"] == {"team": "core", "env": "prod"}
 
@@ -116,7 +127,8 @@ async def test_recovery_carries_the_duration(tmp_path):
     env = json.loads(out.read_text())["env"]
     assert env["PROBE_EVENT"] == "recovery"
     assert env["PROBE_DURATION"] == "330.5"
-    assert env["EASEPROBE_TITLE"] == "api Recovery"
+    # EaseProbe's recovery title: the downtime as Go prints it, halves rounded up as Go does.
+    assert env["EASEPROBE_TITLE"] == "api Recovery - ( 5m31s Downtime )"
     assert env["EASEPROBE_STATUS"] == "up"
 
 
@@ -138,14 +150,121 @@ async def test_sla_report_type(tmp_path):
     seen = json.loads(out.read_text())
     assert seen["env"]["EASEPROBE_TYPE"] == "SLA"
     assert seen["env"]["PROBE_EVENT"] == "sla"
-    assert json.loads(seen["stdin"])["event"] == "sla"
+    assert json.loads(seen["env"]["EASEPROBE_JSON"])["event"] == "sla"
+    assert seen["stdin"].startswith("Name,Endpoint,UpTime,")
 
 
 async def test_template_override_shapes_the_json(tmp_path):
     out = tmp_path / "seen.json"
-    notifier = recorder(out, template={"down": '{"who": {{ probe | tojson }}, "what": "down"}'})
+    notifier = recorder(
+        out,
+        format="json",
+        template={"down": '{"who": {{ probe | tojson }}, "what": "down"}'},
+    )
     await deliver(notifier)
     assert json.loads(json.loads(out.read_text())["stdin"]) == {"who": "api", "what": "down"}
+
+
+# A shell script as EaseProbe users have them: it reads the CSV from stdin (and one variable)
+# and writes what it got to a file.
+READER_SCRIPT = """#!/bin/sh
+cat > "$1"
+printf '%s' "$EASEPROBE_TYPE" > "$1.type"
+"""
+
+
+def reader(tmp_path: Path, **keys: Any) -> tuple[ShellNotifier, Path]:
+    script = tmp_path / "notify.sh"
+    script.write_text(READER_SCRIPT)
+    script.chmod(0o755)
+    out = tmp_path / "stdin.csv"
+    return make(str(script), str(out), **keys), out
+
+
+async def test_stdin_is_easeprobes_csv_by_default(tmp_path):
+    notifier, out = reader(tmp_path)
+    message = ' refused, "twice"\nthen timed out'  # quoting: comma, quotes, LF, leading space
+    await deliver(notifier, notification(message=message, position=1))
+    raw = out.read_bytes().decode()
+    assert raw.startswith("Title,Name,Endpoint,Status,PreStatus,RoundTripTime,Time,")
+    assert raw.endswith("\n") and "\r" not in raw
+    rows = list(csv.reader(io.StringIO(raw, newline="")))
+    assert rows == [
+        [
+            "Title",
+            "Name",
+            "Endpoint",
+            "Status",
+            "PreStatus",
+            "RoundTripTime",
+            "Time",
+            "Timestamp",
+            "Message",
+        ],
+        [
+            "api Failure",
+            "api",
+            "https://api.example.test/health",
+            "down",
+            "up",  # the outage's first alert
+            "0",
+            "2023-11-14 22:13:20 Z",
+            "1700000000250",
+            message,
+        ],
+    ]
+    assert (tmp_path / "stdin.csv.type").read_text() == "Status"
+
+
+async def test_stdin_csv_for_a_recovery_and_an_sla_report(tmp_path):
+    notifier, out = reader(tmp_path)
+    await deliver(notifier, notification(Event.RECOVERY, duration=3 * 3600 + 65, position=0))
+    _, record = list(csv.reader(io.StringIO(out.read_text(), newline="")))
+    assert record[:5] == [
+        "api Recovery - ( 3h1m5s Downtime )",
+        "api",
+        "https://api.example.test/health",
+        "up",
+        "down",
+    ]
+    rows = [
+        {"name": "api", "endpoint": "https://a.test/", "sla": 99.51, "up_s": 90061.0,
+         "down_s": 432.0, "checks": 1440},
+        {"name": "new", "endpoint": "tcp://b:1", "sla": None, "up_s": 0, "down_s": 0,
+         "checks": 0},
+    ]  # fmt: skip
+    await deliver(notifier, Notification(event=Event.SLA, time=T0, report={"rows": rows}))
+    assert list(csv.reader(io.StringIO(out.read_text(), newline=""))) == [
+        [
+            "Name",
+            "Endpoint",
+            "UpTime",
+            "DownTime",
+            "SLA",
+            "ProbeSummary",
+            "LatestProbe",
+            "LatestStatus",
+            "Message",
+        ],
+        ["api", "https://a.test/", "1d1h1m1s", "7m12s", "99.51%", "1440", "", "", ""],
+        ["new", "tcp://b:1", "0s", "0s", "", "0", "", "", ""],
+    ]
+    assert (tmp_path / "stdin.csv.type").read_text() == "SLA"
+
+
+async def test_format_json_keeps_the_json_event_on_stdin(tmp_path):
+    notifier, out = reader(tmp_path, format="json")
+    await deliver(notifier)
+    event = json.loads(out.read_text())
+    assert event["event"] == "down" and event["probe"] == "api" and event["position"] == 3
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0, "0s"), (45, "45s"), (60, "1m0s"), (331, "5m31s"), (3600, "1h0m0s"), (93784, "26h3m4s")],
+)
+def test_go_duration(seconds, expected):
+    assert go_duration(seconds) == expected
 
 
 async def test_failing_command_is_temporary_with_its_last_line_and_no_secret():
@@ -208,12 +327,13 @@ async def test_not_executable_is_permanent(tmp_path):
 
 
 async def test_a_command_that_ignores_stdin_is_fine_with_a_large_event():
-    rows = [{"name": f"probe-{i}", "sla": 99.9, "down_s": i} for i in range(3000)]
+    rows = [{"name": f"probe-{i}", "sla": 99.9, "down_s": i} for i in range(6000)]
     note = Notification(event=Event.SLA, time=T0, report={"window": "week", "rows": rows})
     notifier = make(sys.executable, "-c", "pass")
     payload = notifier.render(note)
     assert len(payload["stdin"]) > 128 * 1024  # more than a pipe holds
     assert payload["env"]["EASEPROBE_JSON"] == ""  # too large for the environment
+    assert payload["env"]["EASEPROBE_CSV"] == ""
     await notifier.send(payload)
 
 
@@ -238,6 +358,7 @@ def test_render_holds_no_env_values():
         ({"cmd": ""}, "at least 1 character"),
         ({"cmd": "sh", "env": ["NOVALUE"]}, 'env[0]: expected "NAME=value"'),
         ({"cmd": "sh", "args": ["a\0b"]}, "args[0] must not contain a NUL"),
+        ({"cmd": "sh", "format": "xml"}, "format"),
     ],
 )
 def test_config_errors(raw, expected):
