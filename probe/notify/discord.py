@@ -1,6 +1,8 @@
 """Discord: a channel webhook taking one embed, coloured by status.
 
-`username` and `avatar` (EaseProbe's keys) override the webhook's own name and picture.
+`username` and `avatar` (EaseProbe's keys) override the webhook's own name and picture;
+`thumbnail` (EaseProbe's key, an image URL) is shown in the message's first embed, as
+Discord's `embed.thumbnail.url` (unless a template override set one).
 Mentions are disabled (`allowed_mentions`), so a probed server's message cannot ping
 @everyone. Discord refuses a whole message (400 "Invalid Form Body") when a text is too long,
 so its limits are enforced here after rendering, whatever an override produced: content 2,000
@@ -36,12 +38,13 @@ _MAX_AUTHOR = 256
 
 class DiscordSpec(ChatWebhookSpec):
     """A `discord:` notifier: EaseProbe's `webhook` (or `webhook_file`), `username`,
-    `avatar` (an image URL)."""
+    `avatar` and `thumbnail` (image URLs)."""
 
     kind: ClassVar[str] = "discord"
 
     username: str | None = Field(default=None, min_length=1, max_length=80)
     avatar: str | None = None
+    thumbnail: str | None = None
 
     @field_validator("username")
     @classmethod
@@ -56,6 +59,14 @@ class DiscordSpec(ChatWebhookSpec):
     def _avatar_url(cls, value: str | None) -> str | None:
         return None if value is None or not value.strip() else check_http_url(value, what="avatar")
 
+    @field_validator("thumbnail")
+    @classmethod
+    def _thumbnail_url(cls, value: str | None) -> str | None:
+        # Discord refuses a thumbnail URL that is not http(s) with a 400 at every send.
+        if value is None or not value.strip():
+            return None
+        return check_http_url(value, what="thumbnail")
+
 
 class DiscordNotifier(ChatWebhookNotifier[DiscordSpec]):
     spec_type = DiscordSpec
@@ -69,6 +80,11 @@ class DiscordNotifier(ChatWebhookNotifier[DiscordSpec]):
             payload["username"] = self.spec.username
         if self.spec.avatar:
             payload["avatar_url"] = self.spec.avatar
+        embeds = payload.get("embeds")
+        if self.spec.thumbnail and isinstance(embeds, list) and embeds:
+            first = embeds[0]
+            if isinstance(first, MutableMapping) and not first.get("thumbnail"):
+                first["thumbnail"] = {"url": self.spec.thumbnail}
         # Text from probed servers must never ping anyone.
         payload["allowed_mentions"] = {"parse": []}
         _fit(payload)

@@ -342,6 +342,15 @@ def _discord_errors(payload: Mapping[str, Any]) -> dict[str, Any]:
             if not name or not value or len(name) > 256 or len(value) > 1024:
                 found.setdefault("fields", {})[str(position)] = _max_length(1024)
         total += len((embed.get("footer") or {}).get("text") or "")
+        if "thumbnail" in embed:
+            # An embed image: an object whose `url` is http(s) (or attachment://).
+            thumbnail = embed["thumbnail"]
+            url = thumbnail.get("url") if isinstance(thumbnail, dict) else None
+            if not isinstance(url, str) or not re.match(r"(https?|attachment)://", url):
+                found["thumbnail"] = {
+                    "url": {"_errors": [{"code": "URL_TYPE_INVALID_SCHEME", "message": "Scheme "
+                            "must be one of ('http', 'https', 'attachment')."}]}
+                }  # fmt: skip
         if not isinstance(embed.get("color", 0), int):
             found["color"] = {"_errors": [{"code": "NUMBER_TYPE_COERCE", "message": "bad"}]}
         if found:

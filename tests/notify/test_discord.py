@@ -60,6 +60,51 @@ def test_spec() -> None:
         DiscordSpec.model_validate({"name": "dc"})
 
 
+def test_thumbnail_spec() -> None:
+    url = f"https://discord.com/api/webhooks/1234567890/{DISCORD_TOKEN}"
+    spec = DiscordSpec.model_validate(
+        {"name": "dc", "webhook": url, "thumbnail": " https://img.example.test/t.png "}
+    )
+    assert spec.thumbnail == "https://img.example.test/t.png"
+    assert (
+        DiscordSpec.model_validate({"name": "dc", "webhook": url, "thumbnail": ""}).thumbnail
+        is None
+    )
+    with pytest.raises(ValidationError, match="thumbnail must start with https://"):
+        DiscordSpec.model_validate({"name": "dc", "webhook": url, "thumbnail": "t.png"})
+
+
+async def test_thumbnail_goes_in_the_embed(context: NotifyContext, api: FakeDiscord) -> None:
+    dc = notifier(context, api.url, thumbnail="https://img.example.test/t.png")
+    for note in (down(), recovery(), sla()):
+        await dc.send(dc.render(note))
+    assert len(api.requests) == 3
+    for request in api.requests:
+        embeds = request.json["embeds"]
+        assert embeds[0]["thumbnail"] == {"url": "https://img.example.test/t.png"}
+        assert all("thumbnail" not in embed for embed in embeds[1:])
+    # Without the key, no thumbnail; a template override's own thumbnail is kept.
+    assert "thumbnail" not in notifier(context, api.url).render(down())["embeds"][0]
+    own = '{"embeds": [{"title": "x", "thumbnail": {"url": "https://own.test/o.png"}}]}'
+    dc = notifier(
+        context, api.url, thumbnail="https://img.example.test/t.png", template={"down": own}
+    )
+    payload = dc.render(down())
+    await dc.send(payload)
+    assert api.requests[-1].json["embeds"][0]["thumbnail"] == {"url": "https://own.test/o.png"}
+
+
+async def test_fake_discord_refuses_a_bad_thumbnail(
+    context: NotifyContext, api: FakeDiscord
+) -> None:
+    # The fake answers as Discord does, so the test above would catch a wrong shape.
+    dc = notifier(context, api.url)
+    payload = dc.render(down())
+    payload["embeds"][0]["thumbnail"] = "https://img.example.test/t.png"  # not an object
+    with pytest.raises(DeliveryError, match=r"thumbnail\.url: Scheme must be one of"):
+        await dc.send(payload)
+
+
 async def test_down_and_recovery_embeds(context: NotifyContext, api: FakeDiscord) -> None:
     dc = notifier(context, api.url, username="Probe", avatar="https://img.example.test/p.png")
     first = dc.render(down(probe="web *prod*", message="@everyone <@123> status 503"))
