@@ -34,6 +34,7 @@ from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.errors import ProbeError, StartupError
+from probe.logs import register_secrets, secret_values
 from probe.metrics import REGISTRY, ProbeInfo, probe_metrics
 from probe.notify import load_notifier_class
 from probe.notify.base import Event, Notification, Notifier, NotifierSpec, NotifyContext
@@ -168,6 +169,9 @@ class App:
         `outbox_interval`: how often undelivered notifications are retried (tests shorten it).
         `registry`: where the metrics go (default: the one the web layer serves)."""
         self.config = config
+        # First of all: from here on the log shows the config's secrets (tokens, passwords,
+        # webhook URLs) as *** in whatever message carries them, a library's included.
+        register_secrets(secret_values(config))
         self.stats = stats
         self.dry_notify = dry_notify
         self.outbox_interval = outbox_interval
