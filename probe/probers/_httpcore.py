@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import contextvars
 import importlib
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from http.cookiejar import CookieJar
 from typing import Any
@@ -26,6 +28,7 @@ import httpx
 from probe import __version__
 from probe.core.check import CheckContext
 from probe.probers._net import format_address, resolve
+from probe.probers._proxy import DIRECT, ProxyRoute, invalid_proxy
 
 # anyio loads its asyncio backend on its first I/O: ~20 ms of imports on the event loop,
 # inside the first HTTP check's measured latency. Load it with this module instead. The
@@ -33,7 +36,7 @@ from probe.probers._net import format_address, resolve
 with contextlib.suppress(ImportError):
     importlib.import_module("anyio._backends._asyncio")
 
-__all__ = ["USER_AGENT", "close_client", "current_check", "new_client"]
+__all__ = ["NOLINGER_OPTIONS", "USER_AGENT", "close_client", "current_check", "new_client"]
 
 USER_AGENT = f"probe/{__version__}"
 
@@ -46,21 +49,31 @@ current_check: contextvars.ContextVar[CheckContext | None] = contextvars.Context
 
 def new_client(
     context: ssl.SSLContext | None,
-    proxy: str | None = None,
+    route: ProxyRoute = DIRECT,
     *,
     cookies: CookieJar | None = None,
+    nolinger: bool = False,
 ) -> httpx.AsyncClient:
-    """A client with keep-alive off (`Connection: close`), no redirects followed, nothing
-    taken from the environment."""
+    """A client with keep-alive off (`Connection: close`), no redirects followed, requests
+    sent as `route` says (direct, a probe's proxy, or the environment's proxies). With
+    `nolinger`, sockets close with a reset (SO_LINGER 0): no TIME_WAIT left behind."""
     return httpx.AsyncClient(
-        transport=_Transport(context, proxy),
+        transport=_Transport(context, route, NOLINGER_OPTIONS if nolinger else ()),
         headers={"User-Agent": USER_AGENT, "Connection": "close"},
         cookies=cookies,
         follow_redirects=False,
-        # No proxy from the environment and no .netrc credentials: only the config decides.
+        # No .netrc credentials and no proxy taken by httpx: the route decides, per URL.
         trust_env=False,
         timeout=None,
     )
+
+
+# SO_LINGER on, 0 seconds: close() drops the connection with a RST instead of a FIN, so
+# the socket never sits in TIME_WAIT (EaseProbe's `nolinger`). Set at connect time by
+# httpcore; it takes effect when the socket is closed.
+NOLINGER_OPTIONS: tuple[httpcore.SOCKET_OPTION, ...] = (
+    (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
+)
 
 
 async def close_client(client: httpx.AsyncClient) -> None:
@@ -70,21 +83,47 @@ async def close_client(client: httpx.AsyncClient) -> None:
 class _Transport(httpx.AsyncBaseTransport):
     """httpx's default transport, minus what we do not want, plus our network backend.
 
+    One connection pool per proxy in use (None: direct), made on first use: with a route
+    from the environment, NO_PROXY decides per URL, redirects included.
     Exceptions are left as httpcore raised them: `_describe()` maps both families.
     """
 
-    def __init__(self, context: ssl.SSLContext | None, proxy: str | None) -> None:
-        backend = _PhasedBackend()
-        self._pool: httpcore.AsyncConnectionPool
+    def __init__(
+        self,
+        context: ssl.SSLContext | None,
+        route: ProxyRoute,
+        socket_options: tuple[httpcore.SOCKET_OPTION, ...],
+    ) -> None:
+        self._context = context
+        self._route = route
+        self._socket_options = socket_options
+        self._backend = _PhasedBackend()
+        self._pools: dict[str | None, httpcore.AsyncConnectionPool] = {}
+
+    def _pool_for(self, url: httpx.URL) -> httpcore.AsyncConnectionPool:
+        proxy = self._route.proxy_for(url)
+        pool = self._pools.get(proxy)
+        if pool is None:
+            if proxy is not None and self._route.from_env:
+                reason = invalid_proxy(proxy)
+                if reason is not None:  # the config's proxies are checked at load
+                    name = "HTTPS_PROXY" if url.scheme == "https" else "HTTP_PROXY"
+                    raise httpx.ProxyError(f"{name} from the environment: {reason}")
+            pool = self._new_pool(proxy)
+            self._pools[proxy] = pool
+        return pool
+
+    def _new_pool(self, proxy: str | None) -> httpcore.AsyncConnectionPool:
+        common: dict[str, Any] = {
+            "ssl_context": self._context,
+            # The scheduler bounds concurrency; a pool limit here would only add waits.
+            "max_connections": None,
+            "max_keepalive_connections": 0,
+            "network_backend": self._backend,
+            "socket_options": self._socket_options or None,
+        }
         if proxy is None:
-            self._pool = httpcore.AsyncConnectionPool(
-                ssl_context=context,
-                # The scheduler bounds concurrency; a pool limit here would only add waits.
-                max_connections=None,
-                max_keepalive_connections=0,
-                network_backend=backend,
-            )
-            return
+            return httpcore.AsyncConnectionPool(**common)
         parsed = httpx.Proxy(proxy)
         proxy_url = httpcore.URL(
             scheme=parsed.url.raw_scheme,
@@ -93,23 +132,12 @@ class _Transport(httpx.AsyncBaseTransport):
             target=parsed.url.raw_path,
         )
         if parsed.url.scheme in ("http", "https"):
-            self._pool = httpcore.AsyncHTTPProxy(
-                proxy_url=proxy_url,
-                proxy_auth=parsed.raw_auth,
-                ssl_context=context,
-                max_connections=None,
-                max_keepalive_connections=0,
-                network_backend=backend,
+            return httpcore.AsyncHTTPProxy(
+                proxy_url=proxy_url, proxy_auth=parsed.raw_auth, **common
             )
-        else:
-            self._pool = httpcore.AsyncSOCKSProxy(
-                proxy_url=proxy_url,
-                proxy_auth=parsed.raw_auth,
-                ssl_context=context,
-                max_connections=None,
-                max_keepalive_connections=0,
-                network_backend=backend,
-            )
+        # httpcore's SOCKS pool takes no socket options: nolinger does not apply through it.
+        del common["socket_options"]
+        return httpcore.AsyncSOCKSProxy(proxy_url=proxy_url, proxy_auth=parsed.raw_auth, **common)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
@@ -125,7 +153,8 @@ class _Transport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        core_response = await self._pool.handle_async_request(core_request)
+        pool = self._pool_for(request.url)
+        core_response = await pool.handle_async_request(core_request)
         assert isinstance(core_response.stream, AsyncIterable)
         return httpx.Response(
             status_code=core_response.status,
@@ -135,7 +164,9 @@ class _Transport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
 
 
 class _ResponseStream(httpx.AsyncByteStream):

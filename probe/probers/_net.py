@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import struct
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -29,6 +30,7 @@ __all__ = [
     "plain_error",
     "redact_url",
     "resolve",
+    "set_nolinger",
     "split_host_port",
 ]
 
@@ -107,6 +109,12 @@ def _parse_port(text: str, raw: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f'invalid host "{raw}": port {port} is not in 1-65535')
     return port
+
+
+def set_nolinger(sock: socket.socket) -> None:
+    """SO_LINGER on with 0 seconds: close() then sends a RST instead of a FIN and the socket
+    never sits in TIME_WAIT (EaseProbe's `nolinger`, for probes run very often)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def format_address(sockaddr: tuple[Any, ...]) -> str:

@@ -47,6 +47,7 @@ from probe.errors import ProbeError
 from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
 from probe.probers._match import Matcher, check_pattern
 from probe.probers._net import describe_os_error, first_error, plain_error, redact_url
+from probe.probers._proxy import DIRECT, ProxyRoute
 from probe.probers.base import Prober, SharedResources
 from probe.tlsconf import client_context
 
@@ -118,6 +119,10 @@ class HTTPSpec(ProbeSpec):
     cert: ConfigPath | None = None
     key: ConfigPath | None = None
     proxy: str | None = None
+    # Without `proxy`, HTTP_PROXY/HTTPS_PROXY/NO_PROXY apply, as in EaseProbe (Go's default).
+    proxy_from_env: bool = True
+    # Close with a reset (SO_LINGER 0), leaving no TIME_WAIT behind (EaseProbe's key).
+    nolinger: bool = False
     limit_redirects: bool = False
     max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0)
     max_body: ByteSize = DEFAULT_MAX_BODY
@@ -267,6 +272,7 @@ class HTTPProber(Prober[HTTPSpec]):
         self._contain = Matcher.build(spec.contain, spec.regex)
         self._not_contain = Matcher.build(spec.not_contain, spec.regex)
         self._ranges_text = spec.success_code_text()
+        self._route = _route(spec)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -277,10 +283,10 @@ class HTTPProber(Prober[HTTPSpec]):
             )
         except (ssl.SSLError, OSError) as exc:
             raise ProbeError(f"TLS: cannot load the TLS files: {_ssl_reason(exc)}") from None
-        proxy = self.spec.proxy
+        route, nolinger = self._route, self.spec.nolinger
         return self.resources.get_or_create(
-            ("http.client", self._tls, proxy),
-            lambda: new_client(context, proxy, cookies=_NoCookies()),
+            ("http.client", self._tls, route, nolinger),
+            lambda: new_client(context, route, cookies=_NoCookies(), nolinger=nolinger),
             close=close_client,
         )
 
@@ -398,6 +404,16 @@ class HTTPProber(Prober[HTTPSpec]):
                 message = f"body {verb} {not_contain.shown}{where}"
                 return Outcome(ok=False, message=message, details=details)
         return Outcome(ok=True, message=f"status {status}", details=details)
+
+
+def _route(spec: HTTPSpec) -> ProxyRoute:
+    """How requests leave: the probe's proxy, else the environment's (read once, here), else
+    direct. Part of the shared client's key, so probes that route alike share a client."""
+    if spec.proxy is not None:
+        return ProxyRoute.fixed(spec.proxy)
+    if spec.proxy_from_env:
+        return ProxyRoute.from_environment()
+    return DIRECT
 
 
 def _tls_settings(spec: HTTPSpec) -> _TLSSettings:

@@ -21,6 +21,7 @@ from probe.probers._net import (
     format_address,
     redact_url,
     resolve,
+    set_nolinger,
     split_host_port,
 )
 from probe.probers.base import Prober, SharedResources
@@ -36,6 +37,8 @@ class TCPSpec(ProbeSpec):
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"proxy"})
 
     host: str
+    # Close with a reset (SO_LINGER 0), leaving no TIME_WAIT behind (EaseProbe's key).
+    nolinger: bool = False
 
     @field_validator("host")
     @classmethod
@@ -63,7 +66,7 @@ class TCPProber(Prober[TCPSpec]):
             peer = format_address(sockaddr)
             ctx.details["peer"] = peer
             try:
-                await _connect((family, sockaddr))
+                await _connect((family, sockaddr), nolinger=self.spec.nolinger)
             except OSError as exc:
                 failure = exc
                 continue
@@ -72,12 +75,14 @@ class TCPProber(Prober[TCPSpec]):
         raise ProbeError(_describe(failure), **ctx.details)
 
 
-async def _connect(address: Address) -> None:
+async def _connect(address: Address, *, nolinger: bool = False) -> None:
     """Open a TCP connection to `address` and close it at once, on every path."""
     family, sockaddr = address
     loop = asyncio.get_running_loop()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        if nolinger:
+            set_nolinger(sock)
         sock.setblocking(False)
         await loop.sock_connect(sock, sockaddr)
     finally:

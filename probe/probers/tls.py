@@ -47,6 +47,7 @@ from probe.probers._net import (
     plain_error,
     redact_url,
     resolve,
+    set_nolinger,
     split_host_port,
 )
 from probe.probers.base import Prober, SharedResources
@@ -84,6 +85,8 @@ class TLSSpec(ProbeSpec):
     root_ca_pem_path: ConfigPath | None = None
     root_ca_pem: str | None = Field(default=None, repr=False)
     server_name: str | None = None
+    # Close with a reset (SO_LINGER 0), leaving no TIME_WAIT behind (EaseProbe's key).
+    nolinger: bool = False
 
     @field_validator("host")
     @classmethod
@@ -376,6 +379,8 @@ class TLSProber(Prober[TLSSpec]):
             ctx.details["peer"] = format_address(sockaddr)
             candidate = socket.socket(family, socket.SOCK_STREAM)
             try:
+                if self.spec.nolinger:
+                    set_nolinger(candidate)
                 candidate.setblocking(False)
                 await loop.sock_connect(candidate, sockaddr)
             except OSError as exc:

@@ -24,3 +24,15 @@ def bad_ca_file(tmp_path: Path) -> Path:
     path = tmp_path / "ca.pem"
     path.write_text("not a certificate\n")
     return path
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP probes honour HTTP_PROXY & co.: a proxy set where the tests run must not
+    reroute them (the tests of that behaviour set their own)."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
