@@ -32,6 +32,7 @@ __all__ = [
     "resolve",
     "set_nolinger",
     "split_host_port",
+    "with_excerpt",
 ]
 
 # (family, sockaddr) as getaddrinfo returns them, ready for socket.connect().
@@ -109,6 +110,17 @@ def _parse_port(text: str, raw: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f'invalid host "{raw}": port {port} is not in 1-65535')
     return port
+
+
+# Characters of a body or a command's output that `with_output` adds to a message.
+EXCERPT = 500
+
+
+def with_excerpt(message: str, output: str) -> str:
+    """`message` followed by the start of `output` (`with_output`): one line of printable
+    text, at most EXCERPT characters, so notifications show what the service said."""
+    excerpt = printable(" ".join(output.split()), EXCERPT)
+    return f"{message}; output: {excerpt}" if excerpt else f"{message}; no output"
 
 
 def set_nolinger(sock: socket.socket) -> None:

@@ -46,7 +46,13 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
 from probe.probers._match import Matcher, check_pattern
-from probe.probers._net import describe_os_error, first_error, plain_error, redact_url
+from probe.probers._net import (
+    describe_os_error,
+    first_error,
+    plain_error,
+    redact_url,
+    with_excerpt,
+)
 from probe.probers._proxy import DIRECT, ProxyRoute
 from probe.probers.base import Prober, SharedResources
 from probe.tlsconf import client_context
@@ -123,6 +129,8 @@ class HTTPSpec(ProbeSpec):
     proxy_from_env: bool = True
     # Close with a reset (SO_LINGER 0), leaving no TIME_WAIT behind (EaseProbe's key).
     nolinger: bool = False
+    # Put an excerpt of the body in the check's message, so notifications show it.
+    with_output: bool = False
     limit_redirects: bool = False
     max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0)
     max_body: ByteSize = DEFAULT_MAX_BODY
@@ -387,6 +395,13 @@ class HTTPProber(Prober[HTTPSpec]):
         return details
 
     def _judge(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> Outcome:
+        outcome = self._verdict(response, body, details)
+        if not self.spec.with_output:
+            return outcome
+        message = with_excerpt(outcome.message, _decode(body, response))
+        return Outcome(ok=outcome.ok, message=message, details=outcome.details)
+
+    def _verdict(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> Outcome:
         status = response.status_code
         if not any(lo <= status <= hi for lo, hi in self.spec.success_code):
             message = f"status {status} not in {self._ranges_text}"

@@ -43,7 +43,7 @@ from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._match import Matcher, check_pattern
-from probe.probers._net import redact_url
+from probe.probers._net import redact_url, with_excerpt
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["MAX_OUTPUT", "ShellProber", "ShellSpec"]
@@ -68,6 +68,8 @@ class ShellSpec(CommandSpec, ProbeSpec):
     regex: bool = False
     contain: str | None = None
     not_contain: str | None = None
+    # Put an excerpt of the output in the check's message, so notifications show it.
+    with_output: bool = False
 
     @field_validator("contain", "not_contain")
     @classmethod
@@ -161,7 +163,12 @@ class ShellProber(Prober[ShellSpec]):
                 ctx.details["killed_background_processes"] = True
         finally:
             await release(transport, collector, kill=must_kill)
-        return self._judge(transport.get_returncode(), collector, ctx)
+        outcome = self._judge(transport.get_returncode(), collector, ctx)
+        if not self.spec.with_output:
+            return outcome
+        # The start of the output, secrets masked (the end is in the details already).
+        shown = self._mask(_decode(bytes(collector.head)))
+        return Outcome(outcome.ok, with_excerpt(outcome.message, shown), outcome.details)
 
     def _judge(self, status: int | None, collector: OutputCollector, ctx: CheckContext) -> Outcome:
         head = bytes(collector.head)
