@@ -99,8 +99,9 @@ async def test_probe_run_logs_a_malformed_request_in_its_file_redacted_and_on_on
 
 
 @pytest.fixture
-def logged(tmp_path: Path) -> Iterator[Callable[..., list[str]]]:
-    """`logged(level, fmt)` sets up logging to a file; the returned list grows as read."""
+def logged(tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """`logged(level, fmt)` sets up logging to out.log in tmp_path (read with `_lines`);
+    afterwards pytest's handlers, levels and hooks are as they were."""
     root = logging.getLogger()
     ours = logging.getLogger("probe")
     saved = (
@@ -114,9 +115,8 @@ def logged(tmp_path: Path) -> Iterator[Callable[..., list[str]]]:
     )
     path = tmp_path / "out.log"
 
-    def setup(level: str = "info", fmt: str = "text") -> list[str]:
+    def setup(level: str = "info", fmt: str = "text") -> None:
         setup_logging(level, path, fmt)
-        return []
 
     yield setup
     for handler in root.handlers:
@@ -146,7 +146,7 @@ def _boom() -> BaseException:
 
 
 def test_text_lines_fold_tracebacks_and_escape_control_characters(
-    logged: Callable[..., list[str]], tmp_path: Path
+    logged: Callable[..., None], tmp_path: Path
 ) -> None:
     logged("info", "text")
     log = logging.getLogger("probe.test")
@@ -159,7 +159,7 @@ def test_text_lines_fold_tracebacks_and_escape_control_characters(
 
 
 def test_json_lines_keep_the_traceback_lines_in_one_field(
-    logged: Callable[..., list[str]], tmp_path: Path
+    logged: Callable[..., None], tmp_path: Path
 ) -> None:
     logged("info", "json")
     logging.getLogger("probe.test").warning("a \x9b31m b", exc_info=_boom())
@@ -174,7 +174,7 @@ def test_json_lines_keep_the_traceback_lines_in_one_field(
 
 
 def test_every_logger_goes_through_the_handler_foreign_ones_from_warning(
-    logged: Callable[..., list[str]], tmp_path: Path
+    logged: Callable[..., None], tmp_path: Path
 ) -> None:
     logged("debug", "text")
     logging.getLogger("probe.x").debug("ours at debug")
@@ -196,7 +196,7 @@ def test_every_logger_goes_through_the_handler_foreign_ones_from_warning(
 
 
 async def test_asyncio_warnings_threads_and_unraisable_errors_are_logged(
-    logged: Callable[..., list[str]], tmp_path: Path
+    logged: Callable[..., None], tmp_path: Path
 ) -> None:
     logged("info", "json")
     loop = asyncio.get_running_loop()
