@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -33,6 +34,7 @@ from probe.text import escaped
 __all__ = ["main"]
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE
 log = logging.getLogger("probe.cli")
 
 
@@ -73,11 +75,27 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     notify_test.add_argument("--notifier", metavar="NAME", help="only the notifier named NAME")
+    sub.add_parser(
+        "schema", help="print the config's JSON Schema (for editors: validation, completion)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `probe schema | head`: the reader left. Quiet, as a shell's own tools are; stdout is
+        # pointed at /dev/null so the interpreter's final flush cannot complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "schema":
+        return _cmd_schema()
     try:
         config = _load(args.config)
     except ConfigError as err:
@@ -113,6 +131,13 @@ def _load(cli_value: str | None) -> Config:
     return config
 
 
+def _cmd_schema() -> int:
+    from probe.config.schema import config_schema
+
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 def _cmd_check(config: Config) -> int:
     kinds = Counter(spec.kind for spec in config.probes)
     disabled = sum(1 for spec in config.probes if not spec.enabled)
@@ -127,8 +152,34 @@ def _cmd_check(config: Config) -> int:
     print(
         f"  notifiers: {config.notifier_count}" + (f" ({notifier_kinds})" if notifier_kinds else "")
     )
+    for line in _success_code_lines(config):
+        print(line)
     print(f"  store: {escaped(str(config.settings.store.path))}")
     return EXIT_OK
+
+
+def _success_code_lines(config: Config) -> list[str]:
+    """What counts as a healthy HTTP status, said aloud: our default (200-399) differs from
+    EaseProbe's (0-499, where a 404 is healthy), and a moved-over file relies on the latter."""
+    defaulted = 0
+    own: Counter[str] = Counter()
+    for spec in config.probes:
+        describe = getattr(spec, "success_code_text", None)
+        if describe is None:
+            continue
+        if "success_code" in spec.model_fields_set:
+            own[describe()] += 1
+        else:
+            defaulted += 1
+    lines = []
+    if defaulted:
+        lines.append(
+            f"  http success codes: 200-399 for {defaulted} probe(s) by default "
+            "(EaseProbe's default is 0-499; write success_code: [[0, 499]] for it)"
+        )
+    for codes, count in sorted(own.items()):
+        lines.append(f"  http success codes: {codes} for {count} probe(s) (success_code)")
+    return lines
 
 
 def _cmd_run(config: Config, log_level: str | None, dry_notify: bool) -> int:

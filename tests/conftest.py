@@ -18,7 +18,17 @@ import pytest
 import trustme
 from aiohttp import web
 
+from tests.support.schema import watch_loads
+
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def _configs_match_the_schema() -> Iterator[None]:
+    """Every config a test loads with the real probers must also pass `probe schema`."""
+    with watch_loads() as refused:
+        yield
+    assert not refused, "loaded, but refused by `probe schema`:\n" + "\n".join(refused)
 
 
 class RawServer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["DURATION_PATTERN", "format_duration", "parse_duration"]
 
 _UNITS = {
     "ns": 1e-9,
@@ -21,6 +21,8 @@ _UNITS = {
 }
 _MAX_SECONDS = (2**63 - 1) / 1e9  # Go's time.Duration maximum, about 292 years
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d|w)")
+DURATION_PATTERN = r"^\s*[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d|w))+\s*$"
+"""What `parse_duration` accepts, for the config's JSON Schema (editors check it as you type)."""
 
 
 def _quoted(text: str) -> str:

@@ -22,11 +22,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from probe.config.durations import format_duration, parse_duration
+from probe.config.durations import DURATION_PATTERN, format_duration, parse_duration
 from probe.web.urls import icon_url
 
 __all__ = [
@@ -59,7 +60,14 @@ def _to_seconds(value: Any) -> Any:
     raise ValueError("expected a duration such as 10s")
 
 
-Duration = Annotated[float, BeforeValidator(_to_seconds), Field(ge=0)]
+Duration = Annotated[
+    float,
+    BeforeValidator(_to_seconds),
+    Field(ge=0),
+    WithJsonSchema(
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["250ms", "30s", "1m30s"]}
+    ),
+]
 """A duration in seconds, written `250ms`, `30s`, `1m30s`, `1.5h`, `7d`."""
 
 # Below this (0s, 1ns) the scheduler would spin; ten checks a second of one endpoint is already
@@ -109,7 +117,11 @@ def _label_value(value: Any) -> Any:
     return value
 
 
-LabelValue = Annotated[str, BeforeValidator(_label_value)]
+LabelValue = Annotated[
+    str,
+    BeforeValidator(_label_value),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
 
 
 def usable_path(text: str) -> Path:
@@ -316,6 +328,9 @@ class LogSettings(StrictModel):
     level: Annotated[
         Literal["debug", "info", "warning", "warn", "error", "critical"],
         BeforeValidator(_log_level),
+        WithJsonSchema(
+            {"enum": ["debug", "info", "warning", "warn", "error", "critical", "fatal", "panic"]}
+        ),
     ] = "info"
     file: ConfigPath | None = None
     format: Literal["text", "json"] = "text"

@@ -1,0 +1,171 @@
+"""The JSON Schema of a config file (`probe schema`), generated from the same models the loader
+validates with, so editors (VS Code's YAML extension, JetBrains, ...) check and complete
+`probes.yaml` as it is typed, and the schema can never drift from what `probe check` accepts.
+
+What the models alone do not say, and the loader does, is added here: a file holds sections of
+lists; a `client:` entry picks its keys by `driver:` (case-insensitively); any `*_file` key
+reads a secret from a file; EaseProbe keys we accept and do not use; `x-...` keys for anchors;
+`version:`; and keys a probe inherits from `settings.probe` may be left empty (`timeout:`).
+The schema is as strict as the loader about unknown keys; values it cannot judge (an
+`${ENV}` reference in a number's place) the loader still checks after substitution.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from probe.config.models import Settings
+from probe.notify import ALIASES, NOTIFIERS, load_notifier_class
+from probe.probers import CLIENT_DRIVERS, SECTIONS, load_prober_class
+
+__all__ = ["config_schema"]
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_IGNORED = "Accepted for EaseProbe compatibility; not used (loads with a warning)."
+# Keys a probe inherits from settings.probe: an empty value means "inherit" (loader.py).
+_INHERITED = ("interval", "timeout", "failure", "success", "alert")
+# The loader reads `<key>_file` for any key; the schema offers it where a secret is usual.
+_SECRET = re.compile(r"pass|token|secret|dsn|webhook|key|auth|cred", re.IGNORECASE)
+
+
+def config_schema() -> dict[str, Any]:
+    """The schema of a whole config file, as a JSON-ready dict."""
+    sections = {name: load_prober_class(t).spec_type for name, t in SECTIONS.items()}
+    drivers = {name: load_prober_class(t).spec_type for name, t in CLIENT_DRIVERS.items()}
+    notifiers = {kind: load_notifier_class(kind).spec_type for kind in NOTIFIERS}
+    roots: list[type[BaseModel]] = [
+        Settings,
+        *sections.values(),
+        *drivers.values(),
+        *notifiers.values(),
+    ]
+    models = list(dict.fromkeys(m for root in roots for m in _reachable(root)))
+    refs, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/$defs/{model}"
+    )
+    definitions: dict[str, Any] = defs.get("$defs", {})
+
+    def ref(model: type[BaseModel]) -> dict[str, Any]:
+        return dict(refs[(model, "validation")])
+
+    for model in models:
+        name = ref(model)["$ref"].rsplit("/", 1)[1]
+        _amend(definitions[name], model)
+    for model in sections.values():
+        _allow_empty_inherited(definitions, ref(model))
+    for driver, model in drivers.items():
+        _allow_empty_inherited(definitions, ref(model))
+        entry = definitions[ref(model)["$ref"].rsplit("/", 1)[1]]
+        entry["properties"]["driver"] = {
+            "type": "string",
+            "pattern": f"^\\s*{_any_case(driver)}\\s*$",
+            "description": f"the client driver: {driver}",
+        }
+
+    properties: dict[str, Any] = {
+        "version": {"description": _IGNORED},
+        "settings": {"anyOf": [ref(Settings), {"type": "null"}]},
+    }
+    for name, model in sections.items():
+        properties[name] = _list_of(ref(model), f"{name} probes")
+    properties["client"] = _list_of(
+        {"anyOf": [ref(model) for model in drivers.values()]},
+        "native-client probes; `driver:` picks the keys: " + ", ".join(drivers),
+    )
+    notify: dict[str, Any] = {
+        kind: _list_of(ref(model), f"{kind} notifiers") for kind, model in notifiers.items()
+    }
+    for alias, kind in ALIASES.items():
+        notify[alias] = _list_of(ref(notifiers[kind]), f"{kind} notifiers ({alias} is an alias)")
+    properties["notify"] = {
+        "type": ["object", "null"],
+        "description": "notifier kind -> a list of notifiers",
+        "properties": notify,
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": _DIALECT,
+        "title": "probe configuration (probes.yaml)",
+        "type": "object",
+        "properties": properties,
+        # `x-...` keys hold YAML anchors for reuse, as in docker-compose files.
+        "patternProperties": {"^x-": {}},
+        "additionalProperties": False,
+        "$defs": definitions,
+    }
+
+
+def _reachable(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    """`model` and every model its fields hold, each once (depth first)."""
+    seen: set[type[BaseModel]] = set()
+    stack = [model]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        yield current
+        for info in current.model_fields.values():
+            stack.extend(_models_in(info.annotation))
+
+
+def _models_in(tp: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel) and get_origin(tp) is None:
+        yield tp
+        return
+    origin = get_origin(tp)
+    if origin is Annotated:
+        yield from _models_in(get_args(tp)[0])
+        return
+    if origin in (Union, types.UnionType) or origin is not None:
+        for arg in get_args(tp):
+            yield from _models_in(arg)
+
+
+def _amend(entry: dict[str, Any], model: type[BaseModel]) -> None:
+    """Add to one model's schema what the loader accepts beyond the model's own fields."""
+    properties: dict[str, Any] = entry.setdefault("properties", {})
+    ignored: frozenset[str] = getattr(model, "easeprobe_ignored", frozenset())
+    for key in sorted(ignored - set(properties)):
+        properties[key] = {"description": _IGNORED}
+    required: list[str] = entry.get("required", [])
+    alternatives: list[dict[str, Any]] = []
+    for key in list(properties):
+        if not _SECRET.search(key) or f"{key}_file" in properties or key in ignored:
+            continue
+        properties[f"{key}_file"] = {
+            "type": "string",
+            "description": f"a file holding {key} (one trailing newline is dropped); "
+            f"instead of {key}",
+        }
+        # One of the two, never both; where the key is required, either satisfies it.
+        alternatives.append({"not": {"required": [key, f"{key}_file"]}})
+        if key in required:
+            required.remove(key)
+            alternatives.append({"anyOf": [{"required": [key]}, {"required": [f"{key}_file"]}]})
+    if alternatives:
+        entry.setdefault("allOf", []).extend(alternatives)
+    if "required" in entry and not entry["required"]:
+        del entry["required"]
+
+
+def _allow_empty_inherited(definitions: Mapping[str, Any], ref: Mapping[str, str]) -> None:
+    entry = definitions[ref["$ref"].rsplit("/", 1)[1]]
+    for key in _INHERITED:
+        if key in entry["properties"]:
+            entry["properties"][key] = {"anyOf": [entry["properties"][key], {"type": "null"}]}
+
+
+def _list_of(item: Mapping[str, Any], description: str) -> dict[str, Any]:
+    return {"type": ["array", "null"], "description": description, "items": dict(item)}
+
+
+def _any_case(word: str) -> str:
+    """A regex matching `word` in any case, for dialects without a case-insensitive flag."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)

@@ -1,0 +1,72 @@
+"""Every config the suite loads with the real probers is also checked against `probe schema`.
+
+The loader and the schema are built from the same models but by different code (the schema adds
+by hand what the loader does beyond the models: `*_file` secrets, EaseProbe's ignored keys,
+`client` drivers, empty inherited keys), so a config the loader accepts and the schema refuses is
+a schema bug an editor would show a user as a red squiggle. `watch_loads` wraps the loader for
+one test; `violations` says what the schema refused.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import jsonschema
+
+from probe.config import loader
+from probe.config.schema import config_schema
+from probe.probers import CLIENT_DRIVERS, SECTIONS
+
+__all__ = ["schema_errors", "validator", "watch_loads"]
+
+
+@functools.cache
+def validator() -> jsonschema.Draft202012Validator:
+    schema = config_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_errors(document: Any) -> list[str]:
+    """`path: message` for each place the schema refuses `document` (a parsed config)."""
+    lines = []
+    for error in validator().iter_errors(document):
+        if error.context:  # anyOf/oneOf: the branch that came closest says the most
+            error = jsonschema.exceptions.best_match(error.context)
+        where = ".".join(str(p) for p in error.absolute_path) or "(top)"
+        lines.append(f"{where}: {error.message[:300]}")
+    return lines
+
+
+def _uses_real_registry(instance: Any) -> bool:
+    # Loader tests use small specs of their own (tests/config/specs.py): not ours to check.
+    return set(instance.sections) == set(SECTIONS) and set(instance.drivers) == set(CLIENT_DRIVERS)
+
+
+@contextmanager
+def watch_loads() -> Iterator[list[str]]:
+    """While open, each successful load with the real registry is checked; what the schema
+    refused is appended (with the file's name) to the yielded list."""
+    refused: list[str] = []
+    original = loader._Loader.load
+
+    def load(self: Any) -> Any:
+        config = original(self)
+        if _uses_real_registry(self):
+            # The document as written, after `${VAR}` substitution (as an editor with the
+            # variables filled in would see it): parsed again, positions not needed.
+            source = loader._Source(self.src.file)
+            again = loader._Loader(self.path, self.sections, self.drivers, self.environ)
+            again.src = source
+            document = loader._substitute(again._parse(), (), self.environ, source)
+            refused.extend(f"{self.path}: {line}" for line in schema_errors(document))
+        return config
+
+    loader._Loader.load = load  # type: ignore[method-assign]
+    try:
+        yield refused
+    finally:
+        loader._Loader.load = original  # type: ignore[method-assign]
