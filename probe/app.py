@@ -376,7 +376,13 @@ class App:
             page=self._page,
         )
         try:
-            runner, port = await start_server(app, settings.http.ip, settings.http.port)
+            runner, port = await start_server(
+                app,
+                settings.http.ip,
+                settings.http.port,
+                max_connections=settings.http.max_connections,
+                access_log=settings.http.log,
+            )
         except OSError as err:
             where = f"{settings.http.ip}:{settings.http.port}"
             raise StartupError(

@@ -24,16 +24,24 @@ import binascii
 import hmac
 import json
 import logging
+import logging.handlers
+import queue
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
+from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from probe.config.models import HTTPAccessLogSettings
 from probe.core.result import Result, Status, utc_iso
 from probe.core.tracker import Transition
+from probe.errors import StartupError
 from probe.metrics import exposition
 from probe.store.sla import SLAFigures
 from probe.web import svg
@@ -328,6 +336,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             _security_headers(page.icon),
+            _connection_state,
             _errors,
             _auth_middleware(token, basic),
         ],
@@ -346,11 +355,287 @@ def create_app(
     return app
 
 
-async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve `app` on host:port (0 = any free port). Raises OSError when the port is taken."""
-    runner = web.AppRunner(app, access_log=None)
+# --- connections: bounded in number and in time ------------------------------------------------
+#
+# The checks and the web server share one process and its descriptors: a client must never be
+# able to take the ones a check needs (idle connections under a small RLIMIT_NOFILE once made
+# every check fail with "too many open files"). So the server keeps at most `max_connections`
+# (and at most a quarter of RLIMIT_NOFILE), closing any more the moment they arrive; a request
+# head must arrive within HEADER_TIMEOUT of the connection (or of its first byte, between
+# keep-alive requests); an idle keep-alive connection is closed after IDLE_TIMEOUT.
+
+HEADER_TIMEOUT = 5.0
+IDLE_TIMEOUT = 15.0
+_REFUSAL_WARNING_EVERY = 60.0
+
+
+def connection_cap(requested: int) -> int:
+    """`requested`, lowered to a quarter of the soft RLIMIT_NOFILE: the checks, the store and
+    the notifiers keep the other three quarters, whatever the web clients do."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no such limit on this platform
+        return requested
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return requested
+    return max(1, min(requested, soft // 4))
+
+
+class _Limiter:
+    """Connections open now, shared by every connection's _Gate."""
+
+    def __init__(self, limit: int, header_timeout: float) -> None:
+        self.limit = limit
+        self.header_timeout = header_timeout
+        self.active = 0
+        self.refused = 0
+        self._refused_reported = 0
+        self._warned_at: float | None = None
+
+    def refuse(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.refused += 1
+        now = loop.time()
+        if self._warned_at is None or now - self._warned_at >= _REFUSAL_WARNING_EVERY:
+            log.warning(
+                "web: %d connection(s) closed at once: %d clients connected, the most"
+                " allowed (settings.http.max_connections, RLIMIT_NOFILE)",
+                self.refused - self._refused_reported,
+                self.active,
+            )
+            self._warned_at = now
+            self._refused_reported = self.refused
+
+
+class _Gate(asyncio.Protocol):
+    """One client connection, between the event loop and aiohttp's handler: counted against
+    the limit (or closed at once past it), and closed when a request head takes too long.
+    Every protocol call is passed on to the handler unchanged."""
+
+    def __init__(self, limiter: _Limiter, handler: Callable[[], asyncio.Protocol]) -> None:
+        self._limiter = limiter
+        self._make_handler = handler
+        self._inner: asyncio.Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = 0  # requests being handled
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        loop = asyncio.get_running_loop()
+        if self._limiter.active >= self._limiter.limit:
+            transport.abort()  # the descriptor is freed now, not after a goodbye
+            self._limiter.refuse(loop)
+            return
+        self._limiter.active += 1
+        self._transport = transport
+        self._inner = self._make_handler()
+        self._arm()  # a connection that sends nothing is a slow request head too
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            self._limiter.active -= 1
+            inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is None:
+            return
+        if not self._busy and self._timer is None:
+            self._arm()  # the first byte of the next request: its head has HEADER_TIMEOUT
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._inner is None else self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    # The middleware reports when aiohttp has a whole request head, and when it is answered.
+    def request_started(self) -> None:
+        self._busy += 1
+        self._disarm()
+
+    def request_done(self) -> None:
+        self._busy -= 1
+
+    def _arm(self) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._limiter.header_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if not self._busy and self._transport is not None:
+            self._transport.abort()
+
+
+@web.middleware
+async def _connection_state(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the connection's _Gate that a whole request head arrived (its header timer
+    stops) and when the request is answered."""
+    transport = request.transport
+    gate = None if transport is None else transport.get_protocol()
+    if not isinstance(gate, _Gate):
+        return await handler(request)
+    gate.request_started()
+    try:
+        return await handler(request)
+    finally:
+        gate.request_done()
+
+
+class _GatedSite(web.BaseSite):
+    """A TCP site whose connections pass through a _Gate each."""
+
+    __slots__ = ("_host", "_limiter", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, limiter: _Limiter) -> None:
+        # The backlog is also how many connections the event loop accepts in one go: small,
+        # so a burst holds few descriptors before the gates close the excess.
+        super().__init__(runner, backlog=max(8, min(128, limiter.limit)))
+        self._host = host
+        self._port = port
+        self._limiter = limiter
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        limiter = self._limiter
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Gate(limiter, server),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
+
+
+# --- the access log ----------------------------------------------------------------------------
+
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
+
+
+def _printable(text: str) -> str:
+    # One line per request whatever the client sent: anything but visible ASCII %-encoded.
+    return _UNPRINTABLE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+
+
+class _AccessLogger(AbstractAccessLogger):
+    """`ADDRESS METHOD PATH STATUS BYTES DURATION`: the path without its query string (a
+    token may be in it) and never a header (Authorization)."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %d %.1fms",
+            _printable(request.remote or "-"),
+            _printable(request.method),
+            _printable(request.rel_url.raw_path),
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
+
+
+def _access_log(settings: HTTPAccessLogSettings) -> tuple[logging.Logger, Callable[[], None]]:
+    """A logger whose lines a thread writes to the file (the event loop only queues them),
+    and the function that stops the thread and closes the file. Raises StartupError when the
+    file cannot be opened."""
+    path = settings.file
+    handler: logging.Handler
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if settings.self_rotate:
+            handler = logging.handlers.RotatingFileHandler(
+                path,
+                maxBytes=settings.size * 1024 * 1024,
+                backupCount=settings.backups,
+                encoding="utf-8",
+            )
+        else:
+            # An outside tool rotates: the file is reopened once it has been moved away.
+            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise StartupError(f"settings.http.log.file: cannot open {path}: {reason}") from None
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = _gmtime
+    handler.setFormatter(formatter)
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines, handler)
+    # Not in the logging manager's tree: its lines go to the file only, never to probe's log.
+    logger = logging.Logger("probe.web.access", logging.INFO)
+    logger.propagate = False
+    logger.addHandler(logging.handlers.QueueHandler(lines))
+    listener.start()
+
+    def stop() -> None:
+        listener.stop()  # writes what is queued, then ends the thread
+        handler.close()
+
+    return logger, stop
+
+
+def _gmtime(seconds: float | None) -> time.struct_time:
+    return time.gmtime(seconds)
+
+
+async def start_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = 100,
+    access_log: HTTPAccessLogSettings | None = None,
+    header_timeout: float = HEADER_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port (0 = any free port), at most `max_connections` clients at
+    once (see connection_cap), each closed when a request head takes over `header_timeout`
+    or it idles `idle_timeout` between requests; `access_log` writes one line per request.
+    Raises OSError when the port is taken, StartupError when the access log cannot be
+    opened."""
+    stop_log: Callable[[], None] | None = None
+    options: dict[str, Any] = {"access_log": None}
+    if access_log is not None:
+        logger, stop_log = _access_log(access_log)
+        options = {"access_log": logger, "access_log_class": _AccessLogger}
+        stopper = stop_log
+
+        async def close_log(_app: web.Application) -> None:
+            await asyncio.to_thread(stopper)
+
+        app.on_cleanup.append(close_log)
+    limit = connection_cap(max_connections)
+    if limit < max_connections:
+        log.info(
+            "web: at most %d connections (a quarter of RLIMIT_NOFILE), not %d",
+            limit,
+            max_connections,
+        )
+    runner = web.AppRunner(app, keepalive_timeout=idle_timeout, **options)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = _GatedSite(runner, host, port, _Limiter(limit, header_timeout))
     try:
         await site.start()
     except OSError:
