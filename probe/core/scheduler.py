@@ -126,11 +126,22 @@ async def run_check(prober: Checkable, *, cancel_grace: float = CANCEL_GRACE) ->
     if isinstance(exc, ProbeError):
         details = {**ctx.details, **exc.details}
         return CheckRun(_result(prober, Status.DOWN, exc.message, None, details, started_wall))
-    # A prober bug or an exception its mapping missed: report it, never let it escape.
+    # A prober bug or an exception its mapping missed: report it, never let it escape. The
+    # whole story goes to the log; the user sees no Python class names or group wrappers
+    # (an ExceptionGroup's "unhandled errors in a TaskGroup" says nothing about the service).
     log.warning("probe %s: unexpected %s in check", prober.name, type(exc).__name__, exc_info=exc)
-    text = str(exc)[:_MAX_UNMAPPED]
-    message = f"check failed: {type(exc).__name__}" + (f": {text}" if text else "")
+    message = "check failed: " + _unmapped_text(exc)
     return CheckRun(_result(prober, Status.DOWN, message, None, dict(ctx.details), started_wall))
+
+
+def _unmapped_text(exc: BaseException) -> str:
+    """The system's words for an OSError (the first one in a group), else "internal error":
+    any other exception's text is the code's own vocabulary, not the service's."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()[:_MAX_UNMAPPED]
+    return "an internal error in the prober (details in the log)"
 
 
 @dataclass(slots=True)

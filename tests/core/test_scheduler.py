@@ -128,7 +128,9 @@ async def test_raising_prober_gives_down_result_and_scheduler_carries_on():
     results, _ = await run_for(0.45, [bad, refused])
     bad_results = [r for r in results if r.name == "bad"]
     assert len(bad_results) >= 3
-    assert bad_results[0].message == "check failed: RuntimeError: driver blew up"
+    assert bad_results[0].message == (
+        "check failed: an internal error in the prober (details in the log)"
+    )
     refused_results = [r for r in results if r.name == "refused"]
     assert refused_results[0].message == "connection refused"
     assert refused_results[0].details["port"] == 1
@@ -238,3 +240,27 @@ async def test_an_interval_out_of_range_neither_stops_nor_spins_the_loop(interva
     assert 6 <= len(results) <= 12, len(results)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("is out of range; checking every 50ms" in r.getMessage() for r in caplog.records)
+
+
+class RaisesGroup(FakeProber):
+    """A prober whose mapping missed an exception group (as anyio's task groups raise)."""
+
+    def __init__(self, name: str, leaf: BaseException) -> None:
+        super().__init__(name, interval=10)
+        self.leaf = leaf
+
+    async def check(self, ctx):
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [self.leaf])
+
+
+@pytest.mark.parametrize(
+    ("leaf", "message"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "check failed: connection refused"),
+        (KeyError("socket"), "check failed: an internal error in the prober (details in the log)"),
+    ],
+)
+async def test_an_unmapped_exception_group_shows_no_python_internals(leaf, message):
+    run = await run_check(RaisesGroup("grouped", leaf))
+    assert run.result.message == message
+    assert "TaskGroup" not in run.result.message and "Error" not in run.result.message
