@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -336,8 +337,65 @@ def _newer(path: Path, version: int) -> StoreError:
     )
 
 
+@functools.cache
+def _expected_schema(version: int) -> dict[str, frozenset[str]]:
+    """Table -> columns of a store at schema `version`: the migrations run on an empty
+    in-memory database, so the check can never disagree with what they create."""
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for step in _MIGRATIONS[:version]:
+            step(memory)
+        return _schema(memory)
+    finally:
+        memory.close()
+
+
+def _schema(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    tables = [
+        row[0]
+        for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    ]
+    return {
+        table: frozenset(
+            str(col[1]) for col in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))
+        )
+        for table in tables
+        if not table.startswith("sqlite_")
+    }
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Refuse a store whose pages are damaged or whose tables or columns are missing: SQLite
+    opens such a file happily, and then every write fails and every result is lost. Read
+    only: the file is left exactly as found, for the user to repair or move away."""
+    advice = "restore a backup, or move the file away to start a new store"
+    try:
+        # quick_check: every page and row format, without the index cross-checks of
+        # integrity_check (minutes on a large store); the first few problems are enough.
+        found = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(str(path), f"{_reason(exc)} (PRAGMA quick_check); {advice}") from exc
+    if found != ["ok"]:
+        detail = "; ".join(line.replace("\n", " ")[:120] for line in found)
+        raise StoreError(str(path), f"the database file is corrupt ({detail}); {advice}")
+    actual = _schema(conn)
+    missing = [
+        f"{table}.{column}" if table in actual else f"table {table}"
+        for table, columns in sorted(_expected_schema(version).items())
+        for column in ([""] if table not in actual else sorted(columns - actual[table]))
+    ]
+    if missing:
+        shown = ", ".join(missing[:6]) + (
+            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        )
+        raise StoreError(
+            str(path), f"an incomplete probe store (schema {version}): no {shown}; {advice}"
+        )
+
+
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
-    """Check the file is ours and migrate it. Nothing is written before the checks pass."""
+    """Check the file is ours and sound, and migrate it. Nothing is written before the
+    checks pass."""
     # The first read is where a garbage file shows itself (SQLITE_NOTADB); SQLite never
     # writes to a file it could not read, so the file stays byte-identical.
     version = _user_version(conn)
@@ -347,6 +405,8 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         (objects,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if objects:
             raise StoreError(str(path), "not a probe store (it holds other tables)")
+    else:
+        _check_integrity(conn, path, version)
     conn.execute("PRAGMA journal_mode = WAL")
     # NORMAL is durable across process crashes in WAL mode; only a power cut can lose the
     # last commits, which for health checks is the right trade for far fewer fsyncs.
@@ -1017,6 +1077,43 @@ def _window_params(names: list[str], start: float, end: float) -> dict[str, Any]
     }
 
 
+def _state_from_row(row: Sequence[Any]) -> ProbeState | None:
+    """A probe_state row as the tracker's state, or None when a value is not one probe
+    writes (a status not in Status, a text where a number belongs, a negative count)."""
+    name, status, since, ok, fail, last_time, failures, alerts, next_alert = row
+
+    def number(value: Any) -> bool:
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not isinstance(name, str) or status not in _STATUS_VALUES:
+        return None
+    if not all(v is None or number(v) for v in (since, last_time)):
+        return None
+    if not all(count(v) for v in (ok, fail, failures, alerts)):
+        return None
+    if next_alert is not None and not count(next_alert):
+        return None
+    return ProbeState(
+        name=name,
+        status=Status(status),
+        since=since,
+        ok_streak=ok,
+        fail_streak=fail,
+        last_time=last_time,
+        outage_failures=failures,
+        alerts_sent=alerts,
+        next_alert=next_alert,
+    )
+
+
+_STATUS_VALUES = frozenset(s.value for s in Status)
+
+
 class Store:
     """Probe results, rollups, transitions and tracker state in one SQLite file.
 
@@ -1248,25 +1345,26 @@ class Store:
                 raise _error(self.path, exc) from exc
 
     def load_states(self) -> dict[str, ProbeState]:
-        """The tracker's last state per probe, to start a new StatusTracker where it stopped."""
+        """The tracker's last state per probe, to start a new StatusTracker where it stopped.
+        A row with a value probe never writes (edited by hand, a damaged record) is skipped
+        with a warning naming the probe: that probe starts afresh, the others as they were."""
         rows = self._query(
             "SELECT probe, status, since, ok_streak, fail_streak, last_time, outage_failures,"
             " alerts_sent, next_alert FROM probe_state"
         )
-        return {
-            row[0]: ProbeState(
-                name=row[0],
-                status=Status(row[1]),
-                since=row[2],
-                ok_streak=row[3],
-                fail_streak=row[4],
-                last_time=row[5],
-                outage_failures=row[6],
-                alerts_sent=row[7],
-                next_alert=row[8],
-            )
-            for row in rows
-        }
+        states = {}
+        for row in rows:
+            state = _state_from_row(row)
+            if state is None:
+                name = row[0] if isinstance(row[0], str) else repr(row[0])
+                log.warning(
+                    "store %s: the saved state of probe %s is not valid; it starts as unknown",
+                    self.path,
+                    json.dumps(name[:200], ensure_ascii=True),
+                )
+                continue
+            states[state.name] = state
+        return states
 
     def outbox_pending(self, now: float | None = None) -> list[OutboxRow]:
         """Pending outbox rows, oldest first; with `now`, only those due by then."""
