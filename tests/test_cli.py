@@ -325,3 +325,35 @@ async def test_unusable_log_file_is_exit_3(tmp_path):
     )
     code, err = await run_for(tmp_path, 1.0)
     assert code == 3 and "afile/probe.log" in err and "Traceback" not in err
+
+
+EDGE_CONFIGS = {
+    # Every bound at its limit: what `check` accepts, `run` must start with (issue 9: a
+    # retention of 0s and a NUL in store.path passed check and crashed run).
+    "bounds": """
+settings:
+  probe: {interval: 100ms, timeout: 1ms, failure: 10000, success: 10000, concurrency: 65536,
+          alert: {strategy: exponent, factor: 10000, max: 10000}}
+  notify: {retry: {times: 100}}
+  store: {retention: 1h}
+tcp:
+  - {name: gone, host: "127.0.0.1:CLOSED", labels: {critical: true, tier: 1}}
+""",
+    "odd paths": """
+settings:
+  store: {path: "data dir/pröbe ☃.db"}
+  status: {path: "public dir/índex.html"}
+tcp:
+  - {name: gone, host: "127.0.0.1:CLOSED"}
+""",
+}
+
+
+@pytest.mark.parametrize("text", list(EDGE_CONFIGS.values()), ids=list(EDGE_CONFIGS))
+async def test_what_check_accepts_run_starts_and_stops_cleanly(tmp_path, text):
+    write(tmp_path / "p.yaml", text.replace("CLOSED", str(closed_port())))
+    code, _out, err = await probe_cmd("check", "-c", "p.yaml", cwd=tmp_path)
+    assert code == 0, err
+    code, err = await run_for(tmp_path, 0.5)
+    assert code == 0, err
+    assert "Traceback" not in err
