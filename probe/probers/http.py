@@ -84,8 +84,13 @@ def _to_bytes(value: Any) -> Any:
     raise ValueError("expected a size such as 1MiB")
 
 
-ByteSize = Annotated[int, BeforeValidator(_to_bytes), Field(ge=1)]
-"""A number of bytes, written `65536`, `512KB` (1000s) or `1MiB` (1024s)."""
+# A body read for contain/regex/eval is held in memory whole: past 1 GiB a check is a
+# memory hazard, never a health check.
+MAX_BODY_LIMIT = 2**30
+MAX_REDIRECTS_LIMIT = 100
+
+ByteSize = Annotated[int, BeforeValidator(_to_bytes), Field(ge=1, le=MAX_BODY_LIMIT)]
+"""A number of bytes, written `65536`, `512KB` (1000s) or `1MiB` (1024s); at most 1 GiB."""
 
 
 class _TLSSettings(NamedTuple):
@@ -132,7 +137,7 @@ class HTTPSpec(ProbeSpec):
     # Put an excerpt of the body in the check's message, so notifications show it.
     with_output: bool = False
     limit_redirects: bool = False
-    max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0)
+    max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=MAX_REDIRECTS_LIMIT)
     max_body: ByteSize = DEFAULT_MAX_BODY
 
     @field_validator("url")

@@ -288,3 +288,19 @@ def test_check_escapes_a_config_path_with_control_characters(tmp_path: Path) -> 
 
 def test_defaults_are_within_their_own_bounds() -> None:
     Settings.model_validate({})  # every default passes the validators it is subject to
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("max_redirects: 101", "must be at most 100, got 101"),
+        ("max_body: 2GiB", 'must be at most 1073741824, got "2GiB"'),
+    ],
+)
+def test_http_counts_have_upper_bounds(tmp_path: Path, key: str, message: str) -> None:
+    path = tmp_path / "probes.yaml"
+    path.write_text(f"http:\n  - {{name: a, url: 'http://127.0.0.1:1/', {key}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)  # the real http prober's spec
+    (problem,) = info.value.problems
+    assert problem.message == message
