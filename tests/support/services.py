@@ -46,7 +46,10 @@ def require_service(name: str, *, timeout: float = 1.0) -> str:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
-        reason = f"{name} not reachable at {host}:{port} ({exc.strerror or exc})"
+        reason = (
+            f"{name} not reachable at {host}:{port} ({exc.strerror or exc}); `make services` "
+            f"starts it where it is installed, or point {DEFAULTS[name][0]} at one"
+        )
         if services_required():
             pytest.fail(reason + " and PROBE_TEST_REQUIRE_SERVICES=1", pytrace=False)
         pytest.skip(reason)

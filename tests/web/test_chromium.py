@@ -31,7 +31,7 @@ CHROMIUM = Path(os.environ.get("PROBE_TEST_CHROMIUM", "/usr/bin/chromium"))
 
 def chromium() -> Path:
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        reason = f"chromium not found at {CHROMIUM}"
+        reason = f"chromium not found at {CHROMIUM} (`make services` as root installs it)"
         if services_required():
             pytest.fail(reason + " (PROBE_TEST_REQUIRE_SERVICES=1)")
         pytest.skip(reason)
