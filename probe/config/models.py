@@ -232,11 +232,21 @@ def _hh_mm(value: str) -> str:
 
 
 class SLASettings(StrictModel):
+    # EaseProbe's SLA data file (`data`, `backups`): our results are in the store.
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"data", "backups"})
 
     schedule: Literal["none", "minutely", "hourly", "daily", "weekly", "monthly"] = "daily"
     time: Annotated[str, AfterValidator(_hh_mm)] = "00:00"
     channels: list[str] = Field(default_factory=list)
+    # EaseProbe's `debug: true`: a report every minute whatever `schedule` says (minutely).
+    debug: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _debug_is_minutely(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("debug") is True:
+            return {**data, "schedule": "minutely"}
+        return data
 
 
 class HTTPAccessLogSettings(StrictModel):

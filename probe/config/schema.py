@@ -131,6 +131,9 @@ def _models_in(tp: Any) -> Iterator[type[BaseModel]]:
 def _amend(entry: dict[str, Any], model: type[BaseModel]) -> None:
     """Add to one model's schema what the loader accepts beyond the model's own fields."""
     properties: dict[str, Any] = entry.setdefault("properties", {})
+    if model.model_config.get("coerce_numbers_to_str"):
+        for value in properties.values():
+            _numbers_as_text(value)
     ignored: frozenset[str] = getattr(model, "easeprobe_ignored", frozenset())
     for key in sorted(ignored - set(properties)):
         properties[key] = {"description": _IGNORED}
@@ -153,6 +156,24 @@ def _amend(entry: dict[str, Any], model: type[BaseModel]) -> None:
         entry.setdefault("allOf", []).extend(alternatives)
     if "required" in entry and not entry["required"]:
         del entry["required"]
+
+
+def _numbers_as_text(node: Any) -> None:
+    """Let a plain string's place take a number too, as the model does (`chat_id: -100123`,
+    a `data:` value `45`: Go's yaml.v3 reads them as written, StrictModel turns them into
+    text). Strings with a form (a pattern, a format such as a path or a secret, an enum) are
+    left as they are."""
+    if isinstance(node, list):
+        for item in node:
+            _numbers_as_text(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+        node["type"] = ["string", "number"]
+    for key in ("anyOf", "oneOf", "allOf", "items", "prefixItems", "additionalProperties"):
+        if key in node:
+            _numbers_as_text(node[key])
 
 
 def _allow_empty_inherited(definitions: Mapping[str, Any], ref: Mapping[str, str]) -> None:

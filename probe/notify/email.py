@@ -37,7 +37,14 @@ from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from probe import __version__
 from probe.config.models import ConfigPath
@@ -100,7 +107,18 @@ class EmailSpec(TemplatedSpec):
     server: str
     username: str | None = None
     password: SecretStr | None = None
-    to: Annotated[list[str], BeforeValidator(_split_addresses)] = Field(min_length=1)
+    to: Annotated[
+        list[str],
+        BeforeValidator(_split_addresses),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "description": 'EaseProbe\'s "a@x;b@y" ("," works too)'},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ]
+            }
+        ),
+    ] = Field(min_length=1)
     # `from` is a Python keyword: the field has another name, the key is EaseProbe's.
     sender: str | None = Field(default=None, alias="from")
     tls: Literal["starttls", "ssl", "none"] | None = None

@@ -28,7 +28,7 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, WithJsonSchema, field_validator
 
 from probe import __version__
 from probe.config.durations import format_duration
@@ -106,6 +106,40 @@ def _header_map(value: Any) -> Any:
     return value
 
 
+# What the two BeforeValidators above take, for `probe schema`.
+_HEADERS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "object", "additionalProperties": {"type": "string"}},
+        {
+            "type": "array",
+            "description": "EaseProbe's form: a list of {name, value}",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "value": {"type": "string"}},
+                "required": ["name", "value"],
+                "additionalProperties": False,
+            },
+        },
+    ]
+}
+_RANGE_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "prefixItems": [{"type": "integer"}, {"type": "integer"}],
+    "minItems": 2,
+    "maxItems": 2,
+}
+_STATUS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "description": "one status code (EaseProbe's form)"},
+        {
+            "type": "array",
+            "items": {"anyOf": [{"type": "integer"}, _RANGE_SCHEMA]},
+            "minItems": 1,
+        },
+    ]
+}
+
+
 class WebhookSpec(TemplatedSpec):
     """An entry under `notify: http:` (or `webhook:`)."""
 
@@ -114,12 +148,12 @@ class WebhookSpec(TemplatedSpec):
     # Secrets both: a webhook's token sits in its URL's path or query, an API key in a header.
     url: SecretStr
     method: str = "POST"
-    headers: Annotated[dict[str, SecretStr], BeforeValidator(_header_map)] = Field(
-        default_factory=dict
-    )
-    success_status: Annotated[list[tuple[int, int]], BeforeValidator(_status_ranges)] = Field(
-        default_factory=lambda: [(200, 299)], min_length=1
-    )
+    headers: Annotated[
+        dict[str, SecretStr], BeforeValidator(_header_map), WithJsonSchema(_HEADERS_SCHEMA)
+    ] = Field(default_factory=dict)
+    success_status: Annotated[
+        list[tuple[int, int]], BeforeValidator(_status_ranges), WithJsonSchema(_STATUS_SCHEMA)
+    ] = Field(default_factory=lambda: [(200, 299)], min_length=1)
 
     @field_validator("url")
     @classmethod
