@@ -341,7 +341,9 @@ class App:
             return
         path = self.config.settings.status.path
         try:
-            await write_status_files(self._page, path)
+            # The default path's folder (public/) is made; a path the user named must exist.
+            default = "path" not in self.config.settings.status.model_fields_set
+            await write_status_files(self._page, path, make_parent=default)
         except Exception as exc:
             log.warning("status page %s not written: %s", path, exc)
 

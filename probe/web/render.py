@@ -18,6 +18,7 @@ import importlib.resources
 import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from markupsafe import Markup
 import probe
 from probe.core.result import Status
 from probe.core.tracker import Transition
+from probe.errors import StartupError
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
 from probe.web.query import filter_summaries, page_size, seconds
 from probe.web.urls import icon_url
@@ -515,11 +517,47 @@ class StatusPage:
 # --- the static file ---------------------------------------------------------------------------
 
 
-def write_static_page(path: Path | str, html: str) -> None:
+def check_target(path: Path) -> None:
+    """Raise StartupError unless `path` is a regular file or a new name in an existing
+    directory. The page is written by renaming a new file over `path`, which would replace
+    a symlink (`-o /dev/stdout`) or a device node (`-o /dev/null`, as root) rather than write
+    through it; and a missing directory is most often a typo, not a wish to create it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        parent = path.parent
+        if not parent.is_dir():
+            raise StartupError(
+                f"cannot write {path}: no directory {parent} (create it first)"
+            ) from None
+        return
+    except NotADirectoryError:
+        raise StartupError(f"cannot write {path}: a part of the path is not a directory") from None
+    except OSError as err:
+        raise StartupError(f"cannot write {path}: {err.strerror or err}") from None
+    if stat.S_ISLNK(mode):
+        what = "a symbolic link"
+    elif stat.S_ISDIR(mode):
+        what = "a directory"
+    elif not stat.S_ISREG(mode):
+        what = "a device, FIFO or socket"
+    else:
+        return
+    raise StartupError(
+        f"refusing to write {path}: it is {what}, not a regular file (name a regular file,"
+        " or a new file in an existing directory)"
+    )
+
+
+def write_static_page(path: Path | str, html: str, *, make_parent: bool = False) -> None:
     """Write `html` to `path` atomically: a temp file in the same directory, then a rename,
-    so readers see the old page or the new one, never half of one."""
+    so readers see the old page or the new one, never half of one. `path` must be a regular
+    file or a new name in an existing directory (see check_target); `make_parent` creates the
+    directory first (the default path's, which the user never named)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    check_target(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -542,11 +580,15 @@ def page_file(path: Path, number: int) -> Path:
     return path.with_name(f"{path.stem}-{number}{path.suffix}")
 
 
-async def write_status_files(page: StatusPage, path: Path | str) -> list[Path]:
+async def write_status_files(
+    page: StatusPage, path: Path | str, *, make_parent: bool = False
+) -> list[Path]:
     """Write the unfiltered status page to `path`, one file per page of the default size
     linked by relative previous/next links, each file atomically; page files left from a
-    time with more probes are removed. Returns the files written."""
+    time with more probes are removed. Returns the files written. Raises StartupError when
+    a target is not a regular file or a new name in an existing directory."""
     target = Path(path)
+    await asyncio.to_thread(_prepare_target, target, make_parent)
 
     def link(_query: Mapping[str, str], number: int) -> str:
         return quote(page_file(target, number).name)
@@ -563,11 +605,20 @@ async def write_status_files(page: StatusPage, path: Path | str) -> list[Path]:
     return written
 
 
+def _prepare_target(target: Path, make_parent: bool) -> None:
+    # Checked before any page is rendered: a bad target fails at once, not after the work.
+    if make_parent:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    check_target(target)
+
+
 def _remove_pages_after(target: Path, count: int) -> None:
     pattern = re.compile(re.escape(target.stem) + r"-([0-9]+)" + re.escape(target.suffix))
     with contextlib.suppress(FileNotFoundError):
         for entry in target.parent.iterdir():
             match = pattern.fullmatch(entry.name)
-            if match and int(match.group(1)) > count and entry.is_file():
+            # Only regular files: never a symlink (it would be the link's target's name that
+            # matched) nor anything else someone put there.
+            if match and int(match.group(1)) > count and stat.S_ISREG(entry.lstat().st_mode):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()

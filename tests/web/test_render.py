@@ -170,6 +170,7 @@ async def test_served_at_root(store):
 
 def test_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "public" / "index.html"
+    target.parent.mkdir()
     write_static_page(target, "old")
     assert target.read_text() == "old"
 
@@ -196,6 +197,7 @@ async def test_failed_render_leaves_old_file(tmp_path, page):
 
 
 def _config(tmp_path: Path, store: Path) -> Path:
+    (tmp_path / "site").mkdir(exist_ok=True)  # a status path's folder must exist
     cfg = tmp_path / "p.yaml"
     cfg.write_text(
         "settings:\n"
@@ -250,6 +252,7 @@ async def test_app_writes_the_status_file_while_running_and_at_stop(tmp_path):
         "tcp:\n  - {name: self, host: '127.0.0.1:1', interval: 100ms, timeout: 90ms}\n"
     )
     target = tmp_path / "site" / "index.html"
+    target.parent.mkdir()
     app = App(load_config(config))
     seen: list[str] = []
 
@@ -362,6 +365,7 @@ async def test_report_writes_every_page(tmp_path, capsys):
     probes = "".join(f"  - {{name: t{i}, host: '127.0.0.1:{i + 1}'}}\n" for i in range(101))
     cfg.write_text(f"settings:\n  store: {{path: '{db}'}}\ntcp:\n{probes}")
     out = tmp_path / "out" / "status.html"
+    out.parent.mkdir()
     assert await _in_thread(cli_main, ["report", "-c", str(cfg), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "and 1 more page file(s) (101 probes)" in printed
