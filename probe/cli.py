@@ -327,7 +327,7 @@ async def _cmd_report(config: Config, output: str | None) -> int:
             timezone=settings.timezone,
             clock=lambda: now,
         )
-        page = StatusPage(source, title=settings.name)
+        page = StatusPage(source, title=settings.name, icon=settings.icon)
         written = await write_status_files(page, target)
     except sqlite3.Error as err:
         print(f"probe report: store {path}: {err}", file=sys.stderr)

@@ -168,3 +168,13 @@ async def test_probe_report_refuses_with_exit_3(
     # Nothing at the configured path either (its folder does not exist): refused the same way.
     assert await asyncio.to_thread(cli_main, ["report", "-c", str(_config(tmp_path))]) == 3
     assert not (tmp_path / "site").exists()
+
+
+async def test_probe_report_shows_the_icon(store: Store, tmp_path: Path) -> None:
+    await store.flush()
+    (tmp_path / "site").mkdir()
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("settings:\n", "settings:\n  icon: /logo.png\n", 1))
+    assert await asyncio.to_thread(cli_main, ["report", "-c", str(cfg)]) == 0
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert '<link rel="icon" href="/logo.png">' in html
