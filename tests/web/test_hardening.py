@@ -146,7 +146,9 @@ async def raw_status(port: int, path: str, header_lines: bytes = b"") -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(
-            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"GET "
+            + path.encode()
+            + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             + header_lines
             + b"\r\n"
         )
