@@ -1089,8 +1089,6 @@ class _Loader:
         mapping[target] = secret.removesuffix("\n").removesuffix("\r")
         # Read: its value is validated like any other (an empty one is an error, not silence).
         self.src.broken.discard((*loc, target))
-        # Read: its value is validated like any other (an empty one is an error, not silence).
-        self.src.broken.discard((*loc, target))
         if kloc in self.src.values:
             self.src.values[(*loc, target)] = self.src.values[kloc]
         if kloc in self.src.keys:
