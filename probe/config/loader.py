@@ -1095,12 +1095,19 @@ class _Loader:
             self.src.keys[(*loc, target)] = self.src.keys[kloc]
 
     def _validate(self, model: type[BaseModel], raw: Any, loc: _Loc) -> BaseModel | None:
+        before = len(self.src.problems)
         try:
             return model.model_validate(raw, context={"base_dir": self.base_dir})
         except ValidationError as exc:
             self._report(exc, model, loc)
         except Exception as exc:  # a validator bug must not become a traceback
             self.src.error(loc, f"cannot validate ({type(exc).__name__}); please report this")
+        if len(self.src.problems) == before and not self.src.problems:
+            # Every complaint fell under a value marked broken without a problem of its own:
+            # never let a section silently fall back to its defaults (auth off, say).
+            # (Appended directly: `error` would stay silent under the broken mark.)
+            problem = self.src._problem(loc, "invalid; please report this", False, None)
+            self.src.problems.append(problem)
         return None
 
     def _report(self, exc: ValidationError, model: type[BaseModel], base: _Loc) -> None:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from probe.config.durations import DURATION_PATTERN, format_duration, parse_duration
-from probe.web.urls import icon_url
+from probe.config.urls import icon_url
 
 __all__ = [
     "AlertSpec",

@@ -33,12 +33,12 @@ import jinja2
 from markupsafe import Markup
 
 import probe
+from probe.config.urls import icon_url
 from probe.core.result import Status
 from probe.core.tracker import Transition
 from probe.errors import StartupError
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
 from probe.web.query import filter_summaries, page_size, seconds
-from probe.web.urls import icon_url
 
 __all__ = [
     "ProbeDetail",

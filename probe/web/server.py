@@ -39,6 +39,7 @@ from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from probe.config.models import HTTPAccessLogSettings
+from probe.config.urls import icon_origin
 from probe.core.result import Result, Status, utc_iso
 from probe.core.tracker import Transition
 from probe.errors import StartupError
@@ -48,7 +49,6 @@ from probe.web import svg
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource
 from probe.web.query import DEFAULT_PAGE_SIZE, BadRequest, filter_summaries
 from probe.web.render import StatusPage
-from probe.web.urls import icon_origin
 
 __all__ = ["DEFAULT_PAGE_SIZE", "BadRequest", "create_app", "filter_summaries", "start_server"]
 
