@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ import pytest
 from aiohttp import web
 
 from probe import __version__
+from tests.support.cli import PROBE, spawn_probe
 from tests.support.config import use_free_http_port
-
-PROBE = [sys.executable, "-m", "probe"]
 
 
 def closed_port() -> int:
@@ -181,15 +179,7 @@ async def run_for(
     config = tmp_path / "p.yaml"
     if "afile" not in config.read_text():  # the start-up failure tests keep their file as is
         use_free_http_port(config)
-    proc = await asyncio.create_subprocess_exec(
-        *PROBE,
-        "run",
-        "-c",
-        "p.yaml",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_probe("run", "-c", "p.yaml", cwd=tmp_path)
     assert proc.stderr is not None
     seen: list[bytes] = []
 

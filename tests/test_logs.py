@@ -19,8 +19,7 @@ import pytest
 
 from probe.config import load_config
 from probe.logs import REDACTED, redact, register_secrets, secret_values, setup_logging
-
-PROBE = [sys.executable, "-m", "probe"]
+from tests.support.cli import spawn_probe
 
 
 async def _wait_for_line(path: Path, text: str, timeout: float = 30.0) -> str:
@@ -56,15 +55,7 @@ async def test_probe_run_logs_a_malformed_request_in_its_file_redacted_and_on_on
         "  - {name: c, host: '127.0.0.1:1', interval: 1s, timeout: 1s}\n"
     )
     log_file = tmp_path / "logs" / "probe.log"
-    proc = await asyncio.create_subprocess_exec(
-        *PROBE,
-        "run",
-        "-c",
-        "p.yaml",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_probe("run", "-c", "p.yaml", cwd=tmp_path)
     try:
         serving = json.loads(await _wait_for_line(log_file, "serving http://"))
         port = int(serving["message"].split(":")[2].split("/")[0])

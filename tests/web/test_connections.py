@@ -11,7 +11,6 @@ import os
 import re
 import resource
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from probe.store import Store
 from probe.web.data import StatusSource
 from probe.web.server import HEADER_TIMEOUT, connection_cap, create_app, start_server
 from tests.store.helpers import NOW, Clock
+from tests.support.cli import spawn_probe
 from tests.web.test_server import PROBES
 
 MARGIN = 3.0  # scheduling slack on a loaded machine; the bounds themselves are seconds
@@ -189,16 +189,12 @@ async def test_idle_clients_never_cost_a_check_its_descriptors(tmp_path: Path) -
         "tcp:\n"
         f"  - {{name: self, host: '127.0.0.1:{target_port}', interval: 100ms, timeout: 2s}}\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "probe",
+    proc = await spawn_probe(
         "run",
         "-c",
         "p.yaml",
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
         preexec_fn=_low_rlimit,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -11,20 +11,11 @@ import pytest
 from probe.store import Store
 from probe.web.data import StatusSource
 from probe.web.server import create_app, start_server
-from tests.store.helpers import NOW, Clock
+from tests.store.helpers import NOW
 from tests.web.pagedom import PageDOM
-from tests.web.test_server import PROBES, fill
+from tests.web.test_server import PROBES
 
 Serve = Callable[..., Awaitable[httpx.AsyncClient]]
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = Store.open(tmp_path / "probe.db", clock=Clock())
-    await s.start()
-    await fill(s)
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,20 +17,11 @@ from probe.web.render import StatusPage, write_static_page, write_status_files
 from probe.web.server import BadRequest, create_app, start_server
 from tests.store.helpers import NOW, Clock, Feeder, every, make_result
 from tests.web.pagedom import PageDOM
-from tests.web.test_server import HOSTILE, PROBES, fill
+from tests.web.test_server import HOSTILE, PROBES
 
 DAY = 86400.0
 LONG = ("\"quoted\" 'single' 🚀 " * 12)[:200]
 ALL = [*PROBES, ProbeInfo(LONG, "tcp", "127.0.0.1:3", {"group": "<b>grp</b>"})]
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = Store.open(tmp_path / "probe.db", clock=Clock())
-    await s.start()
-    await fill(s)
-    yield s
-    await s.close()
 
 
 @pytest.fixture

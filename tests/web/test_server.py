@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import httpx
@@ -17,7 +16,7 @@ from probe.core.tracker import Policy
 from probe.store import Store
 from probe.web.data import ProbeInfo, StatusSource, refresh_pause
 from probe.web.server import create_app, start_server
-from tests.store.helpers import NOW, Clock, Feeder, every
+from tests.store.helpers import NOW, Feeder, every
 
 HOSTILE = '<script>alert(1)</script> "q" & ünïcode 🚀'
 PROBES = [
@@ -46,15 +45,6 @@ async def fill(store: Store) -> None:
     ):
         store.submit(obs)
     await store.flush()
-
-
-@pytest.fixture
-async def store(tmp_path) -> AsyncIterator[Store]:
-    s = Store.open(tmp_path / "probe.db", clock=Clock())
-    await s.start()
-    await fill(s)
-    yield s
-    await s.close()
 
 
 @pytest.fixture
