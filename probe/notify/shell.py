@@ -54,17 +54,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from probe.commands import (
-    CommandSpec,
-    OutputCollector,
-    SecretMasker,
-    last_line,
-    output_closed,
-    release,
-    short,
-    start_failure,
-    status_text,
-)
 from probe.core.result import utc_iso
 from probe.notify.base import (
     DeliveryError,
@@ -75,6 +64,17 @@ from probe.notify.base import (
     NotifyContext,
 )
 from probe.notify.templates import TemplatedSpec, render_json
+from probe.subprocesses import (
+    CommandSpec,
+    OutputCollector,
+    SecretMasker,
+    last_line,
+    output_closed,
+    release,
+    short,
+    start_failure,
+    status_text,
+)
 
 __all__ = ["ShellNotifier", "ShellNotifySpec", "easeprobe_csv", "event_environment", "go_duration"]
 

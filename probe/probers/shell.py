@@ -27,7 +27,13 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
-from probe.commands import (
+from probe.config.models import ProbeSpec
+from probe.core.check import CheckContext, Outcome
+from probe.errors import ProbeError
+from probe.probers._match import Matcher, check_pattern
+from probe.probers._net import redact_url, with_excerpt
+from probe.probers.base import Prober, SharedResources
+from probe.subprocesses import (
     SECRETISH,
     CommandSpec,
     OutputCollector,
@@ -39,12 +45,6 @@ from probe.commands import (
     start_failure,
     status_text,
 )
-from probe.config.models import ProbeSpec
-from probe.core.check import CheckContext, Outcome
-from probe.errors import ProbeError
-from probe.probers._match import Matcher, check_pattern
-from probe.probers._net import redact_url, with_excerpt
-from probe.probers.base import Prober, SharedResources
 
 __all__ = ["MAX_OUTPUT", "ShellProber", "ShellSpec"]
 
