@@ -29,7 +29,7 @@ from history import arguments, fill_and_say  # bench/history.py
 from prometheus_client import CollectorRegistry, generate_latest
 
 from probe.core.result import Result, Status
-from probe.metrics import ProbeInfo, exposition, probe_metrics
+from probe.metrics import SeriesLabels, exposition, probe_metrics
 from probe.notify.metrics import notify_metrics
 from probe.store import Store
 
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     now = time.time()
     infos = [
-        ProbeInfo(
+        SeriesLabels(
             f"probe-{p:04d}",
             "http",
             f"https://service-{p:04d}.example.test/health",

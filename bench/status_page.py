@@ -35,10 +35,9 @@ from history import arguments, fill_and_say, probe_name  # bench/history.py
 from prometheus_client import CollectorRegistry
 
 from probe.core.result import Result, Status
-from probe.metrics import ProbeInfo as MetricsInfo
-from probe.metrics import probe_metrics
+from probe.metrics import SeriesLabels, probe_metrics
 from probe.store import Store
-from probe.web.data import ProbeInfo, StatusSource
+from probe.web.data import ConfiguredProbe, StatusSource
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
 
@@ -105,9 +104,9 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> tuple[float, object]:
     return (time.perf_counter() - began) * 1000.0, value
 
 
-def infos(probes: int) -> list[ProbeInfo]:
+def infos(probes: int) -> list[ConfiguredProbe]:
     return [
-        ProbeInfo(
+        ConfiguredProbe(
             probe_name(p),
             "http",
             f"https://service-{p:04d}.example.test/health",
@@ -117,10 +116,10 @@ def infos(probes: int) -> list[ProbeInfo]:
     ]
 
 
-def metrics_registry(probes: list[ProbeInfo], store: Store, now: float) -> CollectorRegistry:
+def metrics_registry(probes: list[ConfiguredProbe], store: Store, now: float) -> CollectorRegistry:
     registry = CollectorRegistry()
     metrics = probe_metrics(
-        registry, [MetricsInfo(p.name, p.kind, p.endpoint, dict(p.labels)) for p in probes]
+        registry, [SeriesLabels(p.name, p.kind, p.endpoint, dict(p.labels)) for p in probes]
     )
     for p in probes:
         metrics.record(

@@ -35,7 +35,7 @@ from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.errors import ProbeError, StartupError
 from probe.logs import register_secrets, secret_values
-from probe.metrics import REGISTRY, ProbeInfo, probe_metrics
+from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
 from probe.notify import load_notifier_class
 from probe.notify.base import Event, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
@@ -44,8 +44,7 @@ from probe.probers import load_prober_class, target_for_kind
 from probe.probers.base import Prober, SharedResources
 from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
-from probe.web.data import ProbeInfo as WebProbeInfo
-from probe.web.data import StatusSource
+from probe.web.data import ConfiguredProbe, StatusSource
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
 
@@ -181,7 +180,7 @@ class App:
         self.metrics = notify_metrics(registry)
         self.probe_metrics = probe_metrics(
             registry,
-            [ProbeInfo(s.name, s.kind, s.endpoint(), s.labels) for s in config.enabled_probes],
+            [SeriesLabels(s.name, s.kind, s.endpoint(), s.labels) for s in config.enabled_probes],
         )
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
@@ -362,7 +361,7 @@ class App:
         source = StatusSource(
             store,
             [
-                WebProbeInfo(s.name, s.kind, s.endpoint(), dict(s.labels))
+                ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
                 for s in self.config.enabled_probes
             ],
             timezone=settings.timezone,

@@ -306,7 +306,7 @@ def _cmd_sla(config: Config, window: str, fmt: str) -> int:
 async def _cmd_report(config: Config, output: str | None) -> int:
     """Render the status page once from the store and write it atomically."""
     from probe.store import Store
-    from probe.web.data import ProbeInfo, StatusSource
+    from probe.web.data import ConfiguredProbe, StatusSource
     from probe.web.render import StatusPage, write_status_files
 
     settings = config.settings
@@ -321,7 +321,7 @@ async def _cmd_report(config: Config, output: str | None) -> int:
         source = StatusSource(
             store,
             [
-                ProbeInfo(s.name, s.kind, s.endpoint(), dict(s.labels))
+                ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
                 for s in config.enabled_probes
             ],
             timezone=settings.timezone,

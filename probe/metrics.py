@@ -44,9 +44,9 @@ from probe.core.result import Result, Status
 __all__ = [
     "REGISTRY",
     "SLA_WINDOWS",
-    "ProbeInfo",
     "ProbeMetrics",
-    "SLASource",
+    "SeriesLabels",
+    "UptimeReader",
     "cert_expiry",
     "exposition",
     "label_names",
@@ -98,8 +98,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
 }
 
 
-class ProbeInfo(NamedTuple):
-    """What the metrics need of a configured probe."""
+class SeriesLabels(NamedTuple):
+    """The labels every series of one configured probe carries: its name, kind and endpoint,
+    and its own `labels` (sanitised into label names by `label_names`)."""
 
     name: str
     kind: str
@@ -107,8 +108,9 @@ class ProbeInfo(NamedTuple):
     labels: Mapping[str, str]
 
 
-class SLASource(Protocol):
-    """The store's measured-time query (probe.store.Store implements it)."""
+class UptimeReader(Protocol):
+    """The store's measured-time query, up and down seconds per probe (probe.store.Store
+    implements it)."""
 
     def uptime_many(
         self, names: Iterable[str], start: float, end: float
@@ -215,7 +217,7 @@ def _label_text(
     return text, around
 
 
-def _layout(probes: Sequence[ProbeInfo]) -> _Layout:
+def _layout(probes: Sequence[SeriesLabels]) -> _Layout:
     mapping = label_names(key for probe in probes for key in probe.labels)
     keys = sorted(mapping, key=lambda k: mapping[k])
     values = {
@@ -243,7 +245,7 @@ class ProbeMetrics(Collector):
     immutable snapshots that the writers replace whole); `refresh_sla()` runs in a thread.
     """
 
-    def __init__(self, probes: Sequence[ProbeInfo] = ()) -> None:
+    def __init__(self, probes: Sequence[SeriesLabels] = ()) -> None:
         self._lock = threading.Lock()
         self._layout = _layout(probes)
         self._latest: dict[str, _Latest] = {}
@@ -251,7 +253,7 @@ class ProbeMetrics(Collector):
 
     # ----------------------------------------------------------------- configuration
 
-    def configure(self, probes: Sequence[ProbeInfo]) -> None:
+    def configure(self, probes: Sequence[SeriesLabels]) -> None:
         """Take a (new) set of probes: label names are recomputed from their label keys,
         probes no longer configured disappear, the others keep their values."""
         layout = _layout(probes)
@@ -288,7 +290,7 @@ class ProbeMetrics(Collector):
             checks=checks,
         )
 
-    def refresh_sla(self, store: SLASource, now: float | None = None) -> None:
+    def refresh_sla(self, store: UptimeReader, now: float | None = None) -> None:
         """Read every SLA window of every probe from the store (blocking: run it in a thread).
 
         Raises what the store raises; the values of the last good refresh are kept then.
@@ -306,7 +308,7 @@ class ProbeMetrics(Collector):
 
     async def sla_refresher(
         self,
-        store: SLASource,
+        store: UptimeReader,
         interval: float = DEFAULT_SLA_INTERVAL,
         *,
         clock: Callable[[], float] = time.time,
@@ -466,7 +468,7 @@ _registry_lock = threading.Lock()
 
 
 def probe_metrics(
-    registry: CollectorRegistry | None = None, probes: Sequence[ProbeInfo] | None = None
+    registry: CollectorRegistry | None = None, probes: Sequence[SeriesLabels] | None = None
 ) -> ProbeMetrics:
     """The ProbeMetrics of `registry` (default `REGISTRY`), made and registered on first use;
     with `probes`, (re)configured for them. Several Apps in one process (tests, a reload)

@@ -20,8 +20,8 @@ from probe.core.result import Result, Status
 from probe.core.tracker import Policy
 from probe.metrics import (
     REGISTRY,
-    ProbeInfo,
     ProbeMetrics,
+    SeriesLabels,
     cert_expiry,
     exposition,
     label_names,
@@ -45,10 +45,10 @@ PROBE_FAMILIES = {
 }
 
 PROBES = [
-    ProbeInfo("web", "http", "https://example.test/", {"team": "core", "env-name": "prod"}),
-    ProbeInfo("cert", "tls", "example.test:443", {"1zone": "eu", "name": "dup"}),
-    ProbeInfo("db", "tcp", "127.0.0.1:5432", {}),
-    ProbeInfo("api", "http", "http://127.0.0.1:9/", {"team": "edge"}),
+    SeriesLabels("web", "http", "https://example.test/", {"team": "core", "env-name": "prod"}),
+    SeriesLabels("cert", "tls", "example.test:443", {"1zone": "eu", "name": "dup"}),
+    SeriesLabels("db", "tcp", "127.0.0.1:5432", {}),
+    SeriesLabels("api", "http", "http://127.0.0.1:9/", {"team": "edge"}),
 ]
 
 
@@ -188,7 +188,7 @@ def test_values_and_identical_label_sets() -> None:
 
 def test_https_probe_with_certificate_details_has_expiry() -> None:
     registry = CollectorRegistry()
-    metrics = probe_metrics(registry, [ProbeInfo("web", "http", "https://x/", {})])
+    metrics = probe_metrics(registry, [SeriesLabels("web", "http", "https://x/", {})])
     metrics.record(
         result("web", "http", details={"status_code": 204, "not_after": "2030-01-01T00:00:00Z"})
     )
@@ -201,7 +201,7 @@ def test_https_probe_with_certificate_details_has_expiry() -> None:
 
 def test_reconfigure_drops_removed_probes_and_relabels() -> None:
     registry, metrics = fed_registry()
-    same = probe_metrics(registry, [PROBES[2], ProbeInfo("new", "tcp", "h:1", {"zone": "a"})])
+    same = probe_metrics(registry, [PROBES[2], SeriesLabels("new", "tcp", "h:1", {"zone": "a"})])
     assert same is metrics
     samples = scrape(registry)
     assert {lv["name"] for lv, _ in samples["probe_success"]} == {"db"}
@@ -304,7 +304,7 @@ async def test_sla_refresher_runs_in_a_thread_and_survives_errors(store: Store) 
 
 def test_duration_nan_is_not_exposed() -> None:
     registry = CollectorRegistry()
-    metrics = probe_metrics(registry, [ProbeInfo("a", "tcp", "h:1", {})])
+    metrics = probe_metrics(registry, [SeriesLabels("a", "tcp", "h:1", {})])
     metrics.record(result("a", "tcp", latency=math.nan))
     assert "probe_duration_seconds" not in scrape(registry)
 
@@ -366,7 +366,7 @@ async def test_uptime_many_matches_sla_many(store: Store) -> None:
 
 
 def test_fast_exposition_is_byte_identical_to_generate_latest() -> None:
-    hostile = ProbeInfo('we"ird\\name\n', "http", 'http://x/?q="1"', {"zz": "é\\", "a": "1"})
+    hostile = SeriesLabels('we"ird\\name\n', "http", 'http://x/?q="1"', {"zz": "é\\", "a": "1"})
     registry = CollectorRegistry()
     notify_metrics(registry).count("slack", "sent")
     metrics = probe_metrics(registry, [*PROBES, hostile])

@@ -43,7 +43,7 @@ from typing import Any, Unpack
 from probe.config.durations import format_duration
 from probe.config.models import RetrySettings
 from probe.notify.base import DeliveryError, Notification, Notifier
-from probe.notify.metrics import NotifyMetrics, Outcome, notify_metrics
+from probe.notify.metrics import DeliveryOutcome, NotifyMetrics, notify_metrics
 from probe.notify.router import Router
 from probe.store.base import Outbox, OutboxChanges, OutboxItem, OutboxRow, OutboxState
 
@@ -457,7 +457,12 @@ class Dispatcher:
         await self._settle(delivery, "dropped", "dropped", error=delivery.last_error or None)
 
     async def _settle(
-        self, delivery: _Delivery, state: OutboxState, outcome: Outcome, *, error: str | None = None
+        self,
+        delivery: _Delivery,
+        state: OutboxState,
+        outcome: DeliveryOutcome,
+        *,
+        error: str | None = None,
     ) -> None:
         """The delivery is over: count it, forget it, record it."""
         self._deliveries.pop(delivery.id, None)

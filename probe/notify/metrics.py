@@ -21,9 +21,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 # The one registry /metrics serves, shared with the probes' metrics (probe.metrics).
 from probe.metrics import REGISTRY
 
-__all__ = ["REGISTRY", "NotifyMetrics", "Outcome", "notify_metrics"]
+__all__ = ["REGISTRY", "DeliveryOutcome", "NotifyMetrics", "notify_metrics"]
 
-Outcome = Literal["sent", "failed", "dropped", "dry"]
+# How one notification ended: the `result` label of probe_notifications_total.
+DeliveryOutcome = Literal["sent", "failed", "dropped", "dry"]
 
 
 class NotifyMetrics:
@@ -44,10 +45,10 @@ class NotifyMetrics:
             registry=registry,
         )
 
-    def count(self, notifier: str, result: Outcome) -> None:
+    def count(self, notifier: str, result: DeliveryOutcome) -> None:
         self.notifications.labels(notifier=notifier, result=result).inc()
 
-    def value(self, notifier: str, result: Outcome) -> float:
+    def value(self, notifier: str, result: DeliveryOutcome) -> float:
         """The current count (for tests and `probe` itself; Prometheus scrapes the registry)."""
         sample = self.registry.get_sample_value(
             "probe_notifications_total", {"notifier": notifier, "result": result}

@@ -22,7 +22,7 @@ from probe.core.result import Result, Status
 from probe.core.tracker import ProbeState, Transition
 from probe.store.sla import HourRollup, SLAFigures, window_bounds
 
-__all__ = ["WINDOWS", "ProbeInfo", "ProbeSummary", "StatusSource", "StoreReader"]
+__all__ = ["WINDOWS", "ConfiguredProbe", "ProbeSummary", "StatusSource", "StoreReader"]
 
 log = logging.getLogger("probe.web")
 
@@ -50,7 +50,7 @@ class StoreReader(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeInfo:
+class ConfiguredProbe:
     """A configured probe as the web layer knows it (from the config, never from probers)."""
 
     name: str
@@ -61,7 +61,7 @@ class ProbeInfo:
 
 @dataclass(frozen=True, slots=True)
 class ProbeSummary:
-    info: ProbeInfo
+    info: ConfiguredProbe
     status: Status
     since: float | None
     last: Result | None
@@ -103,7 +103,7 @@ class StatusSource:
     def __init__(
         self,
         store: StoreReader,
-        probes: Sequence[ProbeInfo],
+        probes: Sequence[ConfiguredProbe],
         *,
         timezone: str = "UTC",
         max_age: float = 10.0,
@@ -161,7 +161,7 @@ class StatusSource:
         """The store this source reads (the status page reads its rollups too)."""
         return self._store
 
-    def info(self, name: str) -> ProbeInfo | None:
+    def info(self, name: str) -> ConfiguredProbe | None:
         return self._by_name.get(name)
 
     async def summaries(self) -> list[ProbeSummary]:

@@ -18,7 +18,7 @@ import pytest
 from probe.core.result import Status
 from probe.core.tracker import Policy
 from probe.store import Store
-from probe.web.data import ProbeInfo, StatusSource
+from probe.web.data import ConfiguredProbe, StatusSource
 from probe.web.server import create_app, start_server
 from tests.store.helpers import NOW, Clock, Feeder, every
 from tests.support.services import services_required
@@ -87,7 +87,7 @@ def page_requests(netlog: str, site: str) -> list[str]:
 HOUR = 3600.0
 # The example: up 99.5% over 30 days with one 2-hour incident yesterday (so 400 hours
 # of history: 2 h down of 400 h measured).
-BILLING = ProbeInfo("billing", "http", "http://127.0.0.1:9/health", {"group": "web"})
+BILLING = ConfiguredProbe("billing", "http", "http://127.0.0.1:9/health", {"group": "web"})
 
 
 @pytest.fixture

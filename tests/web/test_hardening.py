@@ -62,10 +62,10 @@ async def test_badge_for_a_control_character_name_is_xml_over_http(store: Store)
     import xml.etree.ElementTree as ET
     from urllib.parse import quote
 
-    from probe.web.data import ProbeInfo
+    from probe.web.data import ConfiguredProbe
 
     name = "db\x00\x1b[31m\x7f"
-    source = StatusSource(store, [ProbeInfo(name, "tcp", "127.0.0.1:9")], clock=lambda: NOW)
+    source = StatusSource(store, [ConfiguredProbe(name, "tcp", "127.0.0.1:9")], clock=lambda: NOW)
     runner, port = await start_server(create_app(source), "127.0.0.1", 0)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

@@ -12,7 +12,7 @@ from probe.cli import main as cli_main
 from probe.core.result import Status
 from probe.core.tracker import Policy, ProbeState, StatusTracker
 from probe.store import Store
-from probe.web.data import ProbeInfo, StatusSource
+from probe.web.data import ConfiguredProbe, StatusSource
 from probe.web.render import StatusPage, write_static_page, write_status_files
 from probe.web.server import BadRequest, create_app, start_server
 from tests.store.helpers import NOW, Clock, Feeder, every, make_result
@@ -21,7 +21,7 @@ from tests.web.test_server import HOSTILE, PROBES
 
 DAY = 86400.0
 LONG = ("\"quoted\" 'single' 🚀 " * 12)[:200]
-ALL = [*PROBES, ProbeInfo(LONG, "tcp", "127.0.0.1:3", {"group": "<b>grp</b>"})]
+ALL = [*PROBES, ConfiguredProbe(LONG, "tcp", "127.0.0.1:3", {"group": "<b>grp</b>"})]
 
 
 @pytest.fixture
@@ -304,7 +304,7 @@ async def test_down_since_before_the_window_is_an_ongoing_incident(tmp_path):
         ):
             s.submit(obs)
         await s.flush()
-        old = ProbeInfo("old", "tcp", "127.0.0.1:1")
+        old = ConfiguredProbe("old", "tcp", "127.0.0.1:1")
         dom = PageDOM(await StatusPage(StatusSource(s, [old], clock=lambda: NOW)).render({}))
     finally:
         await s.close()
@@ -322,7 +322,7 @@ async def test_static_files_page_like_the_server(tmp_path):
     (site / "index-x.html").write_text("mine")  # not a page file of ours: kept
     (site / "other-9.html").write_text("mine")
     try:
-        many = [ProbeInfo(f"p{i:03}", "tcp", f"127.0.0.1:{i + 1}") for i in range(250)]
+        many = [ConfiguredProbe(f"p{i:03}", "tcp", f"127.0.0.1:{i + 1}") for i in range(250)]
         page = StatusPage(StatusSource(s, many, clock=lambda: NOW))
         written = await write_status_files(page, site / "index.html")
         assert [p.name for p in written] == ["index.html", "index-2.html", "index-3.html"]

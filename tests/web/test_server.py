@@ -14,16 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from probe.core.result import Status
 from probe.core.tracker import Policy
 from probe.store import Store
-from probe.web.data import ProbeInfo, StatusSource, refresh_pause
+from probe.web.data import ConfiguredProbe, StatusSource, refresh_pause
 from probe.web.server import create_app, start_server
 from tests.store.helpers import NOW, Feeder, every
 
 HOSTILE = '<script>alert(1)</script> "q" & ünïcode 🚀'
 PROBES = [
-    ProbeInfo("api", "http", "https://api.example.com/health", {"group": "web"}),
-    ProbeInfo("db", "postgres", "10.0.0.5:5432"),
-    ProbeInfo(HOSTILE, "tcp", "127.0.0.1:1"),
-    ProbeInfo("fresh", "tcp", "127.0.0.1:2"),  # configured, no data yet
+    ConfiguredProbe("api", "http", "https://api.example.com/health", {"group": "web"}),
+    ConfiguredProbe("db", "postgres", "10.0.0.5:5432"),
+    ConfiguredProbe(HOSTILE, "tcp", "127.0.0.1:1"),
+    ConfiguredProbe("fresh", "tcp", "127.0.0.1:2"),  # configured, no data yet
 ]
 
 
