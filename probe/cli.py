@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 from probe import __version__
 from probe.config import Config, find_config_path, load_config
-from probe.config.durations import format_duration
 from probe.core.result import Result, Status
 from probe.core.scheduler import run_all_once
+from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError, StoreError
 from probe.logs import setup_logging
 from probe.text import escaped

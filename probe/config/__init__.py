@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from probe.config.durations import format_duration, parse_duration
 from probe.config.loader import Config, SpecFactory, find_config_path, load_config
 from probe.config.models import ProbeSpec, Settings
+from probe.durations import format_duration, parse_duration
 
 __all__ = [
     "Config",

@@ -33,8 +33,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.reader import ReaderError
 
-from probe.config.durations import format_duration
 from probe.config.models import ProbeDefaults, ProbeSpec, Settings, usable_path
+from probe.durations import format_duration
 from probe.errors import ConfigError, ConfigProblem
 from probe.notify import ALIASES, NOTIFIERS, load_notifier_class
 from probe.probers import (

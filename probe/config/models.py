@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from probe.config.durations import DURATION_PATTERN, format_duration, parse_duration
 from probe.config.urls import icon_url
+from probe.durations import DURATION_PATTERN, format_duration, parse_duration
 
 __all__ = [
     "AlertSpec",

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from probe.config.durations import format_duration
 from probe.core.check import Checkable, CheckContext, Outcome
 from probe.core.result import Result, Status
+from probe.durations import format_duration
 from probe.errors import ProbeError
 
 __all__ = [

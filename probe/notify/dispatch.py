@@ -40,8 +40,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
 
-from probe.config.durations import format_duration
 from probe.config.models import RetrySettings
+from probe.durations import format_duration
 from probe.notify.base import DeliveryError, Notification, Notifier
 from probe.notify.metrics import DeliveryOutcome, NotifyMetrics, notify_metrics
 from probe.notify.router import Router

@@ -31,7 +31,7 @@ import httpx
 from pydantic import BeforeValidator, Field, SecretStr, WithJsonSchema, field_validator
 
 from probe import __version__
-from probe.config.durations import format_duration
+from probe.durations import format_duration
 from probe.notify._http import check_http_url, error_text, public_url, retry_after
 from probe.notify.base import DeliveryError, Notification, Notifier, NotifierSpec
 from probe.notify.templates import TemplatedSpec, Templates

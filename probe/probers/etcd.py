@@ -32,9 +32,9 @@ import httpcore
 import httpx
 from pydantic import model_validator
 
-from probe.config.durations import format_duration
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
+from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
 from probe.probers._httpcore import close_client, new_client

@@ -40,9 +40,9 @@ from pydantic import (
     model_validator,
 )
 
-from probe.config.durations import format_duration
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.core.check import CheckContext, Outcome
+from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
 from probe.probers._match import Matcher, check_pattern

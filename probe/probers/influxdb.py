@@ -49,9 +49,9 @@ from influxdb_client.service.health_service import HealthService
 from pydantic import SecretStr, model_validator
 
 from probe import __version__
-from probe.config.durations import format_duration
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
+from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
 from probe.probers._net import describe_os_error, first_error, plain_error

@@ -37,9 +37,9 @@ from typing import Any, ClassVar, NamedTuple
 from cryptography import x509
 from pydantic import Field, field_validator, model_validator
 
-from probe.config.durations import format_duration
 from probe.config.models import ConfigPath, Duration, ProbeSpec
 from probe.core.check import CheckContext, Outcome
+from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._net import (
     describe_os_error,

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from probe.config.durations import parse_duration
+from probe.durations import parse_duration
 from probe.web.data import ProbeSummary
 
 __all__ = [

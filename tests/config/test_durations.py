@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.config.durations import format_duration, parse_duration
+from probe.durations import format_duration, parse_duration
 
 VALID: list[tuple[str, float]] = [
     ("250ms", 0.25),

@@ -22,9 +22,9 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from probe.config import load_config
-from probe.config.durations import format_duration
 from probe.core.check import CheckContext, Outcome
 from probe.core.scheduler import run_check
+from probe.durations import format_duration
 from probe.errors import ConfigError, ProbeError
 from probe.probers.base import SharedResources
 from probe.probers.tls import TLSProber, TLSSpec

@@ -1,4 +1,8 @@
-"""Durations as users write them: `250ms`, `30s`, `1m30s`, `1.5h`, `7d` (Go's forms too)."""
+"""Durations as users write them: `250ms`, `30s`, `1m30s`, `1.5h`, `7d` (Go's forms too).
+
+A neutral module (standard library only): the config reads durations with it, and the
+scheduler, probers, notifiers and web pages show them with it, without depending on each other.
+"""
 
 from __future__ import annotations
 
