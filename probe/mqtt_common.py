@@ -2,7 +2,7 @@
 client id is made, and the two places that reach inside aiomqtt.
 
 A neutral module: `probe.probers.mqtt` and `probe.notify.mqtt` both import it, and it imports
-neither (DESIGN.md section 1). Only those two import it, and each only for a config that uses
+neither (docs/ARCHITECTURE.md). Only those two import it, and each only for a config that uses
 MQTT, so aiomqtt is still imported only then.
 """
 

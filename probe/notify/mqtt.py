@@ -42,16 +42,16 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from probe import mqtt as shared
+from probe import mqtt_common as shared
 from probe.config.models import ConfigPath
-from probe.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT
+from probe.mqtt_common import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.notify.base import DeliveryError, Notification, Notifier, NotifierSpec, NotifyContext
 from probe.notify.templates import TemplatedSpec, render_json
 from probe.tlsconf import check_cert_and_key, client_context, existing_file
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "MQTTNotifier", "MQTTNotifySpec"]
 
-# The other CONNACK reason codes the notifier names (MQTT 5 numbering, as in probe.mqtt).
+# The other CONNACK reason codes the notifier names (MQTT 5 numbering, as in probe.mqtt_common).
 _UNSUPPORTED_PROTOCOL = 132
 _CLIENT_ID_REJECTED = 133
 _UNAVAILABLE = 136

@@ -10,7 +10,7 @@ The client is aiomqtt (over paho-mqtt). paho opens the TCP connection and does t
 handshake in an executor thread; the phases (`connect`, `TLS handshake`, `CONNACK`,
 `subscribe`, `publish`, `waiting for the published message`) are reported from paho's public
 callbacks and from the SSLContext it wraps the socket with. aiomqtt has no public handle on
-the paho client or on closing a socket at once, so `probe.mqtt.paho_client()` and
+the paho client or on closing a socket at once, so `probe.mqtt_common.paho_client()` and
 `force_close()` (shared with the MQTT notifier) are the two places that reach inside; nothing
 else does.
 
@@ -49,11 +49,11 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, field_validator, model_validator
 
-from probe import mqtt as shared
+from probe import mqtt_common as shared
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.mqtt import DEFAULT_PORT, DEFAULT_TLS_PORT
+from probe.mqtt_common import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.probers._client import SchemedHostSpec, ServiceDSN, Target, split_service_dsn
 from probe.probers._net import describe_os_error, iter_causes
 from probe.probers.base import Prober, SharedResources
