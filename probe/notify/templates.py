@@ -23,7 +23,6 @@ the shipped template is used instead: a message that is not customised beats a l
 from __future__ import annotations
 
 import html
-import importlib.resources
 import json
 import logging
 import math
@@ -40,8 +39,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 from pydantic import PrivateAttr, field_validator, model_validator
 
-import probe
 from probe.notify.base import Event, Notification, NotifierSpec
+from probe.shipped_templates import template_root
 
 __all__ = [
     "FORMATS",
@@ -54,7 +53,6 @@ __all__ = [
     "duration_text",
     "read_overrides",
     "render_json",
-    "template_root",
 ]
 
 log = logging.getLogger(__name__)
@@ -222,18 +220,6 @@ def _ms(value: Any) -> str:
 
 
 # -- the shipped templates -----------------------------------------------------------------
-
-
-def template_root() -> Traversable:
-    """The shipped templates: the package data of an installed wheel, else the repository's
-    `templates/` folder (an editable install cannot map that package)."""
-    try:
-        root = importlib.resources.files("probe.templates")
-        if root.joinpath("README.txt").is_file():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return Path(probe.__file__).resolve().parent.parent / "templates"
 
 
 class _ResourceLoader(jinja2.BaseLoader):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.resources
 import math
 import os
 import re
@@ -24,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -32,11 +30,11 @@ from urllib.parse import quote, urlencode
 import jinja2
 from markupsafe import Markup
 
-import probe
 from probe.config.urls import icon_url
 from probe.core.result import Status
 from probe.core.tracker import Transition
 from probe.errors import StartupError
+from probe.shipped_templates import template_root
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource, StoreReader
 from probe.web.query import filter_summaries, page_size, seconds
 
@@ -193,17 +191,6 @@ def _day_bar(days: Sequence[Day]) -> DayBar:
 
 
 # --- rendering ---------------------------------------------------------------------------------
-
-
-def template_root() -> Traversable:
-    """The shipped templates: package data when installed, else the repository's folder."""
-    try:
-        root = importlib.resources.files("probe.templates")
-        if root.joinpath("README.txt").is_file():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return Path(probe.__file__).resolve().parent.parent / "templates"
 
 
 @cache

@@ -25,8 +25,8 @@ from probe.notify.templates import (
     duration_text,
     read_overrides,
     render_json,
-    template_root,
 )
+from probe.shipped_templates import template_root
 from tests.notify.fake_apis import HOSTILE, down, recovery, sla
 
 

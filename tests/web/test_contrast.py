@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from probe.web.render import template_root
+from probe.shipped_templates import template_root
 
 CSS = template_root().joinpath("status", "page.html.j2").read_text(encoding="utf-8")
 
