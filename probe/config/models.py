@@ -1,7 +1,8 @@
-"""Pydantic models of the config: settings and the keys every probe shares.
+"""Pydantic models of the config: settings, and the keys every probe and every notifier shares.
 
 Each prober kind declares its own spec (a subclass of `ProbeSpec`) next to its code, in
-probe/probers/<kind>.py. Durations are float seconds; the loader (loader.py) fills each probe's
+probe/probers/<kind>.py, and each notifier kind its own `NotifierSpec` in
+probe/notify/<kind>.py. Durations are float seconds; the loader (loader.py) fills each probe's
 unset `interval`/`timeout`/`failure`/`success`/`alert` from `settings.probe` before validation.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,8 +36,10 @@ __all__ = [
     "AlertSpec",
     "ConfigPath",
     "Duration",
+    "Event",
     "HTTPServerSettings",
     "LogSettings",
+    "NotifierSpec",
     "NotifySettings",
     "ProbeDefaults",
     "ProbeSpec",
@@ -219,6 +223,34 @@ class NotifySettings(StrictModel):
     timeout: Duration = 10.0
     retry: RetrySettings = RetrySettings()
     max_age: Duration = 86400.0
+
+
+class Event(StrEnum):
+    """What a notification is about; a notifier's `template:` keys name one."""
+
+    DOWN = "down"
+    RECOVERY = "recovery"
+    SLA = "sla"
+    TEST = "test"
+
+
+class NotifierSpec(StrictModel):
+    """Keys every notifier has. Unset `dry`/`timeout`/`retry` come from `settings.notify`."""
+
+    kind: ClassVar[str] = ""
+
+    name: str = Field(min_length=1)
+    channels: list[str] = Field(default_factory=list)
+    dry: bool | None = None
+    timeout: Duration | None = None
+    retry: RetrySettings | None = None
+    # Per-event template overrides: inline jinja2 source, or a file holding it.
+    template: dict[Event, str] = Field(default_factory=dict)
+    template_file: dict[Event, ConfigPath] = Field(default_factory=dict)
+
+    def target(self) -> str:
+        """Where messages go, as shown to users: no token, no webhook path or query."""
+        return self.kind
 
 
 def _hh_mm(value: str) -> str:

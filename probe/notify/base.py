@@ -1,7 +1,8 @@
-"""What every notifier kind builds on: the Notification value, the spec keys every notifier
-has, the Notifier base class and the one error a send may raise.
+"""What every notifier kind builds on: the Notification value, the Notifier base class and the
+one error a send may raise. The spec keys every notifier has (`NotifierSpec`) and the events
+(`Event`) are config models, defined in probe/config/models.py and re-exported here.
 
-A notifier knows nothing of probers or the store (DESIGN.md section 1): it turns a
+A notifier knows nothing of probers or the store (docs/ARCHITECTURE.md): it turns a
 `Notification` into its service's payload (`render`, through jinja2 templates that a user may
 override per event) and delivers it (`send`). `send` raises `DeliveryError` when the service
 did not accept the message; the dispatcher (dispatch.py) decides about retries, never the
@@ -14,12 +15,9 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import Field
-
-from probe.config.models import ConfigPath, Duration, RetrySettings, StrictModel
+from probe.config.models import Event, NotifierSpec
 
 __all__ = [
     "DeliveryError",
@@ -29,13 +27,6 @@ __all__ = [
     "NotifierSpec",
     "NotifyContext",
 ]
-
-
-class Event(StrEnum):
-    DOWN = "down"
-    RECOVERY = "recovery"
-    SLA = "sla"
-    TEST = "test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +78,6 @@ class DeliveryError(Exception):
         self.message = message
         self.permanent = permanent
         self.retry_after = retry_after
-
-
-class NotifierSpec(StrictModel):
-    """Keys every notifier has. Unset `dry`/`timeout`/`retry` come from `settings.notify`."""
-
-    kind: ClassVar[str] = ""
-
-    name: str = Field(min_length=1)
-    channels: list[str] = Field(default_factory=list)
-    dry: bool | None = None
-    timeout: Duration | None = None
-    retry: RetrySettings | None = None
-    # Per-event template overrides: inline jinja2 source, or a file holding it.
-    template: dict[Event, str] = Field(default_factory=dict)
-    template_file: dict[Event, ConfigPath] = Field(default_factory=dict)
-
-    def target(self) -> str:
-        """Where messages go, as shown to users: no token, no webhook path or query."""
-        return self.kind
 
 
 class NotifyContext:
