@@ -1,4 +1,6 @@
-"""The `probe` command: a thin layer over the library (DESIGN.md section 4).
+"""The `probe` command: parses the arguments, calls one function of the application layer
+(probe.actions) per command, prints what it returns and maps errors to exit codes
+(docs/ARCHITECTURE.md).
 
 Exit codes: 0 ok (for `once`: none down; for `notify-test`: every message accepted), 1 some
 probe down (`once`) or some notifier failed (`notify-test`), 2 bad config or usage, 3 start-up
@@ -12,20 +14,16 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 import sys
-import time
-from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from probe import __version__
+from probe import __version__, actions
 from probe.config import Config, find_config_path, load_config
 from probe.core.result import Result, Status
-from probe.core.scheduler import run_all_once
 from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError, StoreError
 from probe.logs import setup_logging
@@ -104,19 +102,25 @@ def _main(argv: Sequence[str] | None) -> int:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    command = args.command
     try:
-        command = args.command
         if command == "check":
             return _cmd_check(config)
         if command == "once":
-            return asyncio.run(_cmd_once(config, args.format))
+            return _cmd_once(config, args.format)
         if command == "sla":
             return _cmd_sla(config, args.window, args.format)
         if command == "report":
-            return asyncio.run(_cmd_report(config, args.output))
+            return _cmd_report(config, args.output)
         if command == "notify-test":
-            return asyncio.run(_cmd_notify_test(config, args.notifier))
+            return _cmd_notify_test(config, args.notifier)
         return _cmd_run(config, args.log_level, args.dry_notify)
+    except actions.RequestError as err:
+        print(f"probe {command}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except actions.UnavailableError as err:
+        print(f"probe {command}: {err}", file=sys.stderr)
+        return EXIT_STARTUP
     except (StoreError, StartupError) as err:
         print(f"probe: {err}", file=sys.stderr)
         return EXIT_STARTUP
@@ -139,79 +143,48 @@ def _cmd_schema() -> int:
 
 
 def _cmd_check(config: Config) -> int:
-    kinds = Counter(spec.kind for spec in config.probes)
-    disabled = sum(1 for spec in config.probes if not spec.enabled)
-    by_kind = ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items()))
-    notifier_kinds = ", ".join(
-        f"{kind}: {count}" for kind, count in sorted(config.notifier_counts.items())
-    )
-    print(f"{escaped(str(config.path))}: OK")
-    print(f"  probes: {len(config.probes)}" + (f" ({by_kind})" if by_kind else ""))
-    if disabled:
-        print(f"  disabled: {disabled}")
-    print(
-        f"  notifiers: {config.notifier_count}" + (f" ({notifier_kinds})" if notifier_kinds else "")
-    )
-    for line in _success_code_lines(config):
-        print(line)
-    print(f"  store: {escaped(str(config.settings.store.path))}")
+    summary = actions.check_summary(config)
+    by_kind = _counts(summary.probe_kinds)
+    notifier_kinds = _counts(summary.notifier_kinds)
+    print(f"{escaped(str(summary.path))}: OK")
+    print(f"  probes: {summary.probes}" + (f" ({by_kind})" if by_kind else ""))
+    if summary.disabled:
+        print(f"  disabled: {summary.disabled}")
+    print(f"  notifiers: {summary.notifiers}" + (f" ({notifier_kinds})" if notifier_kinds else ""))
+    # Our default healthy codes (200-399) differ from EaseProbe's (0-499, where a 404 is
+    # healthy): said aloud, since a moved-over file may rely on the latter.
+    if summary.http_default_codes:
+        print(
+            f"  http success codes: 200-399 for {summary.http_default_codes} probe(s) by default "
+            "(EaseProbe's default is 0-499; write success_code: [[0, 499]] for it)"
+        )
+    for codes, count in summary.http_own_codes.items():
+        print(f"  http success codes: {codes} for {count} probe(s) (success_code)")
+    print(f"  store: {escaped(str(summary.store))}")
     return EXIT_OK
 
 
-def _success_code_lines(config: Config) -> list[str]:
-    """What counts as a healthy HTTP status, said aloud: our default (200-399) differs from
-    EaseProbe's (0-499, where a 404 is healthy), and a moved-over file relies on the latter."""
-    defaulted = 0
-    own: Counter[str] = Counter()
-    for spec in config.probes:
-        describe = getattr(spec, "success_code_text", None)
-        if describe is None:
-            continue
-        if "success_code" in spec.model_fields_set:
-            own[describe()] += 1
-        else:
-            defaulted += 1
-    lines = []
-    if defaulted:
-        lines.append(
-            f"  http success codes: 200-399 for {defaulted} probe(s) by default "
-            "(EaseProbe's default is 0-499; write success_code: [[0, 499]] for it)"
-        )
-    for codes, count in sorted(own.items()):
-        lines.append(f"  http success codes: {codes} for {count} probe(s) (success_code)")
-    return lines
+def _counts(by_kind: dict[str, int]) -> str:
+    return ", ".join(f"{kind}: {count}" for kind, count in by_kind.items())
 
 
 def _cmd_run(config: Config, log_level: str | None, dry_notify: bool) -> int:
-    from probe.app import App  # the app pulls in the store; `check` and `once` need neither
-
     log_settings = config.settings.log
     try:
         setup_logging(log_level or log_settings.level, log_settings.file, log_settings.format)
     except OSError as err:
         print(f"probe: log file {log_settings.file}: {err.strerror or err}", file=sys.stderr)
         return EXIT_STARTUP
-    return asyncio.run(App(config, dry_notify=dry_notify).run())
+    return asyncio.run(actions.run(config, dry_notify=dry_notify))
 
 
-async def _cmd_once(config: Config, fmt: str) -> int:
-    from probe.app import build_probers
-    from probe.probers.base import SharedResources
-
+def _cmd_once(config: Config, fmt: str) -> int:
     setup_logging("warning")
-    specs = config.enabled_probes
-    resources = SharedResources()
-    probers = build_probers(specs, resources)
-    progress = _Progress(len(probers), sys.stderr)
+    progress = _Progress(len(config.enabled_probes), sys.stderr)
     try:
-        results = await run_all_once(
-            probers, concurrency=config.settings.probe.concurrency, on_done=progress.tick
-        )
+        results = asyncio.run(actions.check_once(config, on_done=progress.tick))
     finally:
         progress.close()
-        for prober in probers:
-            await prober.aclose()
-        await resources.aclose()
     if fmt == "json":
         print(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
     else:
@@ -260,32 +233,16 @@ def _print_once_table(results: list[Result], stream: TextIO) -> None:
 
 
 def _cmd_sla(config: Config, window: str, fmt: str) -> int:
-    from probe.reports import sla_rows
-    from probe.store import Store
-    from probe.store.sla import SLAFigures, parse_window, window_bounds
-
     try:
-        parse_window(window)
-    except ValueError as err:
+        table = actions.sla_table(config, window)
+    except actions.RequestError as err:  # the one request sla_table refuses: the window
         print(f"probe sla: --window: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    tz = ZoneInfo(config.settings.timezone)
-    start, end = window_bounds(window, datetime.now(UTC), tz)
-    specs = config.probes
-    path = config.settings.store.path
-    figures: dict[str, SLAFigures] = {}
-    if path.exists():
-        store = Store.open(path, retention=config.settings.store.retention)
-        try:
-            figures = store.sla_many([s.name for s in specs], start, end)
-        finally:
-            store.close_sync()
-    items = sla_rows(specs, figures, window)
     if fmt == "json":
-        print(json.dumps(items, indent=2, ensure_ascii=False))
+        print(json.dumps(table.rows, indent=2, ensure_ascii=False))
         return EXIT_OK
     rows = [["NAME", "KIND", "SLA", "UP", "DOWN", "CHECKS", "INCIDENTS", "P95"]]
-    for item in items:
+    for item in table.rows:
         rows.append(
             [
                 item["name"],
@@ -298,156 +255,9 @@ def _cmd_sla(config: Config, window: str, fmt: str) -> int:
                 "-" if item["p95_ms"] is None else f"{item['p95_ms']:.0f}ms",
             ]
         )
-    print(f"SLA over {window} ({_span(start, end, tz)})")
+    print(f"SLA over {table.window} ({_span(table.start, table.end, table.timezone)})")
     _table(rows, sys.stdout)
     return EXIT_OK
-
-
-async def _cmd_report(config: Config, output: str | None) -> int:
-    """Render the status page once from the store and write it atomically."""
-    from probe.store import Store
-    from probe.web.data import ConfiguredProbe, StatusSource
-    from probe.web.render import StatusPage, write_status_files
-
-    settings = config.settings
-    path = settings.store.path
-    if not path.is_file():
-        print(f"probe report: no store at {path} (run `probe run` first)", file=sys.stderr)
-        return EXIT_STARTUP
-    target = Path(output) if output is not None else settings.status.path
-    store = Store.open(path, retention=settings.store.retention)
-    try:
-        now = time.time()
-        source = StatusSource(
-            store,
-            [
-                ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
-                for s in config.enabled_probes
-            ],
-            timezone=settings.timezone,
-            clock=lambda: now,
-        )
-        page = StatusPage(source, title=settings.name, icon=settings.icon)
-        written = await write_status_files(page, target)
-    except sqlite3.Error as err:
-        print(f"probe report: store {path}: {err}", file=sys.stderr)
-        return EXIT_STARTUP
-    except OSError as err:
-        print(f"probe report: cannot write {target}: {err.strerror or err}", file=sys.stderr)
-        return EXIT_STARTUP
-    finally:
-        store.close_sync()
-    probes = len(config.enabled_probes)
-    more = f" and {len(written) - 1} more page file(s)" if len(written) > 1 else ""
-    print(f"wrote {target}{more} ({probes} probes)")
-    return EXIT_OK
-
-
-async def _cmd_notify_test(config: Config, only: str | None) -> int:
-    """Send a sample down and recovery message through each notifier (or the one named),
-    directly: no store, no retries. Prints what each service answered."""
-    from probe.app import build_notifiers, notify_client, template_renderer
-    from probe.notify.base import NotifyContext
-
-    setup_logging("warning")
-    specs = config.notifiers
-    if only is not None:
-        specs = [spec for spec in specs if spec.name == only]
-        if not specs:
-            names = ", ".join(spec.name for spec in config.notifiers) or "none"
-            print(
-                f"probe notify-test: no notifier named {only!r} (configured: {names})",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-    if not specs:
-        print("probe notify-test: the config has no notifiers (notify: ...)", file=sys.stderr)
-        return EXIT_CONFIG
-    settings = config.settings
-    http = notify_client(settings)
-    context = NotifyContext(
-        http=http,
-        templates=template_renderer(settings),
-        timeout=settings.notify.timeout,
-        dry=settings.notify.dry,
-    )
-    try:
-        notifiers = build_notifiers(specs, context)
-        samples = _sample_notifications(time.time())
-        reports = await asyncio.gather(*(_try_notifier(n, samples) for n in notifiers))
-        for notifier in notifiers:
-            await notifier.aclose()
-    finally:
-        await http.aclose()
-    failed = 0
-    for notifier, lines in zip(notifiers, reports, strict=True):
-        print(f"{notifier.name} ({notifier.kind} → {notifier.spec.target()})")
-        for line, ok in lines:
-            print(f"  {line}")
-            failed += not ok
-    print(f"\n{len(notifiers)} notifier(s), {failed} message(s) failed")
-    return EXIT_OK if failed == 0 else EXIT_DOWN
-
-
-def _sample_notifications(now: float) -> list[Any]:
-    from probe.notify.base import Event, Notification
-
-    common: dict[str, Any] = {
-        "probe": "notify-test",
-        "kind": "http",
-        "endpoint": "(a sample endpoint)",
-        "outage_start": now - 125.0,
-        "labels": {"test": "true"},
-    }
-    return [
-        Notification(
-            event=Event.DOWN,
-            time=now - 125.0,
-            status="down",
-            message="a test message from probe notify-test: nothing is down",
-            position=1,
-            **common,
-        ),
-        Notification(
-            event=Event.RECOVERY,
-            time=now,
-            status="up",
-            message="a test message from probe notify-test: nothing was down",
-            duration=125.0,
-            **common,
-        ),
-    ]
-
-
-async def _try_notifier(notifier: Any, samples: list[Any]) -> list[tuple[str, bool]]:
-    """One line per sample: `down: sent`, `recovery: failed: <the service's error>`."""
-    from probe.notify.base import DeliveryError
-    from probe.notify.dispatch import show_payload
-
-    lines: list[tuple[str, bool]] = []
-    for sample in samples:
-        event = sample.event.value
-        try:
-            payload = notifier.render(sample)
-        except Exception as exc:
-            lines.append((f"{event}: failed: cannot render the message: {exc}", False))
-            continue
-        if notifier.dry:
-            lines.append((f"{event}: dry run, not sent: {show_payload(payload)}", True))
-            continue
-        try:
-            # Notifiers bound their own requests; this bounds one that would not.
-            async with asyncio.timeout(notifier.timeout + 5):
-                await notifier.send(payload)
-        except DeliveryError as exc:
-            lines.append((f"{event}: failed: {exc.message}", False))
-        except TimeoutError:
-            lines.append((f"{event}: failed: no answer within {notifier.timeout:g}s", False))
-        except Exception as exc:
-            lines.append((f"{event}: failed: unexpected {type(exc).__name__}", False))
-        else:
-            lines.append((f"{event}: sent", True))
-    return lines
 
 
 def _span(start: float, end: float, tz: ZoneInfo) -> str:
@@ -455,6 +265,26 @@ def _span(start: float, end: float, tz: ZoneInfo) -> str:
         return datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M %Z")
 
     return f"since the first record, to {fmt(end)}" if start <= 0 else f"{fmt(start)} to {fmt(end)}"
+
+
+def _cmd_report(config: Config, output: str | None) -> int:
+    report = asyncio.run(actions.write_report(config, None if output is None else Path(output)))
+    more = f" and {len(report.files) - 1} more page file(s)" if len(report.files) > 1 else ""
+    print(f"wrote {report.target}{more} ({report.probes} probes)")
+    return EXIT_OK
+
+
+def _cmd_notify_test(config: Config, only: str | None) -> int:
+    """Prints what each service answered to the sample messages."""
+    setup_logging("warning")
+    trials = asyncio.run(actions.notify_test(config, only))
+    for trial in trials:
+        print(f"{trial.name} ({trial.kind} → {trial.target})")
+        for delivery in trial.deliveries:
+            print(f"  {delivery.event}: {delivery.said}")
+    failed = sum(trial.failed for trial in trials)
+    print(f"\n{len(trials)} notifier(s), {failed} message(s) failed")
+    return EXIT_OK if failed == 0 else EXIT_DOWN
 
 
 if __name__ == "__main__":  # pragma: no cover
