@@ -125,7 +125,7 @@ async def check_once(
 ) -> list[Result]:
     """Check every enabled probe once (`probe once`), `settings.probe.concurrency` at a time;
     `on_done` is called with each result as it comes. Results in config order."""
-    from probe.app import build_probers
+    from probe.assembly import build_probers
     from probe.core.scheduler import run_all_once
     from probe.probers.base import SharedResources
 
@@ -163,8 +163,8 @@ def sla_table(config: Config, window: str, now: datetime | None = None) -> SLATa
     """SLA figures over `window` as of `now` (default: the current time), read from the store.
     Without a store yet every probe has no data. Raises RequestError for an unknown window,
     StoreError when the store cannot be opened."""
+    from probe.app import open_store
     from probe.reports import sla_rows
-    from probe.store import Store
     from probe.store.sla import SLAFigures, parse_window, window_bounds
 
     try:
@@ -177,7 +177,7 @@ def sla_table(config: Config, window: str, now: datetime | None = None) -> SLATa
     path = config.settings.store.path
     figures: dict[str, SLAFigures] = {}
     if path.exists():
-        store = Store.open(path, retention=config.settings.store.retention)
+        store = open_store(config.settings)
         try:
             figures = store.sla_many([s.name for s in specs], start, end)
         finally:
@@ -202,8 +202,7 @@ async def write_report(config: Config, output: Path | None = None) -> WrittenRep
     `output` (default: settings.status.path). Raises UnavailableError without a store or when
     the store cannot be read or the target written; StartupError for a target that is not a
     regular file or a new name in an existing folder."""
-    from probe.store import Store
-    from probe.web.data import ConfiguredProbe, StatusSource
+    from probe.app import open_store, status_source
     from probe.web.render import StatusPage, write_status_files
 
     settings = config.settings
@@ -211,18 +210,10 @@ async def write_report(config: Config, output: Path | None = None) -> WrittenRep
     if not path.is_file():
         raise UnavailableError(f"no store at {path} (run `probe run` first)")
     target = output if output is not None else settings.status.path
-    store = Store.open(path, retention=settings.store.retention)
+    store = open_store(settings)
     try:
-        now = time.time()
-        source = StatusSource(
-            store,
-            [
-                ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
-                for s in config.enabled_probes
-            ],
-            timezone=settings.timezone,
-            clock=lambda: now,
-        )
+        now = time.time()  # one time for the whole page: every file shows the same moment
+        source = status_source(config, store, clock=lambda: now)
         page = StatusPage(source, title=settings.name, icon=settings.icon)
         written = await write_status_files(page, target)
     except sqlite3.Error as err:
@@ -265,8 +256,8 @@ async def notify_test(config: Config, only: str | None = None) -> list[NotifierT
     """Send a sample down and a sample recovery message through each notifier (or only the
     one named `only`), directly: no store, no retries. Raises RequestError when the config
     has no notifiers or none of that name."""
-    from probe.app import build_notifiers, notify_client, template_renderer
-    from probe.notify.base import NotifyContext
+    from probe.app import notify_client, notify_context
+    from probe.assembly import build_notifiers
 
     specs = config.notifiers
     if only is not None:
@@ -278,14 +269,8 @@ async def notify_test(config: Config, only: str | None = None) -> list[NotifierT
         raise RequestError("the config has no notifiers (notify: ...)")
     settings = config.settings
     http = notify_client(settings)
-    context = NotifyContext(
-        http=http,
-        templates=template_renderer(settings),
-        timeout=settings.notify.timeout,
-        dry=settings.notify.dry,
-    )
     try:
-        notifiers = build_notifiers(specs, context)
+        notifiers = build_notifiers(specs, notify_context(settings, http))
         samples = _sample_notifications(time.time())
         deliveries = await asyncio.gather(*(_deliver_samples(n, samples) for n in notifiers))
         for notifier in notifiers:

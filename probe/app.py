@@ -18,8 +18,9 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -44,7 +45,7 @@ from probe.probers import load_prober_class, target_for_kind
 from probe.probers.base import Prober, SharedResources
 from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
-from probe.web.data import ConfiguredProbe, StatusSource
+from probe.web.data import ConfiguredProbe, StatusSource, StoreReader
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
 
@@ -54,7 +55,10 @@ __all__ = [
     "build_probers",
     "notification_for",
     "notify_client",
+    "notify_context",
+    "open_store",
     "policy_for",
+    "status_source",
     "template_renderer",
 ]
 
@@ -118,6 +122,45 @@ def template_renderer(settings: Settings) -> Any:
         log.warning("notification templates are unavailable: %s", exc)
         return None
     return Templates(settings.timezone, name=settings.name)
+
+
+def notify_context(
+    settings: Settings, http: httpx.AsyncClient, *, dry: bool = False
+) -> NotifyContext:
+    """What every notifier is built with: the shared HTTP client, the templates and the
+    timeout; a dry context (settings.notify.dry, or `dry`) logs messages instead of sending."""
+    return NotifyContext(
+        http=http,
+        templates=template_renderer(settings),
+        timeout=settings.notify.timeout,
+        dry=settings.notify.dry or dry,
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    """The store at settings.store.path (made if missing). Raises StoreError when unusable."""
+    return Store.open(settings.store.path, retention=settings.store.retention)
+
+
+def status_source(
+    config: Config,
+    store: StoreReader,
+    *,
+    max_age: float = 10.0,
+    clock: Callable[[], float] = time.time,
+) -> StatusSource:
+    """What the status page, the API and the badges show: the enabled probes, read from
+    `store` in settings.timezone (see StatusSource for `max_age` and `clock`)."""
+    return StatusSource(
+        store,
+        [
+            ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
+            for s in config.enabled_probes
+        ],
+        timezone=config.settings.timezone,
+        max_age=max_age,
+        clock=clock,
+    )
 
 
 def notification_for(observation: Observation, spec: ProbeSpec) -> Notification | None:
@@ -211,7 +254,7 @@ class App:
             ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="probe-io")
         )
         settings = self.config.settings
-        self.store = Store.open(settings.store.path, retention=settings.store.retention)
+        self.store = open_store(settings)
         resources = SharedResources()
         probers: list[Prober[Any]] = []
         notifiers: list[Notifier[Any]] = []
@@ -220,12 +263,7 @@ class App:
         try:
             await self.store.start()
             self.tracker = StatusTracker(self.store.load_states())
-            context = NotifyContext(
-                http=http,
-                templates=template_renderer(settings),
-                timeout=settings.notify.timeout,
-                dry=settings.notify.dry or self.dry_notify,
-            )
+            context = notify_context(settings, http, dry=self.dry_notify)
             notifiers = build_notifiers(self.config.notifiers, context)
             self.dispatcher = Dispatcher(
                 notifiers,
@@ -358,15 +396,7 @@ class App:
         settings = self.config.settings
         assert self.store is not None
         store = self.store
-        source = StatusSource(
-            store,
-            [
-                ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
-                for s in self.config.enabled_probes
-            ],
-            timezone=settings.timezone,
-            max_age=min(settings.http.refresh, 60.0) or 10.0,
-        )
+        source = status_source(self.config, store, max_age=min(settings.http.refresh, 60.0) or 10.0)
         self._page = StatusPage(source, title=settings.name, icon=settings.icon)
         app = create_app(
             source,
