@@ -25,8 +25,7 @@ from typing import Any
 
 from history import arguments, fill_and_say  # bench/history.py
 
-from probe.store import Store
-from probe.store import sqlite as store_sqlite
+from probe.store import Store, queries
 from probe.store.sla import DAY
 
 WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0, "90d": 90 * 86400.0}
@@ -47,7 +46,7 @@ def hourly_only(names: list[str], start: float, end: float) -> dict[str, Any]:
     return params
 
 
-_real_params = store_sqlite._window_params
+_real_params = queries.window_params
 
 
 def run(store: Store, names: list[str], now: float, repeat: int) -> dict[str, float]:
@@ -81,11 +80,11 @@ def main() -> None:
             after = run(store, names, now, args.repeat)
             before: dict[str, float] = {}
             if not args.no_before:
-                store_sqlite._window_params = hourly_only  # type: ignore[assignment]
+                queries.window_params = hourly_only  # type: ignore[assignment]
                 try:
                     before = run(store, names, now, 1)
                 finally:
-                    store_sqlite._window_params = _real_params
+                    queries.window_params = _real_params
         finally:
             store.close_sync()
     print(f"{'':28} {'after':>10} {'before':>10}  (ms, {args.probes} probes)")

@@ -1,4 +1,5 @@
-"""The store's public surface and the imports it must never make (DESIGN.md section 1)."""
+"""The store's public surface and the imports it must never make (docs/ARCHITECTURE.md,
+"the store")."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ import subprocess
 import sys
 
 import probe.store
-from probe.store import sla, sqlite
+from probe.store import (
+    base,
+    batch,
+    columns,
+    errors,
+    outbox,
+    queries,
+    rollups,
+    schema,
+    sla,
+    sqlite,
+    writer,
+)
 
 
 def test_public_names() -> None:
@@ -28,7 +41,8 @@ def test_public_names() -> None:
             "window_bounds",
         ]
     )
-    for module in (probe.store, sla, sqlite):
+    modules = (probe.store, base, batch, columns, errors, outbox, queries, rollups, schema)
+    for module in (*modules, sla, sqlite, writer):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

@@ -12,8 +12,7 @@ import pytest
 
 from probe.core.result import Status
 from probe.core.tracker import Policy
-from probe.store import SCHEMA_VERSION, Store, figures_from_rollups
-from probe.store import sqlite as store_sqlite
+from probe.store import SCHEMA_VERSION, Store, figures_from_rollups, queries
 from tests.store.helpers import NOW, Clock, Feeder, every, make_result
 
 DAY = 86400.0
@@ -109,14 +108,14 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _hourly_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the store read every hour from rollups_hourly, as before the daily rollups."""
-    real = store_sqlite._window_params
+    real = queries.window_params
 
     def hourly(names: list[str], start: float, end: float) -> dict[str, object]:
         params = real(names, start, end)
         params["day_from"] = params["day_to"] = end
         return params
 
-    monkeypatch.setattr(store_sqlite, "_window_params", hourly)
+    monkeypatch.setattr(queries, "window_params", hourly)
 
 
 def random_windows(seed: int, n: int) -> list[tuple[float, float]]:

@@ -417,7 +417,7 @@ async def test_sla_figures_json_shape(store: Store) -> None:
 async def test_forward_migration_keeps_data(
     db_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from probe.store import sqlite as backend
+    from probe.store import schema as backend
 
     async with Store.open(db_path, clock=clock) as store:
         submit_all(store, Feeder().series("m", every(NOW - 600, NOW, 60)))
@@ -425,7 +425,7 @@ async def test_forward_migration_keeps_data(
     def add_extra(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE extra (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
 
-    monkeypatch.setattr(backend, "_MIGRATIONS", (*backend._MIGRATIONS, add_extra))
+    monkeypatch.setattr(backend, "MIGRATIONS", (*backend.MIGRATIONS, add_extra))
     monkeypatch.setattr(backend, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     async with Store.open(db_path, clock=clock) as store:
         assert len(store.last_results("m", 100)) == 11

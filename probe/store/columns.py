@@ -1,0 +1,61 @@
+"""How values are written into the store's columns, and the histogram text read back.
+
+Text goes in as valid UTF-8, result details and latency histograms as compact JSON. Shared by
+the writer (rows), the outbox (texts), the migrations (daily rows summed from hourly ones) and
+the SLA reads (histograms summed per probe).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from probe.store.sla import BUCKETS_MS
+
+__all__ = ["details_json", "histogram_text", "sum_histograms", "valid_text"]
+
+# default=str: a prober may put a datetime or an exception in details; storing its text beats
+# losing the whole result. One encoder for all: json.dumps with options builds one per call.
+_DETAILS_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
+def details_json(details: Mapping[str, Any]) -> str:
+    """A result's details as the JSON text of its `details` column."""
+    return _DETAILS_ENCODER.encode(dict(details)) if details else "{}"
+
+
+def valid_text(s: str) -> str:
+    """`s` as valid UTF-8. Output decoded with surrogateescape (a shell probe's stderr) holds
+    lone surrogates, which SQLite cannot store; each undecodable byte becomes U+FFFD."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return s.encode("utf-8", "replace").decode("utf-8")
+    return s
+
+
+def histogram_text(counts: list[int]) -> str:
+    """A latency histogram (one count per bucket of BUCKETS_MS) as its column's JSON text."""
+    return json.dumps(counts, separators=(",", ":"))
+
+
+def sum_histograms(joined: str) -> list[int]:
+    """The bucket-wise sum of histograms joined by commas; buckets past BUCKETS_MS ignored."""
+    size = len(BUCKETS_MS)
+    try:
+        lists = json.loads(f"[{joined}]")
+    except ValueError:
+        lists = []
+    counts = [0] * size
+    even = [h for h in lists if isinstance(h, list) and len(h) == size]
+    if even:
+        counts = [sum(column) for column in zip(*even, strict=True)]
+    for h in lists:
+        if isinstance(h, list) and len(h) != size:
+            for i, c in enumerate(h[:size]):
+                counts[i] += int(c)
+    return counts
