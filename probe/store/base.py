@@ -32,7 +32,8 @@ OUTBOX_STATES: tuple[OutboxState, ...] = ("pending", "delivered", "failed", "dro
 
 class OutboxItem(Protocol):
     """A notification to add to the outbox, as the alerting hands it in. The store never reads
-    `notification` (JSON text): the store knows nothing of notifiers (DESIGN.md section 1)."""
+    `notification` (JSON text): the store knows nothing of notifiers (docs/ARCHITECTURE.md,
+    "the store")."""
 
     @property
     def id(self) -> str: ...
@@ -82,8 +83,9 @@ class OutboxChanges(TypedDict, total=False):
 
 class Outbox(Protocol):
     """Where notifications wait until delivered: the part of the store the notifiers'
-    dispatcher uses (the App passes it the store; DESIGN.md section 1). Writes go through the
-    writer and return once committed; reads are blocking (the dispatcher runs them in a thread).
+    dispatcher uses (the App passes it the store; docs/ARCHITECTURE.md, "the store"). Writes go
+    through the writer and return once committed; reads are blocking (the dispatcher runs them
+    in a thread).
     """
 
     async def outbox_add(self, rows: Sequence[OutboxItem]) -> None: ...

@@ -92,7 +92,7 @@ class SLAFigures:
         return min(100.0, max(0.0, 100.0 * self.up_s / measured))
 
     def to_json(self) -> dict[str, Any]:
-        """The figures as `probe sla --format json` prints them (DESIGN.md section 4)."""
+        """The figures as `probe sla --format json` prints them (README.md, `probe sla`)."""
         return {
             "sla": self.sla,
             "up_s": self.up_s,
