@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import importlib
-import socket
 import ssl
-import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from http.cookiejar import CookieJar
 from typing import Any
@@ -27,7 +25,8 @@ import httpx
 
 from probe import __version__
 from probe.core.check import CheckContext
-from probe.probers._net import format_address, resolve
+from probe.probers._connect import NOLINGER, happy_eyeballs
+from probe.probers._net import Address, resolve
 from probe.probers._proxy import DIRECT, ProxyRoute, invalid_proxy
 
 # anyio loads its asyncio backend on its first I/O: ~20 ms of imports on the event loop,
@@ -68,12 +67,9 @@ def new_client(
     )
 
 
-# SO_LINGER on, 0 seconds: close() drops the connection with a RST instead of a FIN, so
-# the socket never sits in TIME_WAIT (EaseProbe's `nolinger`). Set at connect time by
-# httpcore; it takes effect when the socket is closed.
-NOLINGER_OPTIONS: tuple[httpcore.SOCKET_OPTION, ...] = (
-    (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),
-)
+# SO_LINGER 0 (`_connect.NOLINGER`), set by httpcore once connected; it takes effect when the
+# socket is closed.
+NOLINGER_OPTIONS: tuple[httpcore.SOCKET_OPTION, ...] = (NOLINGER,)
 
 
 async def close_client(client: httpx.AsyncClient) -> None:
@@ -184,8 +180,9 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class _PhasedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves names itself (phase "resolve", through `_net.resolve`), then connects to the
-    addresses in turn (phase "connect") with httpcore's own backend."""
+    """Resolves names itself (phase "resolve", through `_net.resolve`), then races the
+    addresses (phase "connect", Happy Eyeballs as in `_connect`), each attempt made with
+    httpcore's own backend (its exceptions, its timeout per attempt)."""
 
     def __init__(self) -> None:
         self._inner = httpcore.AnyIOBackend()
@@ -208,21 +205,16 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         if ctx is not None:
             ctx.phase = "connect"
-        failure: httpcore.ConnectError | None = None
-        for _family, sockaddr in addresses:
-            peer = format_address(sockaddr)
-            if ctx is not None:
-                ctx.details["peer"] = peer
-            try:
-                stream = await self._inner.connect_tcp(
-                    sockaddr[0], port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as exc:
-                failure = exc  # try the next address, as browsers and curl do
-                continue
-            return _GuardedStream(stream)
-        assert failure is not None  # resolve() never returns an empty list
-        raise failure
+
+        async def attempt(address: Address) -> httpcore.AsyncNetworkStream:
+            return await self._inner.connect_tcp(
+                address[1][0], port, timeout, local_address, socket_options
+            )
+
+        stream, _address = await happy_eyeballs(
+            addresses, attempt, discard=lambda loser: loser.aclose(), ctx=ctx
+        )
+        return _GuardedStream(stream)
 
     async def connect_unix_socket(
         self,

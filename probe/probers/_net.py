@@ -13,7 +13,6 @@ import ipaddress
 import re
 import socket
 import ssl
-import struct
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -30,7 +29,6 @@ __all__ = [
     "plain_error",
     "redact_url",
     "resolve",
-    "set_nolinger",
     "split_host_port",
     "with_excerpt",
 ]
@@ -121,12 +119,6 @@ def with_excerpt(message: str, output: str) -> str:
     text, at most EXCERPT characters, so notifications show what the service said."""
     excerpt = printable(" ".join(output.split()), EXCERPT)
     return f"{message}; output: {excerpt}" if excerpt else f"{message}; no output"
-
-
-def set_nolinger(sock: socket.socket) -> None:
-    """SO_LINGER on with 0 seconds: close() then sends a RST instead of a FIN and the socket
-    never sits in TIME_WAIT (EaseProbe's `nolinger`, for probes run very often)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def format_address(sockaddr: tuple[Any, ...]) -> str:

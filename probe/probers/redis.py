@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import ssl
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -42,7 +41,8 @@ from probe.probers._client import (
     dsn_or_key,
     split_service_dsn,
 )
-from probe.probers._net import describe_os_error, format_address, iter_causes, resolve
+from probe.probers._connect import NODELAY, connect_tcp
+from probe.probers._net import describe_os_error, iter_causes
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_PORT", "RedisProber", "RedisSpec"]
@@ -140,29 +140,7 @@ class _ProbeConnection(redis_connection.Connection):
 
     async def _connect(self) -> None:
         ctx = self._ctx
-        ctx.phase = "resolve"
-        addresses = await resolve(self.host, self.port)
-        ctx.phase = "connect"
-        loop = asyncio.get_running_loop()
-        failure: OSError | None = None
-        for family, sockaddr in addresses:
-            ctx.details["peer"] = format_address(sockaddr)
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setblocking(False)
-                await loop.sock_connect(sock, sockaddr)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError as exc:
-                sock.close()
-                failure = exc
-                continue
-            except BaseException:
-                sock.close()  # cancelled: the scheduler's timeout
-                raise
-            break
-        else:
-            assert failure is not None  # resolve() never returns an empty list
-            raise failure
+        sock = await connect_tcp(self.host, self.port, ctx, options=(NODELAY,))
         try:
             reader, writer = await asyncio.open_connection(sock=sock)
         except BaseException:

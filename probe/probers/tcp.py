@@ -1,13 +1,12 @@
 """TCP probes: up when a TCP connection to `host` can be opened.
 
-The connection is closed as soon as it is established; nothing is sent. Each address the name
-resolves to is tried in turn, as a client would, and the first that accepts makes the probe up.
+The connection is closed as soon as it is established; nothing is sent. The addresses the name
+resolves to are raced as a client would (Happy Eyeballs, `_connect`): the first that accepts
+makes the probe up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from typing import ClassVar
 
 from pydantic import field_validator
@@ -15,15 +14,8 @@ from pydantic import field_validator
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._net import (
-    Address,
-    describe_os_error,
-    format_address,
-    redact_url,
-    resolve,
-    set_nolinger,
-    split_host_port,
-)
+from probe.probers._connect import NOLINGER, connect_tcp
+from probe.probers._net import describe_os_error, redact_url, split_host_port
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["TCPProber", "TCPSpec"]
@@ -58,36 +50,14 @@ class TCPProber(Prober[TCPSpec]):
         self._host, self._port = split_host_port(spec.host)
 
     async def check(self, ctx: CheckContext) -> Outcome:
-        ctx.phase = "resolve"
-        addresses = await resolve(self._host, self._port)
-        ctx.phase = "connect"
-        failure: OSError | None = None
-        for family, sockaddr in addresses:
-            peer = format_address(sockaddr)
-            ctx.details["peer"] = peer
-            try:
-                await _connect((family, sockaddr), nolinger=self.spec.nolinger)
-            except OSError as exc:
-                failure = exc
-                continue
-            return Outcome(ok=True, message=f"connected to {peer}", details={"peer": peer})
-        assert failure is not None  # resolve() never returns an empty list
-        raise ProbeError(_describe(failure), **ctx.details)
-
-
-async def _connect(address: Address, *, nolinger: bool = False) -> None:
-    """Open a TCP connection to `address` and close it at once, on every path."""
-    family, sockaddr = address
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if nolinger:
-            set_nolinger(sock)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, sockaddr)
-    finally:
-        # Runs on cancellation too (the scheduler's hard timeout), so no descriptor leaks.
-        sock.close()
+        options = (NOLINGER,) if self.spec.nolinger else ()
+        try:
+            sock = await connect_tcp(self._host, self._port, ctx, options=options)
+        except OSError as exc:
+            raise ProbeError(_describe(exc), **ctx.details) from None
+        sock.close()  # connected is all a TCP probe asks
+        peer = ctx.details["peer"]
+        return Outcome(ok=True, message=f"connected to {peer}", details={"peer": peer})
 
 
 def _describe(exc: OSError) -> str:

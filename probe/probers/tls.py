@@ -41,15 +41,8 @@ from probe.config.models import ConfigPath, Duration, ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.durations import format_duration
 from probe.errors import ProbeError
-from probe.probers._net import (
-    describe_os_error,
-    format_address,
-    plain_error,
-    redact_url,
-    resolve,
-    set_nolinger,
-    split_host_port,
-)
+from probe.probers._connect import NOLINGER, connect_tcp
+from probe.probers._net import describe_os_error, plain_error, redact_url, split_host_port
 from probe.probers.base import Prober, SharedResources
 from probe.text import printable
 from probe.tlsconf import trust_default_roots
@@ -369,32 +362,9 @@ class TLSProber(Prober[TLSSpec]):
 
     async def _handshake(self, ctx: CheckContext, context: ssl.SSLContext) -> _Handshake:
         """Connect, shake hands and hang up; the socket is closed on every path."""
-        ctx.phase = "resolve"
-        addresses = await resolve(self._host, self._port)
-        ctx.phase = "connect"
+        options = (NOLINGER,) if self.spec.nolinger else ()
+        sock = await connect_tcp(self._host, self._port, ctx, options=options)
         loop = asyncio.get_running_loop()
-        sock: socket.socket | None = None
-        failure: OSError | None = None
-        for family, sockaddr in addresses:
-            ctx.details["peer"] = format_address(sockaddr)
-            candidate = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                if self.spec.nolinger:
-                    set_nolinger(candidate)
-                candidate.setblocking(False)
-                await loop.sock_connect(candidate, sockaddr)
-            except OSError as exc:
-                candidate.close()
-                failure = exc  # try the next address, as a client would
-                continue
-            except BaseException:
-                candidate.close()  # cancelled while connecting
-                raise
-            sock = candidate
-            break
-        if sock is None:
-            assert failure is not None  # resolve() never returns an empty list
-            raise failure
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls: ssl.SSLObject | None = None
         try:
