@@ -1,10 +1,11 @@
 # The two quick-start commands: `make run` and `make test`. Both set up .venv first.
+# `make test-fast`: the tests that need no service, no browser and no time (under a minute).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test services lint bench venv clean
+.PHONY: run test test-fast services lint bench venv clean
 
 venv: $(STAMP)
 
@@ -25,10 +26,15 @@ services:
 test: $(STAMP) services
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Markers: tests/conftest.py and pyproject.toml ([tool.pytest.ini_options] markers).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not service and not browser and not slow" $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check probe tests bench
 	$(BIN)/ruff format --check probe tests bench
 	$(BIN)/mypy probe
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/scheduler.py

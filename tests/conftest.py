@@ -8,19 +8,147 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 from aiohttp import web
 
+from tests.support.daemons import require_binary
 from tests.support.schema import watch_loads
+from tests.support.services import require_service
 
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+# -- markers (pyproject.toml registers them; `make test-fast` leaves these tests out) -------
+#
+# `service` is given here, from what a test uses: a test is a service test when its function,
+# its fixtures (every one it gets, directly or through other fixtures) or its parameters reach
+# require_service (a shared PostgreSQL, MariaDB, Redis, Mosquitto, etcd or InfluxDB) or
+# require_binary (a private daemon: every Private* server in tests/support starts through it).
+# "Reach" follows the names their code uses through the tests' own functions, classes and
+# module-level values (tests/support included), so a new test that gets a service the usual
+# way is marked without anyone remembering to. It errs towards marking: a test given an
+# object that could reach a service counts. `browser` (tests/web/test_chromium.py)
+# and `slow` are written on the modules and tests themselves, except in the modules that do
+# not import pytest, listed in SLOW_HERE (a name there that no longer exists is an error).
+SERVICE_ENTRY_POINTS = (require_service, require_binary)
+
+# `slow`: a third of a second or more in `pytest --durations` (timeouts waited out, `probe`
+# subprocesses, a store filled with history). The threshold keeps `make test-fast` under a
+# minute on a loaded two-CPU machine.
+SLOW_HERE: dict[str, frozenset[str] | None] = {  # module -> test names (None: all of them)
+    "tests/test_app.py": None,
+    "tests/notify/test_outbox.py": frozenset(
+        {
+            "test_api_down_longer_than_the_quick_retries_then_up_delivers_once",
+            "test_max_age_drops_with_a_log_line_and_a_metric",
+            "test_a_pending_row_older_than_max_age_is_dropped_at_start",
+            "test_stop_leaves_sends_past_the_grace_pending_and_a_restart_delivers_them",
+        }
+    ),
+}
+
+
+def _in_tests(obj: object) -> bool:
+    return str(getattr(obj, "__module__", None) or "").startswith("tests.")
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def _reaches(roots: Iterable[object], targets: tuple[object, ...]) -> bool:
+    """Whether any of `roots` is, or uses, one of `targets` (see the comment above)."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None:
+            continue
+        seen.add(id(obj))
+        if any(obj is target for target in targets):
+            return True
+        if isinstance(obj, staticmethod | classmethod | types.MethodType):
+            stack.append(obj.__func__)
+        elif isinstance(obj, property):
+            stack.extend((obj.fget, obj.fset, obj.fdel))
+        elif isinstance(obj, functools.partial):
+            stack.extend((obj.func, *obj.args, *obj.keywords.values()))
+        elif inspect.isfunction(obj):
+            if not _in_tests(obj):
+                continue
+            scope = obj.__globals__
+            stack.extend(scope[name] for name in _code_names(obj.__code__) if name in scope)
+            stack.extend(cell.cell_contents for cell in obj.__closure__ or () if _has(cell))
+            stack.extend(obj.__defaults__ or ())
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is not None:
+                stack.append(wrapped)
+        elif inspect.isclass(obj):
+            if _in_tests(obj):
+                stack.extend(base for base in obj.__mro__ if _in_tests(base))
+                stack.extend(vars(obj).values())
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif _in_tests(type(obj)):
+            stack.append(type(obj))
+    return False
+
+
+def _has(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
+def _what_it_uses(item: pytest.Item) -> list[object]:
+    """The test's function, the functions of all its fixtures, and its parameters."""
+    roots: list[object] = [getattr(item, "obj", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None:
+        for definitions in info.name2fixturedefs.values():
+            roots.extend(definition.func for definition in definitions)
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        roots.extend(callspec.params.values())
+    return roots
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow_seen: set[tuple[str, str]] = set()
+    for item in items:
+        if item.get_closest_marker("service") is None and _reaches(
+            _what_it_uses(item), SERVICE_ENTRY_POINTS
+        ):
+            item.add_marker(pytest.mark.service)
+        module = item.nodeid.split("::", 1)[0]
+        if module in SLOW_HERE:
+            name = getattr(item, "originalname", item.name)
+            names = SLOW_HERE[module]
+            if names is None or name in names:
+                item.add_marker(pytest.mark.slow)
+                slow_seen.add((module, name))
+    collected = {item.nodeid.split("::", 1)[0] for item in items}
+    for module, names in SLOW_HERE.items():
+        gone = {name for name in names or () if (module, name) not in slow_seen}
+        if module in collected and gone:
+            raise pytest.UsageError(f"tests/conftest.py SLOW_HERE: no {sorted(gone)} in {module}")
 
 
 @pytest.fixture(autouse=True)

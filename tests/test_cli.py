@@ -121,6 +121,7 @@ async def test_usage_error_is_exit_2(tmp_path):
     assert code == 2 and "Traceback" not in err
 
 
+@pytest.mark.slow
 async def test_once_json_shape_and_exit_code(tmp_path, http_server):
     base, _ = http_server
     write(
@@ -159,6 +160,7 @@ tcp:
     assert not (tmp_path / "data").exists()  # once writes nothing
 
 
+@pytest.mark.slow
 async def test_once_text_all_up_exit_0(tmp_path, http_server):
     base, _ = http_server
     write(tmp_path / "p.yaml", f"http:\n  - {{name: web, url: '{base}/'}}\n")
@@ -209,6 +211,7 @@ async def sla_json(tmp_path: Path, window: str = "24h") -> dict[str, dict]:
     return {item["name"]: item for item in json.loads(out)}
 
 
+@pytest.mark.slow
 async def test_run_then_sla_and_restart_continues(tmp_path, http_server):
     base, _hits = http_server
     down_port = closed_port()
@@ -257,6 +260,7 @@ tcp:
     assert code == 0 and "web" in out and "100.000%" in out
 
 
+@pytest.mark.slow
 async def test_sla_without_store_says_no_data(tmp_path):
     write(tmp_path / "p.yaml", "tcp:\n  - {name: c, host: '127.0.0.1:1'}\n")
     items = await sla_json(tmp_path, "7d")
@@ -264,12 +268,14 @@ async def test_sla_without_store_says_no_data(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 async def test_sla_rejects_unknown_window(tmp_path):
     write(tmp_path / "p.yaml", "tcp:\n  - {name: c, host: '127.0.0.1:1'}\n")
     code, _, err = await probe_cmd("sla", "-c", "p.yaml", "--window", "5y", cwd=tmp_path)
     assert code == 2 and "24h" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 async def test_sigterm_lets_a_check_in_flight_finish(tmp_path, http_server):
     base, hits = http_server
     write(
@@ -283,6 +289,7 @@ async def test_sigterm_lets_a_check_in_flight_finish(tmp_path, http_server):
     assert items["slow"]["checks"] == 1  # finished and stored, not cancelled
 
 
+@pytest.mark.slow
 async def test_store_under_a_regular_file_is_exit_3(tmp_path):
     (tmp_path / "afile").write_text("x")
     write(
@@ -294,6 +301,7 @@ async def test_store_under_a_regular_file_is_exit_3(tmp_path):
     assert "afile/probe.db" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 async def test_corrupt_store_is_exit_3_and_left_untouched(tmp_path):
     garbage = os.urandom(8192)
     (tmp_path / "data").mkdir()
@@ -340,6 +348,7 @@ tcp:
 
 
 @pytest.mark.parametrize("text", list(EDGE_CONFIGS.values()), ids=list(EDGE_CONFIGS))
+@pytest.mark.slow
 async def test_what_check_accepts_run_starts_and_stops_cleanly(tmp_path, text):
     write(tmp_path / "p.yaml", text.replace("CLOSED", str(closed_port())))
     code, _out, err = await probe_cmd("check", "-c", "p.yaml", cwd=tmp_path)

@@ -64,6 +64,7 @@ notify:
     return path
 
 
+@pytest.mark.slow
 async def test_notify_test_reports_each_notifier(tmp_path, ok_server, refusing_server) -> None:
     notify_config(tmp_path, ok_server, refusing_server)
     code, out, err = await probe_cmd("notify-test", cwd=tmp_path)
@@ -92,6 +93,7 @@ async def test_notify_test_reports_each_notifier(tmp_path, ok_server, refusing_s
     assert [json.loads(line)["event"] for line in lines] == ["down", "recovery"]
 
 
+@pytest.mark.slow
 async def test_notify_test_one_notifier(tmp_path, ok_server, refusing_server) -> None:
     notify_config(tmp_path, ok_server, refusing_server)
     code, out, _ = await probe_cmd("notify-test", "--notifier", "good", cwd=tmp_path)
@@ -105,6 +107,7 @@ async def test_notify_test_one_notifier(tmp_path, ok_server, refusing_server) ->
     assert "no notifier named 'nope' (configured: good, bad, file)" in err
 
 
+@pytest.mark.slow
 async def test_notify_test_without_notifiers(tmp_path) -> None:
     (tmp_path / "probes.yaml").write_text("tcp:\n  - {name: db, host: '127.0.0.1:1'}\n")
     code, _, err = await probe_cmd("notify-test", cwd=tmp_path)
@@ -118,6 +121,7 @@ async def test_check_counts_notifiers_per_kind(tmp_path, ok_server, refusing_ser
     assert "  notifiers: 3 (http: 2, log: 1)" in out.splitlines()
 
 
+@pytest.mark.slow
 async def test_check_reports_notify_errors_located(tmp_path) -> None:
     (tmp_path / "probes.yaml").write_text(
         "notify:\n"
@@ -153,6 +157,7 @@ def test_a_notifier_module_that_cannot_be_imported_is_a_located_error(
     )
 
 
+@pytest.mark.slow
 async def test_run_dry_notify_logs_the_payload_and_sends_nothing(tmp_path, ok_server) -> None:
     (tmp_path / "probes.yaml").write_text(
         f"""

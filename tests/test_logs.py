@@ -44,6 +44,7 @@ async def _send(port: int, request: bytes) -> bytes:
     return reply
 
 
+@pytest.mark.slow
 async def test_probe_run_logs_a_malformed_request_in_its_file_redacted_and_on_one_line(
     tmp_path: Path,
 ) -> None:

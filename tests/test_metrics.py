@@ -312,6 +312,7 @@ def test_duration_nan_is_not_exposed() -> None:
 # --------------------------------------------------------------------------- fed by the App
 
 
+@pytest.mark.slow
 async def test_app_feeds_metrics_and_refreshes_sla(tmp_path: Path) -> None:
     from probe.app import App
     from probe.config import load_config

@@ -77,6 +77,7 @@ def test_format(seconds: float, text: str) -> None:
 
 @settings(deadline=None, max_examples=300)
 @given(st.text(max_size=30))
+@pytest.mark.slow
 def test_parse_never_fails_otherwise(text: str) -> None:
     try:
         value = parse_duration(text)

@@ -93,6 +93,7 @@ def test_yaml_token_soup(path: Path, tokens: list[str]) -> None:
 
 @FUZZ
 @given(VALUES)
+@pytest.mark.slow
 def test_random_structures(path: Path, value: Any) -> None:
     check(path, yaml.safe_dump(value, allow_unicode=True))
 
@@ -105,5 +106,6 @@ def test_random_structures(path: Path, value: Any) -> None:
         max_size=4,
     )
 )
+@pytest.mark.slow
 def test_random_sections(path: Path, value: Any) -> None:
     check(path, yaml.safe_dump(value, allow_unicode=True))

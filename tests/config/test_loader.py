@@ -940,6 +940,7 @@ def test_alias_bomb_is_refused_quickly(files: ConfigFiles) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_an_error(files: ConfigFiles) -> None:
     assert files.errors("tcp: " + "[" * 3000 + "]" * 3000 + "\n") == [
         "probes.yaml: invalid YAML: nested too deeply"

@@ -39,6 +39,7 @@ def test_the_example_config_validates() -> None:
     assert schema_errors(parse(text)) == []
 
 
+@pytest.mark.slow
 def test_probe_schema_prints_the_schema_as_json(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "probe", "schema"],

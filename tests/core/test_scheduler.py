@@ -71,6 +71,7 @@ async def run_for(seconds: float, probers, **kwargs) -> tuple[list[Result], Sche
     return results, scheduler
 
 
+@pytest.mark.slow
 async def test_fixed_rate_ticks_on_the_monotonic_clock():
     prober = FakeProber("a", interval=0.1, delay=0.03)
     results, _ = await run_for(1.05, [prober])
@@ -80,6 +81,7 @@ async def test_fixed_rate_ticks_on_the_monotonic_clock():
     assert abs(sum(gaps) / len(gaps) - 0.1) < 0.02
 
 
+@pytest.mark.slow
 async def test_first_checks_are_spread_over_the_first_interval():
     probers = [FakeProber(f"p{i}", interval=0.4) for i in range(4)]
     started = time.monotonic()
@@ -89,6 +91,7 @@ async def test_first_checks_are_spread_over_the_first_interval():
         assert abs(offset - 0.1 * i) < 0.05, offsets
 
 
+@pytest.mark.slow
 async def test_hard_timeout_reports_the_phase_and_other_probes_keep_their_rate():
     hang = FakeProber("hang", interval=0.3, timeout=0.2, behaviour="hang")
     fast = FakeProber("fast", interval=0.1)
@@ -100,6 +103,7 @@ async def test_hard_timeout_reports_the_phase_and_other_probes_keep_their_rate()
     assert len([r for r in results if r.name == "fast"]) >= 8
 
 
+@pytest.mark.slow
 async def test_a_check_ignoring_cancellation_cannot_outlive_its_timeout():
     stubborn = FakeProber("stubborn", interval=0.3, timeout=0.1, behaviour="stubborn")
     started = time.monotonic()
@@ -114,6 +118,7 @@ async def test_a_check_ignoring_cancellation_cannot_outlive_its_timeout():
     await asyncio.wait({run.straggler})
 
 
+@pytest.mark.slow
 async def test_no_self_overlap_and_missed_ticks_are_skipped():
     stats = SchedulerStats()
     slow = FakeProber("slow", interval=0.1, timeout=0.1, behaviour="stubborn")
@@ -122,6 +127,7 @@ async def test_no_self_overlap_and_missed_ticks_are_skipped():
     assert stats.skipped > 0
 
 
+@pytest.mark.slow
 async def test_raising_prober_gives_down_result_and_scheduler_carries_on():
     bad = FakeProber("bad", interval=0.1, behaviour="raise")
     refused = FakeProber("refused", interval=0.1, behaviour="probe-error")
@@ -136,6 +142,7 @@ async def test_raising_prober_gives_down_result_and_scheduler_carries_on():
     assert refused_results[0].details["port"] == 1
 
 
+@pytest.mark.slow
 async def test_concurrency_limit_is_global():
     shared = {"now": 0, "max": 0}
     probers = [FakeProber(f"p{i}", interval=0.2, delay=0.1, shared=shared) for i in range(10)]
@@ -143,6 +150,7 @@ async def test_concurrency_limit_is_global():
     assert shared["max"] == 2
 
 
+@pytest.mark.slow
 async def test_stop_lets_in_flight_checks_finish_then_cancels():
     finishing = FakeProber("finishing", interval=10, timeout=5, delay=0.3)
     results: list[Result] = []
@@ -195,6 +203,7 @@ class TimeoutFailsOnce(FakeProber):
         return object.__getattribute__(self, attr)
 
 
+@pytest.mark.slow
 async def test_a_failing_loop_is_logged_and_the_probe_is_checked_again(caplog):
     flaky = TimeoutFailsOnce("flaky", interval=0.1)
     steady = FakeProber("steady", interval=0.1)
@@ -211,6 +220,7 @@ async def test_a_failing_loop_is_logged_and_the_probe_is_checked_again(caplog):
     assert len([r for r in results if r.name == "steady"]) >= 7
 
 
+@pytest.mark.slow
 async def test_consecutive_loop_failures_back_off_up_to_the_bound(caplog):
     # Every read of `timeout` fails: the loop restarts after 0.1, 0.2, 0.3, 0.3 ... s.
     class AlwaysFails(FakeProber):
@@ -232,6 +242,7 @@ async def test_consecutive_loop_failures_back_off_up_to_the_bound(caplog):
 
 
 @pytest.mark.parametrize("interval", [0.0, -0.0, -1.0, 1e-9, math.nan])
+@pytest.mark.slow
 async def test_an_interval_out_of_range_neither_stops_nor_spins_the_loop(interval, caplog):
     prober = FakeProber("zero", interval=interval)
     with caplog.at_level(logging.WARNING, logger="probe.scheduler"):

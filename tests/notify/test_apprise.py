@@ -158,6 +158,7 @@ async def test_a_retry_goes_only_where_the_message_did_not_arrive(hooks):
     assert len(recorder.bodies("/good")) == 2
 
 
+@pytest.mark.slow
 async def test_slow_service_never_blocks_the_event_loop(hooks):
     recorder, host = hooks
     recorder.delay = 0.5
@@ -179,6 +180,7 @@ async def test_slow_service_never_blocks_the_event_loop(hooks):
     assert ticks >= 10  # the loop kept running while apprise waited in its thread
 
 
+@pytest.mark.slow
 async def test_timeout(hooks):
     recorder, host = hooks
     recorder.delay = 3.0

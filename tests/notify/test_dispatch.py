@@ -73,6 +73,7 @@ async def test_the_outbox_row_is_committed_before_the_send(client, store, web_se
     assert seen_in_store == [[(f"{n.id}:ops", "ops", "pending", 0, None, 0)]]
 
 
+@pytest.mark.slow
 async def test_quick_retries_double_the_interval(client, store, server, metrics) -> None:
     server.answer(Answer(503, "busy"), times=2)
     notifier = webhook_notifier(client, "ops", server.base + "/x")
@@ -107,6 +108,7 @@ async def test_per_notifier_retry_overrides_the_settings(client, store, server, 
     assert (state, attempts) == ("pending", 2) and "answered 503" in error
 
 
+@pytest.mark.slow
 async def test_retry_after_is_honoured(client, store, server, metrics) -> None:
     server.answer(Answer(429, "rate limited", {"Retry-After": "1"}))
     dispatcher = Dispatcher(
@@ -182,6 +184,7 @@ async def test_dry_run_sends_nothing_and_logs_the_payload(
     assert metrics.value("ops", "dry") == 1 and metrics.value("ops", "sent") == 0
 
 
+@pytest.mark.slow
 async def test_notify_never_waits_and_sends_are_bounded(client, store, server, metrics) -> None:
     server.default = Answer(200, "ok", delay=0.15)
     dispatcher = Dispatcher(

@@ -63,6 +63,7 @@ async def wait_until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_down_then_up_gives_one_down_and_one_recovery_per_notifier(
     tmp_path, port, web_server
 ) -> None:
@@ -122,6 +123,7 @@ notify:
     assert [metrics.value(n, "sent") for n in ("hook-a", "hook-b", "file")] == [2, 2, 2]
 
 
+@pytest.mark.slow
 async def test_a_hanging_api_never_delays_a_check(tmp_path, port, web_server, monkeypatch) -> None:
     monkeypatch.setattr("probe.app.NOTIFY_GRACE", 0.5)  # stop sooner than a real run would
     hanging = WebhookServer()
@@ -245,6 +247,7 @@ def _outbox(db: Path) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+@pytest.mark.slow
 async def test_killed_while_an_alert_is_pending_it_is_delivered_once_after_restart(
     tmp_path, port, web_server
 ) -> None:

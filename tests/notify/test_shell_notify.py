@@ -287,6 +287,7 @@ async def test_killed_by_a_signal():
     assert caught.value.message == "sh: killed by SIGTERM"
 
 
+@pytest.mark.slow
 async def test_timeout_kills_the_whole_group(tmp_path):
     pid_file = tmp_path / "child.pid"
     notifier = make("sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait", timeout="500ms")

@@ -237,6 +237,7 @@ async def test_rate_limit_is_temporary_with_retry_after(
     assert "Too Many Requests" in str(info.value)
 
 
+@pytest.mark.slow
 async def test_server_error_and_timeout_are_temporary(
     context: NotifyContext, api: FakeTelegram
 ) -> None:

@@ -156,6 +156,7 @@ async def test_connection_refused_is_temporary_and_shows_no_path(client, closed_
     assert "s3cret" not in info.value.message
 
 
+@pytest.mark.slow
 async def test_a_hanging_server_is_a_temporary_timeout(client, server) -> None:
     server.default = Answer(200, "late", delay=2.0)
     notifier = webhook_notifier(client, "hook", secret_url(server), timeout=0.3)

@@ -261,6 +261,7 @@ async def test_silent_port_times_out_waiting_for_health(etcd, resources, open_fd
     await scenarios.assert_silent_port_times_out(etcd.address, make_it, "health", open_fds=open_fds)
 
 
+@pytest.mark.slow
 async def test_silent_tls_port_times_out_in_the_handshake(raw_server, resources, open_fds):
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()

@@ -356,6 +356,7 @@ async def test_hard_timeout_while_waiting_for_the_response(raw_server, resources
         await hung_up.wait()
 
 
+@pytest.mark.slow
 async def test_own_timeout_gives_a_clear_message(raw_server, resources):
     async def never_answer(reader, writer):
         await read_request(reader)
@@ -373,6 +374,7 @@ async def test_own_timeout_gives_a_clear_message(raw_server, resources):
         (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"x" * 1000, "reading the body"),
     ],
 )
+@pytest.mark.slow
 async def test_byte_by_byte_server_is_cut_by_the_hard_timeout(
     raw_server, resources, head, trickle, phase
 ):
@@ -572,6 +574,7 @@ async def test_https_to_a_plain_http_server(site, resources):
     assert error.message == "TLS: the server did not answer with TLS (plain HTTP?)"
 
 
+@pytest.mark.slow
 async def test_hard_timeout_during_tls_handshake_leaves_no_socket(raw_server, resources, open_fds):
     async def silent(reader, writer):
         await reader.read()
@@ -627,6 +630,7 @@ async def test_cookies_are_not_carried_between_checks(site, resources):
     assert "Cookie" not in site.seen[0].headers
 
 
+@pytest.mark.slow
 async def test_no_descriptor_leaks_after_many_checks(
     site, raw_server, closed_port, resources, open_fds
 ):

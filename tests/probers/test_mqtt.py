@@ -305,6 +305,7 @@ async def test_plain_client_on_the_tls_port(tls_broker, resources, probers):
     }
 
 
+@pytest.mark.slow
 async def test_timeout_during_tls_handshake_leaves_no_socket(
     raw_server, resources, probers, open_fds
 ):

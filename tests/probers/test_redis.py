@@ -287,6 +287,7 @@ async def test_tls_to_a_plain_port(private_redis, resources):
     assert result.message == "timeout after 500ms during TLS handshake"
 
 
+@pytest.mark.slow
 async def test_timeout_during_tls_handshake_leaves_no_socket(raw_server, resources, open_fds):
     async def silent(reader, writer):
         await reader.read()

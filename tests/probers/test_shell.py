@@ -314,6 +314,7 @@ async def read_pids(path: Path) -> tuple[int, int]:
     raise AssertionError("the script did not write its pids")
 
 
+@pytest.mark.slow
 async def test_timeout_kills_the_whole_process_group(resources, tmp_path):
     pids = tmp_path / "pids"
     started = time.monotonic()
@@ -327,6 +328,7 @@ async def test_timeout_kills_the_whole_process_group(resources, tmp_path):
     assert leader not in my_children()  # reaped, not a zombie
 
 
+@pytest.mark.slow
 async def test_cancellation_kills_the_whole_process_group(resources, tmp_path):
     pids = tmp_path / "pids"
     ctx = CheckContext()
@@ -339,6 +341,7 @@ async def test_cancellation_kills_the_whole_process_group(resources, tmp_path):
     assert leader not in my_children()
 
 
+@pytest.mark.slow
 async def test_background_process_holding_the_output_is_killed(resources, tmp_path):
     pids = tmp_path / "pids"
     started = time.monotonic()
@@ -368,6 +371,7 @@ async def test_background_process_with_its_own_output_is_left_alone(resources, t
         os.kill(grandchild, signal.SIGKILL)
 
 
+@pytest.mark.slow
 async def test_no_descriptor_or_process_leaks_after_many_checks(resources, open_fds):
     ok = make(resources, "true")
     failing = sh(resources, "echo no; exit 1")

@@ -87,6 +87,7 @@ async def test_every_resolved_address_is_tried(monkeypatch, raw_server, closed_p
     assert outcome.details["peer"] == server.address
 
 
+@pytest.mark.slow
 async def test_hard_timeout_during_connect_leaves_no_socket(open_fds, resources):
     # A connect that never completes, without leaving the machine: a listener whose accept
     # queue is full drops further SYNs, so the connect waits for the scheduler's timeout.

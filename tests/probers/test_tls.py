@@ -428,6 +428,7 @@ async def test_server_that_hangs_up(raw_server, resources):
     )
 
 
+@pytest.mark.slow
 async def test_silent_port_times_out_during_the_handshake(raw_server, resources):
     server = await raw_server(hold)
     started = time.monotonic()
@@ -446,6 +447,7 @@ async def test_silent_port_times_out_during_the_handshake(raw_server, resources)
 settle = partial(scenarios.settle, rounds=150, collect=True)
 
 
+@pytest.mark.slow
 async def test_no_descriptor_leaks_after_many_checks(
     serve, raw_server, resources, tls_ca, tls_ca_file, open_fds, closed_port
 ):
@@ -471,6 +473,7 @@ async def test_no_descriptor_leaks_after_many_checks(
     await settle(open_fds, before)
 
 
+@pytest.mark.slow
 async def test_cancelled_handshake_leaves_no_socket(raw_server, resources, open_fds):
     server = await raw_server(hold)
     prober = make(resources, server.address)

@@ -133,6 +133,7 @@ def random_windows(seed: int, n: int) -> list[tuple[float, float]]:
     return out
 
 
+@pytest.mark.slow
 def test_daily_plus_hourly_equals_hourly_only(
     filled: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

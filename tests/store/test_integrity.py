@@ -126,6 +126,7 @@ async def test_bad_state_row_skips_that_probe_with_a_warning(
     assert '"p1"' in caplog.text and "not valid" in caplog.text
 
 
+@pytest.mark.slow
 async def test_app_starts_past_a_bad_state_row(tmp_path: Path) -> None:
     """`probe run` on such a store: no crash, the probe starts unknown and is checked."""
     import asyncio

@@ -15,6 +15,8 @@ from probe.core.tracker import Policy
 from probe.store import Store, figures_from_rollups
 from tests.store.helpers import NOW, Clock, Feeder, make_result
 
+pytestmark = pytest.mark.slow
+
 INTERVAL = 60.0
 
 steps = st.lists(

@@ -169,6 +169,7 @@ async def test_state_survives_close_and_reopen(db_path: Path, clock: Clock) -> N
     assert raw_rows(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
+@pytest.mark.slow
 async def test_sla_over_30_days_with_one_outage(store: Store) -> None:
     # 30 days of checks every 2 minutes, one outage of 3 h 36 min = 0.5 % of 30 days.
     start = NOW - 30 * DAY
@@ -302,6 +303,7 @@ async def test_retention_drops_old_raw_results_but_keeps_rollups(db_path: Path) 
         assert [r.time.timestamp() for r in later.last_results("r", 10)] == [NOW + 600]
 
 
+@pytest.mark.slow
 async def test_ten_thousand_observations_in_one_flush(store: Store) -> None:
     feeder = Feeder()
     names = [f"p{i}" for i in range(10)]

@@ -26,6 +26,8 @@ from tests.web.pagedom import PageDOM
 from tests.web.test_render import ALL, LONG
 from tests.web.test_server import HOSTILE, fill
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path(os.environ.get("PROBE_TEST_CHROMIUM", "/usr/bin/chromium"))
 
 

@@ -26,6 +26,8 @@ from tests.store.helpers import NOW, Clock
 from tests.support.cli import spawn_probe
 from tests.web.test_server import PROBES
 
+pytestmark = pytest.mark.slow
+
 MARGIN = 3.0  # scheduling slack on a loaded machine; the bounds themselves are seconds
 
 Start = Callable[..., Awaitable[int]]

@@ -40,6 +40,7 @@ async def serve(store) -> AsyncIterator[Serve]:
     ("given", "meta"),
     [("30s", "30"), ("30", "30"), ("1m", "60"), ("1m30s", "90"), ("7.2s", "8"), ("1h", "3600")],
 )
+@pytest.mark.slow
 async def test_refresh_accepts_durations(serve: Serve, given: str, meta: str) -> None:
     async with await serve() as client:
         response = await client.get("/", params={"refresh": given})
@@ -48,6 +49,7 @@ async def test_refresh_accepts_durations(serve: Serve, given: str, meta: str) ->
 
 
 @pytest.mark.parametrize("given", ["4s", "4", "1h1s", "2h", "-30s", "banana", "30x", "1e3", "nan"])
+@pytest.mark.slow
 async def test_refresh_out_of_bounds_or_garbage_is_400(serve: Serve, given: str) -> None:
     async with await serve() as client:
         response = await client.get("/", params={"refresh": given})
@@ -58,6 +60,7 @@ async def test_refresh_out_of_bounds_or_garbage_is_400(serve: Serve, given: str)
 # --- 6. badges for names XML cannot hold -------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_badge_for_a_control_character_name_is_xml_over_http(store: Store) -> None:
     import xml.etree.ElementTree as ET
     from urllib.parse import quote

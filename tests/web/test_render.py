@@ -87,6 +87,7 @@ async def test_empty_store_renders_no_data(tmp_path):
         assert "0%" not in row.uptime.values()
 
 
+@pytest.mark.slow
 async def test_hostile_names_are_text_not_markup(page):
     html = await page.render({})
     assert "<script" not in html.lower()
@@ -120,6 +121,7 @@ async def test_down_first_and_grouped(page):
         ({"sz": "2", "pg": "9"}, []),
     ],
 )
+@pytest.mark.slow
 async def test_filters(page, query, names):
     dom = PageDOM(await page.render(query))
     assert [r.name for r in dom.rows] == names
@@ -136,6 +138,7 @@ async def test_paging_links_and_refresh(page):
 @pytest.mark.parametrize(
     "query", [{"refresh": "4"}, {"refresh": "3601"}, {"refresh": "x"}, {"pg": "0"}, {"sz": "y"}]
 )
+@pytest.mark.slow
 async def test_bad_parameters(page, query):
     with pytest.raises(BadRequest):
         await page.render(query)
@@ -229,6 +232,7 @@ async def _in_thread(fn, *args):  # the CLI runs its own event loop
     return await asyncio.to_thread(fn, *args)
 
 
+@pytest.mark.slow
 async def test_app_writes_the_status_file_while_running_and_at_stop(tmp_path):
     import asyncio
 

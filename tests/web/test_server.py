@@ -119,6 +119,7 @@ async def test_sla_filters(serve, query, names):
         "name=" + "x" * 500,
     ],
 )
+@pytest.mark.slow
 async def test_bad_parameters_are_400_json(serve, query):
     async with await serve() as client:
         response = await client.get(f"/api/v1/sla?{query}")
@@ -126,6 +127,7 @@ async def test_bad_parameters_are_400_json(serve, query):
     assert "error" in response.json()
 
 
+@pytest.mark.slow
 async def test_probe_detail_and_unknown_probe(serve):
     async with await serve() as client:
         detail = await client.get("/api/v1/probes/api")
@@ -149,6 +151,7 @@ async def test_hostile_name_round_trips_as_data(serve):
     assert badge.status_code == 200 and "<script>" not in badge.text
 
 
+@pytest.mark.slow
 async def test_badges(serve):
     async with await serve() as client:
         status = await client.get("/badge/api/status.svg")
@@ -231,6 +234,7 @@ async def test_port_taken_raises_oserror(serve, store):
         await start_server(create_app(source), "127.0.0.1", port)
 
 
+@pytest.mark.slow
 async def test_summaries_kept_fresh_for_readers_only(store, caplog):
     # A clock that stands still: the cache never expires for readers, so every computation
     # after the first is the background task's (it polls every 0.5 s here).
