@@ -23,6 +23,7 @@ from probe.text import printable
 __all__ = [
     "Address",
     "describe_os_error",
+    "error_text",
     "first_error",
     "format_address",
     "iter_causes",
@@ -223,6 +224,12 @@ def first_error(exc: BaseException) -> BaseException:
         members = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
         exc = (members or list(exc.exceptions))[0]
     return exc
+
+
+def error_text(exc: BaseException, limit: int = 120) -> str:
+    """An error's own text (its class name when it has none), cut to `limit` characters:
+    for messages that add it after the drivers' words ("redis error: ...")."""
+    return (str(exc) or type(exc).__name__)[:limit]
 
 
 _WORD = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

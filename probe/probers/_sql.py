@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 
+from probe.probers._net import plain_error
+
 __all__ = [
     "DATA_KEY_FORM",
+    "NO_TLS",
     "CheckFailed",
     "DataCheck",
     "as_text",
@@ -33,6 +36,7 @@ __all__ = [
     "quote_mysql",
     "quote_postgres",
     "shown",
+    "unmapped_error",
 ]
 
 DATA_KEY_FORM = "db:table:column:key_column:key_value"
@@ -145,6 +149,18 @@ def mismatch(expected: str, got: str | None, *, found: bool = True) -> str:
     else:
         what = shown(got)
     return f"expected {shown(expected)}, got {what}"
+
+
+# What both SQL probers say when the server answers a TLS request with "no".
+NO_TLS = "TLS: the server does not support TLS"
+
+
+def unmapped_error(exc: BaseException) -> str:
+    """A driver error neither SQL prober maps: a timeout of the driver's own, else the
+    first line of its message."""
+    if isinstance(exc, TimeoutError):
+        return "timeout in the driver"
+    return first_line(str(exc)) or plain_error(exc)
 
 
 def first_line(text: str) -> str:

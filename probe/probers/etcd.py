@@ -27,18 +27,21 @@ import logging
 import ssl
 from typing import Any, ClassVar
 
-import anyio
-import httpcore
 import httpx
 from pydantic import model_validator
 
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
-from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
+from probe.probers._httpcheck import (
+    HTTPX_ERRORS,
+    PhaseTracer,
+    describe_stream_error,
+    describe_transport_error,
+)
 from probe.probers._httpcore import close_client, new_client
-from probe.probers._net import describe_os_error, first_error, plain_error
+from probe.probers._net import describe_os_error, first_error
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["EtcdProber", "EtcdSpec"]
@@ -83,35 +86,22 @@ class _GatewayError(Exception):
         self.final = final  # the message is complete as it is (not an error of etcd's own)
 
 
-class _Steps:
+class _Steps(PhaseTracer):
     """The step a check is in, and httpcore's `trace` extension that reports the connect and
-    TLS handshake phases inside each request."""
-
-    _PHASES: ClassVar[dict[str, str]] = {
-        "connect_tcp.started": "connect",
-        "start_tls.started": "TLS handshake",
-    }
+    TLS handshake phases inside each request (the step again once the request is sent)."""
 
     def __init__(self, ctx: CheckContext) -> None:
-        self._ctx = ctx
+        super().__init__(
+            ctx, {"connect_tcp.started": "connect", "start_tls.started": "TLS handshake"}
+        )
         self.step = ctx.phase
 
     def enter(self, step: str) -> None:
         self.step = step
         self._ctx.phase = step
 
-    async def __call__(self, name: str, info: dict[str, Any]) -> None:
-        event = name.partition(".")[2]  # "connection.connect_tcp.started" -> ...
-        phase = self._PHASES.get(event)
-        if phase is not None:
-            self._ctx.phase = phase
-        elif event == "send_request_headers.started":
-            self._ctx.phase = self.step
-        elif event == "start_tls.complete":
-            stream = info.get("return_value")
-            ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                self._ctx.details["tls_version"] = ssl_object.version()
+    def phase_for(self, event: str) -> str | None:
+        return self.step if event == "send_request_headers.started" else super().phase_for(event)
 
 
 class EtcdProber(Prober[EtcdSpec]):
@@ -314,26 +304,8 @@ def _shown(text: str) -> str:
 
 # --- the one place driver exceptions become messages -----------------------------------------
 
-_DRIVER_ERRORS: tuple[type[Exception], ...] = (
-    _GatewayError,
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpcore.ProtocolError,
-    httpcore.NetworkError,
-    httpcore.TimeoutException,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-    OSError,
-)
 # What a check catches: the driver errors, also when a task group wraps them.
-_CAUGHT: tuple[type[Exception], ...] = (*_DRIVER_ERRORS, ExceptionGroup)
-
-# What an end of stream without an OS error means, by the phase it happened in.
-_CLOSED_DURING = {
-    "connect": "connection failed",
-    "TLS handshake": "server closed the connection during the TLS handshake",
-}
+_CAUGHT: tuple[type[Exception], ...] = (_GatewayError, *HTTPX_ERRORS, ExceptionGroup)
 
 
 def _describe(exc: BaseException, phase: str, timeout: float, user: str | None) -> str:
@@ -341,27 +313,10 @@ def _describe(exc: BaseException, phase: str, timeout: float, user: str | None) 
     or the OS."""
     if isinstance(exc, _GatewayError):
         return _describe_gateway(exc, phase, user)
-    if isinstance(exc, httpcore.TimeoutException | httpx.TimeoutException):
-        # The same words as the scheduler's hard timeout: which one fired is a detail.
-        return f"timeout after {format_duration(timeout)} during {phase}"
-    known = describe_os_error(exc)
+    known = describe_transport_error(exc, phase, timeout)
     if known is not None:
         return known
-    if isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError):
-        text = str(exc)
-        if "disconnected" in text or "peer closed" in text:
-            return _CLOSED_DURING.get(phase, f"server closed the connection during {phase}")
-        return f"invalid HTTP response: {text[:120]}"
-    if isinstance(
-        exc,
-        httpcore.NetworkError
-        | httpx.NetworkError
-        | anyio.BrokenResourceError
-        | anyio.ClosedResourceError
-        | anyio.EndOfStream,
-    ):
-        return _CLOSED_DURING.get(phase, f"server closed the connection during {phase}")
-    return f"{phase} failed: {plain_error(exc)}"
+    return describe_stream_error(exc, phase)
 
 
 def _describe_gateway(exc: _GatewayError, phase: str, user: str | None) -> str:

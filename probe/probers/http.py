@@ -16,7 +16,6 @@ Messages: driver exceptions are mapped in `_describe()`; judged responses say wh
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import importlib.util
 import logging
@@ -28,7 +27,6 @@ from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, NamedTuple, cast
 
-import anyio
 import httpcore
 import httpx
 from pydantic import (
@@ -42,17 +40,16 @@ from pydantic import (
 
 from probe.config.models import ConfigPath, ProbeSpec
 from probe.core.check import CheckContext, Outcome
-from probe.durations import format_duration
 from probe.errors import ProbeError
+from probe.probers._httpcheck import (
+    HTTPX_ERRORS,
+    TimingTracer,
+    describe_stream_error,
+    describe_transport_error,
+)
 from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
 from probe.probers._match import Matcher, check_pattern
-from probe.probers._net import (
-    describe_os_error,
-    first_error,
-    plain_error,
-    redact_url,
-    with_excerpt,
-)
+from probe.probers._net import first_error, redact_url, with_excerpt
 from probe.probers._proxy import DIRECT, ProxyRoute
 from probe.probers.base import Prober, SharedResources
 from probe.tlsconf import client_context
@@ -63,7 +60,7 @@ DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_BODY = 1024 * 1024
 
 # httpx logs every request at INFO with the full URL, query and userinfo included: secrets
-# must never reach the logs (DESIGN.md section 5), whatever level the App configures.
+# must never reach the logs (docs/ARCHITECTURE.md), whatever level the App configures.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -332,7 +329,7 @@ class HTTPProber(Prober[HTTPSpec]):
 
     async def _check(self, ctx: CheckContext) -> Outcome:
         client = self.client
-        tracer = _Tracer(ctx)
+        tracer = TimingTracer(ctx, _PHASES)
         request = client.build_request(
             self.spec.method,
             self.spec.url,
@@ -382,7 +379,7 @@ class HTTPProber(Prober[HTTPSpec]):
         self,
         ctx: CheckContext,
         response: httpx.Response,
-        tracer: _Tracer,
+        tracer: TimingTracer,
         body: bytes,
         *,
         truncated: bool,
@@ -467,73 +464,26 @@ def _decode(body: bytes, response: httpx.Response) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-class _Tracer:
-    """httpcore's `trace` extension: turns its events into `ctx.phase` and the TTFB."""
-
-    _PHASES: ClassVar[dict[str, str]] = {
-        "start_tls.started": "TLS handshake",
-        "send_request_headers.started": "sending the request",
-        "receive_response_headers.started": "waiting for the response",
-        "receive_response_body.started": "reading the body",
-    }
-
-    def __init__(self, ctx: CheckContext) -> None:
-        self._ctx = ctx
-        self._loop = asyncio.get_running_loop()
-        self._started = self._loop.time()
-        self.ttfb: float | None = None
-
-    async def __call__(self, name: str, info: dict[str, Any]) -> None:
-        step = name.partition(".")[2]  # "http11.receive_response_headers.started" -> ...
-        phase = self._PHASES.get(step)
-        if phase is not None:
-            self._ctx.phase = phase
-        elif step == "receive_response_headers.complete":
-            self.ttfb = self._loop.time() - self._started
-        elif step == "start_tls.complete":
-            stream = info.get("return_value")
-            ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                self._ctx.details["tls_version"] = ssl_object.version()
+# httpcore's events that start a phase of a request.
+_PHASES = {
+    "start_tls.started": "TLS handshake",
+    "send_request_headers.started": "sending the request",
+    "receive_response_headers.started": "waiting for the response",
+    "receive_response_body.started": "reading the body",
+}
 
 
 # --- the one place driver exceptions become messages -----------------------------------------
 
-_DRIVER_ERRORS: tuple[type[Exception], ...] = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpcore.ProtocolError,
-    httpcore.NetworkError,
-    httpcore.TimeoutException,
-    httpcore.ProxyError,
-    httpcore.UnsupportedProtocol,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-    OSError,
-)
 # What a check catches: the driver errors, also when a task group wraps them.
-_CAUGHT: tuple[type[Exception], ...] = (*_DRIVER_ERRORS, ExceptionGroup)
+_CAUGHT: tuple[type[Exception], ...] = (*HTTPX_ERRORS, ExceptionGroup)
 
 _NO_CLIENT_CERT_HINT = " after the TLS handshake (does the server require a client certificate?)"
-
-# What an end of stream without an OS error means, by the phase it happened in.
-_CLOSED_DURING = {
-    "resolve": "connection failed",
-    "connect": "connection failed",
-    "TLS handshake": "server closed the connection during the TLS handshake",
-    "sending the request": "server closed the connection without answering",
-    "waiting for the response": "server closed the connection without answering",
-    "reading the body": "server closed the connection before the body was complete",
-}
 
 
 def _describe(exc: BaseException, phase: str, timeout: float) -> str:
     """A short message for an exception raised by httpx, httpcore, anyio or the OS."""
-    if isinstance(exc, httpcore.TimeoutException | httpx.TimeoutException):
-        # The same words as the scheduler's hard timeout: which one fired is a detail.
-        return f"timeout after {format_duration(timeout)} during {phase}"
-    known = describe_os_error(exc)
+    known = describe_transport_error(exc, phase, timeout)
     if known is not None:
         return known
     if isinstance(exc, httpcore.ProxyError | httpx.ProxyError):
@@ -545,22 +495,9 @@ def _describe(exc: BaseException, phase: str, timeout: float) -> str:
         return "cannot decode the response body (Content-Encoding)"
     if isinstance(exc, httpx.InvalidURL):
         return "invalid URL in a redirect"
-    if isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError):
-        text = str(exc)
-        if "location header" in text.lower():
-            return "invalid URL in the Location header of a redirect"
-        if phase in _CLOSED_DURING and ("disconnected" in text or "peer closed" in text):
-            return _CLOSED_DURING[phase]
-        return f"invalid HTTP response: {text[:120]}"
+    remote = isinstance(exc, httpcore.RemoteProtocolError | httpx.RemoteProtocolError)
+    if remote and "location header" in str(exc).lower():
+        return "invalid URL in the Location header of a redirect"
     if isinstance(exc, httpcore.LocalProtocolError | httpx.LocalProtocolError):
         return f"cannot send the request: {str(exc)[:120]}"
-    if isinstance(
-        exc,
-        httpcore.NetworkError
-        | httpx.NetworkError
-        | anyio.BrokenResourceError
-        | anyio.ClosedResourceError
-        | anyio.EndOfStream,
-    ):
-        return _CLOSED_DURING.get(phase, "connection closed by the server")
-    return f"{phase} failed: {plain_error(exc)}"
+    return describe_stream_error(exc, phase)

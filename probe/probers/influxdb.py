@@ -51,10 +51,10 @@ from pydantic import SecretStr, model_validator
 from probe import __version__
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
-from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
-from probe.probers._net import describe_os_error, first_error, plain_error
+from probe.probers._httpcheck import failed_during, timed_out
+from probe.probers._net import describe_os_error, first_error
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["InfluxDBProber", "InfluxDBSpec"]
@@ -469,8 +469,7 @@ def _describe(exc: BaseException, phase: str, timeout: float, who: str | None) -
     if isinstance(exc, FluxCsvParserException):
         return f"invalid Flux answer: {_shown(str(exc), _MAX_ERROR)}"
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        # The same words as the scheduler's hard timeout: which one fired is a detail.
-        return f"timeout after {format_duration(timeout)} during {phase}"
+        return timed_out(timeout, phase)
     known = describe_os_error(exc)
     if known is not None:
         return known
@@ -484,7 +483,7 @@ def _describe(exc: BaseException, phase: str, timeout: float, who: str | None) -
         return f"server closed the connection during {phase}"
     if isinstance(exc, InfluxDBError):
         return _shown(str(exc.message), _MAX_ERROR)
-    return f"{phase} failed: {plain_error(exc)}"
+    return failed_during(exc, phase)
 
 
 _DATABASE_NOT_FOUND = re.compile(r"database not found: (.*)")

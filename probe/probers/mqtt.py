@@ -55,7 +55,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.mqtt_common import DEFAULT_PORT, DEFAULT_TLS_PORT
 from probe.probers._client import SchemedHostSpec, ServiceDSN, Target, split_service_dsn
-from probe.probers._net import describe_os_error, iter_causes
+from probe.probers._net import describe_os_error, error_text, iter_causes
 from probe.probers.base import Prober, SharedResources
 from probe.tlsconf import configure_client
 
@@ -358,7 +358,7 @@ class MQTTProber(Prober[MQTTSpec]):
             try:
                 self._ssl_context = _ssl_context(self.spec)
             except (OSError, ssl.SSLError) as exc:
-                raise ProbeError(f"TLS: cannot load the certificates: {_short(exc)}") from None
+                raise ProbeError(f"TLS: cannot load the certificates: {error_text(exc)}") from None
         return self._ssl_context
 
     def _client(self) -> aiomqtt.Client:
@@ -474,10 +474,6 @@ def _reason(code: Any) -> str:
     return str(code).lower()
 
 
-def _short(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__)[:120]
-
-
 def _describe(exc: aiomqtt.MqttError, target: Target, phase: str) -> str:
     """The one place aiomqtt and paho exceptions become messages."""
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
@@ -503,7 +499,7 @@ def _describe(exc: aiomqtt.MqttError, target: Target, phase: str) -> str:
         return f"the broker did not answer in time during {phase}"
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         return f"MQTT error: {str(exc)[:120]}"
-    return f"MQTT error: {_short(exc)}"
+    return f"MQTT error: {error_text(exc)}"
 
 
 def _describe_connack(code: int, target: Target) -> str:

@@ -40,7 +40,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers import _sql
 from probe.probers._client import ClientSpec, client_ssl_context
-from probe.probers._net import describe_os_error, plain_error
+from probe.probers._net import describe_os_error
 from probe.probers._sql import DataCheck, parse_data, quote_mysql, shown
 from probe.probers.base import Prober, SharedResources
 
@@ -286,7 +286,7 @@ _SYNTAX_NEAR = re.compile(r"near (.*)$", re.DOTALL)
 def _describe(exc: BaseException, user: str) -> str:
     """The one place aiomysql, pymysql, TLS and OS errors become messages."""
     if isinstance(exc, _NoTLS):
-        return "TLS: the server does not support TLS"
+        return _sql.NO_TLS
     code = _error_code(exc) if isinstance(exc, pymysql.err.Error) else None
     if code is not None:
         text = str(exc.args[1]) if len(exc.args) > 1 else ""
@@ -317,6 +317,4 @@ def _describe(exc: BaseException, user: str) -> str:
     if isinstance(exc, UnicodeError):
         # Never str(exc): a UnicodeEncodeError carries the text it failed on (the password).
         return "the user name or password has characters the MySQL handshake cannot send"
-    if isinstance(exc, TimeoutError):
-        return "timeout in the driver"
-    return _sql.first_line(str(exc)) or plain_error(exc)
+    return _sql.unmapped_error(exc)

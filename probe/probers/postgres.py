@@ -38,7 +38,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers import _sql
 from probe.probers._client import ClientSpec, client_ssl_context
-from probe.probers._net import describe_os_error, plain_error
+from probe.probers._net import describe_os_error
 from probe.probers._sql import DataCheck, parse_data, quote_postgres, shown
 from probe.probers.base import Prober, SharedResources
 
@@ -286,16 +286,14 @@ def _describe(exc: BaseException, user: str | None) -> str:
     if isinstance(exc, asyncpg.PostgresError):
         return _sql.first_line(str(exc.message or type(exc).__name__))
     if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
-        return "TLS: the server does not support TLS"
+        return _sql.NO_TLS
     if isinstance(exc, asyncpg.ConnectionDoesNotExistError):
         return "connection closed by the server"
     known = describe_os_error(exc)
     if known is not None:
         return known
-    if isinstance(exc, TimeoutError):
-        return "timeout in the driver"
     if isinstance(exc, asyncpg.ClientConfigurationError):
         return "invalid connection settings"  # asyncpg's text may quote the DSN
     if isinstance(exc, asyncpg.InterfaceError):
         return _sql.first_line(str(exc))
-    return _sql.first_line(str(exc)) or plain_error(exc)
+    return _sql.unmapped_error(exc)

@@ -42,7 +42,7 @@ from probe.probers._client import (
     split_service_dsn,
 )
 from probe.probers._connect import NODELAY, connect_tcp
-from probe.probers._net import describe_os_error, iter_causes
+from probe.probers._net import describe_os_error, error_text, iter_causes
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_PORT", "RedisProber", "RedisSpec"]
@@ -174,7 +174,7 @@ class RedisProber(Prober[RedisSpec]):
             try:
                 self._ssl_context = client_ssl_context(self.spec)
             except (OSError, ssl.SSLError) as exc:
-                raise ProbeError(f"TLS: cannot load the certificates: {_short(exc)}") from None
+                raise ProbeError(f"TLS: cannot load the certificates: {error_text(exc)}") from None
         return self._ssl_context
 
     async def check(self, ctx: CheckContext) -> Outcome:
@@ -275,10 +275,6 @@ def _shown(text: str) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
-def _short(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__)[:120]
-
-
 def _describe(exc: redis_errors.RedisError, target: _Target) -> str:
     """The one place redis-py exceptions become messages."""
     user = target.username or "default"
@@ -294,12 +290,12 @@ def _describe(exc: redis_errors.RedisError, target: _Target) -> str:
         if "db index is out of range" in lowered or "invalid db index" in lowered:
             return f"invalid database index {target.db}"
         if isinstance(exc, redis_errors.NoPermissionError):
-            return f"permission denied: {_short(exc)}"
+            return f"permission denied: {error_text(exc)}"
         if isinstance(exc, redis_errors.BusyLoadingError) or lowered.startswith("loading"):
             return "the server is loading its dataset"
         if "unknown command" in lowered:
-            return f"command refused: {_short(exc)}"
-        return f"redis error: {_short(exc)}"
+            return f"command refused: {error_text(exc)}"
+        return f"redis error: {error_text(exc)}"
     if isinstance(exc, redis_errors.BusyLoadingError):
         return "the server is loading its dataset"
     if "max number of clients reached" in lowered:
@@ -316,4 +312,4 @@ def _describe(exc: redis_errors.RedisError, target: _Target) -> str:
         return "the server closed the connection"
     if isinstance(exc, redis_errors.TimeoutError):
         return "timed out"
-    return f"redis error: {_short(exc)}"
+    return f"redis error: {error_text(exc)}"
