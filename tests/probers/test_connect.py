@@ -159,9 +159,14 @@ async def test_a_loser_that_connects_is_closed():
         def __init__(self, name: str) -> None:
             self.name = name
 
+    gate = asyncio.get_running_loop().create_future()
+
     async def attempt(address: Address) -> Conn:
         # Both connect in the same turn of the loop: one wins, the other must be discarded.
-        await asyncio.sleep(ATTEMPT_DELAY * 1.5 if address[1][0] == "a" else ATTEMPT_DELAY / 2)
+        if address[1][0] == "a":
+            await gate
+        else:
+            gate.set_result(None)
         return Conn(address[1][0])
 
     winner, _address = await happy_eyeballs(
