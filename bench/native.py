@@ -26,8 +26,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.targets import start_targets, start_tls_target
-from probe.app import build_probers
-from probe.config import load_config
+from probe.assembly import build_probers, load_config
 from probe.core.scheduler import run_check
 from probe.probers.base import SharedResources
 

@@ -37,7 +37,8 @@ from prometheus_client import CollectorRegistry
 
 from bench.targets import free_port, start_targets
 from probe.app import App, notify_client
-from probe.config import Settings, load_config
+from probe.assembly import load_config
+from probe.config import Settings
 from probe.core.scheduler import SchedulerStats
 from probe.notify.base import Event, Notification, NotifyContext
 from probe.notify.dispatch import Dispatcher

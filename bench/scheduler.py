@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.targets import start_targets
 from probe.app import App
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.core.scheduler import SchedulerStats
 
 

@@ -125,7 +125,7 @@ async def check_once(
 ) -> list[Result]:
     """Check every enabled probe once (`probe once`), `settings.probe.concurrency` at a time;
     `on_done` is called with each result as it comes. Results in config order."""
-    from probe.app import build_probers
+    from probe.assembly import build_probers
     from probe.core.scheduler import run_all_once
     from probe.probers.base import SharedResources
 
@@ -256,7 +256,8 @@ async def notify_test(config: Config, only: str | None = None) -> list[NotifierT
     """Send a sample down and a sample recovery message through each notifier (or only the
     one named `only`), directly: no store, no retries. Raises RequestError when the config
     has no notifiers or none of that name."""
-    from probe.app import build_notifiers, notify_client, notify_context
+    from probe.app import notify_client, notify_context
+    from probe.assembly import build_notifiers
 
     specs = config.notifiers
     if only is not None:

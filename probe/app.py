@@ -14,13 +14,12 @@ scheduler. At stop: scheduler, SLA reports, dispatcher, notifiers and their HTTP
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -29,19 +28,18 @@ import httpx
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from probe.assembly import build_notifiers, build_probers
 from probe.config import Config
 from probe.config.models import ProbeSpec, Settings
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
-from probe.errors import ProbeError, StartupError
+from probe.errors import StartupError
 from probe.logs import register_secrets, secret_values
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
-from probe.notify import load_notifier_class
-from probe.notify.base import Event, Notification, Notifier, NotifierSpec, NotifyContext
+from probe.notify.base import Event, Notification, Notifier, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
 from probe.notify.metrics import notify_metrics
-from probe.probers import load_prober_class, target_for_kind
 from probe.probers.base import Prober, SharedResources
 from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
@@ -51,8 +49,6 @@ from probe.web.server import create_app, start_server
 
 __all__ = [
     "App",
-    "build_notifiers",
-    "build_probers",
     "notification_for",
     "notify_client",
     "notify_context",
@@ -73,24 +69,6 @@ STOP_GRACE = 5.0
 NOTIFY_GRACE = 5.0
 # How often `probe run` logs a one-line summary, so a quiet run still shows it is checking.
 SUMMARY_EVERY = 60.0
-
-
-def build_probers(specs: Sequence[ProbeSpec], resources: SharedResources) -> list[Prober[Any]]:
-    """One prober per spec; driver modules are imported only for kinds in use."""
-    probers: list[Prober[Any]] = []
-    for spec in specs:
-        cls = load_prober_class(target_for_kind(spec.kind))
-        prober = cls(spec, resources)
-        # A failure here (a TLS file that cannot be loaded) is reported by the checks.
-        with contextlib.suppress(ProbeError):
-            prober.prepare()
-        probers.append(prober)
-    return probers
-
-
-def build_notifiers(specs: Sequence[NotifierSpec], context: NotifyContext) -> list[Notifier[Any]]:
-    """One notifier per spec; service modules (apprise, aiomqtt) are imported only when used."""
-    return [load_notifier_class(spec.kind)(spec, context) for spec in specs]
 
 
 # Idle connections the notifiers' client keeps. Keep-alive saves a burst of alerts to one

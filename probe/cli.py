@@ -22,7 +22,8 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from probe import __version__, actions
-from probe.config import Config, find_config_path, load_config
+from probe.assembly import load_config
+from probe.config import Config, find_config_path
 from probe.core.result import Result, Status
 from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError, StoreError
@@ -136,7 +137,7 @@ def _load(cli_value: str | None) -> Config:
 
 
 def _cmd_schema() -> int:
-    from probe.config.schema import config_schema
+    from probe.assembly.schema import config_schema
 
     print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
     return EXIT_OK

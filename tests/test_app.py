@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from probe.app import App
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.core.result import Status
 from probe.store import Store
 from tests.support.config import free_http_port

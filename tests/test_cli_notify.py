@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.errors import ConfigError
 from tests.notify.webhook_server import Answer, WebhookServer
 

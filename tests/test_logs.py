@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.logs import REDACTED, redact, register_secrets, secret_values, setup_logging
 from tests.support.cli import spawn_probe
 

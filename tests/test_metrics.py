@@ -315,7 +315,7 @@ def test_duration_nan_is_not_exposed() -> None:
 @pytest.mark.slow
 async def test_app_feeds_metrics_and_refreshes_sla(tmp_path: Path) -> None:
     from probe.app import App
-    from probe.config import load_config
+    from probe.assembly import load_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

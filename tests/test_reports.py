@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from probe.app import build_notifiers
-from probe.config import Config, load_config
+from probe.assembly import build_notifiers, load_config
+from probe.config import Config
 from probe.config.models import SLASettings
 from probe.core.result import Status
 from probe.notify.base import Event, Notification, NotifyContext

@@ -1,17 +1,26 @@
-"""The config file: loading (YAML, env, positions), models and durations.
+"""The config file: loading (YAML, env, positions) and models.
 
-`load_config(path)` returns a validated `Config` or raises `ConfigError` with one located line
-(`FILE:LINE:COL: key.path: message`) per problem.
+`load_config(path, sections=..., ...)` returns a validated `Config` or raises `ConfigError` with
+one located line (`FILE:LINE:COL: key.path: message`) per problem. The package is a leaf: it
+knows no prober or notifier; the caller names the sections, drivers and notifier kinds a file
+may hold (probe.assembly.load_config passes the real registries).
 """
 
 from __future__ import annotations
 
-from probe.config.loader import Config, SpecFactory, find_config_path, load_config
+from probe.config.loader import (
+    Config,
+    NotifierSpecFactory,
+    SpecFactory,
+    find_config_path,
+    load_config,
+)
 from probe.config.models import ProbeSpec, Settings
 from probe.durations import format_duration, parse_duration
 
 __all__ = [
     "Config",
+    "NotifierSpecFactory",
     "ProbeSpec",
     "Settings",
     "SpecFactory",

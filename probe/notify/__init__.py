@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from probe.notify.base import Notifier
 
-__all__ = ["ALIASES", "NOTIFIERS", "load_notifier_class"]
+__all__ = ["ALIASES", "NOTIFIERS", "UNSUPPORTED_NOTIFIERS", "load_notifier_class"]
 
 NOTIFIERS: dict[str, str] = {
     "slack": "probe.notify.slack:SlackNotifier",
@@ -29,6 +29,18 @@ NOTIFIERS: dict[str, str] = {
 
 # Other names users write for a kind: `webhook` is the generic HTTP notifier (EaseProbe: http).
 ALIASES: dict[str, str] = {"webhook": "http"}
+
+# EaseProbe notifier kinds we do not support: an error naming them (and what reaches the
+# service instead), never a silent skip.
+UNSUPPORTED_NOTIFIERS: dict[str, str] = {
+    "wecom": "EaseProbe's wecom notifier is not supported; use apprise with a wecombot:// URL",
+    "dingtalk": "EaseProbe's dingtalk notifier is not supported; use apprise (dingtalk://)",
+    "lark": "EaseProbe's lark notifier is not supported; use apprise with a lark:// URL",
+    "aws_sns": "EaseProbe's aws_sns notifier is not supported; use apprise with an sns:// URL",
+    "sms": "EaseProbe's sms notifier is not supported; use apprise (twilio://, vonage://, ...)",
+    "ringcentral": "EaseProbe's ringcentral notifier is not supported",
+    "infoflow": "EaseProbe's infoflow notifier is not supported",
+}
 
 
 def load_notifier_class(kind: str) -> type[Notifier[Any]]:

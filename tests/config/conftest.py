@@ -8,7 +8,7 @@ import pytest
 
 from probe.config import Config, load_config
 from probe.errors import ConfigError
-from tests.config.specs import SECTIONS
+from tests.config.specs import KINDS
 
 
 class ConfigFiles:
@@ -27,14 +27,14 @@ class ConfigFiles:
         return path
 
     def load(self, text: str, env: Mapping[str, str] | None = None, **kw: Any) -> Config:
-        kw.setdefault("sections", SECTIONS)
-        return load_config(self.write(text), environ=env or {}, **kw)
+        """Loads with `KINDS` (tests/config/specs.py), or what `kw` says instead."""
+        return load_config(self.write(text), environ=env or {}, **{**KINDS, **kw})
 
     def errors(self, text: str | bytes, env: Mapping[str, str] | None = None) -> list[str]:
         """The problems as `probes.yaml:LINE:COL: path: message` lines."""
         path = self.write(text)
         with pytest.raises(ConfigError) as info:
-            load_config(path, sections=SECTIONS, environ=env or {})
+            load_config(path, environ=env or {}, **KINDS)
         return [self.short(str(p)) for p in info.value.problems]
 
     def short(self, line: str) -> str:

@@ -1,17 +1,24 @@
-"""Small probe specs for the loader's tests, independent of the real probers."""
+"""Small probe specs for the loader's tests, independent of the real probers; notifiers are the
+real kinds (their spec models import no service library), and the EaseProbe names refused are
+the real ones, as probe.assembly passes them (`KINDS`: the loader's arguments)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from probe.config.loader import SpecFactory
+from probe.assembly import notifier_spec_factories
+from probe.config import NotifierSpecFactory, SpecFactory
 from probe.config.models import ConfigPath, ProbeSpec, StrictModel
+from probe.notify import UNSUPPORTED_NOTIFIERS
+from probe.probers import UNSUPPORTED_DRIVERS, UNSUPPORTED_SECTIONS
 from probe.probers._client import ClientSpec
 
 __all__ = [
     "DRIVERS",
+    "KINDS",
+    "NOTIFIERS",
     "SECTIONS",
     "CacheSpec",
     "DocDBSpec",
@@ -71,6 +78,16 @@ class CacheSpec(ClientSpec):
 
 
 DRIVERS: dict[str, SpecFactory] = {"docdb": lambda: DocDBSpec, "cache": lambda: CacheSpec}
+
+NOTIFIERS: dict[str, NotifierSpecFactory] = notifier_spec_factories()
+
+KINDS: dict[str, Any] = {
+    "sections": SECTIONS,
+    "notifiers": NOTIFIERS,
+    "unsupported_sections": UNSUPPORTED_SECTIONS,
+    "unsupported_drivers": UNSUPPORTED_DRIVERS,
+    "unsupported_notifiers": UNSUPPORTED_NOTIFIERS,
+}
 
 
 def web(spec: ProbeSpec) -> WebSpec:

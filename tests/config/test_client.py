@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import Config, load_config
-from probe.config.loader import SpecFactory
+from probe import assembly
+from probe.config import Config, SpecFactory
 from probe.config.models import ProbeSpec
 from probe.errors import ConfigError
 from probe.probers import CLIENT_DRIVERS
 from probe.probers._client import ClientSpec
 from tests.config.conftest import ConfigFiles
-from tests.config.specs import DRIVERS, SECTIONS, CacheSpec, DocDBSpec, PortSpec
+from tests.config.specs import DRIVERS, CacheSpec, DocDBSpec, PortSpec
 
 
 def d(text: str) -> str:
@@ -36,7 +36,7 @@ def load(
     env: Mapping[str, str] | None = None,
     drivers: Mapping[str, SpecFactory] = DRIVERS,
 ) -> Config:
-    return load_config(files.write(d(text)), sections=SECTIONS, drivers=drivers, environ=env or {})
+    return files.load(d(text), env, drivers=drivers)
 
 
 def errors(
@@ -372,7 +372,7 @@ def test_default_registry_driver_errors(tmp_path: Path, driver: str, message: st
     path = tmp_path / "probes.yaml"
     path.write_text(f"client:\n  - name: a\n    driver: {driver}\n    host: h:1\n")
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ={})
+        assembly.load_config(path, environ={})
     assert str(info.value) == f"{path}:3:13: client[0].driver: {message}"
 
 
@@ -380,7 +380,7 @@ def test_default_registry_knows_client_tls_and_shell(tmp_path: Path) -> None:
     path = tmp_path / "probes.yaml"
     path.write_text("foo: []\n")
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ={})
+        assembly.load_config(path, environ={})
     assert str(info.value) == (
         f'{path}:1:1: foo: unknown section "foo" '
         "(known: client, http, notify, settings, shell, tcp, tls)"
@@ -392,7 +392,7 @@ def test_default_registry_imports_no_driver_for_a_failed_entry(tmp_path: Path) -
     path.write_text("client:\n  - {name: a, driver: mongo, host: h:1}\n  - {name: b, host: h:1}\n")
     code = (
         "import sys\n"
-        "from probe.config import load_config\n"
+        "from probe.assembly import load_config\n"
         "from probe.errors import ConfigError\n"
         "try:\n"
         f"    load_config({str(path)!r})\n"
@@ -424,7 +424,7 @@ def test_default_registry_dispatches_to_every_driver(tmp_path: Path) -> None:
             for driver in CLIENT_DRIVERS
         )
     )
-    cfg = load_config(path, environ={})
+    cfg = assembly.load_config(path, environ={})
     assert [p.kind for p in cfg.probes] == list(CLIENT_DRIVERS)
     for spec in cfg.probes:
         assert isinstance(spec, ClientSpec)

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from probe.config import Config, load_config
+from probe.assembly import load_config
+from probe.config import Config
 from probe.errors import ConfigError
 
 ACCEPTED = "accepted for EaseProbe compatibility; not used"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from probe.config import Config, load_config
 from probe.errors import ConfigError
-from tests.config.specs import SECTIONS
+from tests.config.specs import KINDS
 
 FUZZ = settings(
     deadline=None, max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -57,7 +57,7 @@ def check(path: Path, data: str | bytes) -> None:
     else:
         path.write_text(data, encoding="utf-8", errors="surrogatepass")
     try:
-        cfg = load_config(path, sections=SECTIONS, environ={"A": "1"})
+        cfg = load_config(path, environ={"A": "1"}, **KINDS)
     except ConfigError as exc:
         assert exc.problems
         for problem in exc.problems:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from probe import assembly
 from probe.config import find_config_path, load_config
 from probe.config.models import MIN_INTERVAL, Settings
 from probe.errors import ConfigError
@@ -301,6 +302,6 @@ def test_http_counts_have_upper_bounds(tmp_path: Path, key: str, message: str) -
     path = tmp_path / "probes.yaml"
     path.write_text(f"http:\n  - {{name: a, url: 'http://127.0.0.1:1/', {key}}}\n")
     with pytest.raises(ConfigError) as info:
-        load_config(path)  # the real http prober's spec
+        assembly.load_config(path)  # the real http prober's spec
     (problem,) = info.value.problems
     assert problem.message == message

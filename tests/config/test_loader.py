@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from probe import assembly
 from probe.config import Config, find_config_path, load_config
 from probe.config.models import AlertSpec, ProbeSpec
 from probe.errors import ConfigError
@@ -1009,7 +1010,7 @@ def test_default_registry_imports_no_prober_for_unused_sections(tmp_path: Path) 
     )
     code = (
         "import sys\n"
-        "from probe.config import load_config\n"
+        "from probe.assembly import load_config\n"
         f"cfg = load_config({str(path)!r})\n"
         "assert cfg.probes == []\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('probe.probers.'))\n"
@@ -1031,7 +1032,7 @@ def test_default_registry_reports_unsupported_sections(tmp_path: Path) -> None:
     path = tmp_path / "probes.yaml"
     path.write_text("websocket: []\n")
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        assembly.load_config(path)
     assert str(info.value) == (
         f"{path}:1:1: websocket: EaseProbe's websocket probes are not supported"
     )

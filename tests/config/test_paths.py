@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from probe.config import load_config
+from probe.assembly import load_config
 
 
 def test_default_store_and_status_paths_follow_the_config_file(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.errors import ConfigError
 from tests.config.conftest import ConfigFiles
 

@@ -14,9 +14,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
-from probe.config import loader
-from probe.config.schema import config_schema
+from probe.assembly.schema import config_schema
+from probe.config.source import Source
+from probe.config.yaml_reader import Converter, YAMLLoader
 from tests.support.schema import schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def parse(text: str) -> Any:
     """A document parsed as the loader parses it (YAML 1.2 scalars), without validation."""
     path = Path("/nonexistent")  # only used for messages
-    src = loader._Source(str(path))
-    node = loader.yaml.compose(text, Loader=loader._YAMLLoader)
-    return loader._Converter(src).convert(node, ())
+    src = Source(str(path))
+    node = yaml.compose(text, Loader=YAMLLoader)
+    return Converter(src).convert(node, ())
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from probe.app import App, notification_for
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.config.models import AlertSpec, ProbeSpec
 from probe.core.result import Result, Status
 from probe.core.scheduler import SchedulerStats

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.core.scheduler import run_check
 from probe.errors import ConfigError
 from probe.probers._net import first_error, plain_error

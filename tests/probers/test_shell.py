@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.core.check import CheckContext
 from probe.core.scheduler import run_check
 from probe.errors import ConfigError

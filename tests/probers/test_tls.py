@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
-from probe.config import load_config
+from probe.assembly import load_config
 from probe.core.check import CheckContext, Outcome
 from probe.core.scheduler import run_check
 from probe.durations import format_duration

@@ -132,7 +132,7 @@ async def test_app_starts_past_a_bad_state_row(tmp_path: Path) -> None:
     import asyncio
 
     from probe.app import App
-    from probe.config import load_config
+    from probe.assembly import load_config
 
     path = tmp_path / "probe.db"
     await _written_store(path, probes=1, hours=1)

@@ -16,8 +16,11 @@ from typing import Any
 
 import jsonschema
 
+from probe.assembly.schema import config_schema
 from probe.config import loader
-from probe.config.schema import config_schema
+from probe.config.source import Source
+from probe.config.substitution import substitute
+from probe.config.yaml_reader import parse_file
 from probe.probers import CLIENT_DRIVERS, SECTIONS
 
 __all__ = ["schema_errors", "validator", "watch_loads"]
@@ -58,10 +61,8 @@ def watch_loads() -> Iterator[list[str]]:
         if _uses_real_registry(self):
             # The document as written, after `${VAR}` substitution (as an editor with the
             # variables filled in would see it): parsed again, positions not needed.
-            source = loader._Source(self.src.file)
-            again = loader._Loader(self.path, self.sections, self.drivers, self.environ)
-            again.src = source
-            document = loader._substitute(again._parse(), (), self.environ, source)
+            source = Source(self.src.file)
+            document = substitute(parse_file(self.path, source), (), self.environ, source)
             refused.extend(f"{self.path}: {line}" for line in schema_errors(document))
         return config
 

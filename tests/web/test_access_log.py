@@ -125,7 +125,7 @@ async def test_unwritable_file_is_a_startup_error(store: Store, tmp_path: Path) 
 
 async def test_probe_run_writes_the_access_log(tmp_path: Path) -> None:
     from probe.app import App
-    from probe.config import load_config
+    from probe.assembly import load_config
 
     (tmp_path / "p.yaml").write_text(
         "settings:\n"

@@ -237,7 +237,7 @@ async def test_app_writes_the_status_file_while_running_and_at_stop(tmp_path):
     import asyncio
 
     from probe.app import App
-    from probe.config import load_config
+    from probe.assembly import load_config
 
     config = tmp_path / "p.yaml"
     config.write_text(

@@ -8,6 +8,8 @@ reads a secret from a file; EaseProbe keys we accept and do not use; `x-...` key
 `version:`; and keys a probe inherits from `settings.probe` may be left empty (`timeout:`).
 The schema is as strict as the loader about unknown keys; values it cannot judge (an
 `${ENV}` reference in a number's place) the loader still checks after substitution.
+
+It lives in the assembly layer because it covers every registered prober and notifier kind.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ __all__ = ["config_schema"]
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _IGNORED = "Accepted for EaseProbe compatibility; not used (loads with a warning)."
-# Keys a probe inherits from settings.probe: an empty value means "inherit" (loader.py).
+# Keys a probe inherits from settings.probe: an empty value means "inherit" (the loader).
 _INHERITED = ("interval", "timeout", "failure", "success", "alert")
 # The loader reads `<key>_file` for any key; the schema offers it where a secret is usual.
 _SECRET = re.compile(r"pass|token|secret|dsn|webhook|key|auth|cred", re.IGNORECASE)
