@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from probe import actions
-from probe.config import Config, load_config
+from probe.assembly import load_config
+from probe.config import Config
 from probe.core.result import Status
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
