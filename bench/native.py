@@ -6,7 +6,7 @@ For each kind, 50 probes of that kind (one config, loaded as users load theirs) 
 back to back, 50 checks in flight, each check through the scheduler's own runner
 (`run_check`: hard timeout, fresh connection, closed after). CPU is the whole process's
 (driver threads included) over the checks done; the services run in their own processes.
-Services are found as the tests find them (PROBE_TEST_POSTGRES, ...; DESIGN.md section 6);
+Services are found as the tests find them (PROBE_TEST_POSTGRES, ...; README: Development);
 a kind whose service does not answer is reported as skipped. Loopback only.
 """
 

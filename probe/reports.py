@@ -219,7 +219,7 @@ def report_window(schedule: str, at: datetime | None = None) -> str:
 def sla_rows(
     specs: Sequence[ProbeSpec], figures: Mapping[str, SLAFigures], window: str
 ) -> list[dict[str, Any]]:
-    """One row per probe, as `probe sla --format json` prints them (DESIGN.md section 4) and
+    """One row per probe, as `probe sla --format json` prints them (README: the command line) and
     reports carry them: name, kind, endpoint, window, sla (percent, None without data), up_s,
     down_s, checks, incidents, p95_ms."""
     empty = SLAFigures()

@@ -2,7 +2,7 @@
 and the notifiers' specs check the same way.
 
 A neutral module: probers and notifiers both import it, and it imports neither of them
-(DESIGN.md section 1).
+(docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ sending happens in tasks of its own, beside the scheduler, at most `concurrency`
 a hanging or failing chat API never delays a check and 1,000 simultaneous downs do not open
 1,000 connections. For each notifier the router picks, one outbox row
 (`<notification id>:<notifier name>`) is committed to the store BEFORE the first send, and
-marked delivered once the service accepted it. Then (DESIGN.md section 5):
+marked delivered once the service accepted it. Then (the README's alert semantics):
 
 - quick retries: `retry.times` attempts after the first, waiting `retry.interval` doubling each
   time, and at least what the service asked for (`DeliveryError.retry_after`, Retry-After);
@@ -26,7 +26,7 @@ delivered.
 
 The outbox is a narrow Protocol (`probe.store.base.Outbox`) that the App fills with the store:
 notify imports only the store's interface, declared once there, never the store itself
-(DESIGN.md section 1). Without one (`probe notify-test`), nothing is durable.
+(docs/ARCHITECTURE.md). Without one (`probe notify-test`), nothing is durable.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Probes and notifiers list `channels`; either side without any is on the default channel (as in
 EaseProbe). A notifier gets a probe's events when they share at least one channel, and gets
 each event once however many channels they share: routing only filters, it never multiplies
-(DESIGN.md section 5). SLA reports go to `settings.sla.channels`, the default channel when
+(the README's channels). SLA reports go to `settings.sla.channels`, the default channel when
 that list is empty.
 """
 

@@ -1,4 +1,4 @@
-"""The mysql prober against the real MariaDB server (DESIGN.md section 6).
+"""The mysql prober against the real MariaDB server (README: Development).
 
 The shared server lets root in without a password, so a wrong password is tested with a user of
 our own, `probe_auth`, created (idempotently) by a fixture as services.md says. The handshake's

@@ -1,4 +1,4 @@
-"""The postgres prober against the real PostgreSQL server (DESIGN.md section 6).
+"""The postgres prober against the real PostgreSQL server (README: Development).
 
 The shared server trusts local users, so a wrong password cannot fail against it as it is:
 `make services` (scripts/postgres-auth.sh) gives the role `probe_auth` a password and a

@@ -1,4 +1,4 @@
-"""Reaching the real services the tests use (DESIGN.md section 6).
+"""Reaching the real services the tests use (README: Development).
 
 Each service is found through an environment variable with a loopback default. A test whose
 service does not answer is skipped with the reason, unless PROBE_TEST_REQUIRE_SERVICES=1 (set
