@@ -6,8 +6,9 @@ scheduler, probers, notifiers and web pages show them with it, without depending
 
 from __future__ import annotations
 
-import json
 import re
+
+from probe.text import quoted
 
 __all__ = ["DURATION_PATTERN", "format_duration", "parse_duration"]
 
@@ -29,15 +30,10 @@ DURATION_PATTERN = r"^\s*[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|
 """What `parse_duration` accepts, for the config's JSON Schema (editors check it as you type)."""
 
 
-def _quoted(text: str) -> str:
-    # Quoted and escaped, so a config error stays one line; long input is cut.
-    return json.dumps(text if len(text) <= 40 else text[:40] + "…", ensure_ascii=False)
-
-
 def parse_duration(text: str) -> float:
     """Seconds in `text`; raises ValueError with a message fit for a config error."""
     raw = text.strip()
-    shown = _quoted(text)
+    shown = quoted(text)
     if not raw:
         raise ValueError("empty duration")
     if re.fullmatch(r"[+-]?\d+(\.\d*)?", raw):

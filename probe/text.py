@@ -9,7 +9,9 @@ everywhere (result messages, details, `probe check`, logs).
 
 from __future__ import annotations
 
-__all__ = ["escaped", "printable"]
+import json
+
+__all__ = ["escaped", "printable", "quoted"]
 
 _SPACE = " "
 _REPLACEMENT = "?"
@@ -60,3 +62,10 @@ def escaped(text: str) -> str:
     escape (`\\x1b`, `\\u202e`, `\\ud800`): for text we echo back to its author (a config
     value in an error), who needs to see exactly what is there."""
     return text.translate(_ESCAPES)
+
+
+def quoted(text: str, limit: int = 40) -> str:
+    """A user's text inside a message: in double quotes, JSON-escaped (so it stays one line)
+    and cut at `limit` characters with "…"."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return json.dumps(shown, ensure_ascii=False)

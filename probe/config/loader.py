@@ -31,7 +31,6 @@ from probe.config.messages import (
     describe,
     did_you_mean,
     model_class,
-    quote,
     report_validation_error,
 )
 from probe.config.models import NotifierSpec, ProbeDefaults, ProbeSpec, Settings, usable_path
@@ -40,6 +39,7 @@ from probe.config.substitution import substitute
 from probe.config.yaml_reader import parse_file
 from probe.durations import format_duration
 from probe.errors import ConfigError, ConfigProblem
+from probe.text import quoted
 
 __all__ = [
     "Config",
@@ -208,7 +208,7 @@ class _Loader:
                 hint = did_you_mean(key, self._known_sections())
                 if not hint:
                     hint = f" (known: {', '.join(self._known_sections())})"
-                src.error((key,), f"unknown section {quote(key)}{hint}", key=True)
+                src.error((key,), f"unknown section {quoted(key)}{hint}", key=True)
 
         settings = self._settings(root.get("settings"))
         probes = self._probes(root, probe_sections, settings.probe)
@@ -289,7 +289,7 @@ class _Loader:
                 if name in seen_names:
                     first = self.src.where((*seen_names[name], "name"))
                     where = f" (first at line {first[0]})" if first else ""
-                    self.src.error((*loc, "name"), f"duplicate probe name {quote(name)}{where}")
+                    self.src.error((*loc, "name"), f"duplicate probe name {quoted(name)}{where}")
                 else:
                     seen_names[name] = loc
                 if spec is not None:
@@ -328,7 +328,7 @@ class _Loader:
                 self.src.error(dloc, self.unsupported_drivers[driver])
             else:
                 hint = did_you_mean(driver, self.drivers) or f" (known: {known})"
-                self.src.error(dloc, f"unknown driver {quote(value)}{hint}")
+                self.src.error(dloc, f"unknown driver {quoted(value)}{hint}")
             return None
         raw["driver"] = driver
         if driver not in self._driver_specs:
@@ -426,7 +426,9 @@ class _Loader:
                 if name in seen_names:
                     first = self.src.where((*seen_names[name], "name"))
                     where = f" (first at line {first[0]})" if first else ""
-                    self.src.error((*eloc, "name"), f"duplicate notifier name {quote(name)}{where}")
+                    self.src.error(
+                        (*eloc, "name"), f"duplicate notifier name {quoted(name)}{where}"
+                    )
                 else:
                     seen_names[name] = eloc
                 if isinstance(spec, NotifierSpec):
@@ -441,7 +443,7 @@ class _Loader:
             return False
         known = sorted(self.notifiers)
         hint = did_you_mean(kind, known) or f" (known: {', '.join(known)})"
-        self.src.error(kloc, f"unknown notifier kind {quote(kind)}{hint}", key=True)
+        self.src.error(kloc, f"unknown notifier kind {quoted(kind)}{hint}", key=True)
         return False
 
     def _notifier_spec(self, kind: str, kloc: Loc) -> type[NotifierSpec] | None:
@@ -492,7 +494,7 @@ class _Loader:
         value = mapping.pop(key)
         if target in mapping:
             self.src.error(
-                kloc, f"both {quote(target)} and {quote(key)} are given; use one", key=True
+                kloc, f"both {quoted(target)} and {quoted(key)} are given; use one", key=True
             )
             return
         # Whatever goes wrong below is reported here, not again as a missing `target`.
@@ -503,7 +505,7 @@ class _Loader:
         try:
             path = usable_path(value)
         except ValueError as exc:
-            self.src.error(kloc, f"cannot read {quote(value)}: {exc}")
+            self.src.error(kloc, f"cannot read {quoted(value)}: {exc}")
             return
         if not path.is_absolute():
             path = self.base_dir / path
@@ -512,17 +514,17 @@ class _Loader:
                 data = fh.read(_MAX_SECRET_BYTES + 1)
         except OSError as exc:
             self.src.error(
-                kloc, f"cannot read {quote(value)}: {exc.strerror or type(exc).__name__}"
+                kloc, f"cannot read {quoted(value)}: {exc.strerror or type(exc).__name__}"
             )
             return
         if len(data) > _MAX_SECRET_BYTES:
             # `password_file: /dev/zero` must not eat the memory; no secret is this long.
-            self.src.error(kloc, f"{quote(value)} is larger than {_MAX_SECRET_BYTES} bytes")
+            self.src.error(kloc, f"{quoted(value)} is larger than {_MAX_SECRET_BYTES} bytes")
             return
         try:
             secret = data.decode("utf-8")
         except UnicodeDecodeError:
-            self.src.error(kloc, f"cannot read {quote(value)}: not UTF-8 text")
+            self.src.error(kloc, f"cannot read {quoted(value)}: not UTF-8 text")
             return
         # Editors add a final newline; a secret never means it.
         mapping[target] = secret.removesuffix("\n").removesuffix("\r")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections.abc
 import difflib
-import json
 import re
 import types
 from collections.abc import Iterable, Mapping
@@ -18,6 +17,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from probe.config.source import Loc, Pos, Source
+from probe.text import quoted
 
 __all__ = [
     "descend",
@@ -26,7 +26,6 @@ __all__ = [
     "error_message",
     "known_keys",
     "model_class",
-    "quote",
     "report_validation_error",
 ]
 
@@ -91,12 +90,6 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 # pydantic errors -> short human messages
 
 
-def quote(text: str) -> str:
-    """A user's text in a message: quoted, escaped (one line, always) and kept short."""
-    shown = text if len(text) <= 40 else text[:40] + "…"
-    return json.dumps(shown, ensure_ascii=False)
-
-
 def describe(value: Any) -> str:
     if value is None:
         return "null"
@@ -105,7 +98,7 @@ def describe(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return quote(value)
+        return quoted(value)
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list | tuple):
@@ -193,7 +186,7 @@ def report_validation_error(
             pos = src.where(loc, key=True)
             parent = model_class(parent_tp)
             hint = did_you_mean(last, known_keys(parent)) if parent is not None else ""
-            message = f"unknown key {quote(last)}{hint}"
+            message = f"unknown key {quoted(last)}{hint}"
         else:
             pos = src.where(loc)
             name = next((p for p in reversed(loc) if isinstance(p, str)), "")

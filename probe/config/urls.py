@@ -3,16 +3,13 @@ carries them. Standard library only: the config models import this."""
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
+
+from probe.text import quoted
 
 __all__ = ["icon_origin", "icon_url"]
 
 _MAX_URL = 2048
-
-
-def _shown(value: str) -> str:
-    return json.dumps(value if len(value) <= 40 else value[:40] + "…", ensure_ascii=False)
 
 
 def icon_url(value: str) -> str:
@@ -25,12 +22,12 @@ def icon_url(value: str) -> str:
     if len(value) > _MAX_URL:
         raise ValueError(f"too long (at most {_MAX_URL} characters)")
     if any(c.isspace() or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\\" for c in value):
-        raise ValueError(f"not a URL: {_shown(value)} holds whitespace, a control or a backslash")
+        raise ValueError(f"not a URL: {quoted(value)} holds whitespace, a control or a backslash")
     try:
         parts = urlsplit(value)
         _ = parts.port  # a port out of range raises here
     except ValueError:
-        raise ValueError(f"not a URL: {_shown(value)}") from None
+        raise ValueError(f"not a URL: {quoted(value)}") from None
     if parts.username is not None or parts.password is not None:
         raise ValueError("a user or password in the URL would be shown to every visitor")
     if parts.scheme:
@@ -39,11 +36,11 @@ def icon_url(value: str) -> str:
                 f'"{parts.scheme}:" URLs are not allowed; use http(s) or a relative URL'
             )
         if not parts.hostname:
-            raise ValueError(f"no host in {_shown(value)}")
+            raise ValueError(f"no host in {quoted(value)}")
     elif parts.netloc or value.startswith("//"):
         # Scheme-relative ("//cdn.example.com/x.png"): write the scheme, so the page's
         # Content-Security-Policy can name the origin exactly.
-        raise ValueError(f"write the scheme: https:{_shown(value)[1:-1]}")
+        raise ValueError(f"write the scheme: https:{quoted(value)[1:-1]}")
     return value
 
 

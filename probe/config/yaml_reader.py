@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 from yaml.reader import ReaderError
 
-from probe.config.messages import quote
 from probe.config.models import usable_path
 from probe.config.source import Loc, Pos, Source
 from probe.errors import ConfigError, ConfigProblem
+from probe.text import quoted
 
 __all__ = ["MAX_CONFIG_BYTES", "Converter", "YAMLLoader", "has_surrogate", "parse_file"]
 
@@ -220,7 +220,7 @@ class Converter:
                 # PyYAML silently keeps the last one; a user almost never means that.
                 self.src.error(
                     (*loc, key),
-                    f"duplicate key {quote(key)} (first at line {first_line[key]})",
+                    f"duplicate key {quoted(key)} (first at line {first_line[key]})",
                     pos=_mark(key_node),
                 )
                 continue
