@@ -1,0 +1,129 @@
+"""The routes and their handlers: the status page, /healthz, the JSON API, /metrics and the
+badges, over the state create_app gives the application."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from probe.metrics import exposition
+from probe.web import svg
+from probe.web.data import WINDOWS, StatusSource
+from probe.web.json_shapes import incidents, iso, pct, sla_item
+from probe.web.query import filter_summaries
+from probe.web.render import StatusPage
+from probe.web.responses import compressed, json_error, svg_response
+
+__all__ = ["STATE", "AppState", "add_routes"]
+
+_BADGE_RESPONSE_WINDOWS = ("24h", "7d", "30d")
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    source: StatusSource
+    registry: CollectorRegistry | None
+    healthy: Callable[[], bool]
+    page: StatusPage
+
+
+STATE = web.AppKey("probe", AppState)
+
+
+async def _page(request: web.Request) -> web.Response:
+    html = await request.app[STATE].page.render(request.query)
+    response = web.Response(
+        text=html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+    return compressed(response)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    healthy = request.app[STATE].healthy()
+    return web.json_response({"status": "ok" if healthy else "degraded"})
+
+
+async def _sla(request: web.Request) -> web.Response:
+    items = await request.app[STATE].source.summaries()
+    page, _, total = filter_summaries(items, request.query)
+    # 1,000 items are ~20 ms of Python: in a thread, so the loop runs between its slices.
+    body = await asyncio.to_thread(lambda: json.dumps([sla_item(item) for item in page]))
+    response = web.Response(text=body, content_type="application/json")
+    response.headers["X-Total-Count"] = str(total)
+    return compressed(response)
+
+
+async def _probe(request: web.Request) -> web.Response:
+    source = request.app[STATE].source
+    name = request.match_info["name"]
+    item = await source.summary(name)
+    if item is None:
+        return json_error(404, "no such probe")
+    detail = await source.detail(name)
+    body = sla_item(item)
+    body["labels"] = dict(item.info.labels)
+    body["since"] = None if item.since is None else iso(item.since)
+    body["windows"] = {
+        w: {**item.windows[w].to_json(), "sla": pct(item.windows[w])} for w in WINDOWS
+    }
+    body["results"] = [r.to_json() for r in detail["results"]]
+    body["incidents"] = incidents(detail["transitions"], source.now())
+    return web.json_response(body)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    registry = request.app[STATE].registry
+    if registry is None:
+        return json_error(404, "metrics are not enabled")
+    body = exposition(registry)
+    return compressed(web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST}))
+
+
+async def _badge_status(request: web.Request) -> web.Response:
+    item = await request.app[STATE].source.summary(request.match_info["name"])
+    if item is None:
+        return json_error(404, "no such probe")
+    return svg_response(svg.status_badge(item.info.name, item.status.value))
+
+
+async def _badge_uptime(request: web.Request) -> web.Response:
+    window = request.match_info["window"]
+    if window not in WINDOWS:
+        return json_error(404, f"no such window; one of {', '.join(WINDOWS)}")
+    item = await request.app[STATE].source.summary(request.match_info["name"])
+    if item is None:
+        return json_error(404, "no such probe")
+    return svg_response(svg.uptime_badge(item.info.name, window, item.windows[window].sla))
+
+
+async def _badge_response_time(request: web.Request) -> web.Response:
+    window = request.match_info["window"]
+    if window not in _BADGE_RESPONSE_WINDOWS:
+        return json_error(404, f"no such window; one of {', '.join(_BADGE_RESPONSE_WINDOWS)}")
+    item = await request.app[STATE].source.summary(request.match_info["name"])
+    if item is None:
+        return json_error(404, "no such probe")
+    return svg_response(
+        svg.response_time_badge(item.info.name, window, item.windows[window].p95_ms)
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    """The routes, on an app whose STATE is set."""
+    app.router.add_get("/", _page)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/v1/sla", _sla)
+    # `.+`: probe names may hold a slash (sent as %2F, which the router sees decoded).
+    app.router.add_get("/api/v1/probes/{name:.+}", _probe)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/badge/{name:.+}/status.svg", _badge_status)
+    app.router.add_get("/badge/{name:.+}/uptime/{window}.svg", _badge_uptime)
+    app.router.add_get("/badge/{name:.+}/response-time/{window}.svg", _badge_response_time)
