@@ -1,10 +1,11 @@
 """Prometheus metrics of the probes, under the names blackbox_exporter dashboards expect.
 
 Per probe: `probe_success` (1/0 of the last result), `probe_duration_seconds` (latency of the
-last result; absent when it had none), `probe_http_status_code` (http probes; 0 when nothing
-answered), `probe_ssl_earliest_cert_expiry` (Unix time; tls probes, and http probes whose
-details carry a certificate), `probe_checks_total{status}` (results since start) and
-`probe_sla_ratio{window}` (0..1 over 24h / 7d / 30d / 90d, absent without measured time).
+last result; absent when it had none), `probe_http_status_code` (the result's `http_status`:
+http probes, 0 when nothing answered), `probe_ssl_earliest_cert_expiry` (the result's
+`cert_expiry`, Unix time: tls probes that read a certificate), `probe_checks_total{status}`
+(results since start) and `probe_sla_ratio{window}` (0..1 over 24h / 7d / 30d / 90d, absent
+without measured time). The typed readings come from the probers; `details` is never parsed.
 
 Every series carries the same labels: `name`, `kind`, `endpoint`, then one label per key of
 any probe's `labels` (the union over the config; empty where a probe lacks the key), with the
@@ -30,8 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -47,7 +47,6 @@ __all__ = [
     "ProbeMetrics",
     "SeriesLabels",
     "UptimeReader",
-    "cert_expiry",
     "exposition",
     "label_names",
     "probe_metrics",
@@ -151,38 +150,12 @@ def label_names(keys: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _unix_time(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.timestamp() if value.tzinfo is not None else None
-    if isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return moment.timestamp() if moment.tzinfo is not None else None
-    return None
-
-
-def cert_expiry(details: Mapping[str, Any]) -> float | None:
-    """The earliest certificate expiry (Unix time) in a result's details, if it has one.
-
-    The tls prober gives `not_after` (the leaf) and, with a chain, `earliest_not_after`.
-    """
-    times = [_unix_time(details.get(key)) for key in ("not_after", "earliest_not_after")]
-    found = [t for t in times if t is not None]
-    return min(found) if found else None
-
-
 class _Latest(NamedTuple):
     """The last result of one probe as the metrics show it, plus the check counts."""
 
     success: float
     duration: float | None
-    status_code: float | None  # None: not an http probe
+    status_code: float | None  # None: the check was not an HTTP exchange
     cert_expiry: float | None
     checks: Mapping[str, int]
 
@@ -193,7 +166,6 @@ class _Layout:
 
     names: tuple[str, ...]  # BASE_LABELS + sanitised probe label names
     values: Mapping[str, tuple[str, ...]]  # probe name -> label values in `names` order
-    kinds: Mapping[str, str]
     # probe name -> the label text of its series in the exposition format, sorted by label
     # name as prometheus-client writes it; "status"/"window" -> (before, after) around it.
     text: Mapping[str, str]
@@ -234,8 +206,7 @@ def _layout(probes: Sequence[SeriesLabels]) -> _Layout:
     around: dict[str, Mapping[str, tuple[str, str]]] = {}
     for name, vals in values.items():
         text[name], around[name] = _label_text(names, vals)
-    kinds = {probe.name: probe.kind for probe in probes}
-    return _Layout(names, values, kinds, text, around)
+    return _Layout(names, values, text, around)
 
 
 class ProbeMetrics(Collector):
@@ -277,16 +248,12 @@ class ProbeMetrics(Collector):
         checks = dict(before.checks) if before is not None else {}
         status = result.status.value
         checks[status] = checks.get(status, 0) + 1
-        details = result.details
-        code: float | None = None
-        if layout.kinds[result.name] == "http":
-            raw = details.get("status_code")
-            code = float(raw) if isinstance(raw, int) and not isinstance(raw, bool) else 0.0
+        code, expiry = result.http_status, result.cert_expiry
         self._latest[result.name] = _Latest(
             success=1.0 if result.status is Status.UP else 0.0,
             duration=result.latency,
-            status_code=code,
-            cert_expiry=cert_expiry(details) if details else None,
+            status_code=None if code is None else float(code),
+            cert_expiry=None if expiry is None else float(expiry),
             checks=checks,
         )
 

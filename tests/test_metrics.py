@@ -22,7 +22,6 @@ from probe.metrics import (
     REGISTRY,
     ProbeMetrics,
     SeriesLabels,
-    cert_expiry,
     exposition,
     label_names,
     probe_metrics,
@@ -50,6 +49,9 @@ PROBES = [
     SeriesLabels("db", "tcp", "127.0.0.1:5432", {}),
     SeriesLabels("api", "http", "http://127.0.0.1:9/", {"team": "edge"}),
 ]
+# What the http prober's details say of a 200 (not what the metrics read: `http_status`).
+WEB_200 = {"status_code": 200}
+EXPIRY_2027 = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
 
 
 def result(
@@ -60,6 +62,8 @@ def result(
     latency: float | None = 0.125,
     details: dict[str, Any] | None = None,
     t: float = NOW,
+    http_status: int | None = None,
+    cert_expiry: float | None = None,
 ) -> Result:
     return Result(
         name=name,
@@ -70,6 +74,8 @@ def result(
         message=status.value,
         time=datetime.fromtimestamp(t, UTC),
         details=details or {},
+        http_status=http_status,
+        cert_expiry=cert_expiry,
     )
 
 
@@ -108,29 +114,24 @@ def test_label_names_sanitised() -> None:
     assert len(set(clash.values())) == 2
 
 
-def test_cert_expiry_takes_the_earliest() -> None:
-    details = {"not_after": "2027-01-01T00:00:00Z", "earliest_not_after": "2026-06-01T00:00:00Z"}
-    assert cert_expiry(details) == datetime(2026, 6, 1, tzinfo=UTC).timestamp()
-    assert cert_expiry({"not_after": "garbage"}) is None
-    assert cert_expiry({}) is None
-
-
 def fed_registry() -> tuple[CollectorRegistry, ProbeMetrics]:
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, PROBES)
-    metrics.record(result("web", "http", details={"status_code": 200}, latency=0.25))
-    metrics.record(result("web", "http", details={"status_code": 200}, latency=0.125))
+    metrics.record(result("web", "http", details=WEB_200, latency=0.25, http_status=200))
+    metrics.record(result("web", "http", details=WEB_200, latency=0.125, http_status=200))
     metrics.record(
         result(
             "cert",
             "tls",
             details={"not_after": "2027-01-01T00:00:00Z", "days_left": 300},
             latency=0.05,
+            cert_expiry=EXPIRY_2027,
         )
     )
     metrics.record(result("db", "tcp", Status.DOWN, latency=None))
-    metrics.record(result("api", "http", Status.DOWN, latency=None, details={"error": "refused"}))
-    metrics.record(result("gone", "http"))  # not configured: ignored
+    down = {"error": "refused"}
+    metrics.record(result("api", "http", Status.DOWN, latency=None, details=down, http_status=0))
+    metrics.record(result("gone", "http", http_status=200))  # not configured: ignored
     return registry, metrics
 
 
@@ -190,7 +191,13 @@ def test_https_probe_with_certificate_details_has_expiry() -> None:
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, [SeriesLabels("web", "http", "https://x/", {})])
     metrics.record(
-        result("web", "http", details={"status_code": 204, "not_after": "2030-01-01T00:00:00Z"})
+        result(
+            "web",
+            "http",
+            details={"status_code": 204, "not_after": "2030-01-01T00:00:00Z"},
+            http_status=204,
+            cert_expiry=datetime(2030, 1, 1, tzinfo=UTC).timestamp(),
+        )
     )
     samples = scrape(registry)
     assert value(samples["probe_ssl_earliest_cert_expiry"], name="web") == (
@@ -215,7 +222,7 @@ def test_one_registry_holds_notification_counters_too() -> None:
     registry = CollectorRegistry()
     notify_metrics(registry).count("slack", "sent")
     metrics = probe_metrics(registry, PROBES)
-    metrics.record(result("web", "http", details={"status_code": 200}))
+    metrics.record(result("web", "http", details=WEB_200, http_status=200))
     samples = scrape(registry)
     assert value(samples["probe_notifications_total"], notifier="slack", result="sent") == 1
     assert samples["probe_outbox_pending"] == [({}, 0.0)]
@@ -372,10 +379,12 @@ def test_fast_exposition_is_byte_identical_to_generate_latest() -> None:
     notify_metrics(registry).count("slack", "sent")
     metrics = probe_metrics(registry, [*PROBES, hostile])
     for r in (
-        result("web", "http", details={"status_code": 200}, latency=1e-7),
-        result("cert", "tls", details={"not_after": "2027-01-01T00:00:00Z"}),
+        result("web", "http", details=WEB_200, latency=1e-7, http_status=200),
+        result(
+            "cert", "tls", details={"not_after": "2027-01-01T00:00:00Z"}, cert_expiry=EXPIRY_2027
+        ),
         result("db", "tcp", Status.DOWN, latency=None),
-        result('we"ird\\name\n', "http", Status.UNKNOWN, latency=12345678.5),
+        result('we"ird\\name\n', "http", Status.UNKNOWN, latency=12345678.5, http_status=0),
     ):
         metrics.record(r)
     metrics._sla = {"web": {"24h": 1.0, "7d": 0.25}, 'we"ird\\name\n': {"90d": 1 / 3}}

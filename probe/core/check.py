@@ -15,22 +15,31 @@ class CheckContext:
 
     A prober sets `phase` as it goes ("resolve", "connect", "TLS handshake", "auth",
     "reading the body", ...), so a timeout can say where the time went, and may add
-    `details` that are kept even when the check ends in a timeout.
+    `details` that are kept even when the check ends in a timeout. The typed readings
+    (`http_status`, `cert_expiry`: see `Result`) set here are kept the same way; an
+    `Outcome`'s own, when not None, win over them.
     """
 
     phase: str = "connect"
     details: dict[str, Any] = field(default_factory=dict)
+    http_status: int | None = None
+    cert_expiry: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a successful-or-judged check returns. A failure the prober detects itself
     (wrong status code, missing text) is `Outcome(ok=False, ...)`; a failure to talk to the
-    service at all is raised as `ProbeError`."""
+    service at all is raised as `ProbeError`.
+
+    `http_status` and `cert_expiry` are the typed readings of `Result` (see there); None
+    leaves the check context's value."""
 
     ok: bool
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    http_status: int | None = None
+    cert_expiry: float | None = None
 
 
 class Checkable(Protocol):

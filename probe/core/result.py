@@ -47,7 +47,16 @@ def _clean(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One check of one probe. `latency` is in seconds, None when nothing answered."""
+    """One check of one probe. `latency` is in seconds, None when nothing answered.
+
+    `details` is what users see (`probe once --format json`, the API, the store). The typed
+    readings beside it are what metrics (and conditions) read, set by the probers that know
+    them, None otherwise; they are not part of `details` nor of `to_json`, and not stored:
+
+    - `http_status`: the status code of the HTTP answer the check judged; 0 for a check
+      that is an HTTP exchange (an http probe's) but got no answer to judge.
+    - `cert_expiry`: the earliest notAfter (Unix seconds) of the certificates the check read.
+    """
 
     name: str
     kind: str
@@ -57,6 +66,8 @@ class Result:
     message: str
     time: datetime
     details: Mapping[str, Any] = field(default_factory=dict)
+    http_status: int | None = None
+    cert_expiry: float | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:

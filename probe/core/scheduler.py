@@ -79,7 +79,17 @@ def _result(
     latency: float | None,
     details: dict[str, object],
     started: float,
+    ctx: CheckContext,
+    outcome: Outcome | None = None,
 ) -> Result:
+    """The Result; the typed readings are the context's, each overridden by the outcome's
+    when it has one (as `details` are merged)."""
+    http_status, cert_expiry = ctx.http_status, ctx.cert_expiry
+    if outcome is not None:
+        if outcome.http_status is not None:
+            http_status = outcome.http_status
+        if outcome.cert_expiry is not None:
+            cert_expiry = outcome.cert_expiry
     return Result(
         name=prober.name,
         kind=prober.kind,
@@ -89,6 +99,8 @@ def _result(
         message=message,
         time=datetime.fromtimestamp(started, UTC),
         details=details,
+        http_status=http_status,
+        cert_expiry=cert_expiry,
     )
 
 
@@ -114,7 +126,7 @@ async def run_check(prober: Checkable, *, cancel_grace: float = CANCEL_GRACE) ->
         message = f"timeout after {format_duration(prober.timeout)} during {ctx.phase}"
         details = {**ctx.details, "phase": ctx.phase, "timeout": True}
         return CheckRun(
-            _result(prober, Status.DOWN, message, None, details, started_wall), straggler
+            _result(prober, Status.DOWN, message, None, details, started_wall, ctx), straggler
         )
 
     exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
@@ -122,16 +134,18 @@ async def run_check(prober: Checkable, *, cancel_grace: float = CANCEL_GRACE) ->
         outcome = task.result()
         status = Status.UP if outcome.ok else Status.DOWN
         details = {**ctx.details, **outcome.details}
-        return CheckRun(_result(prober, status, outcome.message, elapsed, details, started_wall))
+        run = _result(prober, status, outcome.message, elapsed, details, started_wall, ctx, outcome)
+        return CheckRun(run)
     if isinstance(exc, ProbeError):
         details = {**ctx.details, **exc.details}
-        return CheckRun(_result(prober, Status.DOWN, exc.message, None, details, started_wall))
+        return CheckRun(_result(prober, Status.DOWN, exc.message, None, details, started_wall, ctx))
     # A prober bug or an exception its mapping missed: report it, never let it escape. The
     # whole story goes to the log; the user sees no Python class names or group wrappers
     # (an ExceptionGroup's "unhandled errors in a TaskGroup" says nothing about the service).
     log.warning("probe %s: unexpected %s in check", prober.name, type(exc).__name__, exc_info=exc)
     message = "check failed: " + _unmapped_text(exc)
-    return CheckRun(_result(prober, Status.DOWN, message, None, dict(ctx.details), started_wall))
+    failed = _result(prober, Status.DOWN, message, None, dict(ctx.details), started_wall, ctx)
+    return CheckRun(failed)
 
 
 def _unmapped_text(exc: BaseException) -> str:

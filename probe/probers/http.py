@@ -304,6 +304,8 @@ class HTTPProber(Prober[HTTPSpec]):
         _ = self.client
 
     async def check(self, ctx: CheckContext) -> Outcome:
+        # An HTTP exchange: its status code is 0 until an answer is judged (the Outcome's).
+        ctx.http_status = 0
         token = current_check.set(ctx)
         try:
             return await self._check(ctx)
@@ -347,7 +349,12 @@ class HTTPProber(Prober[HTTPSpec]):
                     if redirects >= self._max_redirects:
                         details = self._details(ctx, response, tracer, b"", truncated=False)
                         message = f"too many redirects (more than {self._max_redirects})"
-                        return Outcome(ok=False, message=message, details=details)
+                        return Outcome(
+                            ok=False,
+                            message=message,
+                            details=details,
+                            http_status=response.status_code,
+                        )
                     redirects += 1
                     ctx.details["redirects"] = redirects
                     # The redirect's body is not read: closing the response drops the connection.
@@ -397,30 +404,29 @@ class HTTPProber(Prober[HTTPSpec]):
         return details
 
     def _judge(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> Outcome:
-        outcome = self._verdict(response, body, details)
-        if not self.spec.with_output:
-            return outcome
-        message = with_excerpt(outcome.message, _decode(body, response))
-        return Outcome(ok=outcome.ok, message=message, details=outcome.details)
+        ok, message = self._verdict(response, body, details)
+        if self.spec.with_output:
+            message = with_excerpt(message, _decode(body, response))
+        return Outcome(ok=ok, message=message, details=details, http_status=response.status_code)
 
-    def _verdict(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> Outcome:
+    def _verdict(
+        self, response: httpx.Response, body: bytes, details: dict[str, Any]
+    ) -> tuple[bool, str]:
+        """Whether the answer passes, and the message that says so."""
         status = response.status_code
         if not any(lo <= status <= hi for lo, hi in self.spec.success_code):
-            message = f"status {status} not in {self._ranges_text}"
-            return Outcome(ok=False, message=message, details=details)
+            return False, f"status {status} not in {self._ranges_text}"
         if self._contain is not None or self._not_contain is not None:
             text = _decode(body, response)
             where = f" (in the first {len(body)} bytes)" if details["truncated"] else ""
             contain, not_contain = self._contain, self._not_contain
             if contain is not None and contain.pattern.search(text) is None:
                 verb = "match" if contain.is_regex else "contain"
-                message = f"body does not {verb} {contain.shown}{where}"
-                return Outcome(ok=False, message=message, details=details)
+                return False, f"body does not {verb} {contain.shown}{where}"
             if not_contain is not None and not_contain.pattern.search(text) is not None:
                 verb = "matches" if not_contain.is_regex else "contains"
-                message = f"body {verb} {not_contain.shown}{where}"
-                return Outcome(ok=False, message=message, details=details)
-        return Outcome(ok=True, message=f"status {status}", details=details)
+                return False, f"body {verb} {not_contain.shown}{where}"
+        return True, f"status {status}"
 
 
 def _route(spec: HTTPSpec) -> ProxyRoute:

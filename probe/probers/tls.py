@@ -30,6 +30,7 @@ import math
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -308,9 +309,12 @@ class TLSProber(Prober[TLSSpec]):
             details.update(self._details(shake, datetime.now(UTC)))
         details["verify_error"] = exc.verify_message or "certificate verification failed"
         message = _describe(exc, certs=certs, server_name=self._server_name)
-        return Outcome(ok=False, message=message, details=details)
+        return Outcome(ok=False, message=message, details=details, cert_expiry=_expiry(certs))
 
     def _judge(self, ctx: CheckContext, shake: _Handshake) -> Outcome:
+        return replace(self._verdict(ctx, shake), cert_expiry=_expiry(shake.certs))
+
+    def _verdict(self, ctx: CheckContext, shake: _Handshake) -> Outcome:
         now = datetime.now(UTC)
         details = {**ctx.details, **self._details(shake, now)}
         if not shake.certs:
@@ -452,6 +456,15 @@ def _hang_up(sock: socket.socket, tls: ssl.SSLObject | None, outgoing: ssl.Memor
                 pass
     finally:
         sock.close()
+
+
+def _expiry(certs: list[_Cert]) -> float | None:
+    """The earliest notAfter of `certs` in Unix seconds (whole seconds, as `details` shows
+    it), None without certificates."""
+    if not certs:
+        return None
+    soonest = min(cert.not_after for cert in certs)
+    return soonest.replace(microsecond=0).timestamp()
 
 
 def _which(cert: _Cert, index: int) -> str:
