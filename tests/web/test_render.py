@@ -397,7 +397,7 @@ async def test_live_status_between_computations(store):
 
 @pytest.mark.parametrize("hour", [0, 11, 23])
 def test_a_lone_hour_draws_inside_the_chart(hour):
-    from probe.web.render import CHART_W, _chart
+    from probe.web.page import CHART_W, _chart
 
     series: list[float | None] = [None] * 24
     series[hour] = 0.05
