@@ -206,6 +206,34 @@ def test_https_probe_with_certificate_details_has_expiry() -> None:
     assert value(samples["probe_http_status_code"], name="web") == 204
 
 
+def test_gauges_come_from_the_typed_readings_never_from_details() -> None:
+    registry = CollectorRegistry()
+    probes = [
+        SeriesLabels("web", "http", "https://x/", {}),
+        SeriesLabels("cert", "tls", "x:443", {}),
+        SeriesLabels("old", "http", "https://y/", {}),
+        SeriesLabels("etcd", "etcd", "z:2379", {}),
+    ]
+    metrics = probe_metrics(registry, probes)
+    expiry = datetime(2031, 5, 4, tzinfo=UTC).timestamp()
+    # Readings without the details that used to carry them.
+    metrics.record(result("web", "http", Status.DOWN, http_status=503))
+    metrics.record(result("cert", "tls", cert_expiry=expiry))
+    # Details alone, as before typed readings: not parsed, so no series.
+    old = {"status_code": 200, "not_after": "2030-01-01T00:00:00Z"}
+    metrics.record(result("old", "http", details=old))
+    # Whatever the kind, a reading gives the series.
+    metrics.record(result("etcd", "etcd", http_status=200, cert_expiry=expiry))
+    samples = scrape(registry)
+    codes, expiries = samples["probe_http_status_code"], samples["probe_ssl_earliest_cert_expiry"]
+    assert value(codes, name="web") == 503
+    assert value(codes, name="etcd") == 200
+    assert {lv["name"] for lv, _ in codes} == {"web", "etcd"}
+    assert value(expiries, name="cert") == expiry
+    assert value(expiries, name="etcd") == expiry
+    assert {lv["name"] for lv, _ in expiries} == {"cert", "etcd"}
+
+
 def test_reconfigure_drops_removed_probes_and_relabels() -> None:
     registry, metrics = fed_registry()
     same = probe_metrics(registry, [PROBES[2], SeriesLabels("new", "tcp", "h:1", {"zone": "a"})])

@@ -275,3 +275,39 @@ async def test_an_unmapped_exception_group_shows_no_python_internals(leaf, messa
     run = await run_check(RaisesGroup("grouped", leaf))
     assert run.result.message == message
     assert "TaskGroup" not in run.result.message and "Error" not in run.result.message
+
+
+@dataclass
+class Reads(FakeProber):
+    """Sets the typed readings on its context, then ends as `behaviour` says (an outcome
+    with `outcome_status` as its own reading, a ProbeError, a bug or a hang)."""
+
+    outcome_status: int | None = None
+
+    async def check(self, ctx: CheckContext) -> Outcome:
+        ctx.http_status, ctx.cert_expiry = 0, 1.5e9
+        if self.behaviour == "ok":
+            return Outcome(True, "ok", {"status_code": 1}, http_status=self.outcome_status)
+        return await super().check(ctx)
+
+
+@pytest.mark.parametrize("behaviour", ["hang", "probe-error", "raise"])
+async def test_readings_of_the_context_survive_a_check_that_gives_no_outcome(behaviour):
+    run = await run_check(Reads("r", behaviour=behaviour), cancel_grace=0.1)
+    assert run.result.status is Status.DOWN
+    assert (run.result.http_status, run.result.cert_expiry) == (0, 1.5e9)
+
+
+async def test_readings_of_the_outcome_win_and_none_leaves_the_context_s():
+    run = await run_check(Reads("r", outcome_status=503))
+    assert (run.result.http_status, run.result.cert_expiry) == (503, 1.5e9)
+    run = await run_check(Reads("r"))
+    assert (run.result.http_status, run.result.cert_expiry) == (0, 1.5e9)
+    # Readings are not details: what users see is the prober's details alone.
+    assert run.result.to_json()["details"] == {"status_code": 1}
+    assert "http_status" not in run.result.to_json()
+
+
+async def test_a_prober_that_reads_nothing_gives_no_readings():
+    run = await run_check(FakeProber("plain"))
+    assert (run.result.http_status, run.result.cert_expiry) == (None, None)

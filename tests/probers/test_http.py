@@ -17,10 +17,15 @@ import httpx
 import pytest
 import trustme
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from probe.core.check import CheckContext
+from probe.core.result import Status
+from probe.core.scheduler import run_check
 from probe.errors import ProbeError
+from probe.metrics import SeriesLabels, probe_metrics
 from probe.probers._net import redact_url
 from probe.probers.base import SharedResources
 from probe.probers.http import USER_AGENT, HTTPProber, HTTPSpec, _describe
@@ -836,3 +841,72 @@ def test_os_errors_inside_driver_errors():
             raise httpcore.ConnectError(str(exc)) from exc
     except httpcore.ConnectError as wrapped:
         assert _describe(wrapped, "connect", 5.0) == "connection refused"
+
+
+# --- typed readings: the status code metrics (and conditions) read -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "keys", "code"),
+    [
+        ("/record", {}, 200),
+        ("/status/503", {}, 503),
+        ("/status/503", {"with_output": True}, 503),
+        ("/redirect/2", {"limit_redirects": True, "max_redirects": 1}, 302),  # too many
+    ],
+)
+async def test_the_judged_status_code_is_a_typed_reading(site, resources, path, keys, code):
+    outcome = await check(resources, f"{site.url}{path}", **keys)
+    assert outcome.http_status == code
+    assert outcome.details["status_code"] == code  # what users see is unchanged
+
+
+async def test_status_code_reads_0_when_no_answer_was_judged(
+    site, raw_server, closed_port, resources
+):
+    half = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(half)
+        await writer.drain()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    cut, silent = await raw_server(cut_short), await raw_server(never_answer)
+    for url, timeout in (
+        (f"http://127.0.0.1:{closed_port}/", "5s"),  # refused: a ProbeError
+        (f"http://{cut.address}/", "5s"),  # an answer, but no body to judge
+        (f"http://{silent.address}/", "100ms"),  # a timeout
+    ):
+        run = await run_check(make(resources, url, timeout=timeout), cancel_grace=0.5)
+        assert run.result.status is Status.DOWN, url
+        assert run.result.http_status == 0, url
+        assert "status_code" not in run.result.details, url
+    up = await run_check(make(resources, f"{site.url}/status/204"))
+    assert (up.result.http_status, up.result.cert_expiry) == (204, None)
+
+
+async def test_probe_http_status_code_comes_from_real_checks(site, closed_port, resources):
+    registry = CollectorRegistry()
+    metrics = probe_metrics(
+        registry,
+        [
+            SeriesLabels("web", "http", site.url, {}),
+            SeriesLabels("gone", "http", f"http://127.0.0.1:{closed_port}/", {}),
+        ],
+    )
+    for name, url in (
+        ("web", f"{site.url}/status/503"),
+        ("gone", f"http://127.0.0.1:{closed_port}/"),
+    ):
+        metrics.record((await run_check(make(resources, url, name=name))).result)
+    samples = {
+        sample.labels["name"]: sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        if family.name == "probe_http_status_code"
+        for sample in family.samples
+    }
+    assert samples == {"web": 503.0, "gone": 0.0}

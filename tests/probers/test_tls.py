@@ -8,10 +8,12 @@ import ipaddress
 import ssl
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -19,15 +21,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from probe.assembly import load_config
 from probe.core.check import CheckContext, Outcome
+from probe.core.result import Status
 from probe.core.scheduler import run_check
 from probe.durations import format_duration
 from probe.errors import ConfigError, ProbeError
+from probe.metrics import SeriesLabels, probe_metrics
 from probe.probers.base import SharedResources
-from probe.probers.tls import TLSProber, TLSSpec
+from probe.probers.tls import TLSProber, TLSSpec, _Cert, _expiry
 from tests.conftest import server_ssl_context
 from tests.support import probers as scenarios
 
@@ -594,3 +600,77 @@ def test_config_errors_are_located(tmp_path):
         'probes.yaml:5:5: tls[0].alert_expire_befor: unknown key "alert_expire_befor" '
         '(did you mean "alert_expire_before"?)',
     ]
+
+
+# --- typed readings: the certificate expiry metrics (and conditions) read -----------------------
+
+
+def shown_expiry(details: Mapping[str, Any]) -> float:
+    """The earliest expiry the details show (what the metrics used to parse out of them)."""
+    shown = [details[key] for key in ("not_after", "earliest_not_after") if key in details]
+    return min(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() for text in shown)
+
+
+async def test_cert_expiry_is_a_typed_reading(serve, resources, tls_ca, tls_ca_file, tmp_path):
+    ends = NOW + timedelta(days=90)
+    valid = await serve(leaf_context(tls_ca, not_after=ends))
+    outcome = await make(resources, valid.address, root_ca_pem_path=str(tls_ca_file)).check(
+        CheckContext()
+    )
+    assert outcome.ok, outcome.message
+    assert outcome.cert_expiry == shown_expiry(outcome.details)
+    assert outcome.cert_expiry == ends.replace(microsecond=0).timestamp()
+    # Judged down, or read over the second connection after a failed verification.
+    ended = NOW - timedelta(days=3)
+    expired = leaf_context(tls_ca, not_before=NOW - timedelta(days=30), not_after=ended)
+    for context in (expired, self_signed_context(tmp_path)):
+        outcome = await failed_check(serve, resources, context, root_ca_pem_path=str(tls_ca_file))
+        assert outcome.cert_expiry == shown_expiry(outcome.details), outcome.message
+    # Dates judged without verification (down), or not judged at all (up).
+    for keys, ok in (({"insecure_skip_verify": True}, False), ({"expire_skip_verify": True}, True)):
+        skipped = await serve(expired)
+        prober = make(resources, skipped.address, root_ca_pem_path=str(tls_ca_file), **keys)
+        outcome = await prober.check(CheckContext())
+        assert outcome.ok is ok, outcome.message
+        assert outcome.cert_expiry == ended.replace(microsecond=0).timestamp()
+
+
+async def test_cert_expiry_of_the_chain_is_the_earliest(
+    serve, resources, tls_ca, tls_ca_file, tmp_path
+):
+    outcome = await failed_check(
+        serve,
+        resources,
+        chain_with_expired_intermediate(tls_ca, tmp_path),
+        root_ca_pem_path=str(tls_ca_file),
+    )
+    assert outcome.cert_expiry == shown_expiry(outcome.details)
+    leaf = shown_expiry({"not_after": outcome.details["not_after"]})
+    if sys.version_info >= (3, 13):  # the intermediate is read too, and it ended yesterday
+        assert outcome.cert_expiry is not None and outcome.cert_expiry < leaf
+    # The earliest of a chain, whichever certificate it is (not only the leaf's).
+    late, early = (_Cert("CN=a", "CN=b", NOW, NOW + timedelta(days=d), ()) for d in (90, 9))
+    assert _expiry([late, early]) == (NOW + timedelta(days=9)).replace(microsecond=0).timestamp()
+    assert _expiry([]) is None
+
+
+async def test_no_certificate_read_gives_no_expiry(resources, closed_port):
+    run = await run_check(make(resources, f"127.0.0.1:{closed_port}"))
+    assert run.result.status is Status.DOWN
+    assert (run.result.cert_expiry, run.result.http_status) == (None, None)
+
+
+async def test_probe_ssl_earliest_cert_expiry_comes_from_a_real_check(
+    serve, resources, tls_ca, tls_ca_file
+):
+    served = await serve(leaf_context(tls_ca, not_after=NOW + timedelta(days=30)))
+    run = await run_check(make(resources, served.address, root_ca_pem_path=str(tls_ca_file)))
+    registry = CollectorRegistry()
+    metrics = probe_metrics(registry, [SeriesLabels("tls", "tls", served.address, {})])
+    metrics.record(run.result)
+    [family] = [
+        family
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        if family.name == "probe_ssl_earliest_cert_expiry"
+    ]
+    assert [sample.value for sample in family.samples] == [shown_expiry(run.result.details)]
