@@ -49,7 +49,7 @@ def environment(
     return env
 
 
-# Filters exist at compile time (an unknown filter is a compile error): check() compiles with
+# Filters exist at compile time (an unknown filter is a compile error): check_source() compiles with
 # an environment that has them.
 _CHECK_ENV = environment(autoescape=False, tz=ZoneInfo("UTC"), loader=None)
 
