@@ -10,7 +10,12 @@ import re
 
 from probe.text import quoted
 
-__all__ = ["DURATION_PATTERN", "format_duration", "parse_duration"]
+__all__ = [
+    "DURATION_PATTERN",
+    "format_duration",
+    "largest_units",
+    "parse_duration",
+]
 
 _UNITS = {
     "ns": 1e-9,
@@ -60,20 +65,30 @@ def parse_duration(text: str) -> float:
     return total
 
 
+_SPAN_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def largest_units(seconds: float, *, smallest: str = "s") -> list[tuple[int, str]]:
+    """`seconds` (rounded to whole ones, at least 0) as its two largest units, largest first:
+    3h5m7s -> [(3, "h"), (5, "m")], 45s -> [(45, "s")], with units no smaller than
+    `smallest` (with "m": 2h5m7s -> [(2, "h"), (5, "m")], 5m7s -> [(5, "m")]).
+    Every human form of a duration in the program is built from this."""
+    rest = round(max(0.0, seconds))
+    units = _SPAN_UNITS[: [name for name, _ in _SPAN_UNITS].index(smallest) + 1]
+    parts: list[tuple[int, str]] = []
+    for name, size in units:
+        value, rest = divmod(rest, size)
+        if parts or value or name == smallest:
+            parts.append((value, name))
+        if len(parts) == 2:
+            break
+    return parts
+
+
 def format_duration(seconds: float) -> str:
     """A short human form: 0s, 45s, 2m5s, 3h0m, 2d4h, 350ms."""
     if seconds <= 0:
         return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    s = round(seconds)
-    days, rem = divmod(s, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+    return "".join(f"{value}{unit}" for value, unit in largest_units(seconds))

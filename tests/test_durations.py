@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probe.durations import format_duration, parse_duration
+from probe.durations import format_duration, largest_units, parse_duration
 
 VALID: list[tuple[str, float]] = [
     ("250ms", 0.25),
@@ -92,3 +92,19 @@ def test_format_parses_back_to_about_the_same(seconds: int) -> None:
     # format_duration is lossy (it shows two units) but never off by more than a unit's worth.
     back = parse_duration(format_duration(seconds))
     assert abs(back - seconds) < max(1.0, seconds * 0.05)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "smallest", "parts"),
+    [
+        (0, "s", [(0, "s")]),
+        (45.4, "s", [(45, "s")]),
+        (3 * 3600 + 5 * 60 + 7, "s", [(3, "h"), (5, "m")]),
+        (86400, "s", [(1, "d"), (0, "h")]),
+        (-5, "s", [(0, "s")]),
+        (5 * 60 + 7, "m", [(5, "m")]),
+        (2 * 3600 + 5 * 60 + 7, "m", [(2, "h"), (5, "m")]),
+    ],
+)
+def test_largest_units_is_the_one_source_of_every_human_duration(seconds, smallest, parts):
+    assert largest_units(seconds, smallest=smallest) == parts

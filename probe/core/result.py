@@ -83,7 +83,7 @@ class Result:
         return self.status is Status.UP
 
     def to_json(self) -> dict[str, Any]:
-        """The object `probe once --format json` prints (DESIGN.md section 4)."""
+        """The object `probe once --format json` prints (README: the command line)."""
         return {
             "name": self.name,
             "kind": self.kind,

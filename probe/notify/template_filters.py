@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
+from probe.durations import largest_units
+
 __all__ = ["clip", "duration_text", "filters"]
 
 
@@ -23,17 +25,9 @@ def duration_text(seconds: float | None) -> str:
     """A short human duration with the two largest units: `45s`, `5m 3s`, `2h 5m`, `3d 4h`."""
     if seconds is None or not math.isfinite(seconds):
         return ""
-    total = round(max(0.0, seconds))
-    days, rem = divmod(total, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"
+    first, *rest = largest_units(seconds)
+    # A zero second unit says nothing in a message: "3d", not "3d 0h".
+    return " ".join(f"{value}{unit}" for value, unit in [first, *(p for p in rest if p[0])])
 
 
 def clip(text: Any, limit: int, end: str = "…") -> str:

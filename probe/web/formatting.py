@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from probe.durations import largest_units
+
 __all__ = ["duration", "grade", "iso", "ms", "pct", "when"]
 
 
@@ -20,17 +22,11 @@ def iso(t: float) -> str:
 
 
 def duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, _ = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+    """The page's form: seconds under a minute, else the two largest units down to minutes
+    ("5m", "2h 5m", "3d 0h": a table column reads better with both units always there)."""
+    if round(seconds) < 60:
+        return f"{round(seconds)}s"
+    return " ".join(f"{value}{unit}" for value, unit in largest_units(seconds, smallest="m"))
 
 
 def pct(value: float | None) -> str:
