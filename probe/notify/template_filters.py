@@ -118,13 +118,20 @@ def _oneline(text: Any) -> str:
     return " ".join(str(text).split())
 
 
+def _number(value: Any) -> float | None:
+    """A template value as a number; None when it is unknown or not one."""
+    if value is None or isinstance(value, jinja2.Undefined):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _percent(value: Any, digits: int = 3) -> str:
     """An SLA figure: `99.95%`, `100%`, `n/a` when unknown."""
-    if value is None or isinstance(value, jinja2.Undefined):
-        return "n/a"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    number = _number(value)
+    if number is None:
         return "n/a"
     shown = f"{number:.{digits}f}".rstrip("0").rstrip(".")
     return f"{shown}%"
@@ -132,11 +139,8 @@ def _percent(value: Any, digits: int = 3) -> str:
 
 def _ms(value: Any) -> str:
     """A latency in milliseconds: `120 ms`, `n/a` when unknown."""
-    if value is None or isinstance(value, jinja2.Undefined):
-        return "n/a"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    number = _number(value)
+    if number is None:
         return "n/a"
     return f"{number:.0f} ms" if number >= 10 else f"{number:.1f} ms"
 
