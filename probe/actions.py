@@ -88,6 +88,8 @@ class CheckSummary:
     http_default_codes: int = 0
     # ... and, per `success_code` a probe sets (as text), how many probes set it.
     http_own_codes: dict[str, int] = field(default_factory=dict)
+    # Why `probe run` would refuse the status page path the config names, if it would.
+    status_problem: str | None = None
 
 
 def check_summary(config: Config) -> CheckSummary:
@@ -114,7 +116,24 @@ def check_summary(config: Config) -> CheckSummary:
         store=config.settings.store.path,
         http_default_codes=defaulted,
         http_own_codes=dict(sorted(own.items())),
+        status_problem=_status_problem(config),
     )
+
+
+def _status_problem(config: Config) -> str | None:
+    """The reason `probe run` would refuse settings.status.path at start (the same check),
+    so `check` says it first; None when it would not, or for the default path (made)."""
+    from probe.errors import StartupError
+    from probe.web.static_files import check_target
+
+    status = config.settings.status
+    if "path" not in status.model_fields_set:
+        return None
+    try:
+        check_target(status.path)
+    except StartupError as err:
+        return str(err)
+    return None
 
 
 # --- probe once --------------------------------------------------------------------------------

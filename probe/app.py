@@ -46,6 +46,7 @@ from probe.store import Store
 from probe.web.data import ConfiguredProbe, StatusSource, StoreReader
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
+from probe.web.static_files import check_target
 
 __all__ = [
     "App",
@@ -232,6 +233,11 @@ class App:
             ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="probe-io")
         )
         settings = self.config.settings
+        if "path" in settings.status.model_fields_set:
+            # A status path the user named that can never be written (a symlink, a device, a
+            # missing folder) is a start-up failure, as for `probe report -o`, rather than a
+            # warning at every refresh. Checked again at each write: the file system can change.
+            await asyncio.to_thread(check_target, settings.status.path)
         self.store = open_store(settings)
         resources = SharedResources()
         probers: list[Prober[Any]] = []

@@ -162,6 +162,9 @@ def _cmd_check(config: Config) -> int:
     for codes, count in summary.http_own_codes.items():
         print(f"  http success codes: {codes} for {count} probe(s) (success_code)")
     print(f"  store: {escaped(str(summary.store))}")
+    if summary.status_problem is not None:
+        # The file system, not the config: `run` refuses it at start unless it is put right.
+        print(f"warning: status page: {escaped(summary.status_problem)}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -351,6 +351,8 @@ tcp:
 @pytest.mark.slow
 async def test_what_check_accepts_run_starts_and_stops_cleanly(tmp_path, text):
     write(tmp_path / "p.yaml", text.replace("CLOSED", str(closed_port())))
+    # A status path the user names must be in an existing folder (run refuses it otherwise).
+    (tmp_path / "public dir").mkdir()
     code, _out, err = await probe_cmd("check", "-c", "p.yaml", cwd=tmp_path)
     assert code == 0, err
     code, err = await run_for(tmp_path, 0.5)

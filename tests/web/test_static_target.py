@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,9 @@ from probe.errors import StartupError
 from probe.store import Store
 from probe.web.data import StatusSource
 from probe.web.render import StatusPage, write_static_page, write_status_files
-from tests.store.helpers import NOW, Clock
-from tests.web.test_server import PROBES, fill
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store.open(tmp_path / "probe.db", clock=Clock())
-    await s.start()
-    await fill(s)
-    yield s
-    await s.close()
+from tests.store.helpers import NOW
+from tests.support.cli import spawn_probe
+from tests.web.test_server import PROBES
 
 
 def _symlink(tmp_path: Path) -> tuple[Path, Path]:
@@ -178,3 +169,36 @@ async def test_probe_report_shows_the_icon(store: Store, tmp_path: Path) -> None
     assert await asyncio.to_thread(cli_main, ["report", "-c", str(cfg)]) == 0
     html = (tmp_path / "site" / "index.html").read_text()
     assert '<link rel="icon" href="/logo.png">' in html
+
+
+@pytest.mark.slow
+async def test_probe_run_refuses_a_status_path_it_could_never_write(tmp_path: Path) -> None:
+    """At start, with exit 3, before the store is made: not a warning at every refresh."""
+    link, victim = _symlink(tmp_path)
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "settings:\n"
+        "  http: {port: 0}\n"
+        f"  status: {{path: '{link}'}}\n"
+        "tcp:\n  - {name: local, host: '127.0.0.1:9'}\n"
+    )
+    proc = await spawn_probe("run", "-c", "p.yaml", cwd=tmp_path)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 3, text
+    assert "symbolic link" in text and "Traceback" not in text
+    assert link.is_symlink() and victim.read_text() == "precious"
+    assert not (tmp_path / "data").exists()  # refused before the store was opened
+
+
+def test_probe_check_warns_of_a_status_path_run_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        f"settings:\n  status: {{path: '{tmp_path / 'nofolder' / 'index.html'}'}}\n"
+        "tcp:\n  - {name: local, host: '127.0.0.1:9'}\n"
+    )
+    assert cli_main(["check", "-c", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: status page: cannot write ") and "nofolder" in err
