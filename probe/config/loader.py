@@ -536,14 +536,13 @@ class _Loader:
             self.src.keys[(*loc, target)] = self.src.keys[kloc]
 
     def _validate(self, model: type[BaseModel], raw: Any, loc: Loc) -> BaseModel | None:
-        before = len(self.src.problems)
         try:
             return model.model_validate(raw, context={"base_dir": self.base_dir})
         except ValidationError as exc:
             report_validation_error(self.src, exc, model, loc)
         except Exception as exc:  # a validator bug must not become a traceback
             self.src.error(loc, f"cannot validate ({type(exc).__name__}); please report this")
-        if len(self.src.problems) == before and not self.src.problems:
+        if not self.src.problems:
             # Every complaint fell under a value marked broken without a problem of its own:
             # never let a section silently fall back to its defaults (auth off, say).
             # (Appended directly: `error` would stay silent under the broken mark.)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from probe.metrics import exposition
 from probe.web import svg
-from probe.web.data import WINDOWS, StatusSource
+from probe.web.data import WINDOWS, ProbeSummary, StatusSource
 from probe.web.json_shapes import incidents, iso, pct, sla_item
 from probe.web.query import filter_summaries
 from probe.web.render import StatusPage
@@ -94,25 +94,36 @@ async def _badge_status(request: web.Request) -> web.Response:
     return svg_response(svg.status_badge(item.info.name, item.status.value))
 
 
-async def _badge_uptime(request: web.Request) -> web.Response:
+async def _window_badge(
+    request: web.Request,
+    windows: Sequence[str],
+    draw: Callable[[ProbeSummary, str], str],
+) -> web.Response:
+    """A badge of one probe over the request's window, or a 404 naming what is missing."""
     window = request.match_info["window"]
-    if window not in WINDOWS:
-        return json_error(404, f"no such window; one of {', '.join(WINDOWS)}")
+    if window not in windows:
+        return json_error(404, f"no such window; one of {', '.join(windows)}")
     item = await request.app[STATE].source.summary(request.match_info["name"])
     if item is None:
         return json_error(404, "no such probe")
-    return svg_response(svg.uptime_badge(item.info.name, window, item.windows[window].sla))
+    return svg_response(draw(item, window))
+
+
+async def _badge_uptime(request: web.Request) -> web.Response:
+    return await _window_badge(
+        request,
+        WINDOWS,
+        lambda item, window: svg.uptime_badge(item.info.name, window, item.windows[window].sla),
+    )
 
 
 async def _badge_response_time(request: web.Request) -> web.Response:
-    window = request.match_info["window"]
-    if window not in _BADGE_RESPONSE_WINDOWS:
-        return json_error(404, f"no such window; one of {', '.join(_BADGE_RESPONSE_WINDOWS)}")
-    item = await request.app[STATE].source.summary(request.match_info["name"])
-    if item is None:
-        return json_error(404, "no such probe")
-    return svg_response(
-        svg.response_time_badge(item.info.name, window, item.windows[window].p95_ms)
+    return await _window_badge(
+        request,
+        _BADGE_RESPONSE_WINDOWS,
+        lambda item, window: svg.response_time_badge(
+            item.info.name, window, item.windows[window].p95_ms
+        ),
     )
 
 
