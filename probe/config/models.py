@@ -8,7 +8,6 @@ unset `interval`/`timeout`/`failure`/`success`/`alert` from `settings.probe` bef
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from enum import StrEnum
@@ -31,6 +30,7 @@ from pydantic import (
 
 from probe.config.urls import icon_url
 from probe.durations import DURATION_PATTERN, format_duration, parse_duration
+from probe.text import quoted
 
 __all__ = [
     "AlertSpec",
@@ -141,7 +141,7 @@ def usable_path(text: str) -> Path:
         return Path(text).expanduser()
     except RuntimeError:  # pathlib's word for "no such user" (or no home directory)
         user = text[1:].split("/", 1)[0]
-        who = f"user {json.dumps(user[:40], ensure_ascii=False)}" if user else "home directory"
+        who = f"user {quoted(user)}" if user else "home directory"
         raise ValueError(f"cannot expand {text.split('/', 1)[0][:40]}: unknown {who}") from None
 
 
@@ -256,7 +256,7 @@ class NotifierSpec(StrictModel):
 def _hh_mm(value: str) -> str:
     # HH:MM or HH:MM:SS: EaseProbe configs often say "23:59:59" so that a report closes the day.
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", value):
-        shown = json.dumps(value[:40], ensure_ascii=False)
+        shown = quoted(value)
         raise ValueError(
             f'expected a time of day "HH:MM" or "HH:MM:SS" (00:00 to 23:59:59), got {shown}'
         )
