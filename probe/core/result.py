@@ -51,7 +51,8 @@ class Result:
 
     `details` is what users see (`probe once --format json`, the API, the store). The typed
     readings beside it are what metrics (and conditions) read, set by the probers that know
-    them, None otherwise; they are not part of `details` nor of `to_json`, and not stored:
+    them, None otherwise; they are not part of `details` nor of `to_json`, but the store keeps
+    them (so a result read back after a restart has them) and the API shows them:
 
     - `http_status`: the status code of the HTTP answer the check judged; 0 for a check
       that is an HTTP exchange (an http probe's) but got no answer to judge.

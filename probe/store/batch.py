@@ -28,6 +28,14 @@ __all__ = ["Batch", "FlushMarker"]
 _MAX_PENDING_RESULTS = 500_000
 
 
+def _finite(value: float | None) -> float | None:
+    """`value` as a float, None when it is not a finite number: SQLite would keep an infinity
+    that no reader expects, and read NaN back as NULL anyway."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class FlushMarker:
     """Queued after the observations it covers: resolved once they are committed (or not).
@@ -77,9 +85,9 @@ class Batch:
     def add(self, obs: Observation) -> None:
         r = obs.result
         t = r.time.timestamp()
-        latency = r.latency
+        latency = _finite(r.latency)
         if latency is not None:
-            latency = max(0.0, float(latency)) if math.isfinite(latency) else None
+            latency = max(0.0, latency)
         self.results.append(
             (
                 r.name,
@@ -90,6 +98,8 @@ class Batch:
                 latency,
                 valid_text(r.message),
                 details_json(r.details),
+                r.http_status,
+                _finite(r.cert_expiry),
             )
         )
         sums = self._sums(r.name, hour_start(t))

@@ -245,7 +245,8 @@ class StoreReader:
         if limit <= 0:
             return []
         rows = self._query(
-            "SELECT probe, kind, endpoint, status, latency, message, time, details"
+            "SELECT probe, kind, endpoint, status, latency, message, time, details,"
+            " http_status, cert_expiry"
             " FROM results WHERE probe = ? ORDER BY time DESC, id DESC LIMIT ?",
             (name, limit),
         )
@@ -259,6 +260,8 @@ class StoreReader:
                 message=row[5],
                 time=datetime.fromtimestamp(row[6], UTC),
                 details=json.loads(row[7]),
+                http_status=row[8],
+                cert_expiry=row[9],
             )
             for row in rows
         ]

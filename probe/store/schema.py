@@ -143,12 +143,22 @@ def _migrate_3(conn: sqlite3.Connection) -> None:
         )
 
 
+def _migrate_4(conn: sqlite3.Connection) -> None:
+    """The typed readings of a result (`Result.http_status`, `Result.cert_expiry`), so that a
+    result read back after a restart carries them like a live one. Nullable, without a
+    default: SQLite adds such a column to the table's definition only, with no rewrite of the
+    rows, so this step takes no time on a large store; older rows read back as NULL (None)."""
+    conn.execute("ALTER TABLE results ADD COLUMN http_status INTEGER")
+    conn.execute("ALTER TABLE results ADD COLUMN cert_expiry REAL")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1 (`PRAGMA user_version`).
 # Append only: never edit a released step, add a new one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_1,
     _migrate_2,
     _migrate_3,
+    _migrate_4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -64,8 +64,8 @@ _IDLE_TICK = 60.0
 _BATCH_WINDOW = 0.25
 
 _INSERT_RESULT = (
-    "INSERT INTO results (probe, kind, endpoint, time, status, latency, message, details)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO results (probe, kind, endpoint, time, status, latency, message, details,"
+    " http_status, cert_expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TRANSITION = (
     "INSERT INTO transitions (probe, time, previous, current, message) VALUES (?, ?, ?, ?, ?)"

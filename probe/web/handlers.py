@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from probe.metrics import exposition
 from probe.web import svg
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource
-from probe.web.json_shapes import incidents, iso, pct, sla_item
+from probe.web.json_shapes import incidents, iso, pct, result_item, sla_item
 from probe.web.query import filter_summaries
 from probe.web.render import StatusPage
 from probe.web.responses import compressed, json_error, svg_response
@@ -74,7 +74,7 @@ async def _probe(request: web.Request) -> web.Response:
     body["windows"] = {
         w: {**item.windows[w].to_json(), "sla": pct(item.windows[w])} for w in WINDOWS
     }
-    body["results"] = [r.to_json() for r in detail["results"]]
+    body["results"] = [result_item(r) for r in detail["results"]]
     body["incidents"] = incidents(detail["transitions"], source.now())
     return web.json_response(body)
 

@@ -1,4 +1,4 @@
-"""The JSON shapes of the API: an /api/v1/sla item, a probe's incidents."""
+"""The JSON shapes of the API: an /api/v1/sla item, a probe's results and incidents."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from probe.core.tracker import Transition
 from probe.store.sla import SLAFigures
 from probe.web.data import WINDOWS, ProbeSummary
 
-__all__ = ["incidents", "iso", "pct", "sla_item"]
+__all__ = ["incidents", "iso", "pct", "result_item", "sla_item"]
 
 
 def pct(figures: SLAFigures) -> float | None:
@@ -39,6 +39,17 @@ def sla_item(item: ProbeSummary) -> dict[str, Any]:
         },
         "latest_probe": _latest(item.last),
         "windows": {window: pct(item.windows[window]) for window in WINDOWS},
+    }
+
+
+def result_item(result: Result) -> dict[str, Any]:
+    """One of a probe's results: what `probe once --format json` prints, plus the typed
+    readings (null when the check had none), the expiry in the API's one time format."""
+    expiry = result.cert_expiry
+    return {
+        **result.to_json(),
+        "http_status": result.http_status,
+        "cert_expiry": None if expiry is None else iso(expiry),
     }
 
 

@@ -13,6 +13,13 @@ from probe.core.tracker import Observation, Policy, StatusTracker
 NOW = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 
 
+# What schema step 4 added. Tests make an older store by writing one with this code and taking
+# away what the later steps add, so its data is what this code writes; this is step 4's part.
+UNDO_STEP_4 = (
+    "ALTER TABLE results DROP COLUMN http_status; ALTER TABLE results DROP COLUMN cert_expiry;"
+)
+
+
 class Clock:
     """A settable clock for Store.open(clock=...)."""
 
@@ -31,6 +38,8 @@ def make_result(
     latency: float | None = 0.05,
     message: str | None = None,
     details: dict[str, object] | None = None,
+    http_status: int | None = None,
+    cert_expiry: float | None = None,
 ) -> Result:
     return Result(
         name=name,
@@ -41,6 +50,8 @@ def make_result(
         message=message if message is not None else f"{status.value} at {t:.0f}",
         time=datetime.fromtimestamp(t, UTC),
         details=details or {},
+        http_status=http_status,
+        cert_expiry=cert_expiry,
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from probe.core.result import Status
 from probe.core.tracker import Policy
 from probe.store import SCHEMA_VERSION, Store, figures_from_rollups, queries
-from tests.store.helpers import NOW, Clock, Feeder, every, make_result
+from tests.store.helpers import NOW, UNDO_STEP_4, Clock, Feeder, every, make_result
 
 DAY = 86400.0
 # The sums of rollups_hourly per (probe, UTC day), as rollups_daily must hold them.
@@ -90,7 +90,7 @@ async def test_migration_3_backfills_daily_rows(db_path: Path) -> None:
     await fill(db_path)
     written = raw(db_path, _DAILY)
     conn = sqlite3.connect(db_path)
-    conn.executescript("DROP TABLE rollups_daily; PRAGMA user_version = 2;")
+    conn.executescript(f"{UNDO_STEP_4} DROP TABLE rollups_daily; PRAGMA user_version = 2;")
     conn.close()
     Store.open(db_path, clock=Clock()).close_sync()
     assert raw(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

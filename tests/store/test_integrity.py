@@ -38,6 +38,7 @@ def _files(folder: Path) -> dict[str, bytes]:
         ("DROP TABLE rollups_daily", "no table rollups_daily"),
         ("DROP TABLE probe_state", "no table probe_state"),
         ("ALTER TABLE results DROP COLUMN details", "no results.details"),
+        ("ALTER TABLE results DROP COLUMN cert_expiry", "no results.cert_expiry"),
         ("ALTER TABLE outbox DROP COLUMN last_error", "no outbox.last_error"),
     ],
 )

@@ -13,7 +13,7 @@ import pytest
 
 from probe.core.result import Status
 from probe.store import SCHEMA_VERSION, Store
-from tests.store.helpers import NOW, Clock, Feeder, every, make_result
+from tests.store.helpers import NOW, UNDO_STEP_4, Clock, Feeder, every, make_result
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ async def test_schema_has_the_outbox(store: Store, db_path: Path) -> None:
 
 async def test_migration_from_version_1_keeps_its_data(db_path: Path, clock: Clock) -> None:
     # A version-1 file: written by this code, then the one thing step 2 adds taken away
-    # (schema 1 is schema 3 without the outbox and the daily rollups), so its data is what
-    # this code writes.
+    # (schema 1 is schema 4 without the outbox, the daily rollups and the results' typed
+    # readings), so its data is what this code writes.
     async with Store.open(db_path, clock=clock) as old:
         feeder = Feeder()
         for obs in feeder.series(
@@ -67,7 +67,9 @@ async def test_migration_from_version_1_keeps_its_data(db_path: Path, clock: Clo
         ):
             old.submit(obs)
     conn = sqlite3.connect(db_path)
-    conn.executescript("DROP TABLE outbox; DROP TABLE rollups_daily; PRAGMA user_version = 1;")
+    conn.executescript(
+        f"{UNDO_STEP_4} DROP TABLE outbox; DROP TABLE rollups_daily; PRAGMA user_version = 1;"
+    )
     conn.close()
     tables = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
     assert raw(db_path, tables) == [
@@ -89,6 +91,8 @@ async def test_migration_from_version_1_keeps_its_data(db_path: Path, clock: Clo
         assert store.outbox_count("pending") == 0
         await store.outbox_add([Row("n1:ops")])
         assert [r.id for r in store.outbox_pending()] == ["n1:ops"]
+    # Step 4's columns come last, NULL in the rows written before it.
+    before["results"] = [(*row, None, None) for row in before["results"]]
     for table, rows in before.items():
         assert raw(db_path, f"SELECT * FROM {table} ORDER BY 1, 2") == rows, table
 

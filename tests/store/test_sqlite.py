@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from probe.core.tracker import Observation, Policy, ProbeState, Span, StatusTrac
 from probe.errors import StoreError
 from probe.store import SCHEMA_VERSION, Store, figures_from_rollups, window_bounds
 from probe.store.sla import HOUR
-from tests.store.helpers import NOW, Clock, Feeder, every, make_result
+from tests.store.helpers import NOW, UNDO_STEP_4, Clock, Feeder, every, make_result
 
 DAY = 86400.0
 
@@ -58,6 +59,27 @@ async def test_raw_results_round_trip(store: Store) -> None:
     assert store.last_results("other", 5) == []
     rows = raw_rows(store.path, "SELECT probe, kind, endpoint, time, status FROM results")
     assert rows[0] == ("api", "http", "http://127.0.0.1:8080/health", NOW - 120, "up")
+
+
+async def test_typed_readings_round_trip(store: Store) -> None:
+    feeder = Feeder()
+    answered = make_result("web", NOW - 120, Status.DOWN, http_status=503, cert_expiry=1.8e9)
+    unanswered = make_result("web", NOW - 60, Status.DOWN, latency=None, http_status=0)
+    # Not a time any reader could use: kept out rather than stored as an infinity.
+    endless = make_result("web", NOW, cert_expiry=math.inf)
+    submit_all(store, [feeder.observe(r) for r in (answered, unanswered, endless)])
+    await store.flush()
+
+    newest, middle, oldest = store.last_results("web", 10)
+    assert oldest == answered
+    assert (oldest.http_status, oldest.cert_expiry) == (503, 1.8e9)
+    assert (middle.http_status, middle.cert_expiry) == (0, None)
+    assert (newest.http_status, newest.cert_expiry) == (None, None)
+    assert raw_rows(store.path, "SELECT http_status, cert_expiry FROM results ORDER BY time") == [
+        (503, 1.8e9),
+        (0, None),
+        (None, None),
+    ]
 
 
 async def test_rollups_split_spans_at_hour_boundaries(store: Store) -> None:
@@ -433,6 +455,48 @@ async def test_forward_migration_keeps_data(
         assert len(store.last_results("m", 100)) == 11
     assert raw_rows(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
     assert raw_rows(db_path, "SELECT count(*) FROM extra") == [(0,)]
+
+
+async def test_migration_4_keeps_a_schema_3_store_and_reads_its_rows_without_readings(
+    db_path: Path, clock: Clock
+) -> None:
+    # A schema-3 file: written by this code, then step 4's columns taken away (schema 3 is
+    # schema 4 without them), so its data is what this code writes.
+    feeder = Feeder()
+    written = [
+        make_result("old", t, Status.DOWN if t > NOW - 200 else Status.UP)
+        for t in every(NOW - 600, NOW - 60, 60)
+    ]
+    async with Store.open(db_path, clock=clock) as old:
+        submit_all(old, [feeder.observe(r) for r in written])
+    conn = sqlite3.connect(db_path)
+    conn.executescript(f"{UNDO_STEP_4} PRAGMA user_version = 3;")
+    conn.close()
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    before = {
+        t: raw_rows(db_path, f"SELECT * FROM {t} ORDER BY 1, 2")
+        for (t,) in raw_rows(db_path, tables)
+    }
+    assert "http_status" not in {r[1] for r in raw_rows(db_path, "PRAGMA table_info(results)")}
+
+    async with Store.open(db_path, clock=clock) as store:
+        assert raw_rows(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        # Old rows read back whole, with None for the readings they never had.
+        read = store.last_results("old", 100)
+        assert read == written[::-1]
+        assert {(r.http_status, r.cert_expiry) for r in read} == {(None, None)}
+        assert store.load_states()["old"] == feeder.tracker.states()["old"]
+    # No row of any table lost or changed; step 4's columns come last, NULL in the old rows.
+    before["results"] = [(*row, None, None) for row in before["results"]]
+    for table, rows in before.items():
+        assert raw_rows(db_path, f"SELECT * FROM {table} ORDER BY 1, 2") == rows, table
+
+    # And the migrated store keeps the readings of what comes after.
+    async with Store.open(db_path, clock=clock) as store:
+        store.submit(feeder.observe(make_result("old", NOW, http_status=200, cert_expiry=1.8e9)))
+        await store.flush()
+        (newest,) = store.last_results("old", 1)
+        assert (newest.http_status, newest.cert_expiry) == (200, 1.8e9)
 
 
 async def test_a_row_sqlite_refuses_does_not_block_the_others(store: Store) -> None:
