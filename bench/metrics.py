@@ -6,18 +6,20 @@ A fresh store in a temporary directory gets D days of history for N probes, writ
 into SQLite by bench/history.py (hourly and daily rollups, transitions, the last results),
 so that only reading is timed. Then, each the
 median of R runs:
-  refresh   ProbeMetrics.refresh_sla: the four SLA windows (24h/7d/30d/90d) of every probe
-            from the store. It runs in a worker thread every settings.http.refresh, never on
-            the event loop or per scrape, but it holds the store's read lock meanwhile.
-  scrape    GET /metrics' work over the registry (every probe fed one result, SLA ratios
-            loaded, notification counters present): probe.metrics.exposition (the fast path,
-            what the web layer should serve) and plain prometheus_client.generate_latest
-            (the same samples, formatted by prometheus-client).
-  record    ProbeMetrics.record per result: what App._on_result pays per check.
+  SLA       the one SLACache computation (24h/7d/30d/90d and all, every probe) that the
+            metrics share with the status page and the API. It runs in a worker thread, as
+            often as readers want it (probe.store.sla_cache.refresh_pause), never per scrape.
+  scrape    GET /metrics' work over the registry (every probe fed one result through the
+            tracker, SLA ratios from the cache, notification counters present):
+            probe.metrics.exposition (the fast path, what the web layer serves) and plain
+            prometheus_client.generate_latest (the same samples, formatted by it).
+  observe   StatusTracker.observe per result: all that App._on_result pays per check for
+            every reader of "now" (metrics, page, API), since none keeps a copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -29,9 +31,11 @@ from history import arguments, fill_and_say  # bench/history.py
 from prometheus_client import CollectorRegistry, generate_latest
 
 from probe.core.result import Result, Status
+from probe.core.tracker import Policy, StatusTracker
 from probe.metrics import SeriesLabels, exposition, probe_metrics
 from probe.notify.metrics import notify_metrics
 from probe.store import Store
+from probe.store.sla_cache import SLACache
 
 
 def median_time(fn: object, repeat: int) -> float:
@@ -63,11 +67,19 @@ def main() -> None:
         registry = CollectorRegistry()
         notify_metrics(registry).count("slack", "sent")
         metrics = probe_metrics(registry, infos)
+        tracker = StatusTracker()
         store = Store.open(path)
         try:
-            refresh = median_time(lambda: metrics.refresh_sla(store, now), args.repeat)
+            sla = SLACache(store, [info.name for info in infos], clock=lambda: now)
+
+            def compute() -> None:
+                sla.invalidate()
+                asyncio.run(sla.figures())
+
+            refresh = median_time(compute, args.repeat)
         finally:
             store.close_sync()
+        metrics.attach(tracker, sla)
 
         results = [
             Result(
@@ -79,24 +91,27 @@ def main() -> None:
                 message="status 200",
                 time=datetime.fromtimestamp(now, UTC),
                 details={"status_code": 200, "not_after": "2027-01-01T00:00:00Z"},
+                http_status=200,
+                cert_expiry=1.8e9,
             )
             for p, info in enumerate(infos)
         ]
+        policy = Policy(interval=60)
         began = time.perf_counter()
         for _ in range(10):
             for r in results:
-                metrics.record(r)
+                tracker.observe(r, policy)
         record = (time.perf_counter() - began) / (10 * len(results))
         scrape = median_time(lambda: exposition(registry), args.repeat)
         scrape_plain = median_time(lambda: generate_latest(registry), args.repeat)
         size = len(exposition(registry))
     print(
-        f"refresh  {refresh * 1000:8.1f} ms  (4 windows x {args.probes} probes, in a thread,"
-        " every settings.http.refresh)"
+        f"SLA      {refresh * 1000:8.1f} ms  (5 windows x {args.probes} probes, in a thread;"
+        " shared with the page and the API)"
     )
     print(f"scrape   {scrape * 1000:8.1f} ms  probe.metrics.exposition ({size:,} bytes)")
     print(f"scrape   {scrape_plain * 1000:8.1f} ms  prometheus_client.generate_latest")
-    print(f"record   {record * 1e6:8.2f} us per result")
+    print(f"observe  {record * 1e6:8.2f} us per result (StatusTracker.observe)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ into SQLite by bench/history.py (one hourly row per probe and hour with a latenc
 1% of hours partly down, and the daily rows the writer keeps alongside). Then, each the
 median of R runs over all N probes:
   sla_many      24h, 7d, 30d, 90d and all (what the status page and API refresh)
-  uptime_many   the same windows, time only (the Prometheus refresher)
   daily_uptime  90 days of per-day uptime (the status page's bars)
 "after" reads whole UTC days from rollups_daily and the edge hours from rollups_hourly;
 "before" forces every hour to come from rollups_hourly, as the store did before schema 3.
@@ -56,9 +55,6 @@ def run(store: Store, names: list[str], now: float, repeat: int) -> dict[str, fl
         out[f"sla_many {label}"] = median_ms(
             lambda length=length: store.sla_many(names, now - length, now), repeat
         )
-    out["uptime_many 24h+7d+30d+90d"] = median_ms(
-        lambda: [store.uptime_many(names, now - w, now) for w in WINDOWS.values()], repeat
-    )
     out["daily_uptime 90 days"] = median_ms(
         lambda: store.daily_uptime(names, now - 89 * DAY, 90), repeat
     )

@@ -43,7 +43,8 @@ from probe.notify.metrics import notify_metrics
 from probe.probers.base import Prober, SharedResources
 from probe.reports import ReportScheduler, store_report_builder
 from probe.store import Store
-from probe.web.data import ConfiguredProbe, StatusSource, StoreReader
+from probe.store.sla_cache import SLACache
+from probe.web.data import ConfiguredProbe, LiveReader, StatusSource, StoreReader, read_now
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
 from probe.web.static_files import check_target
@@ -55,6 +56,7 @@ __all__ = [
     "notify_context",
     "open_store",
     "policy_for",
+    "sla_cache",
     "status_source",
     "template_renderer",
 ]
@@ -125,20 +127,36 @@ def status_source(
     config: Config,
     store: StoreReader,
     *,
+    live: LiveReader | None = None,
+    sla: SLACache | None = None,
     max_age: float = 10.0,
     clock: Callable[[], float] = time.time,
 ) -> StatusSource:
     """What the status page, the API and the badges show: the enabled probes, read from
-    `store` in settings.timezone (see StatusSource for `max_age` and `clock`)."""
+    `store` in settings.timezone (see StatusSource for `live`, `sla`, `max_age`, `clock`)."""
     return StatusSource(
         store,
         [
             ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
             for s in config.enabled_probes
         ],
+        live=live,
+        sla=sla,
         timezone=config.settings.timezone,
         max_age=max_age,
         clock=clock,
+    )
+
+
+def sla_cache(config: Config, store: Store) -> SLACache:
+    """The one SLA cache of a running App, read by the page, the API and the metrics:
+    refreshed as often as settings.http.refresh asks, at least every minute."""
+    refresh = config.settings.http.refresh
+    return SLACache(
+        store,
+        [s.name for s in config.enabled_probes],
+        timezone=config.settings.timezone,
+        max_age=min(refresh, 60.0) or 10.0,
     )
 
 
@@ -206,7 +224,8 @@ class App:
         )
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
-        self.tracker = StatusTracker()
+        self.tracker = StatusTracker()  # the one owner of "now" (seeded from the store at run)
+        self.sla: SLACache | None = None
         self._specs = {spec.name: spec for spec in config.enabled_probes}
         self._policies = {spec.name: policy_for(spec) for spec in config.enabled_probes}
         self._stop = asyncio.Event()
@@ -246,7 +265,9 @@ class App:
         web_runner: web.AppRunner | None = None
         try:
             await self.store.start()
-            self.tracker = StatusTracker(self.store.load_states())
+            self.tracker = await asyncio.to_thread(read_now, self.store, list(self._policies))
+            self.sla = sla_cache(self.config, self.store)
+            self.probe_metrics.attach(self.tracker, self.sla)
             context = notify_context(settings, http, dry=self.dry_notify)
             notifiers = build_notifiers(self.config.notifiers, context)
             self.dispatcher = Dispatcher(
@@ -272,8 +293,7 @@ class App:
             )
             self.reports.start()
             web_runner = await self._start_web()
-            assert self._page is not None
-            fresh = asyncio.create_task(self._page.source.keep_fresh(), name="web-summaries")
+            fresh = asyncio.create_task(self.sla.keep_fresh(), name="sla-figures")
             status_file = asyncio.create_task(self._status_writer(), name="status-file")
             probers = build_probers(self.config.enabled_probes, resources)
             self._scheduler = Scheduler(
@@ -292,13 +312,8 @@ class App:
             gc.freeze()
             self._scheduler.start()
             summary = asyncio.create_task(self._log_summaries(), name="summary")
-            sla = asyncio.create_task(
-                self.probe_metrics.sla_refresher(self.store, settings.http.refresh),
-                name="metrics-sla",
-            )
             await self._stop.wait()
             summary.cancel()
-            sla.cancel()
             status_file.cancel()
             fresh.cancel()
             await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
@@ -380,7 +395,7 @@ class App:
         settings = self.config.settings
         assert self.store is not None
         store = self.store
-        source = status_source(self.config, store, max_age=min(settings.http.refresh, 60.0) or 10.0)
+        source = status_source(self.config, store, live=self.tracker, sla=self.sla)
         self._page = StatusPage(source, title=settings.name, icon=settings.icon)
         app = create_app(
             source,
@@ -412,9 +427,6 @@ class App:
         self._window["up" if result.ok else "down"] += 1
         policy = self._policies[result.name]
         observation = self.tracker.observe(result, policy)
-        self.probe_metrics.record(result)
-        if self._page is not None:
-            self._page.source.record(result, observation.state)
         assert self.store is not None
         self.store.submit(observation)
         if observation.transition is not None:

@@ -11,11 +11,11 @@ Every series carries the same labels: `name`, `kind`, `endpoint`, then one label
 any probe's `labels` (the union over the config; empty where a probe lacks the key), with the
 key sanitised for Prometheus (`label_names`).
 
-One custom collector builds the families at scrape time from a dict of the latest values per
-probe, instead of a labelled child per probe and metric: cheaper with 1,000+ probes, and a
-probe removed on reload simply disappears. The App feeds it (`record`, one dict update per
-result, on the event loop) and runs `sla_refresher`, which reads the SLA windows from the store
-in a worker thread every `settings.http.refresh`; a scrape never touches the store.
+One custom collector builds the families at scrape time, instead of a labelled child per probe
+and metric: cheaper with 1,000+ probes, and a probe removed on reload simply disappears. It
+keeps no values of its own: the App `attach`es its StatusTracker (the one owner of each
+probe's last result and check counts) and the shared SLACache, and a scrape reads both as
+they are, never waiting for and never touching the store.
 
 `REGISTRY` is the one registry /metrics serves; the notification counters
 (`probe.notify.metrics`) live in it too.
@@ -23,12 +23,9 @@ in a worker thread every `settings.http.refresh`; a scrape never touches the sto
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -39,33 +36,29 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from probe.core.result import Result, Status
+from probe.core.result import Status
+from probe.core.tracker import ProbeNow
+from probe.store.sla_cache import SUMMARY_WINDOWS, SLASnapshot
 
 __all__ = [
     "REGISTRY",
     "SLA_WINDOWS",
+    "LiveReader",
     "ProbeMetrics",
+    "SLAReader",
     "SeriesLabels",
-    "UptimeReader",
     "exposition",
     "label_names",
     "probe_metrics",
 ]
 
-log = logging.getLogger("probe.metrics")
 
 # The registry /metrics serves. Not prometheus_client's global one: that one also carries the
 # process and platform collectors, which the web layer decides about.
 REGISTRY = CollectorRegistry()
 
-# Window name -> length in seconds (the rolling windows of probe.store.sla).
-SLA_WINDOWS: dict[str, float] = {
-    "24h": 86400.0,
-    "7d": 7 * 86400.0,
-    "30d": 30 * 86400.0,
-    "90d": 90 * 86400.0,
-}
-DEFAULT_SLA_INTERVAL = 60.0
+# The windows of `probe_sla_ratio` (the rolling windows the status page shows).
+SLA_WINDOWS: tuple[str, ...] = SUMMARY_WINDOWS
 
 BASE_LABELS: tuple[str, ...] = ("name", "kind", "endpoint")
 # Label names our own series use; a probe label key equal to one of these is prefixed.
@@ -107,13 +100,16 @@ class SeriesLabels(NamedTuple):
     labels: Mapping[str, str]
 
 
-class UptimeReader(Protocol):
-    """The store's measured-time query, up and down seconds per probe (probe.store.Store
-    implements it)."""
+class LiveReader(Protocol):
+    """Where each probe's last result and check counts are read (the App's StatusTracker)."""
 
-    def uptime_many(
-        self, names: Iterable[str], start: float, end: float
-    ) -> Mapping[str, tuple[float, float]]: ...
+    def now(self, name: str) -> ProbeNow: ...
+
+
+class SLAReader(Protocol):
+    """Where the SLA figures are read, without waiting (the App's SLACache)."""
+
+    def latest(self) -> SLASnapshot | None: ...
 
 
 def _sanitise(key: str) -> str:
@@ -158,6 +154,37 @@ class _Latest(NamedTuple):
     status_code: float | None  # None: the check was not an HTTP exchange
     cert_expiry: float | None
     checks: Mapping[str, int]
+
+
+def _latest(now: ProbeNow) -> _Latest | None:
+    last = now.last
+    if last is None:
+        return None
+    code, expiry = last.http_status, last.cert_expiry
+    return _Latest(
+        success=1.0 if last.status is Status.UP else 0.0,
+        duration=last.latency,
+        status_code=None if code is None else float(code),
+        cert_expiry=None if expiry is None else float(expiry),
+        checks=now.checks,
+    )
+
+
+def _ratios(snapshot: SLASnapshot | None, names: Iterable[str]) -> dict[str, dict[str, float]]:
+    """probe -> window -> share of measured time up (0..1); windows without measured time
+    are left out, probes without any too."""
+    if snapshot is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        ratios = {}
+        for window in SLA_WINDOWS:
+            percent = snapshot.of(name, window).sla
+            if percent is not None:
+                ratios[window] = percent / 100.0
+        if ratios:
+            out[name] = ratios
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,87 +237,45 @@ def _layout(probes: Sequence[SeriesLabels]) -> _Layout:
 
 
 class ProbeMetrics(Collector):
-    """The probes' metrics, built at each scrape from the latest values.
+    """The probes' metrics, built at each scrape from what is attached.
 
-    `record()` is called from the event loop; `collect()` may run on any thread (it reads
-    immutable snapshots that the writers replace whole); `refresh_sla()` runs in a thread.
+    `collect()` may run on any thread: it reads the tracker's per-probe values, which the
+    tracker replaces whole, and the cache's immutable snapshots.
     """
 
     def __init__(self, probes: Sequence[SeriesLabels] = ()) -> None:
         self._lock = threading.Lock()
         self._layout = _layout(probes)
-        self._latest: dict[str, _Latest] = {}
-        self._sla: dict[str, dict[str, float]] = {}
-
-    # ----------------------------------------------------------------- configuration
+        self._live: LiveReader | None = None
+        self._sla: SLAReader | None = None
 
     def configure(self, probes: Sequence[SeriesLabels]) -> None:
         """Take a (new) set of probes: label names are recomputed from their label keys,
-        probes no longer configured disappear, the others keep their values."""
+        probes no longer configured disappear."""
         layout = _layout(probes)
         with self._lock:
             self._layout = layout
-            self._latest = {k: v for k, v in self._latest.items() if k in layout.values}
-            self._sla = {k: v for k, v in self._sla.items() if k in layout.values}
+
+    def attach(self, live: LiveReader | None, sla: SLAReader | None = None) -> None:
+        """Read each probe's last result and counts from `live` and the SLA ratios from `sla`
+        from now on (None: none of them; the App detaches at stop)."""
+        with self._lock:
+            self._live, self._sla = live, sla
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return self._layout.names
 
-    # ----------------------------------------------------------------- feeding
-
-    def record(self, result: Result) -> None:
-        """Take one result (cheap: one dict update). Results of unknown probes are ignored."""
-        layout = self._layout
-        if result.name not in layout.values:
-            return
-        before = self._latest.get(result.name)
-        checks = dict(before.checks) if before is not None else {}
-        status = result.status.value
-        checks[status] = checks.get(status, 0) + 1
-        code, expiry = result.http_status, result.cert_expiry
-        self._latest[result.name] = _Latest(
-            success=1.0 if result.status is Status.UP else 0.0,
-            duration=result.latency,
-            status_code=None if code is None else float(code),
-            cert_expiry=None if expiry is None else float(expiry),
-            checks=checks,
-        )
-
-    def refresh_sla(self, store: UptimeReader, now: float | None = None) -> None:
-        """Read every SLA window of every probe from the store (blocking: run it in a thread).
-
-        Raises what the store raises; the values of the last good refresh are kept then.
-        """
-        names = list(self._layout.values)
-        end = time.time() if now is None else now
-        ratios: dict[str, dict[str, float]] = {name: {} for name in names}
-        for window, length in SLA_WINDOWS.items():
-            for name, (up, down) in store.uptime_many(names, end - length, end).items():
-                if name in ratios and up + down > 0:
-                    # The ratio SLAFigures.sla gives as a percentage, clamped the same way.
-                    ratios[name][window] = min(1.0, max(0.0, up / (up + down)))
+    def _read(self) -> tuple[_Layout, list[tuple[str, _Latest]], dict[str, dict[str, float]]]:
         with self._lock:
-            self._sla = {k: v for k, v in ratios.items() if v and k in self._layout.values}
-
-    async def sla_refresher(
-        self,
-        store: UptimeReader,
-        interval: float = DEFAULT_SLA_INTERVAL,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """Refresh the SLA ratios now and every `interval` seconds, in a worker thread, until
-        cancelled. A failed refresh is logged and the previous figures stay."""
-        interval = interval if interval > 0 else DEFAULT_SLA_INTERVAL
-        while True:
-            try:
-                await asyncio.to_thread(self.refresh_sla, store, clock())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("metrics: reading SLA figures from the store failed: %s", exc)
-            await asyncio.sleep(interval)
+            layout, live, sla = self._layout, self._live, self._sla
+        latest: list[tuple[str, _Latest]] = []
+        if live is not None:
+            for name in layout.values:
+                last = _latest(live.now(name))
+                if last is not None:
+                    latest.append((name, last))
+        return layout, latest, _ratios(None if sla is None else sla.latest(), layout.values)
 
     # ----------------------------------------------------------------- exposition
 
@@ -301,17 +286,13 @@ class ProbeMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         if getattr(_silenced, "on", False):
             return  # `exposition()` writes these itself
-        with self._lock:
-            layout, sla = self._layout, self._sla
-        latest = list(self._latest.items())
+        layout, latest, sla = self._read()
         yield from self._families(layout.names, layout, latest, sla)
 
     def render(self) -> str:
         """The probes' families in the text format, exactly as `generate_latest` writes what
         `collect()` yields, about ten times faster (label texts are made once per config)."""
-        with self._lock:
-            layout, sla = self._layout, self._sla
-        latest = list(self._latest.items())
+        layout, latest, sla = self._read()
         text, around = layout.text, layout.around
         fmt: Callable[[float], str] = floatToGoString
         out: list[str] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from probe.core.result import Result, Status
-from probe.core.tracker import Policy
+from probe.core.tracker import Policy, StatusTracker
 from probe.metrics import (
     REGISTRY,
     ProbeMetrics,
@@ -28,7 +27,8 @@ from probe.metrics import (
 )
 from probe.notify.metrics import REGISTRY as NOTIFY_REGISTRY
 from probe.notify.metrics import notify_metrics
-from probe.store import Store
+from probe.store import SLAFigures, Store
+from probe.store.sla_cache import SLACache, SLASnapshot
 from tests.store.helpers import NOW, Clock, Feeder, every
 from tests.support.config import free_http_port
 
@@ -79,6 +79,18 @@ def result(
     )
 
 
+def attached(metrics: ProbeMetrics) -> StatusTracker:
+    """A tracker the metrics read from, as the App attaches its own."""
+    tracker = StatusTracker()
+    metrics.attach(tracker)
+    return tracker
+
+
+def feed(tracker: StatusTracker, *results: Result) -> None:
+    for r in results:
+        tracker.observe(r, Policy(interval=60))
+
+
 def scrape(registry: CollectorRegistry) -> dict[str, list[tuple[dict[str, str], float]]]:
     text = generate_latest(registry).decode()
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -117,21 +129,23 @@ def test_label_names_sanitised() -> None:
 def fed_registry() -> tuple[CollectorRegistry, ProbeMetrics]:
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, PROBES)
-    metrics.record(result("web", "http", details=WEB_200, latency=0.25, http_status=200))
-    metrics.record(result("web", "http", details=WEB_200, latency=0.125, http_status=200))
-    metrics.record(
+    tracker = attached(metrics)
+    feed(tracker, result("web", "http", details=WEB_200, latency=0.25, http_status=200))
+    feed(tracker, result("web", "http", details=WEB_200, latency=0.125, http_status=200))
+    feed(
+        tracker,
         result(
             "cert",
             "tls",
             details={"not_after": "2027-01-01T00:00:00Z", "days_left": 300},
             latency=0.05,
             cert_expiry=EXPIRY_2027,
-        )
+        ),
     )
-    metrics.record(result("db", "tcp", Status.DOWN, latency=None))
+    feed(tracker, result("db", "tcp", Status.DOWN, latency=None))
     down = {"error": "refused"}
-    metrics.record(result("api", "http", Status.DOWN, latency=None, details=down, http_status=0))
-    metrics.record(result("gone", "http", http_status=200))  # not configured: ignored
+    feed(tracker, result("api", "http", Status.DOWN, latency=None, details=down, http_status=0))
+    feed(tracker, result("gone", "http", http_status=200))  # not configured: ignored
     return registry, metrics
 
 
@@ -190,14 +204,16 @@ def test_values_and_identical_label_sets() -> None:
 def test_https_probe_with_certificate_details_has_expiry() -> None:
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, [SeriesLabels("web", "http", "https://x/", {})])
-    metrics.record(
+    tracker = attached(metrics)
+    feed(
+        tracker,
         result(
             "web",
             "http",
             details={"status_code": 204, "not_after": "2030-01-01T00:00:00Z"},
             http_status=204,
             cert_expiry=datetime(2030, 1, 1, tzinfo=UTC).timestamp(),
-        )
+        ),
     )
     samples = scrape(registry)
     assert value(samples["probe_ssl_earliest_cert_expiry"], name="web") == (
@@ -215,15 +231,16 @@ def test_gauges_come_from_the_typed_readings_never_from_details() -> None:
         SeriesLabels("etcd", "etcd", "z:2379", {}),
     ]
     metrics = probe_metrics(registry, probes)
+    tracker = attached(metrics)
     expiry = datetime(2031, 5, 4, tzinfo=UTC).timestamp()
     # Readings without the details that used to carry them.
-    metrics.record(result("web", "http", Status.DOWN, http_status=503))
-    metrics.record(result("cert", "tls", cert_expiry=expiry))
+    feed(tracker, result("web", "http", Status.DOWN, http_status=503))
+    feed(tracker, result("cert", "tls", cert_expiry=expiry))
     # Details alone, as before typed readings: not parsed, so no series.
     old = {"status_code": 200, "not_after": "2030-01-01T00:00:00Z"}
-    metrics.record(result("old", "http", details=old))
+    feed(tracker, result("old", "http", details=old))
     # Whatever the kind, a reading gives the series.
-    metrics.record(result("etcd", "etcd", http_status=200, cert_expiry=expiry))
+    feed(tracker, result("etcd", "etcd", http_status=200, cert_expiry=expiry))
     samples = scrape(registry)
     codes, expiries = samples["probe_http_status_code"], samples["probe_ssl_earliest_cert_expiry"]
     assert value(codes, name="web") == 503
@@ -250,7 +267,8 @@ def test_one_registry_holds_notification_counters_too() -> None:
     registry = CollectorRegistry()
     notify_metrics(registry).count("slack", "sent")
     metrics = probe_metrics(registry, PROBES)
-    metrics.record(result("web", "http", details=WEB_200, http_status=200))
+    tracker = attached(metrics)
+    feed(tracker, result("web", "http", details=WEB_200, http_status=200))
     samples = scrape(registry)
     assert value(samples["probe_notifications_total"], notifier="slack", result="sent") == 1
     assert samples["probe_outbox_pending"] == [({}, 0.0)]
@@ -295,7 +313,10 @@ async def test_sla_ratios_from_store(store: Store) -> None:
     await fill(store)
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, PROBES)
-    await asyncio.to_thread(metrics.refresh_sla, store, NOW)
+    cache = SLACache(store, [p.name for p in PROBES], clock=lambda: NOW)
+    metrics.attach(StatusTracker(), cache)
+    assert "probe_sla_ratio" not in scrape(registry)  # nothing computed yet: a scrape never waits
+    await cache.figures()
     samples = scrape(registry)["probe_sla_ratio"]
     assert value(samples, name="web", window="24h") == pytest.approx(1.0)
     assert value(samples, name="web", window="7d") == pytest.approx(1 - 0.5 / 7)
@@ -310,37 +331,34 @@ async def test_sla_ratios_from_store(store: Store) -> None:
         assert set(labels) == {*metrics.label_names, "window"}
 
 
-async def test_sla_refresher_runs_in_a_thread_and_survives_errors(store: Store) -> None:
-    await fill(store)
+async def test_after_a_restart_the_last_stored_result_is_shown(store: Store) -> None:
+    """The App seeds its tracker from the store: until the next check, a scrape shows each
+    probe's last stored result with its typed readings (and zero checks since start)."""
+    from probe.web.data import read_now
+    from tests.store.helpers import make_result
+
+    feeder = Feeder(Policy(interval=60))
+    store.submit(feeder.observe(make_result("web", NOW - 60, http_status=200)))
+    store.submit(
+        feeder.observe(make_result("api", NOW, Status.DOWN, latency=None, http_status=503))
+    )
+    await store.flush()
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, PROBES)
-    calls: list[str] = []
-
-    class Flaky:
-        def uptime_many(self, names: Any, start: float, end: float) -> Any:
-            calls.append(threading.current_thread().name)
-            if len(calls) == 1:
-                raise RuntimeError("disk on fire")
-            return store.uptime_many(names, start, end)
-
-    task = asyncio.create_task(metrics.sla_refresher(Flaky(), 0.01, clock=lambda: NOW))
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if "probe_sla_ratio" in scrape(registry):
-            break
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert len(calls) >= 2
-    assert threading.main_thread().name not in calls  # never on the event loop's thread
-    ratios = scrape(registry)["probe_sla_ratio"]
-    assert value(ratios, name="web", window="24h") == pytest.approx(1.0)
+    metrics.attach(await asyncio.to_thread(read_now, store, [p.name for p in PROBES]))
+    samples = scrape(registry)
+    assert value(samples["probe_success"], name="web") == 1
+    assert value(samples["probe_success"], name="api") == 0
+    assert value(samples["probe_http_status_code"], name="api") == 503
+    assert {lv["name"] for lv, _ in samples["probe_success"]} == {"web", "api"}
+    assert value(samples["probe_checks_total"], name="api", status="down") == 0
 
 
 def test_duration_nan_is_not_exposed() -> None:
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, [SeriesLabels("a", "tcp", "h:1", {})])
-    metrics.record(result("a", "tcp", latency=math.nan))
+    tracker = attached(metrics)
+    feed(tracker, result("a", "tcp", latency=math.nan))
     assert "probe_duration_seconds" not in scrape(registry)
 
 
@@ -391,21 +409,12 @@ async def test_app_feeds_metrics_and_refreshes_sla(tmp_path: Path) -> None:
     assert "probe_outbox_pending" in samples  # the notification metrics share the registry
 
 
-async def test_uptime_many_matches_sla_many(store: Store) -> None:
-    await fill(store)
-    names = ["web", "db", "api"]
-    for start, end in ((NOW - DAY, NOW), (NOW - 7.3 * DAY, NOW - 0.4 * DAY), (NOW, NOW)):
-        figures = store.sla_many(names, start, end)
-        times = store.uptime_many(names, start, end)
-        for name in names:
-            assert times[name] == pytest.approx((figures[name].up_s, figures[name].down_s))
-
-
 def test_fast_exposition_is_byte_identical_to_generate_latest() -> None:
     hostile = SeriesLabels('we"ird\\name\n', "http", 'http://x/?q="1"', {"zz": "é\\", "a": "1"})
     registry = CollectorRegistry()
     notify_metrics(registry).count("slack", "sent")
     metrics = probe_metrics(registry, [*PROBES, hostile])
+    tracker = attached(metrics)
     for r in (
         result("web", "http", details=WEB_200, latency=1e-7, http_status=200),
         result(
@@ -414,8 +423,17 @@ def test_fast_exposition_is_byte_identical_to_generate_latest() -> None:
         result("db", "tcp", Status.DOWN, latency=None),
         result('we"ird\\name\n', "http", Status.UNKNOWN, latency=12345678.5, http_status=0),
     ):
-        metrics.record(r)
-    metrics._sla = {"web": {"24h": 1.0, "7d": 0.25}, 'we"ird\\name\n': {"90d": 1 / 3}}
+        feed(tracker, r)
+    figures = {
+        "web": {"24h": SLAFigures(up_s=60.0), "7d": SLAFigures(up_s=1.0, down_s=3.0)},
+        'we"ird\\name\n': {"90d": SLAFigures(up_s=1.0, down_s=2.0)},
+    }
+
+    class Fixed:
+        def latest(self) -> SLASnapshot:
+            return SLASnapshot(NOW, 1, figures)
+
+    metrics.attach(tracker, Fixed())
 
     only = CollectorRegistry()
     only.register(metrics)

@@ -5,12 +5,16 @@ One place decides, once per result, what the result means: whether the probe's s
 for the SLA, and whether this result is one the alert strategy notifies on. Everything the
 tracker knows of a probe is in one `ProbeState` value, which the store persists so that a
 restart neither repeats nor forgets an alert and SLA figures carry on.
+
+The tracker is also the one owner of "now": beside each state it keeps the probe's last
+result and its results since start by status (`ProbeNow`). The status page, the JSON API and
+the Prometheus metrics read these; nothing else keeps its own copy of a probe's latest state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from probe.core.result import Result, Status
@@ -20,6 +24,7 @@ __all__ = [
     "AlertDecision",
     "Observation",
     "Policy",
+    "ProbeNow",
     "ProbeState",
     "Span",
     "StatusTracker",
@@ -59,6 +64,20 @@ class ProbeState:
     outage_failures: int = 0  # failed checks since the status became down (that one is 1)
     alerts_sent: int = 0  # down notifications in this outage
     next_alert: int | None = None  # outage_failures value at which the next one goes out
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeNow:
+    """What is known of one probe now: its state, its last result (None until one came in,
+    unless the tracker was seeded with the last stored one) and the results observed since
+    the tracker was made, by status value ("up", "down", ...).
+
+    Replaced whole at each result, never changed in place: a reader on another thread (a
+    metrics scrape) always sees one consistent value."""
+
+    state: ProbeState
+    last: Result | None = None
+    checks: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,22 +155,42 @@ def alert_positions(strategy: Strategy, factor: int, max_alerts: int) -> list[in
 
 
 class StatusTracker:
-    """Holds a ProbeState per probe and turns each Result into an Observation."""
+    """Holds a ProbeNow per probe and turns each Result into an Observation.
 
-    def __init__(self, states: Mapping[str, ProbeState] | None = None) -> None:
-        self._states: dict[str, ProbeState] = dict(states or {})
+    `states`: the persisted states to carry on from; `last`: each probe's last stored result,
+    shown as its last result until a new one comes in (check counts start at zero)."""
+
+    def __init__(
+        self,
+        states: Mapping[str, ProbeState] | None = None,
+        last: Mapping[str, Result] | None = None,
+    ) -> None:
+        names = {*(states or {}), *(last or {})}
+        self._now: dict[str, ProbeNow] = {
+            name: ProbeNow(
+                (states or {}).get(name) or ProbeState(name=name), (last or {}).get(name)
+            )
+            for name in names
+        }
+        # Counts observed results: a reader that caches a view of "now" keys it on this.
+        self.version = 0
 
     def state(self, name: str) -> ProbeState:
-        return self._states.get(name) or ProbeState(name=name)
+        return self.now(name).state
+
+    def now(self, name: str) -> ProbeNow:
+        return self._now.get(name) or ProbeNow(ProbeState(name=name))
 
     def states(self) -> dict[str, ProbeState]:
-        return dict(self._states)
+        return {name: now.state for name, now in self._now.items()}
 
     def forget(self, name: str) -> None:
-        self._states.pop(name, None)
+        self._now.pop(name, None)
+        self.version += 1
 
     def observe(self, result: Result, policy: Policy) -> Observation:
-        before = self.state(result.name)
+        known = self.now(result.name)
+        before = known.state
         now = result.time.timestamp()
         span = self._span(before, now, policy.interval)
 
@@ -196,7 +235,10 @@ class StatusTracker:
                 after = replace(after, alerts_sent=sent, next_alert=nxt)
                 alert = AlertDecision("down", result.name, now, failures, after.since, None)
 
-        self._states[result.name] = after
+        status_value = result.status.value
+        checks = {**known.checks, status_value: known.checks.get(status_value, 0) + 1}
+        self._now[result.name] = ProbeNow(after, result, checks)
+        self.version += 1
         return Observation(result, after, transition, span, alert)
 
     @staticmethod

@@ -334,24 +334,6 @@ class StoreReader:
             for row in rows
         ]
 
-    def uptime_many(
-        self, names: Iterable[str], start: float, end: float
-    ) -> dict[str, tuple[float, float]]:
-        """Measured (up_s, down_s) over [start, end) for every name ((0, 0) without data).
-
-        The time figures of `sla_many` without its latency histograms and incident counts,
-        which cost most of its time over long windows: one query, for callers that need only
-        the SLA ratio (the Prometheus metrics' refresher).
-        """
-        wanted = list(dict.fromkeys(names))
-        out = dict.fromkeys(wanted, (0.0, 0.0))
-        if not end > start:
-            return out
-        params = window_params(wanted, start, end)
-        for row in self._query(_SLA_TIMES, params):
-            out[row[0]] = (float(row[1] or 0.0), float(row[2] or 0.0))
-        return out
-
     def daily_uptime(
         self, names: Iterable[str], start_day: float, days: int
     ) -> dict[str, list[float | None]]:

@@ -286,12 +286,6 @@ class Store:
         """SLA figures of one probe over [start, end); see `sla_many`."""
         return self.sla_many([name], start, end)[name]
 
-    def uptime_many(
-        self, names: Iterable[str], start: float, end: float
-    ) -> dict[str, tuple[float, float]]:
-        """Measured (up_s, down_s) over [start, end) for every name ((0, 0) without data)."""
-        return self._reader.uptime_many(names, start, end)
-
     def daily_uptime(
         self, names: Iterable[str], start_day: float, days: int
     ) -> dict[str, list[float | None]]:

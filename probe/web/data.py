@@ -1,33 +1,39 @@
-"""What the web layer shows, read from the store and cached.
+"""What the web layer shows: every configured probe's status, last result and SLA figures.
 
-The status page, the JSON API and the badges all read per-probe summaries: the probe's
-status, its last result and its SLA over each window. The SLA part costs a few SQL queries
-over the rollups (about a second at 1,000 probes x 90 days): it runs in a thread, never on
-the event loop, in the background while the App runs (`keep_fresh`), so requests answer from
-memory. Status and last result are pushed in by the App per result (`record`) and are live.
+The status page, the JSON API and the badges all read per-probe summaries. Each one joins two
+sources that the web layer reads and never keeps copies of:
+- "now" (status, since when, last result): the running App's StatusTracker, the one owner of
+  live state, so a probe that goes down shows down on the next request; without a running App
+  (`probe report`, tests) the same view read from the store alongside each SLA computation;
+- the SLA windows: the one SLACache (probe.store.sla_cache), computed in a thread and shared
+  with the Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from probe.core.result import Result, Status
-from probe.core.tracker import ProbeState, Transition
-from probe.store.sla import HourRollup, SLAFigures, window_bounds
+from probe.core.tracker import ProbeNow, ProbeState, StatusTracker, Transition
+from probe.store.sla import HourRollup, SLAFigures
+from probe.store.sla_cache import SUMMARY_WINDOWS, SLACache
 
-__all__ = ["WINDOWS", "ConfiguredProbe", "ProbeSummary", "StatusSource", "StoreReader"]
-
-log = logging.getLogger("probe.web")
+__all__ = [
+    "WINDOWS",
+    "ConfiguredProbe",
+    "LiveReader",
+    "ProbeSummary",
+    "StatusSource",
+    "StoreReader",
+    "read_now",
+]
 
 # The windows every summary carries (the status page's columns, the API's `windows`).
-WINDOWS = ("24h", "7d", "30d", "90d")
+WINDOWS = SUMMARY_WINDOWS
 
 
 class StoreReader(Protocol):
@@ -47,6 +53,26 @@ class StoreReader(Protocol):
     def transitions_many(
         self, names: Sequence[str], since: float, until: float
     ) -> dict[str, list[Transition]]: ...
+
+
+class LiveReader(Protocol):
+    """Where "now" is read (probe.core.tracker.StatusTracker)."""
+
+    @property
+    def version(self) -> int: ...
+    def now(self, name: str) -> ProbeNow: ...
+
+
+def read_now(store: StoreReader, names: Sequence[str]) -> StatusTracker:
+    """A tracker holding what the store knows of now: each probe's saved state and its last
+    stored result (blocking: run it in a thread). The App starts from it; a StatusSource
+    without a running App reads through it."""
+    last: dict[str, Result] = {}
+    for name in names:
+        newest = store.last_results(name, 1)
+        if newest:
+            last[name] = newest[0]
+    return StatusTracker(store.load_states(), last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,35 +95,12 @@ class ProbeSummary:
     total: SLAFigures  # since the first record (EaseProbe's cumulative figures)
 
 
-def refresh_pause(took: float, max_age: float) -> float:
-    """Seconds between two background computations that took `took` seconds: as often as
-    costs at most ~1% of the time (a small store's figures stay within seconds of the
-    truth), at least every 2 s, and never so seldom that a reader finds them `max_age` old.
-    (The work runs in a thread but holds the GIL between SQL calls: every busy second of it
-    delays the checks' event loop.)"""
-    return max(0.5, min(max(2.0, 100.0 * took), 0.8 * max_age))
-
-
-Live = dict[str, tuple[Status, "float | None", Result]]
-
-
-def _with_live(item: ProbeSummary, live: Live) -> ProbeSummary:
-    entry = live.get(item.info.name)
-    if entry is None:
-        return item
-    status, since, last = entry
-    if item.last is not None and item.last.time > last.time:
-        return item  # the store knows a newer result (another writer): keep it
-    return replace(item, status=status, since=since, last=last)
-
-
 class StatusSource:
-    """Summaries of every configured probe.
+    """Summaries of every configured probe, in configuration order.
 
-    The SLA windows are computed from the store at most every `max_age` seconds (in a
-    thread); each probe's status and last result are live when the running App `record`s
-    every result here, so a probe that goes down shows down on the next request, not up to
-    `max_age` later.
+    `live`: the running App's tracker; without one, "now" is read from the store whenever the
+    SLA figures are computed. `sla`: the shared SLA cache; without one, a cache of this
+    source's own (`timezone`, `max_age` and `clock` are its settings).
     """
 
     def __init__(
@@ -105,6 +108,8 @@ class StatusSource:
         store: StoreReader,
         probes: Sequence[ConfiguredProbe],
         *,
+        live: LiveReader | None = None,
+        sla: SLACache | None = None,
         timezone: str = "UTC",
         max_age: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -112,49 +117,29 @@ class StatusSource:
         self._store = store
         self.probes = list(probes)
         self._by_name = {p.name: p for p in self.probes}
-        self._tz = ZoneInfo(timezone)
-        self._max_age = max_age
         self._clock = clock
-        self._cached: list[ProbeSummary] | None = None
-        self._cached_at = 0.0
-        self._lock = asyncio.Lock()
-        self._live: Live = {}
-        self._wanted = True  # read since the last computation (the first one is wanted)
-        self._merged: list[ProbeSummary] | None = None  # _cached with _live applied
-        self._live_version = 0  # counts record() calls
-        self.generation = 0  # counts computations of the windows (page caches key on it)
+        names = [p.name for p in self.probes]
+        self.sla = sla or SLACache(store, names, timezone=timezone, max_age=max_age, clock=clock)
+        self._live = live
+        self._stored: StatusTracker | None = None  # "now" from the store, without `live`
+        self._stored_for = -1  # the SLA generation `_stored` was read with
+        self._stored_lock = asyncio.Lock()
+        self._view: list[ProbeSummary] = []
+        self._view_key: tuple[int, int, int] | None = None
 
     def now(self) -> float:
         return self._clock()
 
-    def record(self, result: Result, state: ProbeState) -> None:
-        """A result the App just got and the probe's state after it: shown from now on."""
-        if result.name in self._by_name:
-            self._live[result.name] = (state.status, state.since, result)
-            self._live_version += 1
-            self._merged = None
-
-    async def keep_fresh(self) -> None:
-        """Recompute the summaries before they expire, for ever (a task the app runs):
-        requests then always find a fresh cache and never wait for the computation, which
-        over 1,000 probes and 90 days takes about a second of SQL (see `refresh_pause`)."""
-        while True:
-            took = 0.0
-            if self._wanted:  # nobody looked since the last computation: spare the work
-                began = time.perf_counter()
-                try:
-                    async with self._lock:
-                        await self._recompute()
-                except Exception as exc:  # a store error may pass; requests report their own
-                    log.warning("status summaries not refreshed: %s", exc)
-                took = time.perf_counter() - began
-            await asyncio.sleep(refresh_pause(took, self._max_age))
+    @property
+    def generation(self) -> int:
+        """Counts computations of the SLA figures (the page's caches key on it)."""
+        return self.sla.generation
 
     def invalidate(self) -> None:
-        """Drop the cached summaries: the next reader computes them anew (the final status
+        """Drop the cached figures: the next reader computes them anew (the final status
         page at stop shows the final state, not one up to `max_age` old)."""
-        self._cached = None
-        self._merged = None
+        self.sla.invalidate()
+        self._view_key = None
 
     @property
     def store(self) -> StoreReader:
@@ -166,29 +151,33 @@ class StatusSource:
 
     async def summaries(self) -> list[ProbeSummary]:
         """Every probe's summary, in configuration order. The list is shared: do not change it."""
-        async with self._lock:  # one computation at a time; the others wait for its result
-            self._wanted = True
-            if self._cached is None or self._clock() - self._cached_at >= self._max_age:
-                await self._recompute()
-            cached = self._cached
-            assert cached is not None
-            if self._merged is None:
-                live, version = dict(self._live), self._live_version  # results keep arriving
-                merged = await asyncio.to_thread(lambda: [_with_live(i, live) for i in cached])
-                # Kept only if no result came in meanwhile: else the next reader would be
-                # served this older state until yet another result arrived.
-                if self._cached is cached and self._live_version == version:
-                    self._merged = merged
-                return merged
-            return self._merged
+        snapshot = await self.sla.figures()
+        live = self._live or await self._stored_now(snapshot.generation)
+        key = (snapshot.generation, id(live), live.version)
+        if key != self._view_key:
+            view = []
+            for info in self.probes:
+                now = live.now(info.name)
+                view.append(
+                    ProbeSummary(
+                        info=info,
+                        status=now.state.status,
+                        since=now.state.since,
+                        last=now.last,
+                        windows={w: snapshot.of(info.name, w) for w in WINDOWS},
+                        total=snapshot.of(info.name, "all"),
+                    )
+                )
+            self._view, self._view_key = view, key
+        return self._view
 
-    async def _recompute(self) -> None:
-        now = self._clock()
-        self._cached = await asyncio.to_thread(self._compute, now)
-        self._cached_at = now
-        self._wanted = False  # only once done: a failed computation is still wanted
-        self._merged = None
-        self.generation += 1
+    async def _stored_now(self, generation: int) -> StatusTracker:
+        async with self._stored_lock:  # one read at a time; the others share its result
+            if self._stored is None or self._stored_for != generation:
+                names = [p.name for p in self.probes]
+                self._stored = await asyncio.to_thread(read_now, self._store, names)
+                self._stored_for = generation
+            return self._stored
 
     async def summary(self, name: str) -> ProbeSummary | None:
         for item in await self.summaries():
@@ -208,27 +197,3 @@ class StatusSource:
 
         last, changes = await asyncio.to_thread(read)
         return {"results": last, "transitions": changes}
-
-    def _compute(self, now: float) -> list[ProbeSummary]:
-        names = [p.name for p in self.probes]
-        moment = datetime.fromtimestamp(now, UTC)
-        windows: dict[str, dict[str, SLAFigures]] = {}
-        for window in (*WINDOWS, "all"):
-            start, end = window_bounds(window, moment, self._tz)
-            windows[window] = self._store.sla_many(names, start, end)
-        states = self._store.load_states()
-        summaries = []
-        for info in self.probes:
-            state = states.get(info.name)
-            last = self._store.last_results(info.name, 1)
-            summaries.append(
-                ProbeSummary(
-                    info=info,
-                    status=state.status if state else Status.UNKNOWN,
-                    since=state.since if state else None,
-                    last=last[0] if last else None,
-                    windows={w: windows[w].get(info.name, SLAFigures()) for w in WINDOWS},
-                    total=windows["all"].get(info.name, SLAFigures()),
-                )
-            )
-        return summaries

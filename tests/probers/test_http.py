@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from probe.core.check import CheckContext
 from probe.core.result import Status
 from probe.core.scheduler import run_check
+from probe.core.tracker import Policy, StatusTracker
 from probe.errors import ProbeError
 from probe.metrics import SeriesLabels, probe_metrics
 from probe.probers._net import redact_url
@@ -898,11 +899,14 @@ async def test_probe_http_status_code_comes_from_real_checks(site, closed_port, 
             SeriesLabels("gone", "http", f"http://127.0.0.1:{closed_port}/", {}),
         ],
     )
+    tracker = StatusTracker()  # what the metrics read, as in the App
+    metrics.attach(tracker)
     for name, url in (
         ("web", f"{site.url}/status/503"),
         ("gone", f"http://127.0.0.1:{closed_port}/"),
     ):
-        metrics.record((await run_check(make(resources, url, name=name))).result)
+        run = await run_check(make(resources, url, name=name))
+        tracker.observe(run.result, Policy(interval=60))
     samples = {
         sample.labels["name"]: sample.value
         for family in text_string_to_metric_families(generate_latest(registry).decode())

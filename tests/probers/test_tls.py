@@ -29,6 +29,7 @@ from probe.assembly import load_config
 from probe.core.check import CheckContext, Outcome
 from probe.core.result import Status
 from probe.core.scheduler import run_check
+from probe.core.tracker import Policy, StatusTracker
 from probe.durations import format_duration
 from probe.errors import ConfigError, ProbeError
 from probe.metrics import SeriesLabels, probe_metrics
@@ -667,7 +668,9 @@ async def test_probe_ssl_earliest_cert_expiry_comes_from_a_real_check(
     run = await run_check(make(resources, served.address, root_ca_pem_path=str(tls_ca_file)))
     registry = CollectorRegistry()
     metrics = probe_metrics(registry, [SeriesLabels("tls", "tls", served.address, {})])
-    metrics.record(run.result)
+    tracker = StatusTracker()
+    metrics.attach(tracker)
+    tracker.observe(run.result, Policy(interval=60))
     [family] = [
         family
         for family in text_string_to_metric_families(generate_latest(registry).decode())

@@ -1,5 +1,5 @@
 """Daily rollups (schema step 3): kept by the writer, backfilled by the migration, and read by
-sla_many / uptime_many / daily_uptime with the same results as the hourly rows alone."""
+sla_many / daily_uptime with the same results as the hourly rows alone."""
 
 from __future__ import annotations
 
@@ -141,21 +141,17 @@ def test_daily_plus_hourly_equals_hourly_only(
     names = ["a", "b", "c", "none"]
     store = Store.open(filled, clock=Clock())
     try:
-        mixed = [(store.sla_many(names, a, b), store.uptime_many(names, a, b)) for a, b in windows]
+        mixed = [store.sla_many(names, a, b) for a, b in windows]
         with monkeypatch.context() as m:
             _hourly_only(m)
-            hourly = [
-                (store.sla_many(names, a, b), store.uptime_many(names, a, b)) for a, b in windows
-            ]
+            hourly = [store.sla_many(names, a, b) for a, b in windows]
         references = [
             {n: figures_from_rollups(store.rollups(n, a, b), a, b) for n in names}
             for a, b in windows
         ]
     finally:
         store.close_sync()
-    for (a, b), (sla, up), (sla_h, up_h), ref in zip(
-        windows, mixed, hourly, references, strict=True
-    ):
+    for (a, b), sla, sla_h, ref in zip(windows, mixed, hourly, references, strict=True):
         for n in names:
             got, want, r = sla[n], sla_h[n], ref[n]
             where = f"{n} [{a}, {b})"
@@ -165,8 +161,6 @@ def test_daily_plus_hourly_equals_hourly_only(
             assert got.incidents == want.incidents, where
             assert got.p95_ms == pytest.approx(want.p95_ms), where
             assert got.p99_ms == pytest.approx(want.p99_ms), where
-            assert up[n] == pytest.approx(up_h[n], abs=1e-6), where
-            assert up[n] == pytest.approx((got.up_s, got.down_s), abs=1e-6), where
             assert got.up_s == pytest.approx(r.up_s, abs=1e-6), where
             assert got.down_s == pytest.approx(r.down_s, abs=1e-6), where
             assert (got.checks, got.checks_down) == (r.checks, r.checks_down), where

@@ -10,9 +10,9 @@ import pytest
 
 from probe.cli import main as cli_main
 from probe.core.result import Status
-from probe.core.tracker import Policy, ProbeState, StatusTracker
+from probe.core.tracker import Policy
 from probe.store import Store
-from probe.web.data import ConfiguredProbe, StatusSource
+from probe.web.data import ConfiguredProbe, StatusSource, read_now
 from probe.web.render import StatusPage, write_static_page, write_status_files
 from probe.web.server import BadRequest, create_app, start_server
 from tests.store.helpers import NOW, Clock, Feeder, every, make_result
@@ -367,17 +367,17 @@ async def test_report_writes_every_page(tmp_path, capsys):
 
 
 async def test_live_status_between_computations(store):
-    source = StatusSource(store, ALL, clock=lambda: NOW + 60, max_age=3600)
+    # The App's path: the tracker, seeded from the store, is what the page shows as now;
+    # each result goes to the tracker and from there to the store.
+    tracker = read_now(store, [p.name for p in ALL])
+    source = StatusSource(store, ALL, live=tracker, clock=lambda: NOW + 60, max_age=3600)
     page = StatusPage(source)
     assert PageDOM(await page.render({})).row("api").status == "up"
     generation = source.generation
-    # The App's path: each result goes to the store and to the source.
-    feeder = Feeder(Policy(interval=10), StatusTracker(store.load_states()))
+    feeder = Feeder(Policy(interval=10), tracker)
 
     async def observe(t: float, status: Status) -> None:
-        obs = feeder.observe(make_result("api", t, status))
-        store.submit(obs)
-        source.record(obs.result, obs.state)
+        store.submit(feeder.observe(make_result("api", t, status)))
         await store.flush()
 
     await observe(NOW + 10, Status.DOWN)
@@ -389,7 +389,7 @@ async def test_live_status_between_computations(store):
     assert api.status == "up" and api.incidents[0].endswith("(30s)")
     assert len(api.incidents) == 2  # and yesterday's
     assert source.generation == generation  # no summaries computed for any of it
-    source.record(make_result("not configured", NOW, Status.DOWN), ProbeState("x"))
+    feeder.observe(make_result("not configured", NOW, Status.DOWN))
     items = {i.info.name: i for i in await source.summaries()}
     assert "not configured" not in items
     assert items["api"].last is not None and items["api"].last.time.timestamp() == NOW + 40

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from urllib.parse import quote
 
@@ -14,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from probe.core.result import Status
 from probe.core.tracker import Policy
 from probe.store import Store
-from probe.web.data import ConfiguredProbe, StatusSource, refresh_pause
+from probe.web.data import ConfiguredProbe, StatusSource
 from probe.web.server import create_app, start_server
 from tests.store.helpers import NOW, Feeder, every
 
@@ -234,54 +233,25 @@ async def test_port_taken_raises_oserror(serve, store):
         await start_server(create_app(source), "127.0.0.1", port)
 
 
-@pytest.mark.slow
-async def test_summaries_kept_fresh_for_readers_only(store, caplog):
-    # A clock that stands still: the cache never expires for readers, so every computation
-    # after the first is the background task's (it polls every 0.5 s here).
-    source = StatusSource(store, PROBES, clock=lambda: NOW, max_age=0.5)
-    task = asyncio.create_task(source.keep_fresh())
-    try:
-        await asyncio.sleep(1.5)
-        assert source.generation == 1  # one computation at start; nobody asked since
-        await source.summaries()
-        assert source.generation == 1  # the reader was answered from the cache...
-        await asyncio.sleep(1.0)
-        assert source.generation == 2  # ...and the task recomputed because it was read
-        await asyncio.sleep(1.0)
-        assert source.generation == 2  # no reader since: no work
-        await store.close()  # a failing store: logged, and the task goes on
-        await source.summaries()
-        await asyncio.sleep(1.2)
-        assert not task.done()
-        assert "status summaries not refreshed" in caplog.text
-    finally:
-        task.cancel()
-
-
-@pytest.mark.parametrize(
-    ("took", "max_age", "pause"),
-    [
-        (0.005, 60.0, 2.0),  # a small store: every 2 s
-        (0.2, 60.0, 20.0),  # 1% of the time
-        (1.2, 60.0, 48.0),  # 1,000 probes x 90 days: before readers find it max_age old
-        (0.005, 0.5, 0.5),  # a tiny max_age: never busier than twice a second
-    ],
-)
-def test_refresh_pause(took, max_age, pause):
-    assert refresh_pause(took, max_age) == pytest.approx(pause)
-
-
-async def test_a_result_during_a_merge_is_not_lost(store):
-    from probe.core.tracker import ProbeState
+async def test_status_is_the_trackers_now_at_every_request(store):
+    """The running App's tracker is the one source of each probe's status and last result:
+    a result it observes shows at the next request, with no SLA computation in between."""
+    from probe.core.tracker import StatusTracker
     from tests.store.helpers import make_result
 
-    source = StatusSource(store, PROBES, clock=lambda: NOW, max_age=3600)
-    await source.summaries()
-    source.record(make_result("api", NOW + 1), ProbeState("api", Status.UP, since=NOW + 1))
-    reader = asyncio.create_task(source.summaries())
-    await asyncio.sleep(0)  # the reader has copied the live results and is merging them
-    down = make_result("api", NOW + 2, Status.DOWN)
-    source.record(down, ProbeState("api", Status.DOWN, since=NOW + 2))
-    await reader  # its answer may predate the down result; the next one may not
+    tracker = StatusTracker()
+    source = StatusSource(store, PROBES, live=tracker, clock=lambda: NOW, max_age=3600)
     items = {i.info.name: i for i in await source.summaries()}
+    assert items["api"].status is Status.UNKNOWN and items["api"].last is None
+    generation = source.generation
+    policy = Policy(interval=60)
+    tracker.observe(make_result("api", NOW + 1), policy)
+    items = {i.info.name: i for i in await source.summaries()}
+    assert items["api"].status is Status.UP and items["api"].since == NOW + 1
+    down = make_result("api", NOW + 2, Status.DOWN)
+    tracker.observe(down, policy)
+    again = await source.summaries()
+    items = {i.info.name: i for i in again}
     assert items["api"].status is Status.DOWN and items["api"].last == down
+    assert await source.summaries() is again  # nothing new: the same view, not rebuilt
+    assert source.generation == generation
