@@ -379,6 +379,8 @@ class _Loader:
         spec = self._validate(spec_type, raw, loc)
         if not isinstance(spec, ProbeSpec):
             return None
+        for index, problem in spec.condition_problems():
+            self.src.error((*loc, "conditions", index), problem)
         if spec.timeout > spec.interval:
             if own_timeout or own_interval:
                 at = (*loc, "timeout" if own_timeout else "interval")

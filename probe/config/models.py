@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from probe.conditions import Condition, ConditionError, check_placeholders, parse_condition
 from probe.config.urls import icon_url
 from probe.durations import DURATION_PATTERN, format_duration, parse_duration
 from probe.text import quoted
@@ -154,6 +155,19 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+def _condition_syntax(text: str) -> str:
+    try:
+        parse_condition(text)
+    except ConditionError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+# One of a probe's `conditions`: its syntax is checked here, at the item, and which
+# placeholders the probe's kind can fill by ProbeSpec.condition_problems (the loader's).
+ConditionText = Annotated[str, AfterValidator(_condition_syntax)]
 """A path; relative ones are relative to the config file's directory."""
 
 
@@ -197,6 +211,9 @@ class ProbeSpec(StrictModel):
     """Keys every probe has. Subclasses set `kind` and add their own keys."""
 
     kind: ClassVar[str] = ""
+    # The placeholders this kind's prober fills for `conditions`, beyond [CONNECTED],
+    # [RESPONSE_TIME] and [IP] (probe.conditions.placeholders).
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset()
 
     name: str = Field(min_length=1)
     enabled: bool = True
@@ -207,10 +224,25 @@ class ProbeSpec(StrictModel):
     channels: list[str] = Field(default_factory=list)
     labels: dict[str, LabelValue] = Field(default_factory=dict)
     alert: AlertSpec = AlertSpec()
+    conditions: list[ConditionText] = Field(default_factory=list)
 
     def endpoint(self) -> str:
         """What the probe checks, as shown to users, with credentials removed."""
         raise NotImplementedError
+
+    def parsed_conditions(self) -> tuple[Condition, ...]:
+        """The conditions, parsed (once: the parser caches by text)."""
+        return tuple(parse_condition(text) for text in self.conditions)
+
+    def condition_problems(self) -> list[tuple[int, str]]:
+        """(index, message) of each condition reading a placeholder this kind cannot fill."""
+        problems = []
+        for index, condition in enumerate(self.parsed_conditions()):
+            try:
+                check_placeholders(condition, self.kind, self.condition_placeholders)
+            except ConditionError as exc:
+                problems.append((index, str(exc)))
+        return problems
 
 
 class RetrySettings(StrictModel):

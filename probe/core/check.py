@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from probe.conditions import Condition
 
 __all__ = ["CheckContext", "Checkable", "Outcome"]
 
@@ -18,12 +20,18 @@ class CheckContext:
     `details` that are kept even when the check ends in a timeout. The typed readings
     (`http_status`, `cert_expiry`: see `Result`) set here are kept the same way; an
     `Outcome`'s own, when not None, win over them.
+
+    `facts` are what the probe's conditions read (placeholder name without brackets ->
+    value, as probe.conditions.evaluate lists them): a prober fills in what it saw as it goes,
+    so a check that fails half-way still has its `IP`, say. `CONNECTED` and `RESPONSE_TIME`
+    are the runner's, and `STATUS` and `CERTIFICATE_EXPIRATION` default to the typed readings.
     """
 
     phase: str = "connect"
     details: dict[str, Any] = field(default_factory=dict)
     http_status: int | None = None
     cert_expiry: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,5 +63,7 @@ class Checkable(Protocol):
     def interval(self) -> float: ...
     @property
     def timeout(self) -> float: ...
+    @property
+    def conditions(self) -> Sequence[Condition]: ...
 
     async def check(self, ctx: CheckContext) -> Outcome: ...

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from probe.conditions import Condition, failed_conditions
 from probe.core.check import Checkable, CheckContext, Outcome
 from probe.core.result import Result, Status
 from probe.durations import format_duration
@@ -81,15 +82,32 @@ def _result(
     started: float,
     ctx: CheckContext,
     outcome: Outcome | None = None,
+    *,
+    judge: tuple[bool, float] | None = None,
 ) -> Result:
     """The Result; the typed readings are the context's, each overridden by the outcome's
-    when it has one (as `details` are merged)."""
+    when it has one (as `details` are merged). `judge`: (connected, seconds taken) when the
+    probe's conditions are to judge this check too (see `_apply_conditions`)."""
     http_status, cert_expiry = ctx.http_status, ctx.cert_expiry
     if outcome is not None:
         if outcome.http_status is not None:
             http_status = outcome.http_status
         if outcome.cert_expiry is not None:
             cert_expiry = outcome.cert_expiry
+    if judge is not None and prober.conditions:
+        facts = {
+            "STATUS": http_status,
+            **ctx.facts,
+            "CONNECTED": judge[0],
+            "RESPONSE_TIME": judge[1] * 1000.0,
+        }
+        if cert_expiry is not None:
+            facts.setdefault("CERTIFICATE_EXPIRATION", (cert_expiry - time.time()) * 1000.0)
+        if facts["STATUS"] is None:
+            del facts["STATUS"]
+        status, message, details = _apply_conditions(
+            prober.conditions, facts, status, message, details, connected=judge[0]
+        )
     return Result(
         name=prober.name,
         kind=prober.kind,
@@ -102,6 +120,39 @@ def _result(
         http_status=http_status,
         cert_expiry=cert_expiry,
     )
+
+
+def _apply_conditions(
+    conditions: Sequence[Condition],
+    facts: dict[str, object],
+    status: Status,
+    message: str,
+    details: dict[str, object],
+    *,
+    connected: bool,
+) -> tuple[Status, str, dict[str, object]]:
+    """The probe's own verdict with its conditions applied.
+
+    A check that got an answer is up only when the prober judged it so and every condition
+    holds; the message of a failed one lists the conditions that failed, with their values.
+    A check that got no answer stays down, unless a condition asks about `[CONNECTED]` and
+    every condition holds: `[CONNECTED] == false` watches that a port stays closed. (Gatus
+    lets any set of conditions pass without an answer; `[RESPONSE_TIME] < 500` alone would
+    then call a dead service healthy.)"""
+    failed = failed_conditions(conditions, facts)
+    if failed:
+        details = {**details, "failed_conditions": failed}
+    if connected:
+        if failed:
+            text = "; ".join(failed)
+            if status is Status.UP:
+                return Status.DOWN, f"condition failed: {text}", details
+            return status, f"{message}; condition failed: {text}", details
+        return status, message, details
+    asks = any(p.name == "CONNECTED" for c in conditions for p in c.placeholders())
+    if asks and not failed:
+        return Status.UP, f"{message}, as the conditions expect", details
+    return status, message, details
 
 
 async def run_check(prober: Checkable, *, cancel_grace: float = CANCEL_GRACE) -> CheckRun:
@@ -125,20 +176,36 @@ async def run_check(prober: Checkable, *, cancel_grace: float = CANCEL_GRACE) ->
             task.exception()  # retrieved so asyncio does not log it as never retrieved
         message = f"timeout after {format_duration(prober.timeout)} during {ctx.phase}"
         details = {**ctx.details, "phase": ctx.phase, "timeout": True}
-        return CheckRun(
-            _result(prober, Status.DOWN, message, None, details, started_wall, ctx), straggler
+        judge = (False, elapsed)
+        timed_out = _result(
+            prober, Status.DOWN, message, None, details, started_wall, ctx, judge=judge
         )
+        return CheckRun(timed_out, straggler)
 
     exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
     if exc is None:
         outcome = task.result()
         status = Status.UP if outcome.ok else Status.DOWN
         details = {**ctx.details, **outcome.details}
-        run = _result(prober, status, outcome.message, elapsed, details, started_wall, ctx, outcome)
+        run = _result(
+            prober,
+            status,
+            outcome.message,
+            elapsed,
+            details,
+            started_wall,
+            ctx,
+            outcome,
+            judge=(True, elapsed),
+        )
         return CheckRun(run)
     if isinstance(exc, ProbeError):
         details = {**ctx.details, **exc.details}
-        return CheckRun(_result(prober, Status.DOWN, exc.message, None, details, started_wall, ctx))
+        judge = (False, elapsed)
+        failed = _result(
+            prober, Status.DOWN, exc.message, None, details, started_wall, ctx, judge=judge
+        )
+        return CheckRun(failed)
     # A prober bug or an exception its mapping missed: report it, never let it escape. The
     # whole story goes to the log; the user sees no Python class names or group wrappers
     # (an ExceptionGroup's "unhandled errors in a TaskGroup" says nothing about the service).

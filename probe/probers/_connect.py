@@ -105,6 +105,13 @@ async def open_socket(address: Address, options: Iterable[SocketOption] = ()) ->
     return sock
 
 
+def _note_peer(ctx: CheckContext, address: Address) -> None:
+    """The address being tried, then the one connected to: `details["peer"]` for people,
+    the `IP` fact for conditions (`[IP]`)."""
+    ctx.details["peer"] = format_address(address[1])
+    ctx.facts["IP"] = str(address[1][0])
+
+
 def _close(sock: socket.socket) -> None:
     sock.close()
 
@@ -129,7 +136,7 @@ async def happy_eyeballs(
         # as it does for any client, instead of being read before it).
         address = addresses[0]
         if ctx is not None:
-            ctx.details["peer"] = format_address(address[1])
+            _note_peer(ctx, address)
         return await attempt(address), address
     queue = deque(interleave_families(addresses))
     running: dict[asyncio.Task[T], Address] = {}
@@ -158,7 +165,7 @@ async def _race(
         if queue:
             address = queue.popleft()
             if ctx is not None:
-                ctx.details["peer"] = format_address(address[1])
+                _note_peer(ctx, address)
             running[asyncio.create_task(attempt(address))] = address
         # Until an attempt ends, or for the delay while addresses are left; a failure starts
         # the next attempt at once.
@@ -170,12 +177,12 @@ async def _race(
             error = task.exception()
             if error is None:
                 if ctx is not None:
-                    ctx.details["peer"] = format_address(address[1])
+                    _note_peer(ctx, address)
                 return task.result(), address
             failures.append((address, error))
     address, error = _most_useful(failures)  # resolve() never returns an empty list
     if ctx is not None:
-        ctx.details["peer"] = format_address(address[1])
+        _note_peer(ctx, address)
     raise error
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from probe.conditions import Condition
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 
@@ -66,6 +67,12 @@ class Prober(ABC, Generic[SpecT]):
     def __init__(self, spec: SpecT, resources: SharedResources) -> None:
         self.spec = spec
         self.resources = resources
+        self._conditions = spec.parsed_conditions()
+
+    @property
+    def conditions(self) -> Sequence[Condition]:
+        """The probe's `conditions`, parsed at build; the runner evaluates them per check."""
+        return self._conditions
 
     @property
     def name(self) -> str:

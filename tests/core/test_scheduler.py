@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from probe.conditions import Condition
 from probe.core.check import CheckContext, Outcome
 from probe.core.result import Result, Status
 from probe.core.scheduler import Scheduler, SchedulerStats, run_all_once, run_check
@@ -30,6 +31,7 @@ class FakeProber:
     running: int = 0
     max_running: int = 0
     shared: dict[str, int] | None = None
+    conditions: tuple[Condition, ...] = ()
 
     async def check(self, ctx: CheckContext) -> Outcome:
         self.starts.append(time.monotonic())
