@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probe.conditions.syntax import Condition, Function, Literal, Operand, Placeholder
-from probe.durations import parse_duration
+from probe.durations import largest_units, parse_duration
 from probe.text import printable
 
 __all__ = ["MISSING", "Verdict", "evaluate", "failed_conditions", "glob_match"]
@@ -224,8 +224,23 @@ def _compare(operator: str, left: Any, right: Any) -> bool:
 def _shown(operand: Operand, value: Any) -> str:
     if isinstance(operand, Literal) or (isinstance(operand, Function) and not operand.argument):
         return operand.source
-    shown = "missing" if value is MISSING else printable(text_of(value), SHOWN)
+    if value is MISSING:
+        shown = "missing"
+    elif isinstance(operand, Placeholder) and operand.name == "CERTIFICATE_EXPIRATION":
+        shown = _time_left(value)
+    else:
+        shown = printable(text_of(value), SHOWN)
     return f"{operand.source} ({shown})"
+
+
+def _time_left(millis: Any) -> str:
+    """A certificate's time left as people read it (`29d23h`), not Gatus's milliseconds."""
+    if not isinstance(millis, int | float) or not math.isfinite(millis):
+        return printable(text_of(millis), SHOWN)
+    if millis <= 0:
+        return "expired"
+    parts = [(n, unit) for n, unit in largest_units(millis / 1000.0) if n]
+    return "".join(f"{n}{unit}" for n, unit in parts) or "0s"
 
 
 def evaluate(condition: Condition, facts: Mapping[str, Any]) -> Verdict:

@@ -119,30 +119,38 @@ class Condition:
 def _split(text: str) -> tuple[int, str]:
     """The offset and operator of the one comparison in `text`: the first operator with a
     space on each side outside brackets, parentheses and double quotes."""
-    depth = 0
-    quote = False
+    opened: list[int] = []  # offsets of the brackets and parentheses still open
+    quote_at = -1  # offset of the open double quote, -1 outside quotes
     i = 0
     n = len(text)
     while i < n:
         c = text[i]
-        if quote:
+        if quote_at >= 0:
             if c == "\\" and i + 1 < n:
                 i += 2
                 continue
             if c == '"':
-                quote = False
+                quote_at = -1
         elif c == '"':
-            quote = True
+            quote_at = i
         elif c in "([":
-            depth += 1
+            opened.append(i)
         elif c in ")]":
-            depth = max(0, depth - 1)
-        elif depth == 0 and c == " ":
+            if opened:
+                opened.pop()
+        elif not opened and c == " ":
             for op in OPERATORS:
                 end = i + 1 + len(op)
                 if text.startswith(op, i + 1) and end < n and text[end] == " ":
                     return i + 1, op
         i += 1
+    if quote_at >= 0:
+        raise ConditionError("a double quote that is never closed", quote_at)
+    if opened:
+        raise ConditionError(f"{quoted(text[opened[0]])} is never closed", opened[0])
+    single = text.find(" = ")
+    if single >= 0:
+        raise ConditionError("compare with == (a single = is not an operator)", single + 1)
     raise ConditionError(
         "no comparison: write LEFT OP RIGHT with one of == != < <= > >= between spaces,"
         " e.g. [STATUS] == 200",

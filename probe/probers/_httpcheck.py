@@ -10,12 +10,14 @@ the rest.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import httpcore
 import httpx
+from cryptography import x509
 
 from probe.core.check import CheckContext
 from probe.durations import format_duration
@@ -59,10 +61,24 @@ _CLOSED_DURING = {
 }
 
 
+def leaf_expiry(ssl_object: ssl.SSLObject) -> float | None:
+    """When the server's certificate expires (Unix seconds), read from its DER form so that
+    it works with `insecure` too; None when it cannot be read. Only the leaf: Python before
+    3.13 hands out no chain (the tls prober reads the chain where it can)."""
+    try:
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return None
+        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+    except (ValueError, ssl.SSLError):
+        return None
+
+
 class PhaseTracer:
     """httpcore's `trace` extension: its events become `ctx.phase` (`phases` maps an event
     such as "start_tls.started", without httpcore's "http11."/"connection." prefix, to the
-    phase it starts), and the TLS version negotiated becomes `ctx.details["tls_version"]`.
+    phase it starts), the TLS version negotiated becomes `ctx.details["tls_version"]` and the
+    server certificate's expiry `ctx.cert_expiry` (metrics, `[CERTIFICATE_EXPIRATION]`).
 
     Subclasses see every other event through `event()`.
     """
@@ -87,6 +103,7 @@ class PhaseTracer:
             ssl_object = None if stream is None else stream.get_extra_info("ssl_object")
             if ssl_object is not None:
                 self._ctx.details["tls_version"] = ssl_object.version()
+                self._ctx.cert_expiry = leaf_expiry(ssl_object)
         else:
             self.event(event, info)
 

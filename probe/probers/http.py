@@ -107,6 +107,9 @@ class HTTPSpec(ProbeSpec):
     """
 
     kind: ClassVar[str] = "http"
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset(
+        {"STATUS", "BODY", "HEADERS", "CERTIFICATE_EXPIRATION"}
+    )
     # `eval` (XPath/JSON expressions over the body) is not built yet.
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"eval"})
 
@@ -282,6 +285,10 @@ class HTTPProber(Prober[HTTPSpec]):
         self._contain = Matcher.build(spec.contain, spec.regex)
         self._not_contain = Matcher.build(spec.not_contain, spec.regex)
         self._ranges_text = spec.success_code_text()
+        # With `conditions` and no `success_code` of its own, the conditions say which status
+        # is good (as in Gatus: `[STATUS] == 503` must be able to pass); given, both apply.
+        self._judge_status = not spec.conditions or "success_code" in spec.model_fields_set
+        self._wants_body = any(p.name == "BODY" for c in self.conditions for p in c.placeholders())
         self._route = _route(spec)
 
     @property
@@ -347,6 +354,7 @@ class HTTPProber(Prober[HTTPSpec]):
             try:
                 if response.next_request is not None:
                     if redirects >= self._max_redirects:
+                        self._note_facts(ctx, response, "")
                         details = self._details(ctx, response, tracer, b"", truncated=False)
                         message = f"too many redirects (more than {self._max_redirects})"
                         return Outcome(
@@ -362,9 +370,8 @@ class HTTPProber(Prober[HTTPSpec]):
                     continue
                 ctx.phase = "reading the body"
                 body, truncated = await self._read_body(response)
-                return self._judge(
-                    response, body, self._details(ctx, response, tracer, body, truncated=truncated)
-                )
+                details = self._details(ctx, response, tracer, body, truncated=truncated)
+                return self._judge(ctx, response, body, details)
             finally:
                 await response.aclose()
 
@@ -403,18 +410,36 @@ class HTTPProber(Prober[HTTPSpec]):
             details["ttfb_ms"] = round(tracer.ttfb * 1000, 3)
         return details
 
-    def _judge(self, response: httpx.Response, body: bytes, details: dict[str, Any]) -> Outcome:
+    def _judge(
+        self, ctx: CheckContext, response: httpx.Response, body: bytes, details: dict[str, Any]
+    ) -> Outcome:
+        text = _decode(body, response) if self._wants_body or self.spec.with_output else ""
+        self._note_facts(ctx, response, text)
         ok, message = self._verdict(response, body, details)
         if self.spec.with_output:
-            message = with_excerpt(message, _decode(body, response))
+            message = with_excerpt(message, text)
         return Outcome(ok=ok, message=message, details=details, http_status=response.status_code)
+
+    def _note_facts(self, ctx: CheckContext, response: httpx.Response, body: str) -> None:
+        """What the conditions read of the answer: [BODY] (decoded, only when a condition
+        reads it) and [HEADERS] (names lower-cased; repeated headers joined with ", ")."""
+        if not self.conditions:
+            return
+        headers: dict[str, str] = {}
+        for name, value in response.headers.multi_items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        ctx.facts["HEADERS"] = headers
+        if self._wants_body:
+            ctx.facts["BODY"] = body
 
     def _verdict(
         self, response: httpx.Response, body: bytes, details: dict[str, Any]
     ) -> tuple[bool, str]:
         """Whether the answer passes, and the message that says so."""
         status = response.status_code
-        if not any(lo <= status <= hi for lo, hi in self.spec.success_code):
+        in_ranges = any(lo <= status <= hi for lo, hi in self.spec.success_code)
+        if self._judge_status and not in_ranges:
             return False, f"status {status} not in {self._ranges_text}"
         if self._contain is not None or self._not_contain is not None:
             text = _decode(body, response)
