@@ -6,6 +6,10 @@ A check: with `username`, authenticate (`POST /v3/auth/authenticate`; the token 
 `POST /v3/maintenance/alarm` (no alarm may be raised); then each `data` key through
 `POST /v3/kv/range` (keys and values travel base64-encoded), its value compared as text.
 
+Conditions read `[VALUE].key`: the text a key of `data` held (a key etcd does not have is
+absent: `has([VALUE].key) == false`); they judge on top of `data`'s own comparison and may name
+only keys of `data` (checked at load). `[IP]` is the address of the last connection opened.
+
 The `etcd3` package is not used: it has been unmaintained since 2020 and pins an old protobuf.
 
 Clients are shared: one `httpx.AsyncClient` per TLS setting, held in `SharedResources` (a client
@@ -40,8 +44,9 @@ from probe.probers._httpcheck import (
     describe_stream_error,
     describe_transport_error,
 )
-from probe.probers._httpcore import close_client, new_client
+from probe.probers._httpcore import close_client, current_check, new_client
 from probe.probers._net import describe_os_error, first_error
+from probe.probers._values import VALUE, value_key_problems
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["EtcdProber", "EtcdSpec"]
@@ -62,6 +67,8 @@ class EtcdSpec(HTTPServiceSpec):
     """
 
     kind: ClassVar[str] = "etcd"
+    # [VALUE].key: what a key of `data` held (see probers/_values.py).
+    condition_placeholders: ClassVar[frozenset[str]] = VALUE
 
     @model_validator(mode="after")
     def _valid_etcd(self) -> EtcdSpec:
@@ -73,6 +80,11 @@ class EtcdSpec(HTTPServiceSpec):
             if not key:
                 raise ValueError("data: a key must not be empty")
         return self
+
+    def condition_problems(self) -> list[tuple[int, str]]:
+        """The common problems, and each `[VALUE].key` whose key is not in `data`."""
+        problems = super().condition_problems()
+        return value_key_problems(self.parsed_conditions(), self.data, problems)
 
 
 class _GatewayError(Exception):
@@ -136,6 +148,9 @@ class EtcdProber(Prober[EtcdSpec]):
 
     async def check(self, ctx: CheckContext) -> Outcome:
         steps = _Steps(ctx)
+        # The transport's connect reports to this check: the phases, details["peer"] and the
+        # [IP] fact (probers/_httpcore.py).
+        token = current_check.set(ctx)
         try:
             return await self._check(ctx, steps)
         except _CAUGHT as caught:
@@ -143,6 +158,8 @@ class EtcdProber(Prober[EtcdSpec]):
             exc = first_error(caught)
             message = _describe(exc, ctx.phase, self.spec.timeout, self._user)
             raise ProbeError(message, error=type(exc).__name__) from None
+        finally:
+            current_check.reset(token)
 
     async def _check(self, ctx: CheckContext, steps: _Steps) -> Outcome:
         client = self._client()
@@ -185,16 +202,31 @@ class EtcdProber(Prober[EtcdSpec]):
             message = "unhealthy" + (f": {_shown(str(reason))}" if reason else "")
             return Outcome(ok=False, message=message, details=dict(details))
 
+        if self.spec.data:
+            mismatch = await self._read_data(ctx, client, steps, headers)
+            if mismatch is not None:
+                return Outcome(ok=False, message=mismatch, details=dict(details))
+            details["keys_checked"] = len(self.spec.data)
+        return Outcome(ok=True, message=f"etcd {version} healthy", details=dict(details))
+
+    async def _read_data(
+        self, ctx: CheckContext, client: httpx.AsyncClient, steps: _Steps, headers: dict[str, str]
+    ) -> str | None:
+        """Read every key of `data` into the [VALUE] fact (a key etcd does not have stays
+        out of it); what is wrong with the first key that does not hold its value, or None.
+        Every key is read even after a mismatch, so the conditions see them all."""
+        values: dict[str, str] = {}
+        ctx.facts["VALUE"] = values
+        mismatch = None
         for key, expected in self.spec.data.items():
             steps.enter(f'reading key "{key}"')
             found = await self._read(client, steps, key, headers)
-            if found != expected:
+            if found is not None:
+                values[key] = found
+            if found != expected and mismatch is None:
                 got = "nothing" if found is None else f'"{_shown(found)}"'
-                message = f'key "{key}": expected "{_shown(expected)}", got {got}'
-                return Outcome(ok=False, message=message, details=dict(details))
-        if self.spec.data:
-            details["keys_checked"] = len(self.spec.data)
-        return Outcome(ok=True, message=f"etcd {version} healthy", details=dict(details))
+                mismatch = f'key "{key}": expected "{_shown(expected)}", got {got}'
+        return mismatch
 
     async def _authenticate(self, client: httpx.AsyncClient, steps: _Steps) -> str | None:
         """The token for the credentials, or None when the server has no auth enabled."""

@@ -24,6 +24,10 @@ A refused CONNACK says why (`_describe()`, the one place driver errors become me
 user "probe"` (Mosquitto answers a wrong password so), `not authorised (the broker refuses
 anonymous clients)`, and so on.
 
+Conditions: the common placeholders. `[RESPONSE_TIME]` is the whole check (connect, subscribe,
+publish and the message back), and `[IP]` the peer of the socket paho opened, read when paho
+reports it open (a connect that fails leaves it unset: paho resolves and connects by itself).
+
 MQTT has no server version in its handshake. Mosquitto publishes one on `$SYS/broker/version`,
 but subscribing to it costs every check a delayed-ACK stall (~40 ms) on a broker without
 TCP_NODELAY, which would distort the round trip measured here; so the details carry none.
@@ -248,6 +252,10 @@ class _Session:
         _connect_thread.session = None
         if self._on_open is not None:
             self._on_open(client, userdata, sock)  # aiomqtt starts watching the socket
+        # paho connects by itself, not through probers/_connect: [IP] is its socket's peer.
+        ip = _peer_ip(sock)
+        if ip is not None:
+            self.loop.call_soon_threadsafe(_set_fact, self.ctx, "IP", ip)
         self.report("CONNACK")
 
     def _connected(self, *args: Any) -> None:
@@ -441,6 +449,22 @@ class MQTTProber(Prober[MQTTSpec]):
 
 def _set_phase(ctx: CheckContext, phase: str) -> None:
     ctx.phase = phase
+
+
+def _set_fact(ctx: CheckContext, name: str, value: object) -> None:
+    ctx.facts[name] = value
+
+
+def _peer_ip(sock: Any) -> str | None:
+    """The IP address `sock` is connected to (None when it cannot say: closed already, or
+    not a socket, as paho's websocket wrapper)."""
+    try:
+        peer = sock.getpeername()
+    except (OSError, AttributeError):
+        return None
+    if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+        return peer[0]
+    return None
 
 
 async def _wait_for_payload(

@@ -12,6 +12,10 @@ says where it struck (`ctx.phase`) and a refusal says which step refused:
 without `+info`, a renamed command) is still up. `data: {key: expected}` runs `GET key` and
 compares the value as text. Nothing else is ever sent: the driver takes no `query`.
 
+Conditions read `[VALUE].key`: the text a key of `data` held (a missing key, or one that holds
+no string, is absent: `has([VALUE].key) == false`). They judge on top of `data`'s own
+comparison, and may name only keys of `data` (checked at load).
+
 Messages: driver exceptions are mapped in `_describe()`: `connection refused`,
 `authentication failed for user "app"`, `authentication required`,
 `invalid database index 99`, `permission denied: ...`; data mismatches are judged results:
@@ -43,6 +47,7 @@ from probe.probers._client import (
 )
 from probe.probers._connect import NODELAY, connect_tcp
 from probe.probers._net import describe_os_error, error_text, iter_causes
+from probe.probers._values import VALUE, value_key_problems
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_PORT", "RedisProber", "RedisSpec"]
@@ -71,6 +76,8 @@ class RedisSpec(SchemedHostSpec):
     """
 
     kind: ClassVar[str] = "redis"
+    # [VALUE].key: what a key of `data` held (see probers/_values.py).
+    condition_placeholders: ClassVar[frozenset[str]] = VALUE
     dsn_schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss")
     host_schemes: ClassVar[dict[str, bool]] = {"redis": False, "rediss": True, "tcp": False}
 
@@ -93,6 +100,10 @@ class RedisSpec(SchemedHostSpec):
         if target.username is not None and target.password is None:
             raise ValueError("username needs a password (AUTH takes both)")
         return self
+
+    def condition_problems(self) -> list[tuple[int, str]]:
+        """The common problems, and each `[VALUE].key` whose key is not in `data`."""
+        return value_key_problems(self.parsed_conditions(), self.data, super().condition_problems())
 
     def target(self) -> _Target:
         """The connection target, merging the DSN with the keys (validated: unambiguous)."""
@@ -206,13 +217,17 @@ class RedisProber(Prober[RedisSpec]):
             version = await _server_version(conn)
             if version is not None:
                 ctx.details["version"] = version
+            mismatches: list[str] = []
             if self.spec.data:
                 ctx.phase = "data"
-            mismatches = [
-                problem
-                for key, expected in self.spec.data.items()
-                if (problem := await _check_key(conn, key, expected)) is not None
-            ]
+                # [VALUE] for the conditions: filled as keys are read, so it holds what was
+                # read even when a later key fails the check.
+                values: dict[str, str] = {}
+                ctx.facts["VALUE"] = values
+                for key, expected in self.spec.data.items():
+                    problem = await _check_key(conn, key, expected, values)
+                    if problem is not None:
+                        mismatches.append(problem)
         except redis_errors.RedisError as exc:
             raise ProbeError(_describe(exc, target), **ctx.details) from None
         finally:
@@ -255,8 +270,11 @@ async def _server_version(conn: _ProbeConnection) -> str | None:
     return version.strip() if version else None
 
 
-async def _check_key(conn: _ProbeConnection, key: str, expected: str) -> str | None:
-    """None when `key` holds `expected`, else what is wrong (a judged result, not an error)."""
+async def _check_key(
+    conn: _ProbeConnection, key: str, expected: str, values: dict[str, str]
+) -> str | None:
+    """None when `key` holds `expected`, else what is wrong (a judged result, not an error).
+    The value read goes into `values` (nothing for a key that is missing or not a string)."""
     try:
         value = await _command(conn, "GET", key)
     except redis_errors.ResponseError as exc:
@@ -266,6 +284,7 @@ async def _check_key(conn: _ProbeConnection, key: str, expected: str) -> str | N
     if value is None:
         return f'key "{key}": expected "{_shown(expected)}", got nothing'
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    values[key] = text
     if text == expected:
         return None
     return f'key "{key}": expected "{_shown(expected)}", got "{_shown(text)}"'

@@ -12,6 +12,12 @@ reaped, so nothing it started is left running. When the command exits but someth
 the background still holds the output open, that group is killed after a short grace too (a
 background process that redirected its output is left alone, as with EaseProbe).
 
+Conditions read `[EXIT_CODE]` (an int; negative: killed by that signal) and `[OUTPUT]` (the
+first 1 MiB, as `contain` sees it, with the env's secrets masked). With a condition on
+`[EXIT_CODE]`, the conditions judge the exit status: a non-zero one no longer makes the check
+down by itself (`[EXIT_CODE] == 3` watches a command that should exit 3); `contain` and
+`not_contain` still apply.
+
 `env` values may be secrets: they never appear in messages, details or the endpoint, and are
 masked (`***`) in the output shown. As in EaseProbe, `cmd` is looked up in this process's PATH
 (also with `clean_env`), and relative paths are relative to the working directory.
@@ -63,6 +69,8 @@ class ShellSpec(CommandSpec, ProbeSpec):
     # `cmd`, `args`, `env` and `clean_env` come from CommandSpec, as for the shell notifier.
 
     kind: ClassVar[str] = "shell"
+    # [EXIT_CODE] (int) and [OUTPUT] (the output kept for contain, secrets masked).
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset({"EXIT_CODE", "OUTPUT"})
 
     # `regex` comes before `contain`/`not_contain` so their validators can read it.
     regex: bool = False
@@ -126,6 +134,11 @@ class ShellProber(Prober[ShellSpec]):
         self._not_contain = Matcher.build(spec.not_contain, spec.regex)
         self._mask = SecretMasker(spec.env)
         self._command = _command_text(spec.cmd, spec.args)
+        read = {p.name for condition in self.conditions for p in condition.placeholders()}
+        # A condition on [EXIT_CODE] judges the exit status instead of "0 or down".
+        self._conditions_judge_exit = "EXIT_CODE" in read
+        # Decoding and masking up to MAX_OUTPUT costs: done only when a condition reads it.
+        self._reads_output = "OUTPUT" in read
 
     def _executable(self) -> str:
         found = self.spec.executable()
@@ -163,7 +176,14 @@ class ShellProber(Prober[ShellSpec]):
                 ctx.details["killed_background_processes"] = True
         finally:
             await release(transport, collector, kill=must_kill)
-        outcome = self._judge(transport.get_returncode(), collector, ctx)
+        status = transport.get_returncode()
+        if status is not None:
+            ctx.facts["EXIT_CODE"] = status
+        if self._reads_output:
+            # What contain/not_contain search (the first MAX_OUTPUT bytes), with the env's
+            # secrets masked: a failed condition shows the start of it in its message.
+            ctx.facts["OUTPUT"] = self._mask(_decode(bytes(collector.head)))
+        outcome = self._judge(status, collector, ctx)
         if not self.spec.with_output:
             return outcome
         # The start of the output, secrets masked (the end is in the details already).
@@ -181,7 +201,8 @@ class ShellProber(Prober[ShellSpec]):
             "truncated": truncated,
             "output": _tail_text(shown_tail, _DETAILS_OUTPUT),
         }
-        if status is None or status != 0:
+        exit_judged = status is None or (status != 0 and not self._conditions_judge_exit)
+        if exit_judged:
             message = status_text(status)
             last = last_line(shown_tail)
             if last:
@@ -199,7 +220,7 @@ class ShellProber(Prober[ShellSpec]):
                 verb = "matches" if not_contain.is_regex else "contains"
                 message = self._mask(f"output {verb} {not_contain.shown}{where}")
                 return Outcome(ok=False, message=message, details=details)
-        return Outcome(ok=True, message="exit status 0", details=details)
+        return Outcome(ok=True, message=status_text(status), details=details)
 
 
 def _decode(data: bytes) -> str:

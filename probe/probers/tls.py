@@ -69,6 +69,9 @@ class TLSSpec(ProbeSpec):
     """A `tls:` entry: EaseProbe's keys plus `server_name` (the SNI and the name verified)."""
 
     kind: ClassVar[str] = "tls"
+    # The runner derives it (ms left) from the Outcome's cert_expiry, set whenever a
+    # certificate was read: also when verification or the dates fail the check.
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset({"CERTIFICATE_EXPIRATION"})
     # EaseProbe can reach TLS services through a SOCKS5 proxy; we do not (yet).
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"proxy"})
 

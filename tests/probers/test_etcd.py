@@ -150,6 +150,72 @@ async def test_data_missing_key(etcd, shared_keys, resources):
     assert outcome.message == f'key "{key}": expected "v", got nothing'
 
 
+# --- conditions (judged by the runner, through run_check) ----------------------------------
+
+
+async def test_value_condition_up_and_down(etcd, shared_keys, resources):
+    key = next(iter(shared_keys))
+    up = make(
+        resources, host=etcd.address, data=shared_keys, conditions=[f"[VALUE].{key} == active"]
+    )
+    result = (await run_check(up)).result
+    assert result.status is Status.UP, result.message
+    down = make(
+        resources, host=etcd.address, data=shared_keys, conditions=[f"[VALUE].{key} == standby"]
+    )
+    result = (await run_check(down)).result
+    assert result.status is Status.DOWN
+    assert result.message == f"condition failed: [VALUE].{key} (active) == standby"
+
+
+async def test_value_holds_every_key_read_and_not_the_missing_one(etcd, shared_keys, resources):
+    mode, other = shared_keys
+    missing = mode + "-missing"
+    # The first key fails `data` (its message is the check's), yet every key is read.
+    data = {mode: "standby", missing: "v", other: shared_keys[other]}
+    ctx = CheckContext()
+    outcome = await make(resources, host=etcd.address, data=data).check(ctx)
+    assert outcome.message == f'key "{mode}": expected "standby", got "active"'
+    assert ctx.facts["VALUE"] == {mode: "active", other: "wert ✓"}
+    conditions = [f"has([VALUE].{missing}) == false", f'[VALUE]."{other}" == "wert ✓"']
+    prober = make(resources, host=etcd.address, data=data, conditions=conditions)
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == f'key "{mode}": expected "standby", got "active"'
+    assert "failed_conditions" not in result.details
+
+
+async def test_ip_is_the_address_connected_to(etcd, resources):
+    host = etcd.address.rsplit(":", 1)[0]
+    ctx = CheckContext()
+    assert (await make(resources, host=etcd.address).check(ctx)).ok
+    assert ctx.facts["IP"] == host
+    assert ctx.details["peer"] == etcd.address
+    prober = make(resources, host=etcd.address, conditions=[f"[IP] == {host}"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+    prober = make(resources, host=etcd.address, conditions=["[IP] == 192.0.2.1"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == f"condition failed: [IP] ({host}) == 192.0.2.1"
+
+
+def test_value_key_not_in_data_is_a_config_error():
+    spec = EtcdSpec(
+        name="e",
+        driver="etcd",
+        host="127.0.0.1:2379",
+        data={"/config/mode": "active"},
+        conditions=["[VALUE]./config/mode == active", "[VALUE]./config/node == active"],
+    )
+    ((index, message),) = spec.condition_problems()
+    assert index == 1
+    assert message == (
+        '[VALUE]./config/node reads key "/config/node", which is not in data (its keys:'
+        ' "/config/mode"): a condition reads only the keys the check reads (at character 1)'
+    )
+
+
 # --- authentication (private etcd with auth enabled) ----------------------------------------
 
 

@@ -29,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from probe.core.check import CheckContext
+from probe.core.result import Status
 from probe.core.scheduler import run_check
 from probe.errors import ProbeError
 from probe.probers._client import Target as _Target
@@ -146,6 +147,50 @@ async def test_other_messages_on_the_topic_are_skipped(shared_broker, resources,
 
 async def test_each_check_is_a_client_of_its_own(shared_broker, resources, probers):
     await scenarios.assert_a_connection_per_check(shared_broker, partial(make, resources, probers))
+
+
+# --- conditions (judged by the runner, through run_check) ----------------------------------
+
+
+async def test_response_time_condition_covers_the_round_trip(shared_broker, resources, probers):
+    prober = make(resources, probers, host=shared_broker, conditions=["[RESPONSE_TIME] < 5000"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+    # [RESPONSE_TIME] is the whole check: connect, subscribe, publish and the message back.
+    round_trip = result.details["round_trip_ms"]
+    assert result.latency is not None and result.latency * 1000 >= round_trip
+    too_slow = make(resources, probers, host=shared_broker, conditions=["[RESPONSE_TIME] < 0"])
+    result = (await run_check(too_slow)).result
+    assert result.status is Status.DOWN
+    assert result.message.startswith("condition failed: [RESPONSE_TIME] (")
+
+
+async def test_ip_is_the_peer_of_pahos_socket(shared_broker, resources, probers):
+    host = shared_broker.rsplit(":", 1)[0]
+    ctx = CheckContext()
+    assert (await make(resources, probers, host=shared_broker).check(ctx)).ok
+    assert ctx.facts["IP"] == host
+    prober = make(resources, probers, host=shared_broker, conditions=[f"[IP] == {host}"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+
+
+async def test_ip_over_tls(tls_broker, resources, probers):
+    broker = tls_broker.broker
+    dsn = f"mqtts://probe:{PASSWORD}@{broker.address}"
+    ctx = CheckContext()
+    prober = make(resources, probers, dsn=dsn, ca=str(tls_broker.ca_file))
+    assert (await prober.check(ctx)).ok
+    assert ctx.facts["IP"] == "127.0.0.1"
+
+
+async def test_connected_false_on_a_closed_port_is_up(closed_port, resources, probers):
+    prober = make(
+        resources, probers, host=f"127.0.0.1:{closed_port}", conditions=["[CONNECTED] == false"]
+    )
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP
+    assert result.message == "connection refused, as the conditions expect"
 
 
 # --- authentication and authorisation -------------------------------------------------------

@@ -21,9 +21,11 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from probe.assembly import load_config
 from probe.core.check import CheckContext
+from probe.core.result import Status
 from probe.core.scheduler import run_check
-from probe.errors import ProbeError
+from probe.errors import ConfigError, ProbeError
 from probe.probers.redis import RedisProber, RedisSpec
 from tests.support import probers as scenarios
 from tests.support.probers import Kind
@@ -234,6 +236,116 @@ async def test_long_values_are_cut_in_messages(shared_redis, keys, resources):
     assert not outcome.ok
     assert len(outcome.message) < 200
     assert "..." in outcome.message
+
+
+# --- conditions: [VALUE] (judged by the runner, through run_check) ----------------------------
+
+
+async def test_value_condition_up_and_down(shared_redis, keys, resources):
+    status = keys["status"]
+    up = make(
+        resources, host=shared_redis, data={status: "ok"}, conditions=[f"[VALUE].{status} == ok"]
+    )
+    result = (await run_check(up)).result
+    assert result.status is Status.UP, result.message
+    assert "failed_conditions" not in result.details
+    # `data` agrees, the condition does not: down, and the message shows what the key held.
+    down = make(
+        resources, host=shared_redis, data={status: "ok"}, conditions=[f"[VALUE].{status} == on"]
+    )
+    result = (await run_check(down)).result
+    assert result.status is Status.DOWN
+    assert result.message == f"condition failed: [VALUE].{status} (ok) == on"
+    assert result.details["failed_conditions"] == [f"[VALUE].{status} (ok) == on"]
+
+
+async def test_data_comparison_still_applies_with_value_conditions(shared_redis, keys, resources):
+    status = keys["status"]
+    prober = make(
+        resources,
+        host=shared_redis,
+        data={status: "degraded"},
+        conditions=[f"[VALUE].{status} == ok"],
+    )
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == f'key "{status}": expected "degraded", got "ok"'
+    assert "failed_conditions" not in result.details
+
+
+async def test_value_holds_the_keys_read_and_not_the_missing_one(shared_redis, keys, resources):
+    status, missing, hashed = keys["status"], keys["missing"], keys["hash"]
+    data = {status: "ok", missing: "x", hashed: "y"}
+    ctx = CheckContext()
+    await make(resources, host=shared_redis, data=data).check(ctx)
+    # Neither a missing key nor one that holds no string has a value to read.
+    assert ctx.facts["VALUE"] == {status: "ok"}
+    conditions = [
+        f"has([VALUE].{missing}) == false",
+        f"has([VALUE].{hashed}) == false",
+        f"has([VALUE].{status}) == true",
+    ]
+    prober = make(resources, host=shared_redis, data=data, conditions=conditions)
+    result = (await run_check(prober)).result
+    # The conditions hold; `data` still finds the missing key (and the hash) wrong.
+    assert "failed_conditions" not in result.details
+    assert result.status is Status.DOWN
+    assert result.message == f'key "{missing}": expected "x", got nothing (and 1 more)'
+
+
+async def test_ip_and_connected_conditions(shared_redis, closed_port, resources):
+    host = shared_redis.rsplit(":", 1)[0]
+    prober = make(resources, host=shared_redis, conditions=[f"[IP] == {host}"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+    closed = make(resources, host=f"127.0.0.1:{closed_port}", conditions=["[CONNECTED] == false"])
+    result = (await run_check(closed)).result
+    assert result.status is Status.UP
+    assert result.message == "connection refused, as the conditions expect"
+
+
+def test_value_key_not_in_data_is_a_config_error(tmp_path):
+    path = tmp_path / "probes.yaml"
+    path.write_text(
+        "client:\n"
+        "  - name: cache\n"
+        "    driver: redis\n"
+        "    host: 127.0.0.1:6379\n"
+        "    data: {app:mode: active, app:color: blue}\n"
+        "    conditions:\n"
+        '      - "[VALUE].app:mode == active"\n'
+        '      - "has([VALUE].app:mod) == true"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    (problem,) = caught.value.problems
+    assert str(problem) == (
+        f"{path}:8:9: client[0].conditions[1]: [VALUE].app:mod reads key"
+        ' "app:mod", which is not in data (its keys: "app:mode", "app:color"): a condition'
+        " reads only the keys the check reads (at character 5)"
+    )
+
+
+def test_value_conditions_need_data_keys():
+    spec = RedisSpec(
+        name="c",
+        driver="redis",
+        host="127.0.0.1:6379",
+        conditions=["[VALUE].k == v", "[VALUE] == v", "[BODY] == x", "[RESPONSE_TIME] < 50"],
+    )
+    problems = spec.condition_problems()
+    assert [index for index, _ in problems] == [0, 1, 2]
+    assert problems[0][1].startswith('[VALUE].k reads key "k", which is not in data (data names')
+    assert problems[1][1].startswith("[VALUE] needs one key")
+    assert problems[2][1].startswith("[BODY] is not a placeholder of redis probes")
+    ok = RedisSpec(
+        name="c",
+        driver="redis",
+        host="127.0.0.1:6379",
+        data={"k": "v"},
+        conditions=["[VALUE].k == v"],
+    )
+    assert ok.condition_problems() == []
 
 
 # --- TLS ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from probe.assembly import load_config
 from probe.core.check import CheckContext
+from probe.core.result import Status
 from probe.core.scheduler import run_check
 from probe.errors import ConfigError
 from probe.probers.base import SharedResources
@@ -187,6 +188,98 @@ async def test_output_beyond_the_limit_is_drained_not_kept(resources):
 
 
 # --- environment -----------------------------------------------------------------------------
+
+
+# --- conditions: [EXIT_CODE] and [OUTPUT] (judged by the runner, through run_check) ----------
+
+
+async def test_exit_code_condition_judges_the_exit_status(resources):
+    prober = sh(resources, "echo draining; exit 3", conditions=["[EXIT_CODE] == 3"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+    assert result.message == "exit status 3"
+    # Exit 0 is no longer good by itself: the condition says 3.
+    prober = sh(resources, "exit 0", conditions=["[EXIT_CODE] == 3"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == "condition failed: [EXIT_CODE] (0) == 3"
+    # A command killed by a signal has a negative code.
+    prober = sh(resources, "kill -TERM $$", conditions=["[EXIT_CODE] < 0"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+    assert result.message == "killed by SIGTERM"
+
+
+async def test_exit_code_condition_keeps_contain(resources):
+    prober = sh(resources, "echo busy; exit 3", conditions=["[EXIT_CODE] == 3"], contain="idle")
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == 'output does not contain "idle"'
+
+
+async def test_without_an_exit_code_condition_nonzero_is_down(resources):
+    prober = sh(resources, "echo ready; exit 1", conditions=["[OUTPUT] == pat(*ready*)"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == "exit status 1: ready"
+    assert "failed_conditions" not in result.details
+
+
+async def test_output_condition(resources):
+    script = "echo 'starting'; echo 'service ready on :8080'"
+    prober = sh(resources, script, conditions=["[OUTPUT] == pat(*ready*)"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.UP, result.message
+    prober = sh(resources, script, conditions=["[OUTPUT] == pat(*stopped*)"])
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message == (
+        "condition failed: [OUTPUT] (starting service ready on :8080 ) == pat(*stopped*)"
+    )
+    ctx = CheckContext()
+    prober = sh(resources, script, conditions=["len([OUTPUT]) > 10"])
+    await prober.check(ctx)
+    assert ctx.facts == {"EXIT_CODE": 0, "OUTPUT": "starting\nservice ready on :8080\n"}
+
+
+async def test_output_fact_masks_secrets_and_is_bounded(resources):
+    secret = "hunter2-s3cret"
+    prober = sh(
+        resources,
+        f'echo "token $API_TOKEN"; head -c {2 * MAX_OUTPUT} /dev/zero | tr "\\0" a',
+        env=[f"API_TOKEN={secret}"],
+        conditions=["[OUTPUT] == pat(nothing*)"],
+    )
+    ctx = CheckContext()
+    await prober.check(ctx)
+    output = ctx.facts["OUTPUT"]
+    assert output.startswith("token ***\n")
+    assert secret not in output
+    assert len(output) <= MAX_OUTPUT
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN
+    assert result.message.startswith("condition failed: [OUTPUT] (token ***")
+    assert secret not in result.message
+
+
+async def test_output_is_read_only_when_a_condition_asks(resources):
+    ctx = CheckContext()
+    await sh(resources, "echo hello").check(ctx)
+    assert ctx.facts == {"EXIT_CODE": 0}
+
+
+def test_shell_placeholders_at_load(tmp_path):
+    path = tmp_path / "probes.yaml"
+    path.write_text(
+        "shell:\n"
+        "  - name: job\n"
+        "    cmd: sh\n"
+        "    conditions: ['[EXIT_CODE] == 3', '[OUTPUT] == pat(*ok*)', '[STATUS] == 200']\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    (problem,) = caught.value.problems
+    assert "shell[0].conditions[2]: [STATUS] is not a placeholder of shell probes" in str(problem)
 
 
 async def test_env_is_added_to_this_process_environment(resources, monkeypatch):

@@ -7,6 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from probe.core.check import CheckContext
+from probe.core.result import Status
+from probe.core.scheduler import run_check
 from probe.errors import ProbeError
 from probe.probers._net import split_host_port
 from probe.probers.base import SharedResources
@@ -85,6 +87,69 @@ async def test_every_resolved_address_is_tried(monkeypatch, raw_server, closed_p
     outcome = await prober(f"svc.test:{server.port}", resources).check(CheckContext())
     assert outcome.ok
     assert outcome.details["peer"] == server.address
+
+
+# --- conditions (judged by the runner, through run_check) ----------------------------------
+
+
+def judged(host: str, resources: SharedResources, *conditions: str) -> TCPProber:
+    spec = TCPSpec(name="tcp", host=host, timeout="2s", conditions=list(conditions))
+    return TCPProber(spec, resources)
+
+
+async def test_connected_false_on_a_closed_port_is_up(closed_port, resources):
+    closed = judged(f"127.0.0.1:{closed_port}", resources, "[CONNECTED] == false")
+    result = (await run_check(closed)).result
+    assert result.status is Status.UP
+    assert result.message == "connection refused, as the conditions expect"
+    assert "failed_conditions" not in result.details
+
+
+async def test_connected_false_on_an_open_port_is_down(raw_server, resources):
+    server = await raw_server(idle)
+    result = (await run_check(judged(server.address, resources, "[CONNECTED] == false"))).result
+    assert result.status is Status.DOWN
+    assert result.message == "condition failed: [CONNECTED] (true) == false"
+
+
+async def test_ip_is_the_address_connected_to(raw_server, resources):
+    server = await raw_server(idle)
+    ctx = CheckContext()
+    await prober(server.address, resources).check(ctx)
+    assert ctx.facts["IP"] == "127.0.0.1"
+    up = judged(server.address, resources, "[IP] == 127.0.0.1", "[RESPONSE_TIME] < 2000")
+    result = (await run_check(up)).result
+    assert result.status is Status.UP, result.message
+    down = judged(server.address, resources, "[IP] == 10.0.0.1")
+    result = (await run_check(down)).result
+    assert result.status is Status.DOWN
+    assert result.message == "condition failed: [IP] (127.0.0.1) == 10.0.0.1"
+
+
+async def test_ip_of_the_address_that_answered(monkeypatch, raw_server, closed_port, resources):
+    server = await raw_server(idle)
+    loop = asyncio.get_running_loop()
+
+    async def two_addresses(host, port, **kwargs):
+        stream = socket.SOCK_STREAM
+        return [
+            (socket.AF_INET, stream, 6, "", ("127.0.0.2", closed_port)),
+            (socket.AF_INET, stream, 6, "", ("127.0.0.1", server.port)),
+        ]
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_addresses)
+    ctx = CheckContext()
+    assert (await prober(f"svc.test:{server.port}", resources).check(ctx)).ok
+    assert ctx.facts["IP"] == "127.0.0.1"
+
+
+def test_tcp_has_only_the_common_placeholders():
+    spec = TCPSpec(name="t", host="127.0.0.1:1", conditions=["[IP] == ::1", "[STATUS] == 200"])
+    ((index, message),) = spec.condition_problems()
+    assert index == 1
+    assert message.startswith(
+        "[STATUS] is not a placeholder of tcp probes (they have [CONNECTED], [IP], [RESPONSE_TIME])"
+    )
 
 
 @pytest.mark.slow

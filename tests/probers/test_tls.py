@@ -677,3 +677,59 @@ async def test_probe_ssl_earliest_cert_expiry_comes_from_a_real_check(
         if family.name == "probe_ssl_earliest_cert_expiry"
     ]
     assert [sample.value for sample in family.samples] == [shown_expiry(run.result.details)]
+
+
+# --- conditions: [CERTIFICATE_EXPIRATION] (judged by the runner, through run_check) -----------
+
+
+async def test_certificate_expiration_condition(serve, resources, tls_ca, tls_ca_file):
+    served = await serve(leaf_context(tls_ca, not_after=NOW + timedelta(days=30)))
+
+    async def judged(condition: str) -> Any:
+        prober = make(
+            resources, served.address, root_ca_pem_path=str(tls_ca_file), conditions=[condition]
+        )
+        return (await run_check(prober)).result
+
+    up = await judged("[CERTIFICATE_EXPIRATION] > 48h")
+    assert up.status is Status.UP, up.message
+    down = await judged("[CERTIFICATE_EXPIRATION] > 60d")
+    assert down.status is Status.DOWN
+    # The time left, as people read it: the certificate ends 30 days after NOW, a moment ago.
+    assert down.message == "condition failed: [CERTIFICATE_EXPIRATION] (29d23h) > 60d"
+    ip = await judged("[IP] == 127.0.0.1")
+    assert ip.status is Status.UP, ip.message
+
+
+async def test_certificate_expiration_is_read_from_a_certificate_that_fails(
+    serve, resources, tls_ca, tls_ca_file
+):
+    # Expired: verification fails, the certificate is read over the second connection.
+    ended = NOW - timedelta(days=3)
+    expired = leaf_context(tls_ca, not_before=NOW - timedelta(days=30), not_after=ended)
+    served = await serve(expired)
+    prober = make(
+        resources,
+        served.address,
+        root_ca_pem_path=str(tls_ca_file),
+        conditions=["[CERTIFICATE_EXPIRATION] < 0", "[CERTIFICATE_EXPIRATION] > 1h"],
+    )
+    result = (await run_check(prober)).result
+    assert result.status is Status.DOWN  # the prober's verdict stands, the conditions add
+    assert result.message.startswith("TLS: certificate has expired (on ")
+    assert result.message.endswith("; condition failed: [CERTIFICATE_EXPIRATION] (expired) > 1h")
+    assert result.details["failed_conditions"] == ["[CERTIFICATE_EXPIRATION] (expired) > 1h"]
+
+
+def test_tls_placeholders_at_load(tmp_path):
+    path = tmp_path / "probes.yaml"
+    path.write_text(
+        "tls:\n"
+        "  - name: site\n"
+        "    host: 127.0.0.1:443\n"
+        "    conditions: ['[CERTIFICATE_EXPIRATION] > 48h', '[STATUS] == 200']\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    (problem,) = caught.value.problems
+    assert "tls[0].conditions[1]: [STATUS] is not a placeholder of tls probes" in str(problem)
