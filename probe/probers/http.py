@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, NamedTuple, cast
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, cast
 
 import httpcore
 import httpx
@@ -34,11 +34,15 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from probe.config.models import ConfigPath, ProbeSpec
+from probe.conditions import ConditionError
+from probe.conditions.documents import EvalProgram, EvalVariable, compile_eval
+from probe.conditions.expression import EvalError
+from probe.config.models import ConfigPath, ProbeSpec, StrictModel
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._httpcheck import (
@@ -52,6 +56,7 @@ from probe.probers._match import Matcher, check_pattern
 from probe.probers._net import first_error, redact_url, with_excerpt
 from probe.probers._proxy import DIRECT, ProxyRoute
 from probe.probers.base import Prober, SharedResources
+from probe.text import quoted
 from probe.tlsconf import client_context
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_REDIRECTS", "USER_AGENT", "HTTPProber", "HTTPSpec"]
@@ -99,6 +104,46 @@ class _TLSSettings(NamedTuple):
     key: str | None
 
 
+_DOC_TYPES = ("json", "xml", "html", "text")
+
+
+class EvalVariableSpec(StrictModel):
+    """One of `eval.variables`: a value read from the body before the expression runs."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    type: Literal["int", "float", "string", "bool", "time", "duration"]
+    query: str = Field(min_length=1)
+
+
+class EvalSpec(StrictModel):
+    """EaseProbe's `eval`: `doc` says how to read the body, `expression` must hold."""
+
+    # Any case (EaseProbe's examples say `doc: HTML`); editors are offered both spellings.
+    doc: Annotated[
+        Literal["json", "xml", "html", "text"],
+        BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
+        WithJsonSchema({"enum": [*_DOC_TYPES, *(d.upper() for d in _DOC_TYPES)]}),
+    ]
+    variables: list[EvalVariableSpec] = Field(default_factory=list)
+    expression: str = Field(min_length=1)
+
+    @field_validator("expression")
+    @classmethod
+    def _valid_expression(cls, value: str, info: ValidationInfo) -> str:
+        doc, variables = info.data.get("doc"), info.data.get("variables")
+        if doc is None or variables is None:
+            return value  # reported at those keys
+        try:
+            compile_eval(doc, value, [EvalVariable(v.name, v.type, v.query) for v in variables])
+        except ConditionError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def program(self) -> EvalProgram:
+        variables = [EvalVariable(v.name, v.type, v.query) for v in self.variables]
+        return compile_eval(self.doc, self.expression, variables)
+
+
 class HTTPSpec(ProbeSpec):
     """An `http:` entry, EaseProbe's keys plus `max_body`.
 
@@ -110,8 +155,6 @@ class HTTPSpec(ProbeSpec):
     condition_placeholders: ClassVar[frozenset[str]] = frozenset(
         {"STATUS", "BODY", "HEADERS", "CERTIFICATE_EXPIRATION"}
     )
-    # `eval` (XPath/JSON expressions over the body) is not built yet.
-    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset({"eval"})
 
     url: str
     method: str = "GET"
@@ -139,6 +182,7 @@ class HTTPSpec(ProbeSpec):
     limit_redirects: bool = False
     max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=MAX_REDIRECTS_LIMIT)
     max_body: ByteSize = DEFAULT_MAX_BODY
+    eval: EvalSpec | None = None
 
     @field_validator("url")
     @classmethod
@@ -288,7 +332,10 @@ class HTTPProber(Prober[HTTPSpec]):
         # With `conditions` and no `success_code` of its own, the conditions say which status
         # is good (as in Gatus: `[STATUS] == 503` must be able to pass); given, both apply.
         self._judge_status = not spec.conditions or "success_code" in spec.model_fields_set
-        self._wants_body = any(p.name == "BODY" for c in self.conditions for p in c.placeholders())
+        self._eval = None if spec.eval is None else spec.eval.program()
+        self._wants_body = self._eval is not None or any(
+            p.name == "BODY" for c in self.conditions for p in c.placeholders()
+        )
         self._route = _route(spec)
 
     @property
@@ -416,9 +463,24 @@ class HTTPProber(Prober[HTTPSpec]):
         text = _decode(body, response) if self._wants_body or self.spec.with_output else ""
         self._note_facts(ctx, response, text)
         ok, message = self._verdict(response, body, details)
+        if ok and self._eval is not None:
+            ok, message = self._evaluate(self._eval, text, message)
         if self.spec.with_output:
             message = with_excerpt(message, text)
         return Outcome(ok=ok, message=message, details=details, http_status=response.status_code)
+
+    def _evaluate(self, program: EvalProgram, body: str, message: str) -> tuple[bool, str]:
+        """EaseProbe's `eval` over the body: the check passes only if the expression holds;
+        the message says what was read either way."""
+        expression = quoted(program.expression.text)
+        try:
+            holds, read = program.judge(body)
+        except EvalError as exc:
+            return False, f"eval {expression}: {exc}"
+        said = f" ({read})" if read else ""
+        if not holds:
+            return False, f"eval {expression} is false{said}"
+        return True, f"{message}; eval holds{said}"
 
     def _note_facts(self, ctx: CheckContext, response: httpx.Response, body: str) -> None:
         """What the conditions read of the answer: [BODY] (decoded, only when a condition

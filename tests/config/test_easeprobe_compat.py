@@ -32,7 +32,6 @@ ACCEPTED = "accepted for EaseProbe compatibility; not used"
 # The EaseProbe keys we accept and deliberately do not act on, by key path, in file order.
 IGNORED = [
     "version",
-    "http[0].eval",
     "tcp[0].proxy",
     "tls[0].proxy",
     "notify.log[1].host",

@@ -21,7 +21,7 @@ http:
     headers: {Host: shop.example}
     username: admin
     password_file: secrets/web
-    eval: {doc: json, expression: x}
+    eval: {doc: json, expression: "x_str('/status') == 'ok'"}
 tcp:
   - name: db
     host: 127.0.0.1:5432
@@ -43,8 +43,8 @@ def test_easeprobe_style_file_loads(files: ConfigFiles) -> None:
     assert (web.interval, web.timeout) == (20.0, 5.0)
     assert (db.interval, db.timeout, db.enabled) == (20.0, 20.0, False)
     assert [p.name for p in cfg.enabled_probes] == ["web"]
+    assert web.eval is not None and web.eval.doc == "json"  # acted on, no warning
     assert [files.short(str(w)) for w in cfg.warnings] == [
-        "probes.yaml:10:5: http[0].eval: accepted for EaseProbe compatibility; not used",
         "probes.yaml:14:5: tcp[0].proxy: accepted for EaseProbe compatibility; not used",
         "probes.yaml:15:14: tcp[0].timeout: timeout 1m0s is longer than the interval 20s; "
         "using 20s",

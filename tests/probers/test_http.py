@@ -723,7 +723,8 @@ def spec_error(**keys: object) -> str:
         ({"max_redirects": -1}, "greater than or equal to 0"),
         ({"proxy": "ftp://127.0.0.1:21"}, "must start with http://"),
         ({"ca": "/nonexistent/ca.pem"}, "file not found"),
-        ({"eval": {"doc": "json", "expression": "x"}}, "Extra inputs are not permitted"),
+        ({"eval": {"doc": "json", "expression": "x"}}, '"x" is not a variable'),
+        ({"eval": {"doc": "csv", "expression": "true"}}, "'json', 'xml', 'html' or 'text'"),
         ({"timeout": 5}, "bare number"),
     ],
 )
@@ -736,9 +737,10 @@ def test_success_code_text_shows_the_ranges_as_configured():
     assert spec.success_code_text() == "0-499, 503"
 
 
-def test_eval_is_an_easeprobe_key_we_accept_and_ignore():
-    # The loader removes `eval` with a warning before validation.
-    assert "eval" in HTTPSpec.easeprobe_ignored
+def test_eval_is_acted_on_now():
+    assert "eval" not in HTTPSpec.easeprobe_ignored
+    spec = HTTPSpec(name="w", url="http://127.0.0.1/", eval={"doc": "HTML", "expression": "1"})
+    assert spec.eval is not None and spec.eval.doc == "html"
 
 
 def test_regex_off_accepts_any_text():
