@@ -144,8 +144,9 @@ def _number(value: Any) -> float | None:
         if _NUMBER.fullmatch(text):
             return float(text)
         if text and text[-1].isalpha():
+            sign = -1.0 if text.startswith("-") else 1.0  # Go and Gatus read -96h too
             try:
-                return parse_duration(text) * 1000.0
+                return sign * parse_duration(text.lstrip("+-")) * 1000.0
             except ValueError:
                 return None
     return None

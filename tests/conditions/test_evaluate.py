@@ -71,6 +71,7 @@ FACTS: dict[str, Any] = {
         "[HEADERS].X-Count == 5",
         "[CERTIFICATE_EXPIRATION] > 48h",
         "[CERTIFICATE_EXPIRATION] < 31d",
+        "[CERTIFICATE_EXPIRATION] > -4d",
         "[RESPONSE_TIME] < 500",
         "[RESPONSE_TIME] < 1s",
         "[CONNECTED] == true",
