@@ -32,13 +32,12 @@ from probe.conditions.expression import (
     EvalError,
     Expression,
     Value,
-    calls_of,
     evaluate,
+    nodes_of,
     parse_expression,
     parse_time,
     shown,
     truthy,
-    variables_of,
 )
 from probe.conditions.syntax import ConditionError
 from probe.durations import parse_duration
@@ -272,13 +271,13 @@ def compile_eval(
         _check_query(doc, variable.query, f"variable {quoted(variable.name)}")
     parsed = parse_expression(expression)
     names = {v.name for v in declared}
-    for node in variables_of(parsed.root):
+    for node in nodes_of(parsed.root, "var"):
         if node.value not in names:
             raise ConditionError(
                 f"{quoted(node.value)} is not a variable (declare it under variables)",
                 node.position,
             )
-    for call in calls_of(parsed.root):
+    for call in nodes_of(parsed.root, "call"):
         arity = _ARITY.get(call.value)
         if arity is None:
             known = ", ".join(sorted(_ARITY))

@@ -35,7 +35,7 @@ __all__ = [
     "Expression",
     "Node",
     "Value",
-    "calls_of",
+    "nodes_of",
     "parse_expression",
     "parse_time",
     "truthy",
@@ -217,24 +217,14 @@ def parse_expression(text: str) -> Expression:
     return Expression(text, root)
 
 
-def calls_of(node: Node) -> list[Node]:
-    """Every function call in the tree, outermost first."""
+def nodes_of(node: Node, kind: str) -> list[Node]:
+    """Every node of `kind` ("call", "var", ...) in the tree, in reading order (walked with a
+    stack, not recursion)."""
     found: list[Node] = []
     stack = [node]
     while stack:
         item = stack.pop()
-        if item.kind == "call":
-            found.append(item)
-        stack.extend(reversed(item.children))
-    return found
-
-
-def variables_of(node: Node) -> list[Node]:
-    found: list[Node] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if item.kind == "var":
+        if item.kind == kind:
             found.append(item)
         stack.extend(reversed(item.children))
     return found
