@@ -12,29 +12,42 @@ itself contain colons (a time, a URL).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 
+from probe.conditions import Condition, ConditionError
+from probe.core.check import CheckContext
 from probe.probers._net import plain_error
 
 __all__ = [
     "DATA_KEY_FORM",
+    "MAX_RESULT_ROWS",
     "NO_TLS",
+    "ROW_FACTS",
     "CheckFailed",
     "DataCheck",
+    "Fact",
     "as_text",
+    "fact_value",
     "first_data_mismatch",
     "first_line",
     "labelled",
     "mismatch",
+    "note_peer",
+    "note_rows",
     "parse_data",
     "passed_checks",
     "query_mismatch",
     "quote_mysql",
     "quote_postgres",
+    "reads_rows",
+    "result_rows",
+    "row_condition_problems",
     "shown",
     "unmapped_error",
 ]
@@ -204,3 +217,92 @@ async def first_data_mismatch(
         if not found or got != check.expected:
             return f"data {shown(check.key)}: {mismatch(check.expected, got, found=found)}"
     return None
+
+
+# --- the facts conditions read: [RESULT] (the query's rows) and [ROWS] ----------------------------
+
+# The placeholders the query fills (the specs' `condition_placeholders`).
+ROW_FACTS = frozenset({"RESULT", "ROWS"})
+# The most rows kept in [RESULT]: a health check's query answers in a few rows; one that
+# returns a table must not hold it in memory for each check.
+MAX_RESULT_ROWS = 1000
+
+# A value as conditions read it (probe.conditions.evaluate compares numbers, booleans, text).
+Fact = int | float | str | bool | None
+
+
+def fact_value(value: object) -> Fact:
+    """A driver's value as a fact: int, float, str, bool and None as they are; Decimal as
+    int (when whole) or float; dates and times as ISO text; bytes as UTF-8 text; any other
+    type (intervals, UUIDs, arrays, ...) as its str()."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float("nan") if value.is_nan() else float(value)  # float(sNaN) would raise
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def result_rows(columns: Sequence[str], rows: Iterable[Iterable[object]]) -> list[dict[str, Fact]]:
+    """The first MAX_RESULT_ROWS of `rows` as mappings of column to value, in column order.
+    A column name that repeats (`SELECT a.id, b.id`) keeps its first column's value."""
+    result = []
+    for row in itertools.islice(rows, MAX_RESULT_ROWS):
+        record: dict[str, Fact] = {}
+        for column, value in zip(columns, row, strict=False):
+            if column not in record:
+                record[column] = fact_value(value)
+        result.append(record)
+    return result
+
+
+def note_rows(ctx: CheckContext, rows: list[dict[str, Fact]], count: int) -> None:
+    """[RESULT] (at most MAX_RESULT_ROWS rows) and [ROWS] (`count`: every row when the
+    driver knows it, else the rows read; the caller says which in its comment)."""
+    ctx.facts["RESULT"] = rows[:MAX_RESULT_ROWS]
+    ctx.facts["ROWS"] = count
+
+
+def reads_rows(conditions: Iterable[Condition]) -> bool:
+    """Whether a condition reads [RESULT] or [ROWS]: only then does a query fetch more than
+    the first row `expect` judges."""
+    return any(p.name in ROW_FACTS for c in conditions for p in c.placeholders())
+
+
+def row_condition_problems(
+    problems: list[tuple[int, str]],
+    conditions: Sequence[Condition],
+    query_keys: Sequence[str],
+    *,
+    has_query: bool,
+) -> list[tuple[int, str]]:
+    """`problems` (ProbeSpec.condition_problems) plus one for each other condition that reads
+    [RESULT] or [ROWS] when the probe has no query to fill them: it would fail every check."""
+    if has_query:
+        return problems
+    reported = {index for index, _ in problems}
+    keys = " or ".join(query_keys)
+    for index, condition in enumerate(conditions):
+        if index in reported:
+            continue
+        for placeholder in condition.placeholders():
+            if placeholder.name in ROW_FACTS:
+                error = ConditionError(
+                    f"[{placeholder.name}] reads the query's rows: set {keys}",
+                    placeholder.position,
+                )
+                problems = [*problems, (index, str(error))]
+                break
+    return problems
+
+
+def note_peer(ctx: CheckContext, peername: Any) -> None:
+    """[IP] from a socket's peer name, for drivers that connect themselves (not through
+    probers/_connect.py); a Unix socket's (a path, or empty) has none."""
+    if isinstance(peername, tuple) and peername and peername[0]:
+        ctx.facts["IP"] = str(peername[0])

@@ -12,10 +12,19 @@ every time) and closes it on every path:
    - `influxql:` an InfluxQL statement sent to `/query` (`db` = `database`) over httpx, since
      influxdb-client has no InfluxQL API; its result is the first value of the first row of
      the first series (the `time` column skipped);
-   compared, as text, with `expect:` when it is set;
+   compared, as text, with `expect:` when it is set (without `expect` the query only has to
+   run);
 4. otherwise, when credentials or a database are configured, they are checked: on 1.x with
    `SHOW DATABASES` (which also says whether `database` exists), on 2.x by listing buckets
    (`database` is the bucket that must exist).
+
+Conditions: `[RESULT]` is the query's rows (at most MAX_RESULT_ROWS; Flux: one row per record;
+InfluxQL: the rows of every series, with the series' tags as columns after its own), each a
+mapping of column to value with the column `expect` reads first, so that `[RESULT]` alone is
+the value `expect` compares; `[ROWS]` their number. They are filled when a condition reads them
+(otherwise a Flux query reads only its first record, as `expect` needs). `[IP]` is the address
+the check's aiohttp connection reached (ping, health, Flux, buckets), which every check opens
+first; InfluxQL's request goes to the same host over httpx and is not noted again.
 
 Credentials: `token` (2.x; sent as `Authorization: Token ...`), or `username`/`password` (1.x;
 sent as HTTP basic auth, never in the URL), or both in a `dsn` (`http://user:pw@host:8086`).
@@ -52,6 +61,7 @@ from probe import __version__
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
+from probe.probers import _sql
 from probe.probers._client import HTTPServiceSpec, client_ssl_context, tls_key
 from probe.probers._httpcheck import failed_during, timed_out
 from probe.probers._net import describe_os_error, first_error
@@ -79,6 +89,7 @@ class InfluxDBSpec(HTTPServiceSpec):
     kind: ClassVar[str] = "influxdb"
     dsn_query_hint: ClassVar[str] = "set token, org and database as keys, not in the dsn"
     query_keys: ClassVar[tuple[str, ...]] = ("query", "influxql")
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset({"RESULT", "ROWS"})
 
     token: SecretStr | None = None
     org: str | None = None
@@ -98,6 +109,14 @@ class InfluxDBSpec(HTTPServiceSpec):
         if self.token is not None and (self.username is not None or self.dsn_user() is not None):
             raise ValueError("set token (2.x) or username/password (1.x), not both")
         return self
+
+    def condition_problems(self) -> list[tuple[int, str]]:
+        return _sql.row_condition_problems(
+            super().condition_problems(),
+            self.parsed_conditions(),
+            self.query_keys,
+            has_query=self.query is not None or self.influxql is not None,
+        )
 
 
 class _ServerError(Exception):
@@ -150,6 +169,7 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
         self._credentials = spec.credentials()
         self._token = None if spec.token is None else spec.token.get_secret_value()
         self._headers = _auth_headers(self._token, self._credentials)
+        self._wants_rows = _sql.reads_rows(self.conditions)
 
     @property
     def _who(self) -> str | None:
@@ -182,10 +202,13 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
             close=_close_http_client,
         )
 
-    def _new_client(self, steps: _Steps) -> InfluxDBClientAsync:
+    def _new_client(self, ctx: CheckContext, steps: _Steps) -> InfluxDBClientAsync:
         trace = steps.trace_config()
 
         def session(**kwargs: Any) -> aiohttp.ClientSession:
+            connector = kwargs.get("connector")
+            if isinstance(connector, aiohttp.BaseConnector):
+                _note_peers(connector, ctx)
             kwargs["trace_configs"] = [trace]
             kwargs["headers"] = {"User-Agent": _USER_AGENT}
             return aiohttp.ClientSession(**kwargs)
@@ -216,7 +239,7 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
         steps = _Steps(ctx)
         client: InfluxDBClientAsync | None = None
         try:
-            client = self._new_client(steps)
+            client = self._new_client(ctx, steps)
             return await self._check(ctx, steps, client)
         except _CAUGHT as caught:
             # The HTTP clients connect inside task groups: what failed is the first member.
@@ -244,10 +267,14 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
 
         if spec.query is not None:
             steps.enter("Flux query")
-            return self._judge(ctx, shown, await self._flux(client, spec.query))
+            return self._judge(ctx, shown, await self._flux(ctx, client, spec.query))
         if spec.influxql is not None:
             steps.enter("InfluxQL query")
             result = await self._influxql(spec.influxql, spec.database)
+            if self._wants_rows:
+                # The whole answer is one JSON document, read already: [ROWS] counts every row.
+                rows, count = _influxql_rows(result)
+                _sql.note_rows(ctx, rows, count)
             return self._judge(ctx, shown, _first_influxql_value(result))
 
         if self._credentials is not None or self._token is not None or spec.database:
@@ -280,21 +307,27 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
         text = f'health "{status}"' + (f": {_shown(str(message), _MAX_ERROR)}" if message else "")
         return Outcome(ok=False, message=text, details=dict(ctx.details))
 
-    async def _flux(self, client: InfluxDBClientAsync, query: str) -> str | None:
-        """The first record's `_value` (or first column) as text; None without records."""
+    async def _flux(self, ctx: CheckContext, client: InfluxDBClientAsync, query: str) -> str | None:
+        """The first record's `_value` (or first column) as text; None without records.
+        Reads only that record unless a condition reads the rows."""
+        wanted = _sql.MAX_RESULT_ROWS if self._wants_rows else 1
         records = await client.query_api().query_stream(query, org=self.spec.org)
+        read: list[dict[str, Any]] = []
         try:
             async for record in records:
-                values: dict[str, Any] = record.values
-                if "_value" in values:
-                    return _text(values["_value"])
-                for column, value in values.items():
-                    if column not in ("result", "table"):
-                        return _text(value)
-                return None
-            return None
+                read.append(record.values)
+                if len(read) >= wanted:
+                    break
         finally:
             await records.aclose()
+        if self._wants_rows:
+            # The stream is not read past MAX_RESULT_ROWS records (counting the rest would mean
+            # parsing them all): [ROWS] is the number of records read.
+            _sql.note_rows(ctx, [_flux_row(values) for values in read], len(read))
+        if not read:
+            return None
+        column = _flux_value_column(read[0])
+        return None if column is None else _text(read[0][column])
 
     async def _influxql(self, statement: str, database: str | None) -> dict[str, Any]:
         """The first statement's result of an InfluxQL request; error answers raise."""
@@ -367,6 +400,70 @@ def _major(version: str) -> int | None:
     """1 for "1.6.7~rc0", 2 for "v2.7.10"; None when the server did not say."""
     match = re.match(r"v?(\d+)\.", version.strip())
     return int(match.group(1)) if match else None
+
+
+def _note_peers(connector: aiohttp.BaseConnector, ctx: CheckContext) -> None:
+    """[IP] for the requests aiohttp makes: no trace hook says which address a connection
+    reached, and a response has handed its connection back by the time the client sees it,
+    so this check's own connector (a new one per check) notes the peer of each connection
+    its public connect() hands out."""
+    connect = connector.connect
+
+    async def noting(*args: Any, **kwargs: Any) -> Any:
+        connection = await connect(*args, **kwargs)
+        transport = connection.transport
+        if transport is not None:
+            _sql.note_peer(ctx, transport.get_extra_info("peername"))
+        return connection
+
+    connector.connect = noting  # type: ignore[method-assign]
+
+
+def _flux_value_column(values: dict[str, Any]) -> str | None:
+    """The column `expect` reads: `_value`, else the first that is not Flux's bookkeeping."""
+    if "_value" in values:
+        return "_value"
+    return next((c for c in values if c not in ("result", "table")), None)
+
+
+def _flux_row(values: dict[str, Any]) -> dict[str, _sql.Fact]:
+    """A record as a [RESULT] row: the column `expect` reads first, then the others in the
+    table's order."""
+    first = _flux_value_column(values)
+    row = {} if first is None else {first: _sql.fact_value(values[first])}
+    for column, value in values.items():
+        row.setdefault(column, _sql.fact_value(value))
+    return row
+
+
+def _influxql_rows(result: dict[str, Any]) -> tuple[list[dict[str, _sql.Fact]], int]:
+    """The rows of every series (at most MAX_RESULT_ROWS kept) and how many there are: in
+    each, the column `expect` reads first (the first that is not `time`), then the others in
+    order, then the series' tags (GROUP BY) that no column shadows."""
+    rows: list[dict[str, _sql.Fact]] = []
+    count = 0
+    for series in result.get("series") or []:
+        if not isinstance(series, dict):
+            continue
+        columns = [str(c) for c in series.get("columns") or []]
+        first = next((i for i, c in enumerate(columns) if c != "time"), 0)
+        order = [first, *(i for i in range(len(columns)) if i != first)] if columns else []
+        tags = series.get("tags")
+        tags = tags if isinstance(tags, dict) else {}
+        values = series.get("values")
+        values = values if isinstance(values, list) else []
+        count += len(values)
+        for raw in values[: max(_sql.MAX_RESULT_ROWS - len(rows), 0)]:
+            if not isinstance(raw, list):
+                continue
+            row: dict[str, _sql.Fact] = {}
+            for i in order:
+                if i < len(raw):
+                    row.setdefault(columns[i], _sql.fact_value(raw[i]))
+            for tag, value in tags.items():
+                row.setdefault(str(tag), _sql.fact_value(value))
+            rows.append(row)
+    return rows, count
 
 
 def _first_influxql_value(result: dict[str, Any]) -> str | None:

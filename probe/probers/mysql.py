@@ -9,7 +9,11 @@ then `close()`, which is synchronous and immediate, on every path, cancellation 
 - `data` (EaseProbe's form, `"db:table:column:key_column:key_value": "expected"`) runs
   SELECT CAST(`column` AS CHAR) FROM `db`.`table` WHERE `key_column` = %s LIMIT 1
   with identifiers quoted in backticks and the key value passed as a parameter.
-- `query` + `expect`: the first column of the first row, compared as text.
+- `query` + `expect`: the first column of the first row, compared as text. A query without
+  `expect` only has to run.
+- `conditions`: `[RESULT]` is the query's rows (column -> value, at most MAX_RESULT_ROWS) and
+  `[ROWS]` their number, filled when a condition reads them; `[IP]` is the address the
+  connection reached, noted as soon as the server's greeting arrives.
 - TLS: `ca`/`cert`/`key`/`insecure` make TLS required; a server without TLS is down
   (aiomysql alone would carry on in the clear).
 - The user defaults to the OS user, as aiomysql and the mysql client do.
@@ -70,6 +74,7 @@ class MySQLSpec(ClientSpec):
 
     kind: ClassVar[str] = "mysql"
     dsn_schemes: ClassVar[tuple[str, ...]] = ("mysql",)
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset({"RESULT", "ROWS"})
 
     @model_validator(mode="after")
     def _valid_mysql(self) -> MySQLSpec:
@@ -77,6 +82,14 @@ class MySQLSpec(ClientSpec):
         if self.dsn is not None:
             _parse_dsn(self.dsn.get_secret_value())
         return self
+
+    def condition_problems(self) -> list[tuple[int, str]]:
+        return _sql.row_condition_problems(
+            super().condition_problems(),
+            self.parsed_conditions(),
+            self.query_keys,
+            has_query=self.query is not None,
+        )
 
     def connect_params(self) -> tuple[str, int, str, str, str | None]:
         """(host, port, user, password, database); explicit keys win over the DSN's."""
@@ -128,6 +141,7 @@ class MySQLProber(Prober[MySQLSpec]):
         self._host, self._port, self._user, self._password, self._database = spec.connect_params()
         self._checks = parse_data(spec.data)
         self._ssl: ssl.SSLContext | None = None
+        self._wants_rows = _sql.reads_rows(self.conditions)
 
     async def check(self, ctx: CheckContext) -> Outcome:
         try:
@@ -165,7 +179,7 @@ class MySQLProber(Prober[MySQLSpec]):
             await _first_row(conn, "SELECT 1")
             failed = await self._run_data(conn)
             if failed is None:
-                failed = await self._run_query(conn)
+                failed = await self._run_query(conn, ctx)
             ctx.phase = "close"
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
@@ -185,11 +199,25 @@ class MySQLProber(Prober[MySQLSpec]):
         fetch = functools.partial(_fetch_data, conn)
         return await _sql.first_data_mismatch(self._checks, fetch, _is_server_error)
 
-    async def _run_query(self, conn: Any) -> str | None:
-        if self.spec.query is None:
+    async def _run_query(self, conn: Any, ctx: CheckContext) -> str | None:
+        query = self.spec.query
+        if query is None:
             return None
         with _sql.labelled("query", _is_server_error):
-            row = await _first_row(conn, self.spec.query)
+            cursor = await conn.cursor()
+            await cursor.execute(query)
+            if not self._wants_rows:
+                row = await cursor.fetchone()
+            else:
+                # aiomysql's buffered cursor has read the whole answer (as it always did, for
+                # `expect` too): `rowcount` is the true number of rows, and only the first
+                # MAX_RESULT_ROWS are kept. A statement without rows has no description.
+                described = cursor.description is not None
+                rows = list(await cursor.fetchmany(_sql.MAX_RESULT_ROWS)) if described else []
+                row = rows[0] if rows else None
+                columns = [str(d[0]) for d in cursor.description or ()]
+                count = max(int(cursor.rowcount), len(rows)) if described else 0
+                _sql.note_rows(ctx, _sql.result_rows(columns, rows), count)
         return _sql.query_mismatch(self.spec.expect, row)
 
 
@@ -206,6 +234,8 @@ class _Connection(aiomysql.Connection):  # type: ignore[misc]
         super().__init__(**kwargs)
 
     async def _get_server_information(self) -> None:
+        # aiomysql has just opened the TCP connection itself (not through _connect.py).
+        _sql.note_peer(self._probe_ctx, self._writer.get_extra_info("peername"))
         await super()._get_server_information()  # the server's greeting has arrived
         if self._ssl_context is None:
             self._probe_ctx.phase = "auth"

@@ -12,7 +12,11 @@ before it returns: gracefully (`close(timeout=...)`) when all went well, at once
   reached through one more connection (same credentials and TLS), one per distinct `db`, opened
   and closed within the check. Identifiers are quoted (case-sensitive, as EaseProbe quotes
   them); the key value is a parameter, converted on the server to the key column's type.
-- `query` + `expect`: the first column of the first row, compared as text.
+- `query` + `expect`: the first column of the first row, compared as text. A query without
+  `expect` only has to run.
+- `conditions`: `[RESULT]` is the query's rows (column -> value, at most MAX_RESULT_ROWS) and
+  `[ROWS]` their number, filled when a condition reads them (otherwise the query fetches only
+  the first row, as `expect` needs); `[IP]` is the address of the connection asyncpg opened.
 - TLS: `ca`/`cert`/`key`/`insecure` make TLS required; otherwise asyncpg's default applies
   (`sslmode=prefer` unless the DSN says otherwise). Unset user, password and database follow
   libpq's conventions through asyncpg (PGUSER, PGPASSWORD, ~/.pgpass, the OS user).
@@ -64,6 +68,7 @@ class PostgresSpec(ClientSpec):
 
     kind: ClassVar[str] = "postgres"
     dsn_schemes: ClassVar[tuple[str, ...]] = ("postgres", "postgresql")
+    condition_placeholders: ClassVar[frozenset[str]] = frozenset({"RESULT", "ROWS"})
 
     @model_validator(mode="after")
     def _valid_postgres(self) -> PostgresSpec:
@@ -71,6 +76,14 @@ class PostgresSpec(ClientSpec):
         if self.dsn is not None:
             _check_dsn(self.dsn.get_secret_value())
         return self
+
+    def condition_problems(self) -> list[tuple[int, str]]:
+        return _sql.row_condition_problems(
+            super().condition_problems(),
+            self.parsed_conditions(),
+            self.query_keys,
+            has_query=self.query is not None,
+        )
 
     def effective_database(self) -> str:
         """`database:`, else the DSN's database, else `postgres`."""
@@ -124,6 +137,7 @@ class PostgresProber(Prober[PostgresSpec]):
         self._user = spec.effective_user()
         self._checks = parse_data(spec.data)
         self._ssl: ssl.SSLContext | None = None
+        self._wants_rows = _sql.reads_rows(self.conditions)
 
     async def check(self, ctx: CheckContext) -> Outcome:
         try:
@@ -139,13 +153,16 @@ class PostgresProber(Prober[PostgresSpec]):
         ctx.phase = "connect"
         conn = await self._connect(self._database)
         try:
+            # asyncpg opens its connection itself (not through _connect.py) and hands it over
+            # only once authenticated: a check that fails before has no [IP].
+            _sql.note_peer(ctx, conn._transport.get_extra_info("peername"))
             version = _version(conn)
             ctx.details["server_version"] = version
             ctx.phase = "query"
             await conn.fetchval("SELECT 1")
             failed = await self._run_data(conn, ctx)
             if failed is None:
-                failed = await self._run_query(conn)
+                failed = await self._run_query(conn, ctx)
         except BaseException:
             conn.terminate()  # awaits nothing, so it is safe under cancellation
             raise
@@ -208,12 +225,33 @@ class PostgresProber(Prober[PostgresSpec]):
                 return failed
         return None
 
-    async def _run_query(self, conn: Any) -> str | None:
-        if self.spec.query is None:
+    async def _run_query(self, conn: Any, ctx: CheckContext) -> str | None:
+        query = self.spec.query
+        if query is None:
             return None
         with _sql.labelled("query", _is_server_error):
-            row = await conn.fetchrow(self.spec.query)
+            if not self._wants_rows:
+                row = await conn.fetchrow(query)
+            else:
+                rows = await _fetch_rows(conn, query)
+                row = rows[0] if rows else None
+                columns = list(row.keys()) if row is not None else []
+                # [ROWS] is the number of rows read: the true count when the whole answer
+                # fitted in MAX_RESULT_ROWS, else MAX_RESULT_ROWS (the server was not asked
+                # for the rest, and PostgreSQL does not say how many are left).
+                _sql.note_rows(ctx, _sql.result_rows(columns, rows), len(rows))
         return _sql.query_mismatch(self.spec.expect, row)
+
+
+async def _fetch_rows(conn: Any, query: str) -> list[Any]:
+    """The query's first MAX_RESULT_ROWS rows.
+
+    asyncpg's public fetch() reads every row of the answer into memory; fetchrow() calls the
+    same private `_execute()` with a limit of 1, as this does with MAX_RESULT_ROWS. The limit
+    is the protocol's (Execute's row count), so the server stops producing rows there: no
+    transaction or cursor is needed, and the query runs exactly as fetchrow() runs it for
+    `expect`. (The tests run it against the real server, so a change in asyncpg shows.)"""
+    return list(await conn._execute(query, (), _sql.MAX_RESULT_ROWS, None))
 
 
 async def _data_checks(conn: Any, checks: list[DataCheck]) -> str | None:

@@ -28,10 +28,12 @@ import pytest
 import trustme
 from aiohttp import web
 
-from probe.core.result import Status
+from probe.core.result import Result, Status
 from probe.core.scheduler import run_check
+from probe.probers._sql import MAX_RESULT_ROWS
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
 from tests.support import probers as scenarios
+from tests.support import sql
 from tests.support.daemons import PrivateInfluxDB
 from tests.support.probers import HTTPService, Kind, http_service
 
@@ -64,6 +66,26 @@ def shared_database(influx: HTTPService) -> Iterator[str]:
         client.post("/query", data={"q": f'CREATE DATABASE "{name}"'}).raise_for_status()
         line = 'service,host=web-1 state="ok",load=0.5'
         client.post("/write", params={"db": name}, content=line).raise_for_status()
+        yield name
+        client.post("/query", data={"q": f'DROP DATABASE "{name}"'})
+
+
+@pytest.fixture(scope="module")
+def rows_database(influx: HTTPService) -> Iterator[str]:
+    """A database of this test run for conditions: `answer` (one point), `service` (a point per
+    host, one second apart) and `tick` (1,200 points, n = 1..1200), dropped at the end."""
+    name = f"probe_rows_{uuid.uuid4().hex[:12]}"
+    second = 1_000_000_000
+    lines = [
+        'answer value=42i,name="bob" 1',
+        f'service,host=web-1 state="ok",load=0.5 {1 * second}',
+        f'service,host=web-2 state="degraded",load=1.5 {2 * second}',
+        f'service,host=web-3 state="ok",load=2.5 {3 * second}',
+        *(f"tick n={n}i {n * second}" for n in range(1, 1201)),
+    ]
+    with httpx.Client(base_url=influx.url, trust_env=False, timeout=10) as client:
+        client.post("/query", data={"q": f'CREATE DATABASE "{name}"'}).raise_for_status()
+        client.post("/write", params={"db": name}, content="\n".join(lines)).raise_for_status()
         yield name
         client.post("/query", data={"q": f'DROP DATABASE "{name}"'})
 
@@ -330,6 +352,126 @@ async def test_flux_on_1x_says_why(influx, resources):
     assert error.message == (
         "no Flux query API here (404): Flux needs InfluxDB 2.x, or 1.8+ with flux-enabled"
     )
+
+
+# --- conditions: [RESULT], [ROWS], [IP] (judged by the runner, through run_check) --------------
+
+
+async def judged(resources, **keys) -> Result:
+    return (await run_check(make(resources, **keys))).result
+
+
+async def test_influxql_conditions(influx, rows_database, resources):
+    keys = {"host": influx.address, "database": rows_database}
+    query = 'SELECT "value", "name" FROM "answer"'
+    conditions = ["[RESULT] == 42", "[RESULT][0].name == bob", "[ROWS] == 1"]
+    result = await judged(resources, **keys, influxql=query, conditions=conditions)
+    assert result.status is Status.UP, result.message
+    assert "failed_conditions" not in result.details
+    facts = await sql.facts_of(make(resources, **keys, influxql=query, conditions=conditions))
+    # The column `expect` reads first (not `time`), so that [RESULT] alone is that value.
+    assert facts["RESULT"] == [
+        {"value": 42, "time": "1970-01-01T00:00:00.000000001Z", "name": "bob"}
+    ]
+    assert list(facts["RESULT"][0]) == ["value", "time", "name"]
+
+    result = await judged(resources, **keys, influxql=query, conditions=["[RESULT] > 100"])
+    assert result.status is Status.DOWN
+    assert result.message == "condition failed: [RESULT] (42) > 100"
+
+
+async def test_influxql_rows_of_every_series_with_their_tags(influx, rows_database, resources):
+    keys = {"host": influx.address, "database": rows_database}
+    query = 'SELECT "state", "load" FROM "service" GROUP BY "host"'
+    conditions = [
+        "[ROWS] == 3",
+        "[RESULT] == ok",
+        "[RESULT][1].state == degraded",
+        "[RESULT][1].host == web-2",
+        "[RESULT][2].load == 2.5",
+    ]
+    result = await judged(resources, **keys, influxql=query, conditions=conditions)
+    assert result.status is Status.UP, result.message
+    # `expect` still judges the first value alone.
+    result = await judged(
+        resources, **keys, influxql=query, expect="degraded", conditions=["[ROWS] == 3"]
+    )
+    assert result.status is Status.DOWN
+    assert result.message == 'expected "degraded", got "ok"'
+
+
+async def test_influxql_result_keeps_the_first_rows_and_rows_counts_them_all(
+    influx, rows_database, resources
+):
+    prober = make(
+        resources,
+        host=influx.address,
+        database=rows_database,
+        influxql='SELECT "n" FROM "tick"',
+        conditions=["[ROWS] == 1200"],
+    )
+    assert (await run_check(prober)).result.status is Status.UP
+    facts = await sql.facts_of(prober)
+    assert len(facts["RESULT"]) == MAX_RESULT_ROWS
+    assert facts["RESULT"][-1] == {"n": 1000, "time": "1970-01-01T00:16:40Z"}
+    assert facts["ROWS"] == 1200  # the whole JSON answer is read: the true count
+
+
+async def test_influxql_no_rows_counted(influx, rows_database, resources):
+    keys = {"host": influx.address, "database": rows_database}
+    result = await judged(
+        resources, **keys, influxql='SELECT * FROM "nothing_here"', conditions=["[ROWS] == 0"]
+    )
+    assert result.status is Status.UP, result.message
+
+
+async def test_v2_flux_conditions(influx2, resources):
+    keys = {"dsn": influx2.url, "token": TOKEN, "org": "acme", "query": "from(...)"}
+    conditions = [
+        "[RESULT] == ok",
+        "[RESULT][1]._value == degraded",
+        "[RESULT][0].host == web-1",
+        "[ROWS] == 2",
+    ]
+    result = await judged(resources, **keys, conditions=conditions)
+    assert result.status is Status.UP, result.message
+    facts = await sql.facts_of(make(resources, **keys, conditions=conditions))
+    assert facts["RESULT"][0] == {
+        "_value": "ok",
+        "result": "_result",
+        "table": 0,
+        "_start": "2024-05-14T08:00:00+00:00",
+        "_stop": "2024-05-14T09:00:00+00:00",
+        "_time": "2024-05-14T08:59:50+00:00",
+        "_field": "state",
+        "_measurement": "service",
+        "host": "web-1",
+    }
+    assert next(iter(facts["RESULT"][0])) == "_value"  # what `expect` and [RESULT] read
+    number = await judged(resources, **{**keys, "query": "number"}, conditions=["[RESULT] > 100"])
+    assert number.status is Status.DOWN
+    assert number.message == "condition failed: [RESULT] (42.5) > 100"
+    empty = await judged(resources, **{**keys, "query": "empty"}, conditions=["[ROWS] == 0"])
+    assert empty.status is Status.UP, empty.message
+
+
+async def test_flux_reads_its_first_record_only_without_row_conditions(influx2, resources):
+    keys = {"dsn": influx2.url, "token": TOKEN, "org": "acme", "query": "from(...)"}
+    facts = await sql.facts_of(make(resources, **keys, conditions=["[RESPONSE_TIME] < 1m"]))
+    assert "RESULT" not in facts
+    assert "ROWS" not in facts
+
+
+async def test_ip_condition(influx, influx2, resources):
+    host = influx.address.rsplit(":", 1)[0]
+    result = await judged(resources, host=influx.address, conditions=[f"[IP] == {host}"])
+    assert result.status is Status.UP, result.message
+    keys = {"dsn": influx2.url, "token": TOKEN, "org": "acme", "query": "from(...)"}
+    assert (await sql.facts_of(make(resources, **keys)))["IP"] == "127.0.0.1"
+
+
+def test_placeholders_checked_at_load(tmp_path):
+    sql.assert_placeholders_checked_at_load(tmp_path, "influxdb", "127.0.0.1:8086")
 
 
 # --- authentication (private influxd with auth enabled) -------------------------------------

@@ -11,6 +11,7 @@ tested for both in test_sql.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import uuid
 from functools import partial
@@ -20,6 +21,8 @@ import pytest
 from pymysql.constants import CLIENT
 
 from probe.core.check import CheckContext
+from probe.core.result import Status
+from probe.errors import ProbeError
 from probe.probers._sql import quote_mysql
 from probe.probers.mysql import MySQLProber, MySQLSpec
 from tests.support import probers as scenarios
@@ -276,6 +279,86 @@ async def test_query_no_rows_null_and_error(my, resources):
     assert null.message == 'expected "1", got NULL'
     error = await failure(make(my, resources, query="SELEC 1", expect="1"))
     assert error.message == "query: SQL syntax error near 'SELEC 1' at line 1"
+
+
+# --- conditions: [RESULT], [ROWS], [IP] (judged by the runner, through run_check) --------------
+
+
+async def test_query_conditions(my, resources):
+    await sql.assert_answer_conditions(partial(make, my, resources))
+
+
+async def test_query_conditions_over_rows(my, resources, table):
+    query = f"SELECT id, name, state FROM {quote_mysql(my['database'])}.{quote_mysql(table)}"
+    await sql.assert_table_rows(partial(make, my, resources), query + " ORDER BY id")
+
+
+async def test_result_keeps_the_first_rows_and_rows_counts_them_all(my, resources):
+    # aiomysql's buffered cursor reads the whole answer: [ROWS] is the true count. (Not a
+    # recursive CTE: the server may stop those at 1,000 iterations.)
+    digit = " UNION ALL ".join(f"SELECT {i} AS n" for i in range(10))
+    tables = ", ".join(f"({digit}) AS d{i}" for i in range(4))
+    query = (
+        "SELECT 1 + d0.n + 10 * d1.n + 100 * d2.n + 1000 * d3.n AS n"
+        f" FROM {tables} WHERE d3.n < 5 ORDER BY n"
+    )
+    await sql.assert_rows_bounded(partial(make, my, resources), query, rows=5000, counted=5000)
+
+
+async def test_result_values_as_facts(my, resources):
+    query = (
+        "SELECT CAST(1.50 AS DECIMAL(5, 2)) AS d, CAST(2 AS DECIMAL(5, 2)) AS whole,"
+        " 2.5e0 AS f, NULL AS n, CAST('2024-02-29 12:30:00' AS DATETIME) AS t,"
+        " CAST('2024-02-29' AS DATE) AS day, CAST('ok' AS BINARY) AS raw,"
+        " CAST('25:00:00' AS TIME) AS span, 1 AS n"
+    )
+    facts = await sql.facts_of(make(my, resources, query=query, conditions=["[ROWS] == 1"]))
+    assert facts["RESULT"] == [
+        {
+            "d": 1.5,
+            "whole": 2,
+            "f": 2.5,
+            "n": None,  # the first of the two columns named n
+            "t": "2024-02-29T12:30:00",
+            "day": "2024-02-29",
+            "raw": "ok",
+            "span": "1 day, 1:00:00",
+        }
+    ]
+    assert type(facts["RESULT"][0]["whole"]) is int
+
+
+async def test_statement_without_rows(my, resources):
+    prober = make(my, resources, query="DO 1", conditions=["[ROWS] == 0"])
+    result = await sql.judged(prober)
+    assert result.status is Status.UP, result.message
+    assert (await sql.facts_of(prober))["RESULT"] == []
+
+
+async def test_rows_read_only_for_row_conditions(my, resources):
+    await sql.assert_rows_read_only_for_row_conditions(partial(make, my, resources))
+
+
+async def test_ip_condition(my, resources):
+    await sql.assert_ip_condition(partial(make, my, resources), my)
+
+
+async def test_ip_is_known_from_the_greeting_on_a_failed_check(my, resources, auth_user):
+    # Noted when the server greets: a check that fails later (here: its password) has it.
+    prober = make(my, resources, username=auth_user, password=WRONG_PASSWORD)
+    ctx = CheckContext()
+    with pytest.raises(ProbeError):
+        await prober.check(ctx)
+    assert ctx.facts["IP"] == my["host"]
+    # With TLS asked for, whether the server speaks it or not.
+    ctx = CheckContext()
+    with contextlib.suppress(ProbeError):
+        await make(my, resources, insecure=True).check(ctx)
+    assert ctx.facts["IP"] == my["host"]
+
+
+def test_placeholders_checked_at_load(tmp_path):
+    sql.assert_placeholders_checked_at_load(tmp_path, "mysql", "127.0.0.1:3306")
 
 
 # --- handshake phases ---------------------------------------------------------------------------

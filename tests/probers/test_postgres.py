@@ -21,6 +21,7 @@ import pytest
 from probe.core.check import CheckContext
 from probe.core.result import Status
 from probe.core.scheduler import run_check
+from probe.probers import _sql
 from probe.probers._sql import as_text, mismatch, parse_data, quote_postgres
 from probe.probers.postgres import PostgresProber, PostgresSpec
 from tests.support import probers as scenarios
@@ -295,6 +296,76 @@ async def test_query_no_rows_null_and_error(pg, resources):
     assert null.message == 'expected "1", got NULL'
     error = await failure(make(pg, resources, query="SELEC 1", expect="1"))
     assert error.message == 'query: syntax error at or near "SELEC"'
+
+
+# --- conditions: [RESULT], [ROWS], [IP] (judged by the runner, through run_check) --------------
+
+
+async def test_query_conditions(pg, resources):
+    await sql.assert_answer_conditions(partial(make, pg, resources))
+
+
+async def test_query_conditions_over_rows(pg, resources, table):
+    query = f"SELECT id, name, state FROM {quote_postgres(table)} ORDER BY id"
+    await sql.assert_table_rows(partial(make, pg, resources, database=pg["database"]), query)
+
+
+async def test_result_keeps_the_first_rows_and_rows_counts_those_read(pg, resources):
+    # The server is asked for MAX_RESULT_ROWS rows only: [ROWS] cannot know the 4,000 others.
+    query = "SELECT n FROM generate_series(1, 5000) AS n"
+    await sql.assert_rows_bounded(partial(make, pg, resources), query, rows=5000, counted=1000)
+
+
+async def test_result_values_as_facts(pg, resources):
+    query = (
+        "SELECT 1.50::numeric AS d, 2::numeric AS whole, 2.5::float8 AS f, true AS b,"
+        " NULL AS n, timestamp '2024-02-29 12:30:00' AS t, date '2024-02-29' AS day,"
+        " 'ok'::bytea AS raw, interval '1 day' AS i, ARRAY[1, 2] AS a, 1 AS n"
+    )
+    facts = await sql.facts_of(make(pg, resources, query=query, conditions=["[ROWS] == 1"]))
+    assert facts["RESULT"] == [
+        {
+            "d": 1.5,
+            "whole": 2,
+            "f": 2.5,
+            "b": True,
+            "n": None,  # the first of the two columns named n
+            "t": "2024-02-29T12:30:00",
+            "day": "2024-02-29",
+            "raw": "ok",
+            "i": "1 day, 0:00:00",
+            "a": "[1, 2]",
+        }
+    ]
+    assert type(facts["RESULT"][0]["whole"]) is int
+
+
+async def test_statement_without_rows(pg, resources):
+    prober = make(pg, resources, query="SET application_name = 'x'", conditions=["[ROWS] == 0"])
+    result = await sql.judged(prober)
+    assert result.status is Status.UP, result.message
+    assert (await sql.facts_of(prober))["RESULT"] == []
+
+
+async def test_rows_read_only_for_row_conditions(pg, resources):
+    await sql.assert_rows_read_only_for_row_conditions(partial(make, pg, resources))
+
+
+async def test_ip_condition(pg, resources):
+    await sql.assert_ip_condition(partial(make, pg, resources), pg)
+
+
+async def test_ip_condition_over_tls(pg, resources):
+    # The TLS transport asyncpg hands over says its peer as the plain one does.
+    prober = make(pg, resources, insecure=True, conditions=[f"[IP] == {pg['host']}"])
+    result = await sql.judged(prober)
+    if result.message == _sql.NO_TLS:
+        pytest.skip("the shared server does not speak TLS")
+    assert result.status is Status.UP, result.message
+
+
+def test_placeholders_checked_at_load(tmp_path):
+    sql.assert_placeholders_checked_at_load(tmp_path, "postgres", "127.0.0.1:5432")
 
 
 # --- config -------------------------------------------------------------------------------------

@@ -1,17 +1,23 @@
 """The mysql and postgres probers' tests: their shared servers, the account for wrong
-passwords, and the scenarios both go through against their table of the same rows."""
+passwords, and the scenarios both go through against their table of the same rows; and the
+conditions on a query's rows ([RESULT], [ROWS]) that they, and influxdb's, go through."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from probe.assembly import load_config
 from probe.core.check import CheckContext, Outcome
-from probe.core.result import Status
+from probe.core.result import Result, Status
 from probe.core.scheduler import run_check
-from probe.probers._sql import shown
+from probe.errors import ConfigError
+from probe.probers._sql import MAX_RESULT_ROWS, shown
 from probe.probers.base import Prober, SharedResources
 from probe.probers.mysql import MySQLProber, MySQLSpec
 from probe.probers.postgres import PostgresProber, PostgresSpec
@@ -147,3 +153,130 @@ async def assert_query_times_out(make: Make, query: str, open_fds: OpenFds) -> N
     assert run.result.message == "timeout after 500ms during query"
     assert run.result.details["server_version"]
     assert open_fds() <= before
+
+
+# --- conditions on the query's rows ------------------------------------------------------------
+
+ANSWER_QUERY = "SELECT 42 AS answer, 'bob' AS name"
+ANSWER_CONDITIONS = ["[RESULT] == 42", "[RESULT][0].name == bob", "[ROWS] == 1"]
+
+
+async def judged(prober: Prober[Any]) -> Result:
+    """One check through the runner, which applies the probe's conditions."""
+    return (await run_check(prober)).result
+
+
+async def facts_of(prober: Prober[Any]) -> dict[str, Any]:
+    """The facts one check fills (its outcome is the caller's to judge elsewhere)."""
+    ctx = CheckContext()
+    await prober.check(ctx)
+    return ctx.facts
+
+
+async def assert_answer_conditions(make: Make) -> None:
+    """The query's one row, read by [RESULT], [RESULT][0].name and [ROWS]: up without
+    `expect` (the query runs for the conditions alone), the values typed as the driver
+    returned them; a condition that does not hold is down with the value it read."""
+    prober = make(query=ANSWER_QUERY, conditions=ANSWER_CONDITIONS)
+    result = await judged(prober)
+    assert result.status is Status.UP, result.message
+    assert result.message.endswith("; query ok")
+    assert "failed_conditions" not in result.details
+    facts = await facts_of(prober)
+    assert facts["RESULT"] == [{"answer": 42, "name": "bob"}]
+    assert list(facts["RESULT"][0]) == ["answer", "name"]  # in column order
+    assert facts["ROWS"] == 1
+
+    result = await judged(make(query=ANSWER_QUERY, conditions=["[RESULT] > 100"]))
+    assert result.status is Status.DOWN
+    assert result.message == "condition failed: [RESULT] (42) > 100"
+    assert result.details["failed_conditions"] == ["[RESULT] (42) > 100"]
+
+
+async def assert_table_rows(make: Make, query: str) -> None:
+    """`query` reads the tests' table (ids 1, 2, 3 in order): every row, by index and column;
+    `expect` still judges the first row alone."""
+    conditions = [
+        "[ROWS] == 3",
+        "[RESULT] == 1",
+        "[RESULT][1].name == worker",
+        "[RESULT][2].name == with:colon",
+        "[RESULT][0].state == ok",
+    ]
+    result = await judged(make(query=query, conditions=conditions))
+    assert result.status is Status.UP, result.message
+    facts = await facts_of(make(query=query, conditions=conditions))
+    assert [row["id"] for row in facts["RESULT"]] == [1, 2, 3]
+    assert facts["RESULT"][2]["state"] is None
+    # `expect` and the conditions judge the same answer, each its own way.
+    result = await judged(make(query=query, expect="2", conditions=conditions))
+    assert result.status is Status.DOWN
+    assert result.message == 'expected "2", got "1"'
+    assert "failed_conditions" not in result.details
+    result = await judged(make(query=query, expect="1", conditions=["[ROWS] == 4"]))
+    assert result.status is Status.DOWN
+    assert result.message == "condition failed: [ROWS] (3) == 4"
+
+
+async def assert_rows_bounded(make: Make, query: str, *, rows: int, counted: int) -> None:
+    """A query of `rows` rows keeps MAX_RESULT_ROWS of them in [RESULT]; [ROWS] is `counted`
+    (the driver's true count, or the rows read)."""
+    facts = await facts_of(make(query=query, conditions=["[ROWS] > 0"]))
+    assert len(facts["RESULT"]) == MAX_RESULT_ROWS < rows
+    assert facts["RESULT"][-1] == {"n": MAX_RESULT_ROWS}
+    assert facts["ROWS"] == counted
+
+
+async def assert_rows_read_only_for_row_conditions(make: Make) -> None:
+    """Without a condition on [RESULT] or [ROWS], the query is run as before (its first row,
+    for `expect`) and fills no row facts."""
+    facts = await facts_of(make(query=ANSWER_QUERY, conditions=["[RESPONSE_TIME] < 1m"]))
+    assert "RESULT" not in facts
+    assert "ROWS" not in facts
+    assert "RESULT" not in await facts_of(make(query=ANSWER_QUERY))
+
+
+async def assert_ip_condition(make: Make, server: dict[str, Any]) -> None:
+    """[IP] is the address the driver connected to (the shared server's, an IP literal)."""
+    result = await judged(make(conditions=[f"[IP] == {server['host']}"]))
+    assert result.status is Status.UP, result.message
+    assert (await facts_of(make()))["IP"] == server["host"]
+
+
+def load_problems(directory: Path, text: str) -> list[str]:
+    """The problems of loading `text` as probes.yaml (real registry), as
+    `probes.yaml:LINE:COL: path: message` lines."""
+    path = directory / "probes.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    return [str(problem).removeprefix(f"{directory}/") for problem in caught.value.problems]
+
+
+def assert_placeholders_checked_at_load(directory: Path, driver: str, host: str) -> None:
+    """A placeholder `driver` probes do not fill, and a row placeholder without a query, are
+    config errors at their condition, naming it; [RESULT] and [ROWS] with a query load."""
+    query_key = "influxql" if driver == "influxdb" else "query"
+    problems = load_problems(
+        directory,
+        f"""\
+client:
+  - name: with-query
+    driver: {driver}
+    host: {host}
+    {query_key}: SELECT 1
+    conditions: ["[RESULT] == 1", "[ROWS] > 0", "[STATUS] == 200"]
+  - name: no-query
+    driver: {driver}
+    host: {host}
+    conditions: ["[IP] == 127.0.0.1", "len([RESULT]) > 0"]
+""",
+    )
+    needs = "query or influxql" if driver == "influxdb" else "query"
+    assert problems == [
+        "probes.yaml:6:49: client[0].conditions[2]: [STATUS] is not a placeholder of"
+        f" {driver} probes (they have [CONNECTED], [IP], [RESPONSE_TIME], [RESULT], [ROWS])"
+        " (at character 1)",
+        f"probes.yaml:10:39: client[1].conditions[1]: [RESULT] reads the query's rows: set"
+        f" {needs} (at character 5)",
+    ]
