@@ -21,7 +21,6 @@ import pytest
 from probe.core.check import CheckContext
 from probe.core.result import Status
 from probe.core.scheduler import run_check
-from probe.probers import _sql
 from probe.probers._sql import as_text, mismatch, parse_data, quote_postgres
 from probe.probers.postgres import PostgresProber, PostgresSpec
 from tests.support import probers as scenarios
@@ -353,15 +352,6 @@ async def test_rows_read_only_for_row_conditions(pg, resources):
 
 async def test_ip_condition(pg, resources):
     await sql.assert_ip_condition(partial(make, pg, resources), pg)
-
-
-async def test_ip_condition_over_tls(pg, resources):
-    # The TLS transport asyncpg hands over says its peer as the plain one does.
-    prober = make(pg, resources, insecure=True, conditions=[f"[IP] == {pg['host']}"])
-    result = await sql.judged(prober)
-    if result.message == _sql.NO_TLS:
-        pytest.skip("the shared server does not speak TLS")
-    assert result.status is Status.UP, result.message
 
 
 def test_placeholders_checked_at_load(tmp_path):
