@@ -35,6 +35,7 @@ from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.errors import StartupError
+from probe.eventloop import running_loop_name
 from probe.logs import register_secrets, secret_values
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
 from probe.notify.base import Event, Notification, Notifier, NotifyContext
@@ -303,7 +304,12 @@ class App:
                 stats=self.stats,
             )
             self._install_signals(loop)
-            log.info("probing %d endpoint(s); store %s", len(probers), settings.store.path)
+            log.info(
+                "probing %d endpoint(s) on the %s event loop; store %s",
+                len(probers),
+                running_loop_name(),
+                settings.store.path,
+            )
             # Everything built so far (modules, config, probers, clients) lives as long as
             # the process: out of the collector's full passes, which otherwise walk it all
             # and hold the event loop for 100-250 ms at 5,000 probes (bench/scheduler.py:

@@ -10,10 +10,10 @@ failure (store unusable, port taken). No traceback reaches the user for any inpu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
+import platform
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from probe import __version__, actions
+from probe import __version__, actions, eventloop
 from probe.assembly import load_config
 from probe.config import Config, find_config_path
 from probe.core.result import Result, Status
@@ -41,7 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probe", description="Health prober: checks what probes.yaml lists, keeps SLA figures."
     )
-    parser.add_argument("--version", action="version", version=f"probe {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"probe {__version__} (Python {platform.python_version()}, event loop"
+        f" {eventloop.loop_name()})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -179,14 +184,14 @@ def _cmd_run(config: Config, log_level: str | None, dry_notify: bool) -> int:
     except OSError as err:
         print(f"probe: log file {log_settings.file}: {err.strerror or err}", file=sys.stderr)
         return EXIT_STARTUP
-    return asyncio.run(actions.run(config, dry_notify=dry_notify))
+    return eventloop.run(actions.run(config, dry_notify=dry_notify))
 
 
 def _cmd_once(config: Config, fmt: str) -> int:
     setup_logging("warning")
     progress = _Progress(len(config.enabled_probes), sys.stderr)
     try:
-        results = asyncio.run(actions.check_once(config, on_done=progress.tick))
+        results = eventloop.run(actions.check_once(config, on_done=progress.tick))
     finally:
         progress.close()
     if fmt == "json":
@@ -272,7 +277,7 @@ def _span(start: float, end: float, tz: ZoneInfo) -> str:
 
 
 def _cmd_report(config: Config, output: str | None) -> int:
-    report = asyncio.run(actions.write_report(config, None if output is None else Path(output)))
+    report = eventloop.run(actions.write_report(config, None if output is None else Path(output)))
     more = f" and {len(report.files) - 1} more page file(s)" if len(report.files) > 1 else ""
     print(f"wrote {report.target}{more} ({report.probes} probes)")
     return EXIT_OK
@@ -281,7 +286,7 @@ def _cmd_report(config: Config, output: str | None) -> int:
 def _cmd_notify_test(config: Config, only: str | None) -> int:
     """Prints what each service answered to the sample messages."""
     setup_logging("warning")
-    trials = asyncio.run(actions.notify_test(config, only))
+    trials = eventloop.run(actions.notify_test(config, only))
     for trial in trials:
         print(f"{trial.name} ({trial.kind} → {trial.target})")
         for delivery in trial.deliveries:
