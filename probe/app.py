@@ -35,7 +35,7 @@ from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.errors import StartupError
-from probe.eventloop import running_loop_name
+from probe.eventloop import running_loop_name, unmet_request
 from probe.logs import register_secrets, secret_values
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
 from probe.notify.base import Event, Notification, Notifier, NotifyContext
@@ -304,6 +304,8 @@ class App:
                 stats=self.stats,
             )
             self._install_signals(loop)
+            if (unmet := unmet_request()) is not None:
+                log.warning("%s: running on asyncio's own event loop", unmet)
             log.info(
                 "probing %d endpoint(s) on the %s event loop; store %s",
                 len(probers),

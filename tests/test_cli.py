@@ -66,7 +66,8 @@ def write(path: Path, text: str) -> Path:
 
 async def test_version(tmp_path):
     code, out, _ = await probe_cmd("--version", cwd=tmp_path)
-    assert code == 0 and out.strip() == f"probe {__version__}"
+    assert code == 0 and out.strip().startswith(f"probe {__version__} (Python ")
+    assert out.strip().endswith("event loop asyncio)")
 
 
 async def test_check_prints_counts_per_kind(tmp_path):

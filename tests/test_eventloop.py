@@ -1,6 +1,6 @@
-"""The event loop the program runs on: uvloop when installed (a dev dependency, so the tests
-have it), asyncio's own with PROBE_EVENT_LOOP=asyncio; real runs of `probe once` and `probe run`
-on each, checking a local HTTP server, its TCP port and a shell command."""
+"""The event loop the program runs on: asyncio's own, uvloop with PROBE_EVENT_LOOP=uvloop (a
+dev dependency, so the tests have it); real runs of `probe once` and `probe run` on each,
+checking a local HTTP server, its TCP port and a shell command."""
 
 from __future__ import annotations
 
@@ -68,18 +68,23 @@ def env(loop: str | None) -> dict[str, str]:
 
 def test_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(eventloop.ENV, raising=False)
-    assert eventloop.loop_name() == f"uvloop {uvloop.__version__}"
-    assert eventloop.run(_running()) == f"uvloop {uvloop.__version__}"
-    monkeypatch.setenv(eventloop.ENV, "asyncio")
     assert eventloop.loop_name() == "asyncio"
     assert eventloop.run(_running()) == "asyncio"
+    assert eventloop.unmet_request() is None
+    monkeypatch.setenv(eventloop.ENV, "uvloop")
+    assert eventloop.loop_name() == f"uvloop {uvloop.__version__}"
+    assert eventloop.run(_running()) == f"uvloop {uvloop.__version__}"
+    assert eventloop.unmet_request() is None
+    monkeypatch.setenv(eventloop.ENV, "tokio")
+    assert eventloop.loop_name() == "asyncio"
+    assert "not a loop this program knows" in (eventloop.unmet_request() or "")
 
 
 async def _running() -> str:
     return eventloop.running_loop_name()
 
 
-@pytest.mark.parametrize("loop", [None, "asyncio"])
+@pytest.mark.parametrize("loop", [None, "uvloop"])
 def test_probe_once_on_each_loop(tmp_path: Path, server: int, loop: str | None) -> None:
     done = subprocess.run(
         [
@@ -107,7 +112,7 @@ def test_probe_once_on_each_loop(tmp_path: Path, server: int, loop: str | None) 
     version = subprocess.run(
         [sys.executable, "-m", "probe", "--version"], env=env(loop), capture_output=True, text=True
     )
-    expected = "asyncio" if loop else f"uvloop {uvloop.__version__}"
+    expected = f"uvloop {uvloop.__version__}" if loop else "asyncio"
     assert version.stdout.strip().endswith(f"event loop {expected})")
 
 
@@ -115,7 +120,7 @@ def test_probe_once_on_each_loop(tmp_path: Path, server: int, loop: str | None) 
 def test_probe_run_on_uvloop(tmp_path: Path, server: int) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "probe", "run", "-c", str(config(tmp_path, server, "200ms"))],
-        env=env(None),
+        env=env("uvloop"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -569,7 +569,8 @@ _PHASES = {
 # --- the one place driver exceptions become messages -----------------------------------------
 
 # What a check catches: the driver errors, also when a task group wraps them.
-_CAUGHT: tuple[type[Exception], ...] = (*HTTPX_ERRORS, ExceptionGroup)
+# OverflowError: the socket's own refusal of a port past 65535 (a redirect can name one).
+_CAUGHT: tuple[type[Exception], ...] = (*HTTPX_ERRORS, ExceptionGroup, OverflowError)
 
 _NO_CLIENT_CERT_HINT = " after the TLS handshake (does the server require a client certificate?)"
 
