@@ -296,8 +296,7 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
 
 class _AsyncioStream(httpcore.AsyncNetworkStream):
     """An asyncio stream as httpcore reads it: b"" at the end, httpcore's exceptions with the
-    OS error as their cause. Plain connections only (see _PhasedBackend); `start_tls` is
-    there for completeness and aborts the transport when a handshake fails or is cancelled."""
+    OS error as their cause. Plain connections only (see _PhasedBackend)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -334,19 +333,8 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError:
-            self._writer.transport.abort()
-            raise httpcore.ConnectTimeout("TLS handshake timed out") from None
-        except OSError as exc:
-            self._writer.transport.abort()
-            raise httpcore.ConnectError(str(exc)) from exc
-        except BaseException:
-            self._writer.transport.abort()
-            raise
-        return self
+        # Only http:// requests get these streams (_Transport._direct); TLS keeps anyio's.
+        raise httpcore.UnsupportedProtocol("TLS on a plain-HTTP stream")
 
     def get_extra_info(self, info: str) -> Any:
         if info == "client_addr":

@@ -18,11 +18,14 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probe.conditions import Condition, ConditionError
 from probe.core.check import CheckContext
 from probe.probers._net import plain_error
+
+if TYPE_CHECKING:
+    from probe.probers._client import ClientSpec
 
 __all__ = [
     "DATA_KEY_FORM",
@@ -275,19 +278,16 @@ def reads_rows(conditions: Iterable[Condition]) -> bool:
 
 
 def row_condition_problems(
-    problems: list[tuple[int, str]],
-    conditions: Sequence[Condition],
-    query_keys: Sequence[str],
-    *,
-    has_query: bool,
+    spec: ClientSpec, problems: list[tuple[int, str]]
 ) -> list[tuple[int, str]]:
-    """`problems` (ProbeSpec.condition_problems) plus one for each other condition that reads
-    [RESULT] or [ROWS] when the probe has no query to fill them: it would fail every check."""
-    if has_query:
+    """`problems` (ProbeSpec.condition_problems) plus one for each other condition of `spec`
+    that reads [RESULT] or [ROWS] when it has none of its `query_keys` set to fill them: it
+    would fail every check."""
+    if any(getattr(spec, key, None) is not None for key in spec.query_keys):
         return problems
     reported = {index for index, _ in problems}
-    keys = " or ".join(query_keys)
-    for index, condition in enumerate(conditions):
+    keys = " or ".join(spec.query_keys)
+    for index, condition in enumerate(spec.parsed_conditions()):
         if index in reported:
             continue
         for placeholder in condition.placeholders():

@@ -111,12 +111,7 @@ class InfluxDBSpec(HTTPServiceSpec):
         return self
 
     def condition_problems(self) -> list[tuple[int, str]]:
-        return _sql.row_condition_problems(
-            super().condition_problems(),
-            self.parsed_conditions(),
-            self.query_keys,
-            has_query=self.query is not None or self.influxql is not None,
-        )
+        return _sql.row_condition_problems(self, super().condition_problems())
 
 
 class _ServerError(Exception):

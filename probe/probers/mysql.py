@@ -84,12 +84,7 @@ class MySQLSpec(ClientSpec):
         return self
 
     def condition_problems(self) -> list[tuple[int, str]]:
-        return _sql.row_condition_problems(
-            super().condition_problems(),
-            self.parsed_conditions(),
-            self.query_keys,
-            has_query=self.query is not None,
-        )
+        return _sql.row_condition_problems(self, super().condition_problems())
 
     def connect_params(self) -> tuple[str, int, str, str, str | None]:
         """(host, port, user, password, database); explicit keys win over the DSN's."""

@@ -78,12 +78,7 @@ class PostgresSpec(ClientSpec):
         return self
 
     def condition_problems(self) -> list[tuple[int, str]]:
-        return _sql.row_condition_problems(
-            super().condition_problems(),
-            self.parsed_conditions(),
-            self.query_keys,
-            has_query=self.query is not None,
-        )
+        return _sql.row_condition_problems(self, super().condition_problems())
 
     def effective_database(self) -> str:
         """`database:`, else the DSN's database, else `postgres`."""
