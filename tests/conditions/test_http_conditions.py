@@ -18,9 +18,9 @@ from aiohttp import web
 from probe.assembly import load_config
 from probe.core.result import Status
 from probe.core.scheduler import run_check
-from probe.errors import ConfigError
 from probe.probers.base import SharedResources
 from probe.probers.http import HTTPProber, HTTPSpec
+from tests.conditions import has_problem, load_problems
 from tests.support import probers as scenarios
 
 HEALTH = {"status": "UP", "checks": [{"name": "db", "status": "UP"}], "version": "2.3.1"}
@@ -145,8 +145,8 @@ async def test_certificate_expiration_over_tls(
 
 
 def test_config_errors_are_located(tmp_path: Path) -> None:
-    path = tmp_path / "probes.yaml"
-    path.write_text(
+    problems = load_problems(
+        tmp_path,
         "http:\n"
         "  - name: web\n"
         "    url: http://127.0.0.1:9/\n"
@@ -159,26 +159,23 @@ def test_config_errors_are_located(tmp_path: Path) -> None:
         "tcp:\n"
         "  - name: port\n"
         "    host: 127.0.0.1:9\n"
-        "    conditions: ['[STATUS] == 200', '[CONNECTED] == false']\n"
+        "    conditions: ['[STATUS] == 200', '[CONNECTED] == false']\n",
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, environ={})
-    problems = [str(p).removeprefix(f"{tmp_path}/") for p in caught.value.problems]
-    assert any(
-        p.startswith("probes.yaml:6:9: http[0].conditions[1]:")
-        and "compare with == (a single = is not an operator) (at character 15)" in p
-        for p in problems
+    assert has_problem(
+        problems,
+        "probes.yaml:6:9: http[0].conditions[1]:",
+        "compare with == (a single = is not an operator) (at character 15)",
     ), problems
-    assert any(
-        p.startswith("probes.yaml:9:18: http[1].conditions[0]:")
-        and "[ROWS] is not a placeholder of http probes" in p
-        and "(at character 1)" in p
-        for p in problems
+    assert has_problem(
+        problems,
+        "probes.yaml:9:18: http[1].conditions[0]:",
+        "[ROWS] is not a placeholder of http probes",
+        "(at character 1)",
     ), problems
-    assert any(
-        p.startswith("probes.yaml:13:18: tcp[0].conditions[0]:")
-        and "[STATUS] is not a placeholder of tcp probes" in p
-        for p in problems
+    assert has_problem(
+        problems,
+        "probes.yaml:13:18: tcp[0].conditions[0]:",
+        "[STATUS] is not a placeholder of tcp probes",
     ), problems
     assert len(problems) == 3
 
