@@ -203,7 +203,7 @@ class _Transport(httpx.AsyncBaseTransport):
         )
 
     async def _direct(self, request: httpx.Request, core: httpcore.Request) -> httpx.Response:
-        """One request on a connection of its own, closed with its response.
+        """An https:// request on a connection of its own, closed with its response.
 
         Not through a connection pool: every check wants a fresh connection anyway, and
         httpcore's pool scans all of its connections and queued requests for each request
@@ -211,7 +211,7 @@ class _Transport(httpx.AsyncBaseTransport):
         connection = httpcore.AsyncHTTPConnection(
             origin=core.url.origin,
             ssl_context=self._context,
-            network_backend=self._plain_backend if core.url.scheme == b"http" else self._backend,
+            network_backend=self._backend,
             socket_options=self._socket_options or None,
         )
         try:
@@ -400,7 +400,7 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        # Only http:// requests get these streams (_Transport._direct); TLS keeps anyio's.
+        # Only http:// requests get these streams (_Transport._plain); TLS keeps anyio's.
         raise httpcore.UnsupportedProtocol("TLS on a plain-HTTP stream")
 
     def get_extra_info(self, info: str) -> Any:
