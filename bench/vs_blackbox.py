@@ -1,17 +1,19 @@
 """CPU per check, probe against Prometheus blackbox_exporter, in one run on one machine.
 
-Run:  .venv/bin/python bench/vs_blackbox.py [--kind http|tcp|tls] [--rate 300] [--seconds 20]
+Run:  .venv/bin/python bench/vs_blackbox.py [--kind http|https|tcp|tls] [--rate 300]
+      [--seconds 20]
 Needs Debian's nginx-light (or nginx) and prometheus-blackbox-exporter
 (`apt-get install nginx-light prometheus-blackbox-exporter`).
 
-A local nginx is the target (plain HTTP, or TLS with a throwaway self-signed certificate;
-`tcp` only opens and closes a connection to it). blackbox_exporter is driven at `--rate` probes
-per second through its /probe endpoint by threads of this script (module http_2xx, tcp_connect,
-or tcp_connect with TLS), and probe runs `rate x interval` probes of the same kind, each with a
-fresh connection per check, as `probe run` does. For each, the CPU of its own process only
-(the driver is not counted) over `--seconds`, divided by the checks it completed in that time
-(probe: the results its store holds for the window, so a prober that falls behind shows it
-as checks done below checks due, not as a low figure per check).
+A local nginx is the target (plain HTTP, or TLS with a throwaway self-signed certificate for
+https and tls, not verified by either prober; `tcp` only opens and closes a connection).
+blackbox_exporter is driven at `--rate` probes per second through its /probe endpoint by
+threads of this script (module http_2xx, tcp_connect, or tcp_connect with TLS), and probe runs
+`rate x interval` probes of the same kind, each with a fresh connection per check, as
+`probe run` does. For each, the CPU of its own process only (the driver is not counted) over
+`--seconds`, divided by the checks it completed in that time (probe: the results its store
+holds for the window, so a prober that falls behind shows it as checks done below checks due,
+not as a low figure per check).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 BB_MODULES = {
     "http": "  http_2xx:\n    prober: http\n    timeout: 5s\n",
+    "https": "  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n"
+    "      tls_config: {insecure_skip_verify: true}\n",
     "tcp": "  tcp_connect:\n    prober: tcp\n    timeout: 5s\n",
     "tls": "  tcp_connect:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      tls: true\n"
     "      tls_config: {insecure_skip_verify: true}\n",
@@ -155,10 +159,12 @@ def drive(port: int, path: str, rate: float, seconds: float, threads: int = 32) 
 
 
 def probe_config(kind: str, count: int, target: int, interval: int, folder: Path) -> Path:
-    lines = [f"{kind}:"]
+    lines = [f"{'http' if kind == 'https' else kind}:"]
     for i in range(count):
-        if kind == "http":
-            lines += [f"  - name: p{i}", f"    url: http://127.0.0.1:{target}/?p={i}"]
+        if kind in ("http", "https"):
+            lines += [f"  - name: p{i}", f"    url: {kind}://127.0.0.1:{target}/?p={i}"]
+            if kind == "https":
+                lines += ["    insecure: true"]
         elif kind == "tcp":
             lines += [f"  - name: p{i}", f"    host: 127.0.0.1:{target}"]
         else:
@@ -192,7 +198,7 @@ def results_between(store: Path, start: float, end: float) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=("http", "tcp", "tls"), default="http")
+    parser.add_argument("--kind", choices=("http", "https", "tcp", "tls"), default="http")
     parser.add_argument("--rate", type=float, default=300.0, help="checks per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval", type=int, default=10, help="probe's interval (s)")
@@ -211,7 +217,7 @@ def main() -> None:
         target = free_port()
         listen = f"127.0.0.1:{target}"
         tls = ""
-        if args.kind == "tls":
+        if args.kind in ("tls", "https"):
             cert, key = self_signed(folder)
             listen += " ssl"
             tls = f"ssl_certificate {cert}; ssl_certificate_key {key}; "
@@ -224,7 +230,7 @@ def main() -> None:
         processes = [start([nginx, "-c", str(folder / "nginx.conf")])]
         try:
             await_port(target)
-            module = "http_2xx" if args.kind == "http" else "tcp_connect"
+            module = "http_2xx" if args.kind in ("http", "https") else "tcp_connect"
             (folder / "bb.yml").write_text("modules:\n" + BB_MODULES[args.kind])
             bb_port = free_port()
             bb = start(
@@ -236,9 +242,9 @@ def main() -> None:
             )
             processes.append(bb)
             await_port(bb_port)
-            scheme_target = (
-                f"http://127.0.0.1:{target}/" if args.kind == "http" else listen.split()[0]
-            )
+            plain = f"127.0.0.1:{target}"
+            web = args.kind in ("http", "https")
+            scheme_target = f"{args.kind}://{plain}/" if web else plain
             path = f"/probe?module={module}&target={scheme_target}"
             drive(bb_port, path, args.rate, 2)  # warm up
             before = cpu_of(bb.pid)

@@ -152,9 +152,7 @@ class _Transport(httpx.AsyncBaseTransport):
             extensions=request.extensions,
         )
         if self._route.proxy_for(request.url) is None:
-            if core_request.url.scheme == b"http":
-                return await self._plain(request, core_request)
-            return await self._direct(request, core_request)
+            return await self._exchange(request, core_request)
         pool = self._pool_for(request.url)
         core_response = await pool.handle_async_request(core_request)
         assert isinstance(core_response.stream, AsyncIterable)
@@ -165,14 +163,17 @@ class _Transport(httpx.AsyncBaseTransport):
             extensions=core_response.extensions,
         )
 
-    async def _plain(self, request: httpx.Request, core: httpcore.Request) -> httpx.Response:
-        """An http:// request on a fresh asyncio connection, parsed by httptools (_http1):
-        the same trace events and httpcore exceptions as httpcore's own HTTP/1.1, for less
-        CPU per check."""
+    async def _exchange(self, request: httpx.Request, core: httpcore.Request) -> httpx.Response:
+        """A direct request on a connection of its own (asyncio streams, TLS on memory BIOs
+        for https://), parsed by httptools (_http1), closed with its response: the same
+        trace events and httpcore exceptions as httpcore's own HTTP/1.1, for less CPU per
+        check. Not through a connection pool: every check wants a fresh connection anyway,
+        and httpcore's pool scans all of its connections and queued requests for each request
+        (at 300 checks/s over 3,000 probes that scan was a fifth of the process's CPU)."""
         timeouts = core.extensions.get("timeout", {})
         trace = core.extensions.get("trace")
         url = core.url
-        stream = await self._plain_backend.connect_tcp(
+        stream: httpcore.AsyncNetworkStream = await self._plain_backend.connect_tcp(
             url.host.decode("ascii"),
             url.port or 80,
             timeouts.get("connect"),
@@ -180,6 +181,8 @@ class _Transport(httpx.AsyncBaseTransport):
             self._socket_options or None,
         )
         try:
+            if url.scheme == b"https":
+                stream = await self._start_tls(stream, core, timeouts.get("connect"), trace)
             assert isinstance(request.stream, httpx.AsyncByteStream)
             body = b"".join([part async for part in request.stream])
             if trace is not None:
@@ -202,31 +205,21 @@ class _Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": exchange.version, "reason_phrase": exchange.reason},
         )
 
-    async def _direct(self, request: httpx.Request, core: httpcore.Request) -> httpx.Response:
-        """An https:// request on a connection of its own, closed with its response.
-
-        Not through a connection pool: every check wants a fresh connection anyway, and
-        httpcore's pool scans all of its connections and queued requests for each request
-        (at 300 checks/s over 3,000 probes that scan was a fifth of the process's CPU)."""
-        connection = httpcore.AsyncHTTPConnection(
-            origin=core.url.origin,
-            ssl_context=self._context,
-            network_backend=self._backend,
-            socket_options=self._socket_options or None,
-        )
-        try:
-            core_response = await connection.handle_async_request(core)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await connection.aclose()
-            raise
-        assert isinstance(core_response.stream, AsyncIterable)
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_ResponseStream(core_response.stream, connection),
-            extensions=core_response.extensions,
-        )
+    async def _start_tls(
+        self,
+        stream: httpcore.AsyncNetworkStream,
+        core: httpcore.Request,
+        timeout: float | None,
+        trace: Any,
+    ) -> httpcore.AsyncNetworkStream:
+        context = self._context or ssl.create_default_context()
+        hostname = core.extensions.get("sni_hostname") or core.url.host.decode("ascii")
+        if trace is not None:
+            await trace("connection.start_tls.started", {"request": core})
+        secured = await stream.start_tls(context, hostname, timeout)
+        if trace is not None:
+            await trace("connection.start_tls.complete", {"return_value": secured})
+        return secured
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
@@ -290,13 +283,11 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
     """Resolves names itself (phase "resolve", through `_net.resolve`), then races the
     addresses (phase "connect", Happy Eyeballs as in `_connect`).
 
-    Plain HTTP runs on asyncio's own streams (`plain=True`): httpcore's anyio backend wraps
-    every read and write in an anyio cancel scope and asks sniffio which loop runs, each
-    time, and a check costs about a third less CPU without it (bench in the commit). HTTPS
-    keeps httpcore's anyio streams: its TLS reports what a server that rejects us after the
-    handshake sent (an alert, a reset), where asyncio's TLS transport reports a plain end of
-    stream, and the check's message depends on it. Errors are httpcore's either way, with the
-    OS or TLS error as the cause (what `_describe()` reads)."""
+    Direct requests run on asyncio's own streams (`plain=True`; TLS by `_TLSStream`):
+    httpcore's anyio backend wraps every read and write in an anyio cancel scope and asks
+    sniffio which loop runs, each time, and a check costs about a third less CPU without it.
+    Requests through a proxy keep httpcore's proxy pools on anyio streams. Errors are
+    httpcore's either way, with the OS or TLS error as the cause (what `_describe()` reads)."""
 
     def __init__(self, *, plain: bool = False) -> None:
         self._plain = plain
@@ -400,8 +391,7 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        # Only http:// requests get these streams (_Transport._plain); TLS keeps anyio's.
-        raise httpcore.UnsupportedProtocol("TLS on a plain-HTTP stream")
+        return await _TLSStream.wrap(self, ssl_context, server_hostname, timeout)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "client_addr":
@@ -448,3 +438,119 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
+
+
+class _TLSStream(httpcore.AsyncNetworkStream):
+    """TLS over an `_AsyncioStream`, with an SSLObject and memory BIOs, as anyio's TLS stream
+    does it (and not asyncio's TLS transport): a server that rejects us after the handshake
+    is reported by what it sent, its alert (ssl.SSLError, raised as it is) or a reset, and a
+    TLS end without close_notify reads as the end of the stream. The handshake's errors are
+    httpcore's ConnectError and ConnectTimeout, as from httpcore's own backends."""
+
+    def __init__(
+        self,
+        raw: _AsyncioStream,
+        obj: ssl.SSLObject,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+    ) -> None:
+        self._raw = raw
+        self._ssl = obj
+        self._incoming = incoming
+        self._outgoing = outgoing
+
+    @classmethod
+    async def wrap(
+        cls,
+        raw: _AsyncioStream,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        timeout: float | None,
+    ) -> _TLSStream:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+        stream = cls(raw, obj, incoming, outgoing)
+        try:
+            async with asyncio.timeout(timeout):
+                await stream._call(obj.do_handshake, None)
+        except (TimeoutError, httpcore.ReadTimeout, httpcore.WriteTimeout):
+            await raw.aclose()
+            raise httpcore.ConnectTimeout("TLS handshake timed out") from None
+        except (httpcore.ReadError, httpcore.WriteError) as exc:
+            await raw.aclose()
+            raise httpcore.ConnectError(str(exc)) from exc.__cause__ or exc
+        except _EndOfStream as exc:
+            await raw.aclose()
+            raise httpcore.ConnectError("the server closed the TLS handshake") from exc
+        except ssl.SSLError as exc:
+            await raw.aclose()
+            raise httpcore.ConnectError(str(exc)) from exc
+        except BaseException:
+            await raw.aclose()
+            raise
+        return stream
+
+    async def _call(self, method: Any, timeout: float | None, *args: Any) -> Any:
+        incoming, outgoing = self._incoming, self._outgoing
+        while True:
+            try:
+                result = method(*args)
+            except ssl.SSLWantReadError:
+                await self._flush(timeout)
+                data = await self._raw.read(READ_SIZE, timeout)
+                if data:
+                    incoming.write(data)
+                else:
+                    incoming.write_eof()
+            except ssl.SSLWantWriteError:
+                await self._flush(timeout)
+            except ssl.SSLError as exc:
+                incoming.write_eof()
+                outgoing.write_eof()
+                if isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF" in (exc.strerror or ""):
+                    raise _EndOfStream from exc
+                raise
+            else:
+                await self._flush(timeout)
+                return result
+
+    async def _flush(self, timeout: float | None) -> None:
+        data = self._outgoing.read()
+        if data:
+            await self._raw.write(data, timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return bytes(await self._call(self._ssl.read, timeout, max_bytes))
+        except _EndOfStream:
+            return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            try:
+                await self._call(self._ssl.write, timeout, buffer)
+            except _EndOfStream as exc:
+                raise httpcore.WriteError("the server closed the TLS connection") from exc
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.UnsupportedProtocol("TLS inside TLS")
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._ssl
+        return self._raw.get_extra_info(info)
+
+
+class _EndOfStream(Exception):
+    """The TLS stream ended without close_notify (read as the end, as anyio's does)."""
+
+
+READ_SIZE = 64 * 1024

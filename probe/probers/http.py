@@ -367,7 +367,7 @@ class HTTPProber(Prober[HTTPSpec]):
             # anyio connects inside a task group: what failed is the group's first member.
             exc = first_error(caught)
             message = _describe(exc, ctx.phase, self.spec.timeout)
-            if message == "connection reset by peer" and self._rejected_after_handshake(ctx):
+            if message in _CUT_OFF and self._rejected_after_handshake(ctx):
                 message += _NO_CLIENT_CERT_HINT
             raise ProbeError(message, error=type(exc).__name__, **ctx.details) from None
         finally:
@@ -573,6 +573,9 @@ _PHASES = {
 _CAUGHT: tuple[type[Exception], ...] = (*HTTPX_ERRORS, ExceptionGroup, OverflowError)
 
 _NO_CLIENT_CERT_HINT = " after the TLS handshake (does the server require a client certificate?)"
+# How a server that drops us right after the handshake shows: a reset, or a plain end of the
+# connection, depending on whether its close overtakes our request.
+_CUT_OFF = ("connection reset by peer", "server closed the connection without answering")
 
 
 def _describe(exc: BaseException, phase: str, timeout: float) -> str:
