@@ -535,14 +535,6 @@ class _TLSStream(httpcore.AsyncNetworkStream):
     async def aclose(self) -> None:
         await self._raw.aclose()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.UnsupportedProtocol("TLS inside TLS")
-
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
             return self._ssl
