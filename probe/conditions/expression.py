@@ -11,10 +11,10 @@ What is understood: numbers, 'text' or "text", `true`/`false`, variables (a name
 text reads the text as a time (Unix seconds, the unit of `x_time` and `now()`), so
 `x_time('//updated') > '2024-01-01'` works as in EaseProbe.
 
-A hand-written Pratt parser and a tree walker: no `eval()`, no attribute access, no loops in the
-language. The text is capped (MAX_LENGTH), nesting is capped (MAX_DEPTH), and each operation is
-checked: an overflowing `**`, a division by zero or a type mismatch is an `EvalError` that the
-check reports, never an exception of Python's.
+A hand-written Pratt parser and a tree walker: Python never evaluates the text, no attribute
+access, no loops in the language. The text is capped (MAX_LENGTH), nesting is capped
+(MAX_DEPTH), and each operation is checked: an overflowing `**`, a division by zero or a type
+mismatch is an `EvalError` that the check reports, never an exception of Python's.
 """
 
 from __future__ import annotations

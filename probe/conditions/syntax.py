@@ -10,9 +10,10 @@ each side (`[STATUS] == 200`, `[BODY].status == UP`, `len([BODY].items) > 0`). A
 - anything else is literal text (`200`, `UP`, `48h`, `true`; double quotes around it are
   dropped, so `"a == b"` compares with the text a == b).
 
-Hand-written and linear: no `eval()`, no regular expression that can backtrack, one pass over
-the text, and a condition longer than MAX_LENGTH is refused, so a hostile config cannot make
-loading slow. Errors are `ConditionError`s that carry the 0-based offset of the trouble.
+Hand-written and linear: Python never evaluates the text, no regular expression that can
+backtrack, one pass over the text, and a condition longer than MAX_LENGTH is refused, so a
+hostile config cannot make loading slow. Errors are `ConditionError`s that carry the 0-based
+offset of the trouble.
 """
 
 from __future__ import annotations
