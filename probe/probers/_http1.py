@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import httpcore
 import httptools
 
-__all__ = ["MAX_HEAD", "Exchange", "request_bytes"]
+__all__ = ["MAX_HEAD", "READ_SIZE", "Exchange", "request_bytes"]
 
 # The most a response's status line and headers may take (h11, httpcore's parser, allows 16 KiB).
 MAX_HEAD = 64 * 1024

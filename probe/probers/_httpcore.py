@@ -26,7 +26,7 @@ import httpx
 from probe import __version__
 from probe.core.check import CheckContext
 from probe.probers._connect import NOLINGER, SocketOption, happy_eyeballs, open_socket
-from probe.probers._http1 import Exchange, request_bytes
+from probe.probers._http1 import READ_SIZE, Exchange, request_bytes
 from probe.probers._net import Address, resolve
 from probe.probers._proxy import DIRECT, ProxyRoute, invalid_proxy
 
@@ -94,15 +94,15 @@ class _Transport(httpx.AsyncBaseTransport):
         self._context = context
         self._route = route
         self._socket_options = socket_options
-        self._backend = _PhasedBackend()
-        self._plain_backend = _PhasedBackend(plain=True)
+        self._backend = _PhasedBackend()  # under httpcore's proxy pools
+        self._direct_backend = _PhasedBackend(own_streams=True)
+        self._default_context: ssl.SSLContext | None = None  # made once, if ever needed
         self._pools: dict[str | None, httpcore.AsyncConnectionPool] = {}
 
-    def _pool_for(self, url: httpx.URL) -> httpcore.AsyncConnectionPool:
-        proxy = self._route.proxy_for(url)
+    def _pool_for(self, url: httpx.URL, proxy: str) -> httpcore.AsyncConnectionPool:
         pool = self._pools.get(proxy)
         if pool is None:
-            if proxy is not None and self._route.from_env:
+            if self._route.from_env:
                 reason = invalid_proxy(proxy)
                 if reason is not None:  # the config's proxies are checked at load
                     name = "HTTPS_PROXY" if url.scheme == "https" else "HTTP_PROXY"
@@ -111,7 +111,7 @@ class _Transport(httpx.AsyncBaseTransport):
             self._pools[proxy] = pool
         return pool
 
-    def _new_pool(self, proxy: str | None) -> httpcore.AsyncConnectionPool:
+    def _new_pool(self, proxy: str) -> httpcore.AsyncConnectionPool:
         common: dict[str, Any] = {
             "ssl_context": self._context,
             # The scheduler bounds concurrency; a pool limit here would only add waits.
@@ -120,8 +120,6 @@ class _Transport(httpx.AsyncBaseTransport):
             "network_backend": self._backend,
             "socket_options": self._socket_options or None,
         }
-        if proxy is None:
-            return httpcore.AsyncConnectionPool(**common)
         parsed = httpx.Proxy(proxy)
         proxy_url = httpcore.URL(
             scheme=parsed.url.raw_scheme,
@@ -151,9 +149,10 @@ class _Transport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        if self._route.proxy_for(request.url) is None:
+        proxy = self._route.proxy_for(request.url)
+        if proxy is None:
             return await self._exchange(request, core_request)
-        pool = self._pool_for(request.url)
+        pool = self._pool_for(request.url, proxy)
         core_response = await pool.handle_async_request(core_request)
         assert isinstance(core_response.stream, AsyncIterable)
         return httpx.Response(
@@ -172,16 +171,16 @@ class _Transport(httpx.AsyncBaseTransport):
         (at 300 checks/s over 3,000 probes that scan was a fifth of the process's CPU)."""
         timeouts = core.extensions.get("timeout", {})
         trace = core.extensions.get("trace")
-        url = core.url
-        stream: httpcore.AsyncNetworkStream = await self._plain_backend.connect_tcp(
-            url.host.decode("ascii"),
-            url.port or 80,
+        origin = core.url.origin  # its port is the scheme's default when the URL has none
+        stream: httpcore.AsyncNetworkStream = await self._direct_backend.connect_tcp(
+            origin.host.decode("ascii"),
+            origin.port,
             timeouts.get("connect"),
             None,
             self._socket_options or None,
         )
         try:
-            if url.scheme == b"https":
+            if origin.scheme == b"https":
                 stream = await self._start_tls(stream, core, timeouts.get("connect"), trace)
             assert isinstance(request.stream, httpx.AsyncByteStream)
             body = b"".join([part async for part in request.stream])
@@ -195,13 +194,12 @@ class _Transport(httpx.AsyncBaseTransport):
             if trace is not None:
                 await trace("http11.receive_response_headers.complete", {"request": core})
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+            await stream.aclose()  # no await inside: cancellation cannot cut it short
             raise
         return httpx.Response(
             status_code=exchange.status,
             headers=exchange.headers,
-            stream=_PlainBody(exchange, stream, timeouts.get("read"), trace, core),
+            stream=_ExchangeBody(exchange, stream, timeouts.get("read"), trace, core),
             extensions={"http_version": exchange.version, "reason_phrase": exchange.reason},
         )
 
@@ -212,7 +210,11 @@ class _Transport(httpx.AsyncBaseTransport):
         timeout: float | None,
         trace: Any,
     ) -> httpcore.AsyncNetworkStream:
-        context = self._context or ssl.create_default_context()
+        context = self._context
+        if context is None:
+            if self._default_context is None:
+                self._default_context = ssl.create_default_context()
+            context = self._default_context
         hostname = core.extensions.get("sni_hostname") or core.url.host.decode("ascii")
         if trace is not None:
             await trace("connection.start_tls.started", {"request": core})
@@ -227,8 +229,8 @@ class _Transport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
-class _PlainBody(httpx.AsyncByteStream):
-    """The body of a `_plain` exchange; closing it closes the connection."""
+class _ExchangeBody(httpx.AsyncByteStream):
+    """The body of an `_exchange`; closing it closes the connection."""
 
     def __init__(
         self,
@@ -255,42 +257,33 @@ class _PlainBody(httpx.AsyncByteStream):
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    """httpcore's response body as httpx reads it; closing it closes `connection` too (a
-    request sent outside a pool owns its connection)."""
+    """httpcore's response body (through a proxy pool) as httpx reads it."""
 
-    def __init__(
-        self, stream: AsyncIterable[bytes], connection: httpcore.AsyncHTTPConnection | None = None
-    ) -> None:
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
         self._stream = stream
-        self._connection = connection
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for part in self._stream:
             yield part
 
     async def aclose(self) -> None:
-        try:
-            close = getattr(self._stream, "aclose", None)
-            if close is not None:
-                await close()
-        finally:
-            if self._connection is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._connection.aclose()
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class _PhasedBackend(httpcore.AsyncNetworkBackend):
     """Resolves names itself (phase "resolve", through `_net.resolve`), then races the
     addresses (phase "connect", Happy Eyeballs as in `_connect`).
 
-    Direct requests run on asyncio's own streams (`plain=True`; TLS by `_TLSStream`):
+    Direct requests run on asyncio's own streams (`own_streams=True`; TLS by `_TLSStream`):
     httpcore's anyio backend wraps every read and write in an anyio cancel scope and asks
     sniffio which loop runs, each time, and a check costs about a third less CPU without it.
     Requests through a proxy keep httpcore's proxy pools on anyio streams. Errors are
     httpcore's either way, with the OS or TLS error as the cause (what `_describe()` reads)."""
 
-    def __init__(self, *, plain: bool = False) -> None:
-        self._plain = plain
+    def __init__(self, *, own_streams: bool = False) -> None:
+        self._own_streams = own_streams
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -314,7 +307,7 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
         options = tuple(socket_options or ())
 
         async def attempt(address: Address) -> httpcore.AsyncNetworkStream:
-            if not self._plain:
+            if not self._own_streams:
                 stream = await self._inner.connect_tcp(
                     address[1][0], port, timeout, local_address, options
                 )
@@ -354,7 +347,7 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
 
 class _AsyncioStream(httpcore.AsyncNetworkStream):
     """An asyncio stream as httpcore reads it: b"" at the end, httpcore's exceptions with the
-    OS error as their cause. Plain connections only (see _PhasedBackend)."""
+    OS error as their cause (direct requests, see _PhasedBackend)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -543,6 +536,3 @@ class _TLSStream(httpcore.AsyncNetworkStream):
 
 class _EndOfStream(Exception):
     """The TLS stream ended without close_notify (read as the end, as anyio's does)."""
-
-
-READ_SIZE = 64 * 1024

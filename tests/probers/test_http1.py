@@ -112,3 +112,13 @@ async def test_broken_answers(raw_server: Any, resources: Any, reply: bytes, mes
     result = await check(resources, url)
     assert result.status is Status.DOWN
     assert result.message.startswith(message), result.message
+
+
+@pytest.mark.parametrize(("url", "port"), [("http://127.0.0.1/", 80), ("https://127.0.0.1/", 443)])
+async def test_a_url_without_a_port_goes_to_its_schemes(
+    resources: Any, url: str, port: int
+) -> None:
+    # Nothing listens on loopback's 80 and 443 here: the refusal names the port tried.
+    result = await check(resources, url)
+    assert result.status is Status.DOWN and result.message == "connection refused"
+    assert result.details["peer"] == f"127.0.0.1:{port}"
