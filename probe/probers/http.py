@@ -40,7 +40,7 @@ from pydantic import (
 )
 
 from probe.conditions import ConditionError
-from probe.conditions.documents import EvalProgram, EvalVariable, compile_eval
+from probe.conditions.documents import DOC_TYPES, EvalProgram, EvalVariable, compile_eval
 from probe.conditions.expression import EvalError
 from probe.config.models import ConfigPath, ProbeSpec, StrictModel
 from probe.core.check import CheckContext, Outcome
@@ -104,9 +104,6 @@ class _TLSSettings(NamedTuple):
     key: str | None
 
 
-_DOC_TYPES = ("json", "xml", "html", "text")
-
-
 class EvalVariableSpec(StrictModel):
     """One of `eval.variables`: a value read from the body before the expression runs."""
 
@@ -122,7 +119,7 @@ class EvalSpec(StrictModel):
     doc: Annotated[
         Literal["json", "xml", "html", "text"],
         BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
-        WithJsonSchema({"enum": [*_DOC_TYPES, *(d.upper() for d in _DOC_TYPES)]}),
+        WithJsonSchema({"enum": [*DOC_TYPES, *(d.upper() for d in DOC_TYPES)]}),
     ]
     variables: list[EvalVariableSpec] = Field(default_factory=list)
     expression: str = Field(min_length=1)
@@ -134,14 +131,17 @@ class EvalSpec(StrictModel):
         if doc is None or variables is None:
             return value  # reported at those keys
         try:
-            compile_eval(doc, value, [EvalVariable(v.name, v.type, v.query) for v in variables])
+            compile_eval(doc, value, _variables(variables))
         except ConditionError as exc:
             raise ValueError(str(exc)) from None
         return value
 
     def program(self) -> EvalProgram:
-        variables = [EvalVariable(v.name, v.type, v.query) for v in self.variables]
-        return compile_eval(self.doc, self.expression, variables)
+        return compile_eval(self.doc, self.expression, _variables(self.variables))
+
+
+def _variables(specs: list[EvalVariableSpec]) -> list[EvalVariable]:
+    return [EvalVariable(v.name, v.type, v.query) for v in specs]
 
 
 class HTTPSpec(ProbeSpec):
