@@ -16,6 +16,7 @@ from probe.conditions.syntax import (
     Function,
     Literal,
     Placeholder,
+    names_read,
     parse_condition,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "evaluate",
     "failed_conditions",
     "glob_match",
+    "names_read",
     "parse_condition",
 ]

@@ -19,6 +19,7 @@ offset of the trouble.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from probe.text import quoted
@@ -32,6 +33,7 @@ __all__ = [
     "Literal",
     "Operand",
     "Placeholder",
+    "names_read",
     "parse_condition",
 ]
 
@@ -286,6 +288,11 @@ def _operand(raw: str, position: int) -> Operand:
         if text.startswith(name + "("):
             return _function(name, text, position)
     return Literal(_literal_value(text, position), text, position)
+
+
+def names_read(conditions: Iterable[Condition]) -> frozenset[str]:
+    """The placeholder names `conditions` read (what a prober must fill for them)."""
+    return frozenset(p.name for condition in conditions for p in condition.placeholders())
 
 
 @functools.lru_cache(maxsize=4096)

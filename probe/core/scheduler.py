@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from probe.conditions import Condition, failed_conditions
+from probe.conditions import Condition, failed_conditions, names_read
 from probe.core.check import Checkable, CheckContext, Outcome
 from probe.core.result import Result, Status
 from probe.durations import format_duration
@@ -149,8 +149,7 @@ def _apply_conditions(
                 return Status.DOWN, f"condition failed: {text}", details
             return status, f"{message}; condition failed: {text}", details
         return status, message, details
-    asks = any(p.name == "CONNECTED" for c in conditions for p in c.placeholders())
-    if asks and not failed:
+    if "CONNECTED" in names_read(conditions) and not failed:
         return Status.UP, f"{message}, as the conditions expect", details
     return status, message, details
 

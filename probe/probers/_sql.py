@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from probe.conditions import Condition, ConditionError
+from probe.conditions import ConditionError
 from probe.core.check import CheckContext
 from probe.probers._net import plain_error
 
@@ -271,10 +271,10 @@ def note_rows(ctx: CheckContext, rows: list[dict[str, Fact]], count: int) -> Non
     ctx.facts["ROWS"] = count
 
 
-def reads_rows(conditions: Iterable[Condition]) -> bool:
-    """Whether a condition reads [RESULT] or [ROWS]: only then does a query fetch more than
-    the first row `expect` judges."""
-    return any(p.name in ROW_FACTS for c in conditions for p in c.placeholders())
+def reads_rows(reads: frozenset[str]) -> bool:
+    """Whether the conditions (`Prober.condition_reads`) read [RESULT] or [ROWS]: only then
+    does a query fetch more than the first row `expect` judges."""
+    return bool(reads & ROW_FACTS)
 
 
 def row_condition_problems(

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from probe.conditions import Condition
+from probe.conditions import Condition, names_read
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 
@@ -68,6 +68,8 @@ class Prober(ABC, Generic[SpecT]):
         self.spec = spec
         self.resources = resources
         self._conditions = spec.parsed_conditions()
+        # The placeholders the conditions read: a prober fills a costly fact only if listed.
+        self.condition_reads = names_read(self._conditions)
 
     @property
     def conditions(self) -> Sequence[Condition]:

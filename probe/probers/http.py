@@ -333,9 +333,7 @@ class HTTPProber(Prober[HTTPSpec]):
         # is good (as in Gatus: `[STATUS] == 503` must be able to pass); given, both apply.
         self._judge_status = not spec.conditions or "success_code" in spec.model_fields_set
         self._eval = None if spec.eval is None else spec.eval.program()
-        self._wants_body = self._eval is not None or any(
-            p.name == "BODY" for c in self.conditions for p in c.placeholders()
-        )
+        self._wants_body = self._eval is not None or "BODY" in self.condition_reads
         self._route = _route(spec)
 
     @property

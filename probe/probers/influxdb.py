@@ -164,7 +164,7 @@ class InfluxDBProber(Prober[InfluxDBSpec]):
         self._credentials = spec.credentials()
         self._token = None if spec.token is None else spec.token.get_secret_value()
         self._headers = _auth_headers(self._token, self._credentials)
-        self._wants_rows = _sql.reads_rows(self.conditions)
+        self._wants_rows = _sql.reads_rows(self.condition_reads)
 
     @property
     def _who(self) -> str | None:

@@ -136,7 +136,7 @@ class MySQLProber(Prober[MySQLSpec]):
         self._host, self._port, self._user, self._password, self._database = spec.connect_params()
         self._checks = parse_data(spec.data)
         self._ssl: ssl.SSLContext | None = None
-        self._wants_rows = _sql.reads_rows(self.conditions)
+        self._wants_rows = _sql.reads_rows(self.condition_reads)
 
     async def check(self, ctx: CheckContext) -> Outcome:
         try:

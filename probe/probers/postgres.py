@@ -132,7 +132,7 @@ class PostgresProber(Prober[PostgresSpec]):
         self._user = spec.effective_user()
         self._checks = parse_data(spec.data)
         self._ssl: ssl.SSLContext | None = None
-        self._wants_rows = _sql.reads_rows(self.conditions)
+        self._wants_rows = _sql.reads_rows(self.condition_reads)
 
     async def check(self, ctx: CheckContext) -> Outcome:
         try:

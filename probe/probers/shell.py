@@ -134,7 +134,7 @@ class ShellProber(Prober[ShellSpec]):
         self._not_contain = Matcher.build(spec.not_contain, spec.regex)
         self._mask = SecretMasker(spec.env)
         self._command = _command_text(spec.cmd, spec.args)
-        read = {p.name for condition in self.conditions for p in condition.placeholders()}
+        read = self.condition_reads
         # A condition on [EXIT_CODE] judges the exit status instead of "0 or down".
         self._conditions_judge_exit = "EXIT_CODE" in read
         # Decoding and masking up to MAX_OUTPUT costs: done only when a condition reads it.
