@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import contextvars
 import importlib
+import select
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from http.cookiejar import CookieJar
@@ -36,7 +38,14 @@ from probe.probers._proxy import DIRECT, ProxyRoute, invalid_proxy
 with contextlib.suppress(ImportError):
     importlib.import_module("anyio._backends._asyncio")
 
-__all__ = ["NOLINGER_OPTIONS", "USER_AGENT", "close_client", "current_check", "new_client"]
+__all__ = [
+    "NOLINGER_OPTIONS",
+    "USER_AGENT",
+    "ProbeClient",
+    "close_client",
+    "current_check",
+    "new_client",
+]
 
 USER_AGENT = f"probe/{__version__}"
 
@@ -53,19 +62,38 @@ def new_client(
     *,
     cookies: CookieJar | None = None,
     nolinger: bool = False,
-) -> httpx.AsyncClient:
+) -> ProbeClient:
     """A client with keep-alive off (`Connection: close`), no redirects followed, requests
     sent as `route` says (direct, a probe's proxy, or the environment's proxies). With
     `nolinger`, sockets close with a reset (SO_LINGER 0): no TIME_WAIT left behind."""
-    return httpx.AsyncClient(
-        transport=_Transport(context, route, NOLINGER_OPTIONS if nolinger else ()),
-        headers={"User-Agent": USER_AGENT, "Connection": "close"},
-        cookies=cookies,
-        follow_redirects=False,
-        # No .netrc credentials and no proxy taken by httpx: the route decides, per URL.
-        trust_env=False,
-        timeout=None,
+    return ProbeClient(
+        _Transport(context, route, NOLINGER_OPTIONS if nolinger else ()), cookies=cookies
     )
+
+
+class ProbeClient(httpx.AsyncClient):
+    """An httpx client on our transport, whose requests can also be handed to the transport
+    directly (`exchange`): the http prober builds its request once and follows redirects
+    itself, and httpx's send (auth flow, cookie jar, event hooks, logging) would be CPU spent
+    on every check for nothing it uses."""
+
+    def __init__(self, transport: _Transport, *, cookies: CookieJar | None) -> None:
+        super().__init__(
+            transport=transport,
+            headers={"User-Agent": USER_AGENT, "Connection": "close"},
+            cookies=cookies,
+            follow_redirects=False,
+            # No .netrc credentials and no proxy taken by httpx: the route decides, per URL.
+            trust_env=False,
+            timeout=None,
+        )
+        self._probe_transport = transport
+
+    async def exchange(self, request: httpx.Request) -> httpx.Response:
+        """`request` as it is, its response streamed: no redirect followed, no cookie kept."""
+        response = await self._probe_transport.handle_async_request(request)
+        response.request = request
+        return response
 
 
 # SO_LINGER 0 (`_connect.NOLINGER`), set by httpcore once connected; it takes effect when the
@@ -163,7 +191,7 @@ class _Transport(httpx.AsyncBaseTransport):
         )
 
     async def _exchange(self, request: httpx.Request, core: httpcore.Request) -> httpx.Response:
-        """A direct request on a connection of its own (asyncio streams, TLS on memory BIOs
+        """A direct request on a connection of its own (the socket itself, TLS on memory BIOs
         for https://), parsed by httptools (_http1), closed with its response: the same
         trace events and httpcore exceptions as httpcore's own HTTP/1.1, for less CPU per
         check. Not through a connection pool: every check wants a fresh connection anyway,
@@ -276,7 +304,7 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
     """Resolves names itself (phase "resolve", through `_net.resolve`), then races the
     addresses (phase "connect", Happy Eyeballs as in `_connect`).
 
-    Direct requests run on asyncio's own streams (`own_streams=True`; TLS by `_TLSStream`):
+    Direct requests run on the sockets themselves (`own_streams=True`; TLS by `_TLSStream`):
     httpcore's anyio backend wraps every read and write in an anyio cancel scope and asks
     sniffio which loop runs, each time, and a check costs about a third less CPU without it.
     Requests through a proxy keep httpcore's proxy pools on anyio streams. Errors are
@@ -320,12 +348,7 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
                 raise httpcore.ConnectTimeout("connecting timed out") from None
             except OSError as exc:  # not OverflowError (a port past 65535): said as it is
                 raise httpcore.ConnectError(str(exc)) from exc
-            try:
-                reader, writer = await asyncio.open_connection(sock=sock)
-            except BaseException:
-                sock.close()
-                raise
-            return _AsyncioStream(reader, writer)
+            return _SocketStream(sock)
 
         stream, _address = await happy_eyeballs(
             addresses, attempt, discard=lambda loser: loser.aclose(), ctx=ctx
@@ -345,38 +368,49 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class _AsyncioStream(httpcore.AsyncNetworkStream):
-    """An asyncio stream as httpcore reads it: b"" at the end, httpcore's exceptions with the
-    OS error as their cause (direct requests, see _PhasedBackend)."""
+class _SocketStream(httpcore.AsyncNetworkStream):
+    """A connected non-blocking socket as httpcore reads it: b"" at the end, httpcore's
+    exceptions with the OS error as their cause (direct requests, see _PhasedBackend).
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    On the socket itself, with the event loop's `sock_*` calls, not on an asyncio transport:
+    one request and one response need no protocol, buffer or flow control, and a transport
+    costs a registration, a StreamReader, a StreamWriter and a weak reference per check. A
+    read or write that can be done at once is done at once, without a timer or a future.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
+            try:
+                return self._sock.recv(max_bytes)
+            except BlockingIOError:
+                pass
             async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+                return await self._loop.sock_recv(self._sock, max_bytes)
         except TimeoutError:
             raise httpcore.ReadTimeout("timed out reading") from None
         except OSError as exc:  # resets, TLS errors (ssl.SSLError is an OSError)
             raise httpcore.ReadError(str(exc)) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
         try:
-            async with asyncio.timeout(timeout):
-                self._writer.write(buffer)
-                await self._writer.drain()
+            try:
+                sent = self._sock.send(buffer)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(buffer):
+                async with asyncio.timeout(timeout):
+                    await self._loop.sock_sendall(self._sock, memoryview(buffer)[sent:])
         except TimeoutError:
             raise httpcore.WriteTimeout("timed out writing") from None
         except OSError as exc:
             raise httpcore.WriteError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        # Not wait_closed(): a peer that never acknowledges must not hold up the check.
-        self._writer.close()
+        self._sock.close()
 
     async def start_tls(
         self,
@@ -387,13 +421,24 @@ class _AsyncioStream(httpcore.AsyncNetworkStream):
         return await _TLSStream.wrap(self, ssl_context, server_hostname, timeout)
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._writer.get_extra_info("peername")
+        if info == "socket":
+            return self._sock
+        try:
+            if info == "client_addr":
+                return self._sock.getsockname()
+            if info == "server_addr":
+                return self._sock.getpeername()
+        except OSError:  # closed, or no longer connected
+            return None
         if info == "is_readable":
-            return self._reader.at_eof() or self._writer.transport.is_closing()
-        return self._writer.get_extra_info(info)  # ssl_object, socket, ...
+            return self._sock.fileno() < 0 or _readable_now(self._sock)
+        return None
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    """Whether a read would not block (data, the end, or an error waiting), without reading."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 class _GuardedStream(httpcore.AsyncNetworkStream):
@@ -434,7 +479,7 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
 
 
 class _TLSStream(httpcore.AsyncNetworkStream):
-    """TLS over an `_AsyncioStream`, with an SSLObject and memory BIOs, as anyio's TLS stream
+    """TLS over a `_SocketStream`, with an SSLObject and memory BIOs, as anyio's TLS stream
     does it (and not asyncio's TLS transport): a server that rejects us after the handshake
     is reported by what it sent, its alert (ssl.SSLError, raised as it is) or a reset, and a
     TLS end without close_notify reads as the end of the stream. The handshake's errors are
@@ -442,7 +487,7 @@ class _TLSStream(httpcore.AsyncNetworkStream):
 
     def __init__(
         self,
-        raw: _AsyncioStream,
+        raw: _SocketStream,
         obj: ssl.SSLObject,
         incoming: ssl.MemoryBIO,
         outgoing: ssl.MemoryBIO,
@@ -455,7 +500,7 @@ class _TLSStream(httpcore.AsyncNetworkStream):
     @classmethod
     async def wrap(
         cls,
-        raw: _AsyncioStream,
+        raw: _SocketStream,
         context: ssl.SSLContext,
         server_hostname: str | None,
         timeout: float | None,

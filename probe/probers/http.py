@@ -51,10 +51,17 @@ from probe.probers._httpcheck import (
     describe_stream_error,
     describe_transport_error,
 )
-from probe.probers._httpcore import USER_AGENT, close_client, current_check, new_client
+from probe.probers._httpcore import (
+    USER_AGENT,
+    ProbeClient,
+    close_client,
+    current_check,
+    new_client,
+)
 from probe.probers._match import Matcher, check_pattern
 from probe.probers._net import first_error, redact_url, with_excerpt
 from probe.probers._proxy import DIRECT, ProxyRoute
+from probe.probers._redirect import next_request
 from probe.probers.base import Prober, SharedResources
 from probe.text import quoted
 from probe.tlsconf import client_context
@@ -335,9 +342,10 @@ class HTTPProber(Prober[HTTPSpec]):
         self._eval = None if spec.eval is None else spec.eval.program()
         self._wants_body = self._eval is not None or "BODY" in self.condition_reads
         self._route = _route(spec)
+        self._template: httpx.Request | None = None  # see _first_request
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> ProbeClient:
         """The shared client for this probe's TLS and proxy settings (created on first use)."""
         try:
             context = self.resources.get_or_create(
@@ -384,20 +392,14 @@ class HTTPProber(Prober[HTTPSpec]):
     async def _check(self, ctx: CheckContext) -> Outcome:
         client = self.client
         tracer = TimingTracer(ctx, _PHASES)
-        request = client.build_request(
-            self.spec.method,
-            self.spec.url,
-            headers=self._headers,
-            content=self._content,
-            timeout=self._timeout,
-            extensions={"trace": tracer},
-        )
+        request = self._first_request(client, tracer)
         redirects = 0
         while True:
             ctx.details["url"] = redact_url(str(request.url))
-            response = await client.send(request, stream=True, follow_redirects=False)
+            response = await client.exchange(request)
             try:
-                if response.next_request is not None:
+                following = next_request(request, response)
+                if following is not None:
                     if redirects >= self._max_redirects:
                         self._note_facts(ctx, response, "")
                         details = self._details(ctx, response, tracer, b"", truncated=False)
@@ -411,7 +413,7 @@ class HTTPProber(Prober[HTTPSpec]):
                     redirects += 1
                     ctx.details["redirects"] = redirects
                     # The redirect's body is not read: closing the response drops the connection.
-                    request = response.next_request
+                    request = following
                     continue
                 ctx.phase = "reading the body"
                 body, truncated = await self._read_body(response)
@@ -419,6 +421,27 @@ class HTTPProber(Prober[HTTPSpec]):
                 return self._judge(ctx, response, body, details)
             finally:
                 await response.aclose()
+
+    def _first_request(self, client: ProbeClient, tracer: TimingTracer) -> httpx.Request:
+        """The check's request: the URL parsed and the headers merged by httpx once, on the
+        first check (they never change), then copied with this check's tracer."""
+        template = self._template
+        if template is None:
+            template = client.build_request(
+                self.spec.method,
+                self.spec.url,
+                headers=self._headers,
+                content=self._content,
+                timeout=self._timeout,
+            )
+            self._template = template
+        return httpx.Request(
+            template.method,
+            template.url,
+            headers=template.headers,
+            content=self._content,
+            extensions={**template.extensions, "trace": tracer},
+        )
 
     async def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
         """Up to max_body (decoded) bytes; past that, stop reading and say it was cut."""
