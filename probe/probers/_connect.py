@@ -19,6 +19,7 @@ import asyncio
 import errno
 import inspect
 import itertools
+import os
 import socket
 import struct
 from collections import deque
@@ -98,11 +99,31 @@ async def open_socket(address: Address, options: Iterable[SocketOption] = ()) ->
         for level, name, value in options:
             sock.setsockopt(level, name, value)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, sockaddr)
+        if not _connected_at_once(sock, sockaddr):
+            await asyncio.get_running_loop().sock_connect(sock, sockaddr)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _connected_at_once(sock: socket.socket, sockaddr: tuple[Any, ...]) -> bool:
+    """Start connecting; True when the connection is made by the time the call returns, as
+    it is to a local server (the kernel runs the whole handshake inside connect()). Asking
+    again costs one system call, where waiting for the event loop to say the socket is
+    writable costs a selector registration, a future and a turn of the loop. A refusal
+    seen here is raised as the OSError it is; otherwise the loop waits as usual."""
+    try:
+        sock.connect(sockaddr)
+        return True
+    except BlockingIOError:
+        pass
+    code = sock.connect_ex(sockaddr)
+    if code in (0, errno.EISCONN):
+        return True
+    if code in (errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN):
+        return False
+    raise OSError(code, os.strerror(code))
 
 
 def _note_peer(ctx: CheckContext, address: Address) -> None:
