@@ -98,6 +98,14 @@ class Exchange:
         if self._head_only or self.status in (204, 304):
             self._complete = True
 
+    def whole_body(self) -> bytes | None:
+        """The whole body when it is complete already (it came with the head), else None."""
+        if not self._complete:
+            return None
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        return body
+
     async def body(self, timeout: float | None) -> AsyncIterator[bytes]:
         """The body as it arrives; a body without a length ends with the connection."""
         while True:

@@ -42,6 +42,7 @@ __all__ = [
     "NOLINGER_OPTIONS",
     "USER_AGENT",
     "ProbeClient",
+    "WholeBody",
     "close_client",
     "current_check",
     "new_client",
@@ -210,8 +211,7 @@ class _Transport(httpx.AsyncBaseTransport):
         try:
             if origin.scheme == b"https":
                 stream = await self._start_tls(stream, core, timeouts.get("connect"), trace)
-            assert isinstance(request.stream, httpx.AsyncByteStream)
-            body = b"".join([part async for part in request.stream])
+            body = await _request_body(request)
             if trace is not None:
                 await trace("http11.send_request_headers.started", {"request": core})
             await stream.write(request_bytes(core, body), timeouts.get("write"))
@@ -224,11 +224,22 @@ class _Transport(httpx.AsyncBaseTransport):
         except BaseException:
             await stream.aclose()  # no await inside: cancellation cannot cut it short
             raise
+        extensions = {"http_version": exchange.version, "reason_phrase": exchange.reason}
+        whole = exchange.whole_body() if _identity_encoded(exchange.headers) else None
+        if whole is not None:
+            # The whole answer came with its head (a health endpoint's usual few bytes).
+            await stream.aclose()
+            return httpx.Response(
+                status_code=exchange.status,
+                headers=exchange.headers,
+                stream=WholeBody(whole),
+                extensions=extensions,
+            )
         return httpx.Response(
             status_code=exchange.status,
             headers=exchange.headers,
             stream=_ExchangeBody(exchange, stream, timeouts.get("read"), trace, core),
-            extensions={"http_version": exchange.version, "reason_phrase": exchange.reason},
+            extensions=extensions,
         )
 
     async def _start_tls(
@@ -255,6 +266,35 @@ class _Transport(httpx.AsyncBaseTransport):
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             await pool.aclose()
+
+
+async def _request_body(request: httpx.Request) -> bytes:
+    try:
+        return request.content  # a body given as bytes is there already
+    except httpx.RequestNotRead:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        return b"".join([part async for part in request.stream])
+
+
+def _identity_encoded(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the body is as sent (no Content-Encoding, or identity): its bytes are the
+    body, and a size limit on them is a limit on what the prober reads."""
+    for name, value in headers:
+        if name.lower() == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return False
+    return True
+
+
+class WholeBody(httpx.AsyncByteStream):
+    """A body that came whole with its head, not content-encoded: `content` is what a reader
+    of the stream would get, and the http prober takes it from there, without the async
+    iterators and decoders streaming it through httpx costs."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.content
 
 
 class _ExchangeBody(httpx.AsyncByteStream):

@@ -54,6 +54,7 @@ from probe.probers._httpcheck import (
 from probe.probers._httpcore import (
     USER_AGENT,
     ProbeClient,
+    WholeBody,
     close_client,
     current_check,
     new_client,
@@ -446,6 +447,9 @@ class HTTPProber(Prober[HTTPSpec]):
     async def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
         """Up to max_body (decoded) bytes; past that, stop reading and say it was cut."""
         limit = self.spec.max_body
+        if isinstance(response.stream, WholeBody):  # it came with the head
+            whole = response.stream.content
+            return whole[:limit], len(whole) > limit
         chunks: list[bytes] = []
         size = 0
         stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
