@@ -18,6 +18,8 @@ __all__ = ["details_json", "histogram_text", "sum_histograms", "valid_text"]
 # default=str: a prober may put a datetime or an exception in details; storing its text beats
 # losing the whole result. One encoder for all: json.dumps with options builds one per call.
 _DETAILS_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+# The writer encodes two histograms per probe and batch (its hourly and daily row).
+_HISTOGRAM_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def details_json(details: Mapping[str, Any]) -> str:
@@ -40,7 +42,7 @@ def valid_text(s: str) -> str:
 
 def histogram_text(counts: list[int]) -> str:
     """A latency histogram (one count per bucket of BUCKETS_MS) as its column's JSON text."""
-    return json.dumps(counts, separators=(",", ":"))
+    return _HISTOGRAM_ENCODER.encode(counts)
 
 
 def sum_histograms(joined: str) -> list[int]:

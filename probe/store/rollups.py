@@ -1,14 +1,19 @@
 """Rollup rows in the making: what a batch adds to a (probe, hour) or (probe, UTC day) row.
 
 The writer sums a batch's observations per hour in memory (`RollupSums`), adds those sums to
-the stored row (`merged_row`) and writes it back whole: one read and one replace per (probe,
-hour) and per (probe, day), however many results the batch holds. The daily rows are the sums
-of the hourly ones (`sum_by_day`); the statements here read and replace both tables.
+the stored row (`merged_row`) and writes it back whole: at most one read and one replace per
+(probe, hour) and per (probe, day), however many results the batch holds. The daily rows are
+the sums of the hourly ones (`sum_by_day`); the statements here read and replace both tables.
+
+The read is skipped when the writer still holds the row it last committed (`LatestRows`, one
+per table): at a steady rate every batch adds to the same hour and day of every probe, so
+reading back what it had just written (and parsing its histogram again) was much of its work.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +27,10 @@ __all__ = [
     "REPLACE_HOURLY",
     "SELECT_DAILY",
     "SELECT_HOURLY",
+    "LatestRows",
+    "RollupRow",
     "RollupSums",
+    "stored_row",
     "sum_by_day",
 ]
 
@@ -41,6 +49,67 @@ REPLACE_DAILY = (
     f"INSERT OR REPLACE INTO rollups_daily (probe, day, {_COLUMNS})"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    """One rollup row as written: `columns` in the order of REPLACE_HOURLY / REPLACE_DAILY (the
+    key first), and the histogram once more as counts, so merging into it needs no JSON parse.
+    """
+
+    columns: tuple[Any, ...]
+    histogram: list[int]  # [] when the stored text could not be read as a histogram
+
+
+def stored_row(probe: str, start: int, fetched: tuple[Any, ...] | None) -> RollupRow | None:
+    """The row SELECT_HOURLY or SELECT_DAILY fetched for (probe, start); None if there is none."""
+    if fetched is None:
+        return None
+    try:
+        histogram = json.loads(fetched[8])
+    except (TypeError, ValueError):
+        histogram = None
+    if not isinstance(histogram, list):
+        histogram = []  # an unreadable histogram must not block every later write
+    return RollupRow((probe, start, *fetched), histogram)
+
+
+class LatestRows:
+    """The row the writer last committed per probe, in one rollup table, for the newest hour
+    (or day) it wrote for that probe: about one entry per probe, however long it runs.
+
+    Only what was committed may be kept, and nothing that may since have changed in the file:
+    the writer stages its rows and keeps them after COMMIT, and forgets everything when a
+    transaction fails, when it prunes, and when another connection has written the file.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[str, RollupRow] = {}
+
+    def get(self, probe: str, start: int) -> RollupRow | None:
+        row = self._rows.get(probe)
+        if row is None or row.columns[1] != start:
+            return None
+        return row
+
+    def keep(self, rows: list[RollupRow]) -> None:
+        """Remember committed `rows`, each unless a newer hour (or day) of its probe is held:
+        late results for an older hour are rare, and the newest one is where the next come."""
+        held = self._rows
+        for row in rows:
+            # columns[0:2] is the key (probe, start).
+            probe = row.columns[0]
+            current = held.get(probe)
+            if current is None or current.columns[1] <= row.columns[1]:
+                held[probe] = row
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass(slots=True)
@@ -88,41 +157,73 @@ class RollupSums:
         self.measured_from = _least(self.measured_from, other.measured_from)
         self.measured_to = _greatest(self.measured_to, other.measured_to)
 
-    def merged_row(self, probe: str, hour: int, old: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    def merged_row(self, probe: str, start: int, old: RollupRow | None) -> RollupRow:
         """The full row to write: this contribution plus what is stored (`old`), if any."""
-        hist = list(self.histogram)
-        lo, hi = self.latency_min, self.latency_max
-        first, last = self.measured_from, self.measured_to
-        values = [
-            self.checks_up,
-            self.checks_down,
-            self.time_up,
-            self.time_down,
-            self.latency_sum,
-            self.latency_count,
-        ]
-        if old is not None:
-            values = [a + b for a, b in zip(values, old[:6], strict=True)]
-            lo, hi = _least(lo, old[6]), _greatest(hi, old[7])
-            first, last = _least(first, old[9]), _greatest(last, old[10])
-            try:
-                old_hist = json.loads(old[8])
-            except (TypeError, ValueError):
-                old_hist = []  # an unreadable histogram must not block every later write
-            if len(old_hist) == len(hist):
-                hist = [a + b for a, b in zip(hist, old_hist, strict=True)]
-        return (probe, hour, *values, lo, hi, histogram_text(hist), first, last)
+        if old is None:
+            hist = list(self.histogram)
+            columns = (
+                probe,
+                start,
+                self.checks_up,
+                self.checks_down,
+                self.time_up,
+                self.time_down,
+                self.latency_sum,
+                self.latency_count,
+                self.latency_min,
+                self.latency_max,
+                histogram_text(hist),
+                self.measured_from,
+                self.measured_to,
+            )
+            return RollupRow(columns, hist)
+        # Written out rather than zipped: this runs twice per probe and batch.
+        stored = old.columns
+        hist = self.histogram
+        if len(old.histogram) == len(hist):
+            hist = list(map(operator.add, hist, old.histogram))
+        else:
+            hist = list(hist)
+        columns = (
+            probe,
+            start,
+            self.checks_up + stored[2],
+            self.checks_down + stored[3],
+            self.time_up + stored[4],
+            self.time_down + stored[5],
+            self.latency_sum + stored[6],
+            self.latency_count + stored[7],
+            _least(self.latency_min, stored[8]),
+            _greatest(self.latency_max, stored[9]),
+            histogram_text(hist),
+            _least(self.measured_from, stored[11]),
+            _greatest(self.measured_to, stored[12]),
+        )
+        return RollupRow(columns, hist)
 
 
 def sum_by_day(hours: Mapping[tuple[str, int], RollupSums]) -> dict[tuple[str, int], RollupSums]:
-    """The (probe, hour) sums of a batch added up per (probe, UTC day), in first-seen order."""
-    days: dict[tuple[str, int], RollupSums] = {}
+    """The (probe, hour) sums of a batch added up per (probe, UTC day), in first-seen order.
+
+    A day with a single hour in the batch (nearly all of them) gets that hour's own sums, not
+    a copy: the caller only reads them, and a batch that fails is summed again from its hours.
+    """
+    by_day: dict[tuple[str, int], list[RollupSums]] = {}
     for (probe, hour), sums in hours.items():
-        day = days.get((probe, day_start(hour)))
-        if day is None:
-            day = days[(probe, day_start(hour))] = RollupSums()
-        day.merge(sums)
-    return days
+        key = (probe, day_start(hour))
+        same_day = by_day.get(key)
+        if same_day is None:
+            by_day[key] = [sums]
+        else:
+            same_day.append(sums)
+    return {key: parts[0] if len(parts) == 1 else _total(parts) for key, parts in by_day.items()}
+
+
+def _total(parts: list[RollupSums]) -> RollupSums:
+    total = RollupSums()
+    for sums in parts:
+        total.merge(sums)
+    return total
 
 
 def _least(a: float | None, b: float | None) -> float | None:

@@ -7,6 +7,9 @@ state per probe, and the hourly and daily rollups (one upsert per (probe, hour) 
 (probe, UTC day), not one per result). While writes fail the batch is kept and retried with
 a growing delay; a row SQLite refuses is skipped on its own, never the batch with it.
 
+The rollup rows this thread last committed are kept in memory (`LatestRows`) so that the next
+batch adds to them without reading them back; see `_write` for when they are forgotten.
+
 Retention: raw results are kept `retention` seconds, hourly rollups and transitions 400 days,
 a daily rollup until the last of its hours has gone. The writer prunes when it starts and then
 at most once an hour.
@@ -35,6 +38,10 @@ from probe.store.rollups import (
     REPLACE_HOURLY,
     SELECT_DAILY,
     SELECT_HOURLY,
+    LatestRows,
+    RollupRow,
+    RollupSums,
+    stored_row,
     sum_by_day,
 )
 from probe.store.schema import rollback
@@ -114,6 +121,11 @@ class WriterThread(threading.Thread):
         self.urgent = threading.Event()  # set by flush/close: commit now, do not gather
         # Outbox operations taken into the current batch, resolved after its commit attempt.
         self._outbox_ops: list[OutboxWrite] = []
+        # The rollup rows last committed, per probe (see `_write`), and the file's
+        # `PRAGMA data_version` they were read or written under.
+        self._latest_hourly = LatestRows()
+        self._latest_daily = LatestRows()
+        self._data_version: int | None = None
 
     def run(self) -> None:
         self._prune_if_due()
@@ -232,6 +244,11 @@ class WriterThread(threading.Thread):
         `careful` writes row by row and skips (with a log line) a row SQLite refuses, so that
         one bad value (a type SQLite cannot bind, a string too big) cannot block every later
         write the way retrying the same failing batch forever would.
+
+        The rollup rows written are kept in memory for the next batch only once COMMIT has
+        succeeded, and not from a careful write (it may have skipped some). Any failure
+        forgets them all: after a failed statement or COMMIT what the file holds is not known
+        for sure, and reading it back costs one batch of reads.
         """
         conn = self.conn
         now = self.clock()
@@ -250,24 +267,23 @@ class WriterThread(threading.Thread):
             )
             for s in batch.states.values()
         ]
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Under the write lock: nobody else can change the file until COMMIT.
+            self._forget_rollups_if_written_elsewhere()
             self._insert(_INSERT_RESULT, batch.results, careful)
             self._insert(_INSERT_TRANSITION, batch.transitions, careful)
-            rows = []
-            for (probe, hour), sums in batch.rollups.items():
-                old = conn.execute(SELECT_HOURLY, (probe, hour)).fetchone()
-                rows.append(sums.merged_row(probe, hour, old))
-            self._insert(REPLACE_HOURLY, rows, careful)
-            daily = []
-            for (probe, day), sums in sum_by_day(batch.rollups).items():
-                old = conn.execute(SELECT_DAILY, (probe, day)).fetchone()
-                daily.append(sums.merged_row(probe, day, old))
-            self._insert(REPLACE_DAILY, daily, careful)
+            rows = self._merged_rows(batch.rollups, SELECT_HOURLY, self._latest_hourly)
+            self._insert(REPLACE_HOURLY, [row.columns for row in rows], careful)
+            daily = self._merged_rows(sum_by_day(batch.rollups), SELECT_DAILY, self._latest_daily)
+            self._insert(REPLACE_DAILY, [row.columns for row in daily], careful)
             self._insert(_UPSERT_STATE, states, careful)
             self._insert(INSERT_OUTBOX, batch.outbox_adds, careful)
             self._insert(UPDATE_OUTBOX, batch.outbox_updates, careful)
             conn.execute("COMMIT")
+            if not careful:
+                self._latest_hourly.keep(rows)
+                self._latest_daily.keep(daily)
             self.rows_written += (
                 len(batch.results)
                 + len(batch.transitions)
@@ -278,8 +294,37 @@ class WriterThread(threading.Thread):
                 + len(batch.outbox_updates)
             )
         except BaseException:
+            self._forget_rollups()
             rollback(conn)
             raise
+
+    def _merged_rows(
+        self, sums: dict[tuple[str, int], RollupSums], select: str, latest: LatestRows
+    ) -> list[RollupRow]:
+        """The rows to write for `sums`: each added to the row last committed for its key,
+        taken from `latest` when held there, else read with `select`."""
+        conn = self.conn
+        rows = []
+        for (probe, start), add in sums.items():
+            old = latest.get(probe, start)
+            if old is None:
+                old = stored_row(probe, start, conn.execute(select, (probe, start)).fetchone())
+            rows.append(add.merged_row(probe, start, old))
+        return rows
+
+    def _forget_rollups(self) -> None:
+        self._latest_hourly.clear()
+        self._latest_daily.clear()
+
+    def _forget_rollups_if_written_elsewhere(self) -> None:
+        """Forget the rollup rows held when another connection has committed to the file
+        since this one last looked (`probe report` or `probe sla` pruning at their start, a
+        second `probe run` on the same store, sqlite3 by hand): a held row may be stale.
+        This connection's own commits do not change `PRAGMA data_version`."""
+        (version,) = self.conn.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._forget_rollups()
+            self._data_version = version
 
     def _insert(self, sql: str, rows: list[tuple[Any, ...]], careful: bool) -> None:
         if not rows:
@@ -306,6 +351,8 @@ class WriterThread(threading.Thread):
         last = self._last_prune
         if last is not None and 0 <= now - last < HOUR:
             return
+        # A held rollup row may be one of those deleted: it must not be written back.
+        self._forget_rollups()
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
