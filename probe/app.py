@@ -14,7 +14,6 @@ scheduler. At stop: scheduler, SLA reports, dispatcher, notifiers and their HTTP
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
@@ -28,6 +27,7 @@ import httpx
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from probe import memory
 from probe.assembly import build_notifiers, build_probers
 from probe.config import Config
 from probe.config.models import ProbeSpec, Settings
@@ -43,6 +43,7 @@ from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatch
 from probe.notify.metrics import notify_metrics
 from probe.probers.base import Prober, SharedResources
 from probe.reports import ReportScheduler, store_report_builder
+from probe.shards import ShardedScheduler, deal
 from probe.store import Store
 from probe.store.sla_cache import SLACache
 from probe.web.data import ConfiguredProbe, LiveReader, StatusSource, StoreReader, read_now
@@ -231,7 +232,7 @@ class App:
         self._policies = {spec.name: policy_for(spec) for spec in config.enabled_probes}
         self._stop = asyncio.Event()
         self._force = False
-        self._scheduler: Scheduler | None = None
+        self._scheduler: Scheduler | ShardedScheduler | None = None
         self.reports: ReportScheduler | None = None
         self._window = {"up": 0, "down": 0}  # results since the last summary line
 
@@ -296,28 +297,21 @@ class App:
             web_runner = await self._start_web()
             fresh = asyncio.create_task(self.sla.keep_fresh(), name="sla-figures")
             status_file = asyncio.create_task(self._status_writer(), name="status-file")
-            probers = build_probers(self.config.enabled_probes, resources)
-            self._scheduler = Scheduler(
-                probers,
-                self._on_result,
-                concurrency=settings.probe.concurrency,
-                stats=self.stats,
-            )
+            self._scheduler, probers = self._checkers(resources)
             self._install_signals(loop)
             if (unmet := unmet_request()) is not None:
                 log.warning("%s: running on asyncio's own event loop", unmet)
+            processes = ""
+            if isinstance(self._scheduler, ShardedScheduler):
+                processes = f" in {self._scheduler.processes} processes"
             log.info(
-                "probing %d endpoint(s) on the %s event loop; store %s",
-                len(probers),
+                "probing %d endpoint(s)%s on the %s event loop; store %s",
+                self._scheduler.probe_count,
+                processes,
                 running_loop_name(),
                 settings.store.path,
             )
-            # Everything built so far (modules, config, probers, clients) lives as long as
-            # the process: out of the collector's full passes, which otherwise walk it all
-            # and hold the event loop for 100-250 ms at 5,000 probes (bench/scheduler.py:
-            # lag p99 125 -> 36 ms). Collected first so no garbage is frozen with it.
-            gc.collect()
-            gc.freeze()
+            memory.settle()  # what lives now is frozen; full passes made rare
             self._scheduler.start()
             summary = asyncio.create_task(self._log_summaries(), name="summary")
             await self._stop.wait()
@@ -347,9 +341,38 @@ class App:
                 await prober.aclose()
             await resources.aclose()
             await self.store.close()
-            gc.unfreeze()  # a caller that runs on (the tests, an embedding) collects as before
+            memory.unsettle()  # a caller that runs on (the tests, an embedding) collects as before
         log.info("stopped")
         return 0
+
+    def _checkers(
+        self, resources: SharedResources
+    ) -> tuple[Scheduler | ShardedScheduler, list[Prober[Any]]]:
+        """What runs the checks, and the probers of this process: all of them, or shard 0
+        when `settings.probe.workers` spreads them over worker processes (probe.shards)."""
+        settings = self.config.settings
+        specs = self.config.enabled_probes
+        concurrency = settings.probe.concurrency
+        workers = min(settings.probe.workers, max(len(specs), 1))
+        if workers == 1:
+            probers = build_probers(specs, resources)
+            scheduler = Scheduler(
+                probers, self._on_result, concurrency=concurrency, stats=self.stats
+            )
+            return scheduler, probers
+        local, *remote = deal(specs, workers)
+        probers = build_probers(local, resources)
+        sharded = ShardedScheduler(
+            probers,
+            remote,
+            self._on_result,
+            concurrency=concurrency,
+            secrets=sorted(set(secret_values(self.config))),
+            stats=self.stats,
+            log_file=settings.log.file,
+            log_format=settings.log.format,
+        )
+        return sharded, probers
 
     async def _log_summaries(self) -> None:
         skipped_before = 0

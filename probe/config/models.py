@@ -110,6 +110,8 @@ MAX_ALERT_FACTOR = 10_000
 MAX_ALERTS = 10_000
 MAX_RETRIES = 100
 MAX_CONCURRENCY = 65_536
+# Worker processes: one per core is the point; past that they only compete.
+MAX_WORKERS = 64
 
 
 def _label_value(value: Any) -> Any:
@@ -204,6 +206,8 @@ class ProbeDefaults(StrictModel):
     failure: int = Field(default=1, ge=1, le=MAX_THRESHOLD)
     success: int = Field(default=1, ge=1, le=MAX_THRESHOLD)
     concurrency: int = Field(default=256, ge=1, le=MAX_CONCURRENCY)
+    # Processes that check (probe.shards): 1 checks in the main process alone.
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     alert: AlertSpec = AlertSpec()
 
 

@@ -79,6 +79,25 @@ class Result:
         object.__setattr__(self, "message", printable(self.message))
         object.__setattr__(self, "details", _frozen(self.details))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by worker processes (probe.shards): the details as the plain dict they
+        # were made from, as a read-only view cannot be pickled.
+        return (
+            Result,
+            (
+                self.name,
+                self.kind,
+                self.endpoint,
+                self.status,
+                self.latency,
+                self.message,
+                self.time,
+                dict(self.details),
+                self.http_status,
+                self.cert_expiry,
+            ),
+        )
+
     @property
     def ok(self) -> bool:
         return self.status is Status.UP
