@@ -174,6 +174,9 @@ class StatusTracker:
         }
         # Counts observed results: a reader that caches a view of "now" keys it on this.
         self.version = 0
+        # The version at which each probe last changed, oldest change first: a reader that
+        # keeps a view of 50,000 probes updates the few that changed (`changed_since`).
+        self._changed: dict[str, int] = {}
 
     def state(self, name: str) -> ProbeState:
         return self.now(name).state
@@ -187,6 +190,20 @@ class StatusTracker:
     def forget(self, name: str) -> None:
         self._now.pop(name, None)
         self.version += 1
+        self._note_change(name)
+
+    def changed_since(self, version: int) -> list[str]:
+        """The probes whose "now" changed after `version` (newest first)."""
+        changed = []
+        for name, at in reversed(self._changed.items()):
+            if at <= version:
+                break
+            changed.append(name)
+        return changed
+
+    def _note_change(self, name: str) -> None:
+        self._changed.pop(name, None)  # to the end: the dict stays ordered by version
+        self._changed[name] = self.version
 
     def observe(self, result: Result, policy: Policy) -> Observation:
         known = self.now(result.name)
@@ -239,6 +256,7 @@ class StatusTracker:
         checks = {**known.checks, status_value: known.checks.get(status_value, 0) + 1}
         self._now[result.name] = ProbeNow(after, result, checks)
         self.version += 1
+        self._note_change(result.name)
         return Observation(result, after, transition, span, alert)
 
     @staticmethod

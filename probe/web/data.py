@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from probe.core.result import Result, Status
 from probe.core.tracker import ProbeNow, ProbeState, StatusTracker, Transition
 from probe.store.sla import HourRollup, SLAFigures
-from probe.store.sla_cache import SUMMARY_WINDOWS, SLACache
+from probe.store.sla_cache import SUMMARY_WINDOWS, SLACache, SLASnapshot
 
 __all__ = [
     "WINDOWS",
@@ -61,6 +61,7 @@ class LiveReader(Protocol):
     @property
     def version(self) -> int: ...
     def now(self, name: str) -> ProbeNow: ...
+    def changed_since(self, version: int) -> list[str]: ...
 
 
 def read_now(store: StoreReader, names: Sequence[str]) -> StatusTracker:
@@ -117,6 +118,7 @@ class StatusSource:
         self._store = store
         self.probes = list(probes)
         self._by_name = {p.name: p for p in self.probes}
+        self._index = {p.name: index for index, p in enumerate(self.probes)}
         self._clock = clock
         names = [p.name for p in self.probes]
         self.sla = sla or SLACache(store, names, timezone=timezone, max_age=max_age, clock=clock)
@@ -154,22 +156,32 @@ class StatusSource:
         snapshot = await self.sla.figures()
         live = self._live or await self._stored_now(snapshot.generation)
         key = (snapshot.generation, id(live), live.version)
-        if key != self._view_key:
-            view = []
-            for info in self.probes:
-                now = live.now(info.name)
-                view.append(
-                    ProbeSummary(
-                        info=info,
-                        status=now.state.status,
-                        since=now.state.since,
-                        last=now.last,
-                        windows={w: snapshot.of(info.name, w) for w in WINDOWS},
-                        total=snapshot.of(info.name, "all"),
-                    )
-                )
-            self._view, self._view_key = view, key
+        if key == self._view_key:
+            return self._view
+        if self._view_key is not None and self._view_key[:2] == key[:2]:
+            # Same figures, same source: only the probes that changed since are made anew
+            # (a new list: a reader may still hold the last one).
+            view = list(self._view)
+            for name in live.changed_since(self._view_key[2]):
+                index = self._index.get(name)
+                if index is not None:
+                    view[index] = self._summary(self.probes[index], live, snapshot)
+        else:
+            view = [self._summary(info, live, snapshot) for info in self.probes]
+        self._view, self._view_key = view, key
         return self._view
+
+    @staticmethod
+    def _summary(info: ConfiguredProbe, live: LiveReader, snapshot: SLASnapshot) -> ProbeSummary:
+        now = live.now(info.name)
+        return ProbeSummary(
+            info=info,
+            status=now.state.status,
+            since=now.state.since,
+            last=now.last,
+            windows={w: snapshot.of(info.name, w) for w in WINDOWS},
+            total=snapshot.of(info.name, "all"),
+        )
 
     async def _stored_now(self, generation: int) -> StatusTracker:
         async with self._stored_lock:  # one read at a time; the others share its result

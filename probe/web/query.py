@@ -127,7 +127,8 @@ def filter_summaries(
             return False
         return not (lte is not None and (sla is None or sla > lte))
 
-    matching = [item for item in items if keep(item)]
+    filtered = any(v is not None for v in (name, kind, ep, msg, status, gte, lte))
+    matching = [item for item in items if keep(item)] if filtered else list(items)
     return matching[(page - 1) * size : page * size], page, len(matching)
 
 

@@ -62,20 +62,24 @@ def _group(item: ProbeSummary) -> str:
     return item.info.labels.get("group", "") or ""
 
 
-def _sorted(items: Sequence[ProbeSummary]) -> list[ProbeSummary]:
-    """Groups holding a down probe first, then by group name (ungrouped last); inside a
-    group down first, then unknown, then up; then by name."""
+def _sorted_indices(items: Sequence[ProbeSummary]) -> list[int]:
+    """The positions of `items` in page order: groups holding a down probe first, then by
+    group name (ungrouped last); inside a group down first, then unknown, then up; then by
+    name."""
     down_groups = {_group(i) for i in items if i.status is Status.DOWN}
-    return sorted(
-        items,
-        key=lambda i: (
-            _group(i) not in down_groups,
-            _group(i) == "",
-            _group(i),
-            _STATUS_RANK[i.status],
-            i.info.name,
-        ),
-    )
+
+    def key(index: int) -> tuple[bool, bool, str, int, str]:
+        item = items[index]
+        group = _group(item)
+        return (
+            group not in down_groups,
+            group == "",
+            group,
+            _STATUS_RANK[item.status],
+            item.info.name,
+        )
+
+    return sorted(range(len(items)), key=key)
 
 
 def _banner(items: Sequence[ProbeSummary]) -> dict[str, str]:
@@ -189,7 +193,7 @@ def _html(view: _View) -> str:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     summaries: list[ProbeSummary]  # configuration order
-    ordered: list[ProbeSummary]  # page order (_sorted)
+    ordered: list[ProbeSummary]  # page order (_sorted_indices)
 
 
 class StatusPage:
@@ -210,14 +214,21 @@ class StatusPage:
         self.icon = None if icon is None else icon_url(icon)
         self._details: dict[str, tuple[float | None, ProbeDetail]] = {}  # (since, detail)
         self._details_for = -1  # the source's generation they belong to
+        self._order: list[int] = []  # page order, as indices into the summaries
+        self._sorted_for: list[Status] | None = None  # the statuses it was sorted for
         self._lock = asyncio.Lock()
 
     async def snapshot(self) -> Snapshot:
         """The source's summaries and their page order, taken once: the static files render
         every page from one snapshot (one sort, one consistent set of pages)."""
         summaries = await self.source.summaries()
-        # Sorting thousands of summaries is milliseconds of Python: off the loop.
-        return Snapshot(summaries, await asyncio.to_thread(_sorted, summaries))
+        # The order depends on the statuses alone (groups and names are fixed): sorted anew
+        # only when one changed, which at 50,000 probes saves ~0.1 s per page.
+        statuses = [item.status for item in summaries]
+        if statuses != self._sorted_for:
+            self._order = await asyncio.to_thread(_sorted_indices, summaries)
+            self._sorted_for = statuses
+        return Snapshot(summaries, [summaries[index] for index in self._order])
 
     async def render(
         self,

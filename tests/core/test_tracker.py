@@ -211,3 +211,19 @@ def test_alert_invariants(outcomes, failure, success, strategy, factor, max_aler
         if o.alert and o.alert.event == "recovery":
             assert o.transition is not None and o.transition.previous is Status.DOWN
         assert downs_in_outage <= max_alerts
+
+
+def test_changed_since_names_each_probe_changed_after_a_version_once():
+    tracker = StatusTracker()
+    policy = Policy(interval=10.0)
+    tracker.observe(result(True, T0, "a"), policy)
+    tracker.observe(result(True, T0, "b"), policy)
+    seen = tracker.version
+    assert tracker.changed_since(seen) == []
+    tracker.observe(result(False, T0 + 1, "a"), policy)
+    tracker.observe(result(True, T0 + 1, "c"), policy)
+    tracker.observe(result(False, T0 + 2, "a"), policy)
+    assert tracker.changed_since(seen) == ["a", "c"]  # newest first, "a" once
+    assert set(tracker.changed_since(0)) == {"a", "b", "c"}
+    tracker.forget("b")
+    assert tracker.changed_since(seen) == ["b", "a", "c"]

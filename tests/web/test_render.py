@@ -406,3 +406,38 @@ def test_a_lone_hour_draws_inside_the_chart(hour):
     assert len(xs) == 2 and xs[0] < xs[1]  # a segment, not a point
     assert all(0.0 <= x <= CHART_W for x in xs)
     assert xs[0] <= hour * CHART_W / 23 <= xs[1]
+
+
+async def test_a_live_view_follows_each_change_and_leaves_earlier_lists_alone(tmp_path):
+    from probe.core.tracker import StatusTracker
+
+    store = Store.open(tmp_path / "live.db", clock=Clock())
+    await store.start()
+    try:
+        tracker = StatusTracker()
+        source = StatusSource(store, PROBES, live=tracker, clock=lambda: NOW)
+        page = StatusPage(source)
+        policy = Policy(interval=10.0)
+        for probe in PROBES:
+            tracker.observe(make_result(probe.name, NOW - 5), policy)
+        first = await source.summaries()
+        assert {item.status for item in first} == {Status.UP}
+        assert await source.summaries() is first  # nothing changed: the same list
+
+        victim = PROBES[-1].name
+        tracker.observe(make_result(victim, NOW - 1, Status.DOWN), policy)
+        second = await source.summaries()
+        assert second is not first
+        assert [i.status for i in first] == [Status.UP] * len(PROBES)  # left as it was
+        changed = {i.info.name: i.status for i in second}
+        assert changed[victim] is Status.DOWN
+        assert all(s is Status.UP for n, s in changed.items() if n != victim)
+        # The page order follows the change: the down probe (and its group) first.
+        snap = await page.snapshot()
+        assert snap.ordered[0].info.name == victim
+        tracker.observe(make_result(victim, NOW), policy)
+        snap = await page.snapshot()
+        assert snap.ordered[0].info.name != victim or len(PROBES) == 1
+        assert {i.status for i in snap.summaries} == {Status.UP}
+    finally:
+        await store.close()
