@@ -90,6 +90,15 @@ def _at_least(floor: float, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _at_most(ceiling: float, what: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if value > ceiling:
+            raise ValueError(f"{what} must be at most {format_duration(ceiling)}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _positive(what: str) -> AfterValidator:
     def check(value: float) -> float:
         if value <= 0:
@@ -385,6 +394,19 @@ class StoreSettings(StrictModel):
     # Raw results older than this are deleted; the SLA figures come from hourly rollups, so a
     # retention under an hour would lose results before they were rolled up.
     retention: Annotated[Duration, _at_least(3600.0, "retention")] = 7 * 86400.0
+    # How long the writer gathers results before one commit: the most a crash (kill -9, the
+    # OOM killer, power loss) can lose. 0s commits each result on its own (costs more CPU);
+    # SIGINT/SIGTERM and reloads always flush, whatever this says.
+    flush: Annotated[Duration, _at_most(60.0, "flush")] = 0.25
+
+
+class ReloadSettings(StrictModel):
+    """`settings.reload`: reloading the config while running (SIGHUP and POST /-/reload
+    always work; `watch` adds reloading when the file, or a file it names, changes)."""
+
+    watch: bool = False
+    # How often the watched files' mtimes are looked at (their content hash only on change).
+    every: Annotated[Duration, _at_least(0.1, "reload.every")] = 2.0
 
 
 class StatusSettings(StrictModel):
@@ -429,6 +451,7 @@ class Settings(StrictModel):
     store: StoreSettings = Field(default_factory=dict, validate_default=True)
     status: StatusSettings = Field(default_factory=dict, validate_default=True)
     log: LogSettings = LogSettings()
+    reload: ReloadSettings = ReloadSettings()
 
     @field_validator("timezone")
     @classmethod
