@@ -76,6 +76,8 @@ class Config:
     probes: list[ProbeSpec]
     notifiers: list[NotifierSpec] = field(default_factory=list)
     warnings: list[ConfigProblem] = field(default_factory=list)
+    # The `*_file` secrets read while loading (absolute): a reload watches them with the file.
+    secret_files: tuple[Path, ...] = ()
 
     @property
     def enabled_probes(self) -> list[ProbeSpec]:
@@ -176,6 +178,7 @@ class _Loader:
         self._notifier_specs: dict[str, type[NotifierSpec] | None] = {}
         self.base_dir = path.absolute().parent
         self.src = Source(str(path))
+        self.secret_files: list[Path] = []
 
     def load(self) -> Config:
         root = parse_file(self.path, self.src)
@@ -223,6 +226,7 @@ class _Loader:
             probes=probes,
             notifiers=notifiers,
             warnings=_tidy(src.warnings),
+            secret_files=tuple(dict.fromkeys(self.secret_files)),
         )
 
     def _known_sections(self) -> list[str]:
@@ -511,6 +515,7 @@ class _Loader:
             return
         if not path.is_absolute():
             path = self.base_dir / path
+        self.secret_files.append(path)
         try:
             with path.open("rb") as fh:
                 data = fh.read(_MAX_SECRET_BYTES + 1)
