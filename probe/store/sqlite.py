@@ -38,7 +38,7 @@ from probe.store.batch import FlushMarker
 from probe.store.queries import StoreReader
 from probe.store.schema import open_connections
 from probe.store.sla import HourRollup, SLAFigures
-from probe.store.writer import DEFAULT_RETENTION, Queued, WriterThread
+from probe.store.writer import DEFAULT_FLUSH, DEFAULT_RETENTION, Queued, WriterThread
 
 __all__ = ["Store"]
 
@@ -61,12 +61,13 @@ class Store:
         *,
         retention: float,
         clock: Callable[[], float],
+        flush: float = DEFAULT_FLUSH,
     ) -> None:
         """Use `Store.open()`; this takes connections already checked and migrated."""
         self.path = path
         self.retention = retention
         self._inbox: queue.SimpleQueue[Queued] = queue.SimpleQueue()
-        self._writer = WriterThread(path, writer_conn, self._inbox, retention, clock)
+        self._writer = WriterThread(path, writer_conn, self._inbox, retention, clock, flush=flush)
         self._started = False
         self._closed = False
         self._reader = StoreReader(path, reader)
@@ -77,6 +78,7 @@ class Store:
         path: Path | str,
         *,
         retention: float = DEFAULT_RETENTION,
+        flush: float = DEFAULT_FLUSH,
         clock: Callable[[], float] = time.time,
     ) -> Store:
         """Open (creating and migrating if needed) the store at `path`.
@@ -84,13 +86,18 @@ class Store:
         Raises StoreError when the file cannot be used: its directory cannot be made, it is
         not an SQLite database, it belongs to something else, it was written by a newer
         version, or the disk fails. A file that cannot be read is never modified.
-        `clock` gives "now" for retention (tests inject one).
+        `flush` (`settings.store.flush`) is how long the writer gathers observations after
+        the first one before it commits them together: the most a crash (kill -9, power loss)
+        can lose; 0 commits each as soon as it is queued. `clock` gives "now" for retention
+        (tests inject one).
         """
         path = Path(path)
         if not retention > 0:
             raise ValueError(f"retention must be positive, got {retention}")
+        if not 0 <= flush <= 3600:
+            raise ValueError(f"flush must be between 0 and 3600 seconds, got {flush}")
         writer_conn, reader = open_connections(path)
-        return cls(path, writer_conn, reader, retention=retention, clock=clock)
+        return cls(path, writer_conn, reader, retention=retention, clock=clock, flush=flush)
 
     # ----------------------------------------------------------------- lifecycle
 

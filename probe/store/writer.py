@@ -47,7 +47,7 @@ from probe.store.rollups import (
 from probe.store.schema import rollback
 from probe.store.sla import DAY, HOUR
 
-__all__ = ["DEFAULT_RETENTION", "ROLLUP_RETENTION", "Queued", "WriterThread"]
+__all__ = ["DEFAULT_FLUSH", "DEFAULT_RETENTION", "ROLLUP_RETENTION", "Queued", "WriterThread"]
 
 log = logging.getLogger("probe.store")
 
@@ -65,10 +65,11 @@ _RETRY_MAX = 30.0
 # How long the idle writer sleeps before checking whether pruning is due.
 _IDLE_TICK = 60.0
 # After the first observation of a batch arrives, the writer gathers more for this long
-# before committing (a flush or close commits at once). One transaction per observation
-# costs ~0.3 ms of CPU at steady rates; gathering makes it one per few hundred. A crash
-# loses at most this window, which `probe run` never has on SIGINT/SIGTERM (it flushes).
-_BATCH_WINDOW = 0.25
+# before committing (a flush or close commits at once); `settings.store.flush`, given as the
+# writer's `flush`. One transaction per observation costs ~0.3 ms of CPU at steady rates;
+# gathering makes it one per few hundred. A crash loses at most this window, which `probe run`
+# never has on SIGINT/SIGTERM (it flushes). 0 commits whatever is queued at once.
+DEFAULT_FLUSH = 0.25
 
 _INSERT_RESULT = (
     "INSERT INTO results (probe, kind, endpoint, time, status, latency, message, details,"
@@ -106,8 +107,12 @@ class WriterThread(threading.Thread):
         inbox: queue.SimpleQueue[Queued],
         retention: float,
         clock: Callable[[], float],
+        flush: float = DEFAULT_FLUSH,
     ) -> None:
         super().__init__(name="probe-store-writer", daemon=True)
+        if not 0 <= flush <= 3600:
+            raise ValueError(f"flush must be between 0 and 3600 seconds, got {flush}")
+        self.flush = flush
         self.path = path
         self.conn = conn
         self.inbox = inbox
@@ -168,10 +173,12 @@ class WriterThread(threading.Thread):
                 # Someone awaits this commit: take what is queued and write it now.
                 timeout = 0.0
             elif deadline is None and taken:
-                # The first observation is in: let more gather for a short window. Sleep on
+                # The first observation is in: let more gather for `flush` seconds. Sleep on
                 # an event, not on the queue, so each further submit() does not wake this
                 # thread (a thread switch per observation); flush() and close() set it.
-                self.urgent.wait(_BATCH_WINDOW)
+                # With flush 0, take only what is queued already and commit it.
+                if self.flush > 0:
+                    self.urgent.wait(self.flush)
                 self.urgent.clear()
                 deadline = time.monotonic()
                 timeout = 0.0
