@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -264,6 +264,11 @@ class Scheduler:
         self._restart_max = restart_max
         self.stats = stats or SchedulerStats()
         self._loops: dict[str, asyncio.Task[None]] = {}
+        # Each probe's next due time, kept by its loop: a reload that changes a probe starts
+        # its new loop at the old one's phase.
+        self._next_due: dict[str, float] = {}
+        # Loops a reload replaced while their check ran: they end after that check.
+        self._retiring: set[asyncio.Task[None]] = set()
         self._checking: set[str] = set()
         self._stragglers: dict[str, asyncio.Task[Outcome]] = {}
         self._stopping = False
@@ -271,20 +276,66 @@ class Scheduler:
 
     def start(self) -> None:
         """Start a loop per probe; first checks spread evenly over each probe's interval."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        count = len(self._probes)
-        for index, prober in enumerate(self._probes):
-            offset = effective_interval(prober.interval) * index / max(count, 1)
-            # Due times fall on a grid of SLOT seconds, so the checks due within one slot
-            # start in one wake-up of the event loop instead of one each (a wake-up costs
-            # about as much CPU as a TCP check). Fixed rate keeps them on the grid.
-            first_due = now + math.floor(offset / SLOT) * SLOT
-            self._loops[prober.name] = asyncio.create_task(
-                self._probe_loop(prober, first_due), name=f"schedule:{prober.name}"
-            )
+        self._start_loops(self._probes)
         if not self._probes:
             self._done.set()
+
+    def _start_loops(
+        self, probers: Sequence[Checkable], replacing: Mapping[str, asyncio.Task[None]] = {}
+    ) -> None:
+        """A loop for each of `probers`. New probes' first checks are spread evenly over
+        their interval; one in `replacing` starts once that loop has ended, at its phase."""
+        now = asyncio.get_running_loop().time()
+        fresh = [p for p in probers if p.name not in replacing]
+        index = 0
+        for prober in probers:
+            previous = replacing.get(prober.name)
+            if previous is None:
+                offset = effective_interval(prober.interval) * index / len(fresh)
+                index += 1
+                # Due times fall on a grid of SLOT seconds, so the checks due within one
+                # slot start in one wake-up of the event loop instead of one each (a wake-up
+                # costs about as much CPU as a TCP check). Fixed rate keeps them on the grid.
+                first_due = now + math.floor(offset / SLOT) * SLOT
+            else:
+                first_due = self._next_due.get(prober.name, now)
+            self._loops[prober.name] = asyncio.create_task(
+                self._probe_loop(prober, first_due, after=previous),
+                name=f"schedule:{prober.name}",
+            )
+
+    def apply(
+        self, probers: Sequence[Checkable], removed: Iterable[str] = ()
+    ) -> list[asyncio.Task[None]]:
+        """A reload's changes, in place: `removed` probes stop (a check in flight is
+        cancelled: nothing would take its result); each of `probers` starts, or replaces the
+        running probe of its name once that probe's check in flight (if any) has reported,
+        keeping its phase. Every other probe's loop runs on untouched. Returns the loops that
+        end, to await before closing the probers they ran."""
+        ended: list[asyncio.Task[None]] = []
+        for name in removed:
+            task = self._loops.pop(name, None)
+            self._next_due.pop(name, None)
+            if task is not None:
+                task.cancel()
+                ended.append(task)
+        replacing: dict[str, asyncio.Task[None]] = {}
+        for prober in probers:
+            task = self._loops.get(prober.name)
+            if task is None:
+                continue
+            replacing[prober.name] = task
+            ended.append(task)
+            if prober.name in self._checking:
+                self._retiring.add(task)  # ends after this check, which reports as usual
+                task.add_done_callback(self._retiring.discard)
+            else:
+                task.cancel()
+        gone = set(removed) | {p.name for p in probers}
+        self._probes = [p for p in self._probes if p.name not in gone] + list(probers)
+        if not self._stopping:
+            self._start_loops(probers, replacing)
+        return ended
 
     async def wait(self) -> None:
         """Until every loop has ended (after `stop()`)."""
@@ -299,6 +350,7 @@ class Scheduler:
         for task in idle:
             task.cancel()
         busy = [t for name, t in self._loops.items() if name in self._checking]
+        busy += self._retiring
         if busy:
             _, pending = await asyncio.wait(busy, timeout=grace)
             if pending:
@@ -309,9 +361,22 @@ class Scheduler:
         for straggler in self._stragglers.values():
             straggler.cancel()
 
-    async def _probe_loop(self, prober: Checkable, due: float) -> None:
+    async def _probe_loop(
+        self, prober: Checkable, due: float, after: asyncio.Task[None] | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         interval = effective_interval(prober.interval)
+        if after is not None:
+            # The loop this one replaces: its check in flight reports first, so a reload
+            # neither doubles nor drops a check. Then this loop goes on at its phase: its
+            # next due time, unless the new interval makes the next check due sooner.
+            await asyncio.wait({after})
+            now = loop.time()
+            due = min(self._next_due.get(prober.name, due), now + interval)
+            if due < now:
+                due += math.ceil((now - due) / interval) * interval
+        self._next_due[prober.name] = due
+        this = asyncio.current_task()
         if interval != prober.interval:
             log.warning(
                 "probe %s: an interval of %rs is out of range; checking every %s",
@@ -320,9 +385,10 @@ class Scheduler:
                 format_duration(interval),
             )
         failures = 0
-        while not self._stopping:
+        while not self._stopping and this not in self._retiring:
             try:
                 due = await self._tick(prober, due, interval)
+                self._next_due[prober.name] = due
             except Exception as exc:  # CancelledError (stop) is not an Exception: it ends us
                 failures += 1
                 pause = min(self._restart_delay * 2 ** min(failures - 1, 20), self._restart_max)
