@@ -179,6 +179,10 @@ class FaultServer:
             await self.behaviour(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away or cut us off: what these servers provoke
+        except asyncio.CancelledError:
+            # stop(): ended here, not raised, or asyncio's stream callback logs the
+            # cancellation as an error (it asks a cancelled task for its exception).
+            pass
         finally:
             self._tasks.discard(task)
             writer.transport.abort()  # never wait for a peer that may not read
