@@ -109,6 +109,12 @@ class SLACache:
                 snapshot = await self._recompute()
             return snapshot
 
+    def set_names(self, names: Sequence[str]) -> None:
+        """The probes to compute from now on (a reload added or removed some); the next
+        reader computes anew."""
+        self._names = list(dict.fromkeys(names))
+        self._snapshot = None
+
     def invalidate(self) -> None:
         """Drop the snapshot: the next `figures()` computes anew (the final status page at
         stop shows the final figures, not ones up to `max_age` old)."""
@@ -139,11 +145,12 @@ class SLACache:
 
     def _compute(self, now: float) -> dict[str, dict[str, SLAFigures]]:
         moment = datetime.fromtimestamp(now, UTC)
-        out: dict[str, dict[str, SLAFigures]] = {name: {} for name in self._names}
+        names = self._names  # one list throughout: set_names may replace it meanwhile
+        out: dict[str, dict[str, SLAFigures]] = {name: {} for name in names}
         for window in _COMPUTED:
             start, end = window_bounds(window, moment, self._tz)
-            for first in range(0, len(self._names), _CHUNK):
-                chunk = self._names[first : first + _CHUNK]
+            for first in range(0, len(names), _CHUNK):
+                chunk = names[first : first + _CHUNK]
                 for name, figures in self._reader.sla_many(chunk, start, end).items():
                     if name in out:
                         out[name][window] = figures
