@@ -248,11 +248,12 @@ class Overruns:
         self.longest: dict[str, tuple[float, str]] = {}
         self.checks: dict[str, int] = {}
 
-    def note(self, label: str, timed: Timed) -> None:
+    def note(self, label: str, overrun: float) -> None:
+        """A check that ended `overrun` seconds past its timeout (0 if within it)."""
         for key in (self.group, "*"):
             self.checks[key] = self.checks.get(key, 0) + 1
-            if timed.overrun >= self.longest.get(key, (0.0, ""))[0]:
-                self.longest[key] = (timed.overrun, label)
+            if overrun >= self.longest.get(key, (0.0, ""))[0]:
+                self.longest[key] = (overrun, label)
 
 
 OVERRUNS = Overruns()
@@ -272,7 +273,7 @@ async def timed_check(
     if run.straggler is not None:
         run.straggler.cancel()
     timed = Timed(run.result, elapsed, prober.timeout, run.straggler is not None)
-    OVERRUNS.note(label or prober.name, timed)
+    OVERRUNS.note(label or prober.name, timed.overrun)
     return timed
 
 
