@@ -59,6 +59,7 @@ def config_schema() -> dict[str, Any]:
     for model in models:
         name = ref(model)["$ref"].rsplit("/", 1)[1]
         _amend(definitions[name], model)
+    _lax_booleans(definitions)
     for model in sections.values():
         _allow_empty_inherited(definitions, ref(model))
     for driver, model in drivers.items():
@@ -176,6 +177,33 @@ def _numbers_as_text(node: Any) -> None:
     for key in ("anyOf", "oneOf", "allOf", "items", "prefixItems", "additionalProperties"):
         if key in node:
             _numbers_as_text(node[key])
+
+
+# What pydantic reads as a boolean besides true/false (any case): `enabled: yes` loads, as it
+# does in EaseProbe (Go's yaml.v3 reads YAML 1.1's yes/no/on/off into a bool).
+_BOOL_WORDS = ("true", "false", "yes", "no", "on", "off", "y", "n", "t", "f", "1", "0")
+
+
+def _lax_booleans(node: Any) -> None:
+    """Let every boolean's place take the words and numbers the loader takes for one
+    (found by tests/config/test_fuzz.py: `enabled: yes` loaded and the schema refused it)."""
+    if isinstance(node, list):
+        for item in node:
+            _lax_booleans(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "boolean":
+        del node["type"]
+        words = "|".join(_any_case(word) for word in _BOOL_WORDS)
+        node["anyOf"] = [
+            {"type": "boolean"},
+            {"type": "string", "pattern": f"^(?:{words})$"},
+            {"type": "number", "enum": [0, 1]},
+        ]
+        return
+    for value in node.values():
+        _lax_booleans(value)
 
 
 def _allow_empty_inherited(definitions: Mapping[str, Any], ref: Mapping[str, str]) -> None:

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from probe.assembly import load_config
 from probe.assembly.schema import config_schema
 from probe.config.source import Source
 from probe.config.yaml_reader import Converter, YAMLLoader
@@ -110,3 +111,20 @@ def test_what_the_loader_refuses_the_schema_refuses(text: str, where: str, what:
     errors = schema_errors(parse(text))
     assert errors, f"the schema accepted {text!r}"
     assert any(e.startswith(f"{where}: ") and what in e for e in errors), errors
+
+
+@pytest.mark.parametrize("word", ["yes", "No", "ON", "off", "y", "T", "1", 0, 1.0])
+def test_booleans_take_what_the_loader_takes(tmp_path: Path, word: object) -> None:
+    # Found by tests/config/test_fuzz.py: `enabled: yes` loads (pydantic reads it, as Go's
+    # yaml.v3 does for EaseProbe) and the schema refused it.
+    path = tmp_path / "probes.yaml"
+    text = f"tcp:\n  - {{name: a, host: '127.0.0.1:9', enabled: {word}}}\n"
+    path.write_text(text)
+    load_config(path, environ={})  # the autouse fixture checks the schema agrees
+    assert schema_errors(parse(text)) == []
+
+
+@pytest.mark.parametrize("word", ["maybe", "2", 2, "' yes'"])
+def test_booleans_refuse_what_the_loader_refuses(word: object) -> None:
+    text = f"tcp:\n  - {{name: a, host: '127.0.0.1:9', enabled: {word}}}\n"
+    assert schema_errors(parse(text)) != []
