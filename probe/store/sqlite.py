@@ -236,6 +236,11 @@ class Store:
         return self._writer.last_error
 
     @property
+    def flush_window(self) -> float:
+        """Seconds the writer gathers observations before a commit (`Store.open(flush=...)`)."""
+        return self._writer.flush
+
+    @property
     def rows_written(self) -> int:
         """Rows committed since the store was opened, all tables together."""
         return self._writer.rows_written
