@@ -95,10 +95,11 @@ def parse_file(path: Path, src: Source) -> Any:
         return None
     try:
         return Converter(src).convert(node, ())
-    except _TooManyValues:
-        raise src.fatal(
-            f"aliases expand to more than {_MAX_ALIAS_VALUES:,} values; refusing to load"
-        ) from None
+    except _TooManyValues as exc:
+        # Located at the top-level key whose value crossed the bound: the full key path
+        # (`a5[2][5][6][6][4][6]`) would only show how deep the expansion had got.
+        message = f"aliases expand to more than {_MAX_ALIAS_VALUES:,} values; refusing to load"
+        raise ConfigError([src.problem(exc.loc[:1], message, True, None)]) from None
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, src: Source) -> ConfigProblem:
@@ -159,7 +160,9 @@ def _show_tag(tag: str) -> str:
 
 
 class _TooManyValues(Exception):
-    pass
+    def __init__(self, loc: Loc) -> None:
+        super().__init__()
+        self.loc = loc
 
 
 class Converter:
@@ -180,7 +183,7 @@ class Converter:
             # Counting values reached through aliases bounds "billion laughs" documents.
             self.alias_values += 1
             if self.alias_values > _MAX_ALIAS_VALUES:
-                raise _TooManyValues
+                raise _TooManyValues(loc)
         self.seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, loc)

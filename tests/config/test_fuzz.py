@@ -467,14 +467,19 @@ NASTY_VALUES: list[Any] = [
 ]  # fmt: skip
 
 
-def _paths(value: Any, here: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+def _paths(
+    value: Any, here: tuple[Any, ...] = (), inside: frozenset[int] = frozenset()
+) -> Iterator[tuple[Any, ...]]:
     yield here
+    if id(value) in inside:
+        return  # a recursive alias (`tcp: &a [*a]`): its own parent
+    inside = inside | {id(value)}
     if isinstance(value, dict):
         for key, child in value.items():
-            yield from _paths(child, (*here, key))
+            yield from _paths(child, (*here, key), inside)
     elif isinstance(value, list):
         for index, child in enumerate(value):
-            yield from _paths(child, (*here, index))
+            yield from _paths(child, (*here, index), inside)
 
 
 def _mutate_structure(value: Any, data: st.DataObject) -> Any:
@@ -521,3 +526,70 @@ def test_structure_mutations(path: Path, store_dir: Path, text: str, data: Any) 
     config = check_real(path, yaml.safe_dump(value, allow_unicode=True, sort_keys=False))
     if config is not None:
         check_starts(config, store_dir)
+
+
+# A bomb at the bound costs ~0.4 s to refuse (250,000 values converted first): fewer examples.
+@settings(FUZZ, max_examples=25)
+@given(
+    fan_out=st.integers(2, 12),
+    depth=st.integers(1, 9),
+    uses=st.integers(1, 4),
+    where=st.sampled_from(
+        [
+            "x-use: {use}",
+            "tcp:\n  - {{name: a, host: '127.0.0.1:9', labels: {{big: {use}}}}}",
+            "tcp:\n  - {{name: a, host: '127.0.0.1:9', channels: {use}}}",
+            "http: {use}",
+            "settings:\n  probe: {use}",
+        ]
+    ),
+)
+def test_alias_bombs(
+    path: Path, store_dir: Path, fan_out: int, depth: int, uses: int, where: str
+) -> None:
+    # "Billion laughs": each level repeats the one below `fan_out` times. Refused with a
+    # located error once the expansion passes the reader's bound, else loaded or refused as
+    # any other value: within the deadline either way.
+    rows = [f"x-a0: &a0 [{', '.join(['lol'] * fan_out)}]"]
+    for i in range(1, depth):
+        rows.append(f"x-a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan_out) + "]")
+    rows.append(where.format(use="[" + ", ".join([f"*a{depth - 1}"] * uses) + "]"))
+    config = check_real(path, "\n".join(rows) + "\n")
+    if config is not None:
+        check_starts(config, store_dir)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["tcp", "http", "shell"]),
+            st.sampled_from(["a", "b", "${NAME}", "$NAME", "${UNSET}", "${UNSET:-a}", "$$a"]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from(["", "a", "b", "${NAME}", "é\u202e", "x" * 300]),
+)
+def test_names_and_substitutions(
+    path: Path, store_dir: Path, probes: list[tuple[str, str]], value: str
+) -> None:
+    # Duplicate names, also ones that are only duplicates after `${VAR}` substitution.
+    targets = {
+        "tcp": "host: '127.0.0.1:${PORT}'",
+        "http": "url: 'http://127.0.0.1:${PORT}/'",
+        "shell": "cmd: 'true'",
+    }
+    sections: dict[str, list[str]] = {}
+    for section, name in probes:
+        sections.setdefault(section, []).append(f"  - {{name: '{name}', {targets[section]}}}")
+    text = "\n".join(f"{s}:\n" + "\n".join(rows) for s, rows in sections.items()) + "\n"
+    raw = write(path, text)
+    try:
+        config = assembly.load_config(path, environ={**ENV, "NAME": value})
+    except ConfigError as exc:
+        assert_located(exc, path, raw)
+        return
+    names = [p.name for p in config.probes]
+    assert len(names) == len(set(names))
+    check_starts(config, store_dir)
