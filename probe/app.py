@@ -14,12 +14,14 @@ scheduler. At stop: scheduler, SLA reports, dispatcher, notifiers and their HTTP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -30,11 +32,20 @@ from prometheus_client import CollectorRegistry
 from probe import memory
 from probe.assembly import build_notifiers, build_probers
 from probe.config import Config
+from probe.config.diff import (
+    ConfigDiff,
+    Fingerprints,
+    ReloadReport,
+    diff_configs,
+    fingerprints,
+    input_files,
+    kept_notifiers,
+)
 from probe.config.models import ProbeSpec, Settings
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
-from probe.errors import StartupError
+from probe.errors import ConfigError, StartupError
 from probe.eventloop import running_loop_name, unmet_request
 from probe.logs import register_secrets, secret_values
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
@@ -42,11 +53,13 @@ from probe.notify.base import Event, Notification, Notifier, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
 from probe.notify.metrics import notify_metrics
 from probe.probers.base import Prober, SharedResources
+from probe.reload import ConfigWatcher, read_config
 from probe.reports import ReportScheduler, store_report_builder
 from probe.shards import ShardedScheduler, deal
 from probe.store import Store
 from probe.store.sla_cache import SLACache
 from probe.web.data import ConfiguredProbe, LiveReader, StatusSource, StoreReader, read_now
+from probe.web.handlers import STATE
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
 from probe.web.static_files import check_target
@@ -195,7 +208,9 @@ def policy_for(spec: ProbeSpec) -> Policy:
 
 
 class App:
-    """A running probe: `await App(config).run()` until a signal or `request_stop()`."""
+    """A running probe: `await App(config).run()` until a signal or `request_stop()`;
+    `await app.reload(trigger)` (SIGHUP, POST /-/reload, the file watch) applies the config
+    file anew in place."""
 
     def __init__(
         self,
@@ -220,10 +235,7 @@ class App:
         self.http_port: int | None = None  # the web server's port once it listens
         self._page: StatusPage | None = None  # what the web server and status file show
         self.metrics = notify_metrics(registry)
-        self.probe_metrics = probe_metrics(
-            registry,
-            [SeriesLabels(s.name, s.kind, s.endpoint(), s.labels) for s in config.enabled_probes],
-        )
+        self.probe_metrics = probe_metrics(registry, _series(config))
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
         self.tracker = StatusTracker()  # the one owner of "now" (seeded from the store at run)
@@ -235,6 +247,19 @@ class App:
         self._scheduler: Scheduler | ShardedScheduler | None = None
         self.reports: ReportScheduler | None = None
         self._window = {"up": 0, "down": 0}  # results since the last summary line
+        # What a reload replaces, and closes once nothing uses it any more.
+        self._resources = SharedResources()
+        self._probers: dict[str, Prober[Any]] = {}  # this process's, by probe name
+        self._notifiers: list[Notifier[Any]] = []
+        self._http: httpx.AsyncClient | None = None
+        self._web_runner: web.AppRunner | None = None
+        self._web_app: web.Application | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        # Reloads: one at a time; the file contents the running config was made from.
+        self.last_reload: ReloadReport | None = None
+        self._reload_lock = asyncio.Lock()
+        self._applied_files: dict[Path, str] = {}
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -260,20 +285,17 @@ class App:
             # warning at every refresh. Checked again at each write: the file system can change.
             await asyncio.to_thread(check_target, settings.status.path)
         self.store = open_store(settings)
-        resources = SharedResources()
-        probers: list[Prober[Any]] = []
-        notifiers: list[Notifier[Any]] = []
-        http = notify_client(settings)
-        web_runner: web.AppRunner | None = None
+        self._http = notify_client(settings)
         try:
             await self.store.start()
+            self._applied_files = await asyncio.to_thread(fingerprints, input_files(self.config))
             self.tracker = await asyncio.to_thread(read_now, self.store, list(self._policies))
             self.sla = sla_cache(self.config, self.store)
             self.probe_metrics.attach(self.tracker, self.sla)
-            context = notify_context(settings, http, dry=self.dry_notify)
-            notifiers = build_notifiers(self.config.notifiers, context)
+            context = notify_context(settings, self._http, dry=self.dry_notify)
+            self._notifiers = build_notifiers(self.config.notifiers, context)
             self.dispatcher = Dispatcher(
-                notifiers,
+                self._notifiers,
                 self.store,
                 retry=settings.notify.retry,
                 max_age=settings.notify.max_age,
@@ -283,21 +305,15 @@ class App:
             )
             # Before the scheduler: what an earlier run left pending goes out first.
             await self.dispatcher.start()
-            if context.dry and notifiers:
+            if context.dry and self._notifiers:
                 log.info("dry run: notifications are logged, not sent")
             # SLA reports (settings.sla): after the dispatcher they hand reports to.
-            self.reports = ReportScheduler(
-                settings.sla.schedule,
-                settings.sla.time,
-                ZoneInfo(settings.timezone),
-                store_report_builder(self.store, self.config.probes, ZoneInfo(settings.timezone)),
-                self.dispatcher.notify_sla,
-            )
+            self.reports = self._report_scheduler(self.config)
             self.reports.start()
-            web_runner = await self._start_web()
+            self._web_runner = await self._start_web(self.config)
             fresh = asyncio.create_task(self.sla.keep_fresh(), name="sla-figures")
             status_file = asyncio.create_task(self._status_writer(), name="status-file")
-            self._scheduler, probers = self._checkers(resources)
+            self._scheduler = self._checkers()
             self._install_signals(loop)
             if (unmet := unmet_request()) is not None:
                 log.warning("%s: running on asyncio's own event loop", unmet)
@@ -313,57 +329,62 @@ class App:
             )
             memory.settle()  # what lives now is frozen; full passes made rare
             self._scheduler.start()
+            self._start_watch()
             summary = asyncio.create_task(self._log_summaries(), name="summary")
             await self._stop.wait()
             summary.cancel()
             status_file.cancel()
             fresh.cancel()
-            await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
+            if self._watch is not None:
+                self._watch.cancel()
+            async with self._reload_lock:  # a reload under way finishes first
+                await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
             if self._page is not None:
                 await self.store.flush()  # the final state, once more, read anew
                 self._page.source.invalidate()
             await self._write_status_page()
         finally:
             self._remove_signals(loop)
-            if web_runner is not None:
-                await web_runner.cleanup()
+            if self._web_runner is not None:
+                await self._web_runner.cleanup()
             if self.reports is not None:
                 await self.reports.stop()
             if self.dispatcher is not None:
                 await self.dispatcher.stop(grace=0 if self._force else NOTIFY_GRACE)
-            for notifier in notifiers:
-                try:
-                    await notifier.aclose()
-                except Exception as exc:
-                    log.warning("closing notifier %s failed: %s", notifier.name, exc)
-            await http.aclose()
-            for prober in probers:
+            if self._background:  # closing what a reload retired: a moment to finish
+                _, late = await asyncio.wait(set(self._background), timeout=STOP_GRACE)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+            await _close_notifiers(self._notifiers)
+            await self._http.aclose()
+            for prober in self._probers.values():
                 await prober.aclose()
-            await resources.aclose()
+            await self._resources.aclose()
             await self.store.close()
             memory.unsettle()  # a caller that runs on (the tests, an embedding) collects as before
         log.info("stopped")
         return 0
 
-    def _checkers(
-        self, resources: SharedResources
-    ) -> tuple[Scheduler | ShardedScheduler, list[Prober[Any]]]:
-        """What runs the checks, and the probers of this process: all of them, or shard 0
-        when `settings.probe.workers` spreads them over worker processes (probe.shards)."""
+    def _build_local(self, specs: Sequence[ProbeSpec]) -> list[Prober[Any]]:
+        """Probers for `specs`, checked in this process (kept to be closed at the end)."""
+        probers = build_probers(specs, self._resources)
+        self._probers.update((prober.name, prober) for prober in probers)
+        return probers
+
+    def _checkers(self) -> Scheduler | ShardedScheduler:
+        """What runs the checks: a Scheduler of this process's probers, or shard 0 here and
+        the others in worker processes when `settings.probe.workers` asks (probe.shards)."""
         settings = self.config.settings
         specs = self.config.enabled_probes
         concurrency = settings.probe.concurrency
         workers = min(settings.probe.workers, max(len(specs), 1))
         if workers == 1:
-            probers = build_probers(specs, resources)
-            scheduler = Scheduler(
-                probers, self._on_result, concurrency=concurrency, stats=self.stats
-            )
-            return scheduler, probers
+            probers = self._build_local(specs)
+            return Scheduler(probers, self._on_result, concurrency=concurrency, stats=self.stats)
         local, *remote = deal(specs, workers)
-        probers = build_probers(local, resources)
-        sharded = ShardedScheduler(
-            probers,
+        return ShardedScheduler(
+            self._build_local(local),
             remote,
             self._on_result,
             concurrency=concurrency,
@@ -372,7 +393,196 @@ class App:
             log_file=settings.log.file,
             log_format=settings.log.format,
         )
-        return sharded, probers
+
+    # ----------------------------------------------------------------- reload
+
+    async def reload(self, trigger: str) -> ReloadReport:
+        """Load the config file anew and apply what changed, in place (probe.config.diff):
+        unchanged probes keep their schedule, status, streaks and alert state; changed ones
+        start again on their new spec with their history; removed ones stop (their history
+        stays in the store); added ones start. A file that does not load, or a part that
+        cannot be built, changes nothing: the running config stays, and the report says why
+        (`last_reload`, GET /api/v1/reload, "reload": "failed" on /healthz)."""
+        async with self._reload_lock:
+            if self._stop.is_set() or self._scheduler is None:
+                return self._reload_refused(trigger, ["probe is not running"])
+            try:
+                new, files = await asyncio.to_thread(read_config, self.config.path)
+            except ConfigError as err:
+                return self._reload_refused(trigger, [str(p) for p in err.problems])
+            except Exception as exc:  # the loader's own failure is ConfigError; this is a bug
+                log.exception("reload (%s): loading the config failed", trigger)
+                return self._reload_refused(trigger, [f"unexpected {type(exc).__name__}"])
+            for warning in new.warnings:
+                log.warning("reload: %s", warning)
+            register_secrets(secret_values(new))
+            diff = diff_configs(self.config, new, self._applied_files, files)
+            try:
+                await self._apply(new, diff, files)
+            except StartupError as exc:
+                return self._reload_refused(trigger, [str(exc)])
+            self.config = new
+            self._applied_files = files
+            for key in diff.restart_needed:
+                log.warning("reload: %s changed; it takes effect at the next start", key)
+            log.info("reloaded the config (%s): %s", trigger, diff.summary())
+            self.last_reload = ReloadReport(True, time.time(), trigger, diff=diff)
+            return self.last_reload
+
+    def _reload_refused(self, trigger: str, problems: list[str]) -> ReloadReport:
+        log.error(
+            "reload (%s) refused; the running config stays:\n  %s", trigger, "\n  ".join(problems)
+        )
+        self.last_reload = ReloadReport(False, time.time(), trigger, tuple(problems))
+        return self.last_reload
+
+    async def _apply(self, new: Config, diff: ConfigDiff, files: Fingerprints) -> None:
+        """Take `new` over, part by part. What can fail (building notifiers, binding a new
+        address) is done before anything running is touched."""
+        assert self.store is not None and self.dispatcher is not None
+        assert self._scheduler is not None and self.sla is not None and self._http is not None
+        old = self.config
+        settings = new.settings
+        notifiers: list[Notifier[Any]] | None = None
+        if diff.notifiers:
+            notifiers = self._notifiers_for(new, files)
+        moved = diff.web and _address(old.settings) != _address(settings)
+        runner = await self._start_web(new) if moved else None  # raises StartupError
+
+        # From here on nothing fails: the probes first (their results meet the new specs).
+        self._specs = {spec.name: spec for spec in new.enabled_probes}
+        self._policies = {spec.name: policy_for(spec) for spec in new.enabled_probes}
+        if diff.added:
+            await self._seed([spec.name for spec in diff.added])
+        if diff.probes:
+            self._apply_probes(diff)
+        self.probe_metrics.configure(_series(new))
+        self.sla.set_names([spec.name for spec in new.enabled_probes])
+        if notifiers is not None:
+            retired = self.dispatcher.reconfigure(
+                notifiers,
+                retry=settings.notify.retry,
+                max_age=settings.notify.max_age,
+                sla_channels=settings.sla.channels,
+            )
+            self._notifiers = notifiers
+            self._later(self._close_when_idle(retired), "close retired notifiers")
+        if diff.reports or diff.probes:
+            assert self.reports is not None
+            await self.reports.stop()
+            self.reports = self._report_scheduler(new)
+            self.reports.start()
+        if diff.web:
+            # In the background: this reload may be answering a request of the old server
+            # (POST /-/reload), which stops only once its requests are answered.
+            previous, self._web_runner = self._web_runner, runner
+            self._later(self._replace_web(previous, new, old), "web server restart")
+        elif diff.probes:
+            self._show(new)
+        if diff.watch:
+            if self._watch is not None:
+                self._watch.cancel()
+            self._watch = None
+            self._start_watch(new)
+
+    def _notifiers_for(self, new: Config, files: Fingerprints) -> list[Notifier[Any]]:
+        """`new`'s notifiers: the running ones it does not change, the others built anew.
+        Raises StartupError when one cannot be built."""
+        assert self._http is not None
+        kept = kept_notifiers(self.config, new, self._applied_files, files)
+        running = {n.name: n for n in self._notifiers if n.name in kept}
+        context = notify_context(new.settings, self._http, dry=self.dry_notify)
+        try:
+            built = build_notifiers([s for s in new.notifiers if s.name not in running], context)
+        except Exception as exc:
+            raise StartupError(f"a notifier cannot be built: {exc}") from None
+        fresh = {n.name: n for n in built}
+        return [running.get(spec.name) or fresh[spec.name] for spec in new.notifiers]
+
+    def _apply_probes(self, diff: ConfigDiff) -> None:
+        """Scheduler.apply (or its sharded face) with this process's new probers; the
+        probers replaced or removed are closed once their loops have ended."""
+        assert self._scheduler is not None
+        specs = [*diff.added, *diff.changed]
+        names = [*diff.removed, *(spec.name for spec in diff.changed)]
+        retired = [self._probers.pop(name) for name in names if name in self._probers]
+        if isinstance(self._scheduler, ShardedScheduler):
+            ended = self._scheduler.apply(specs, diff.removed, self._build_local)
+        else:
+            ended = self._scheduler.apply(self._build_local(specs), diff.removed)
+        self._later(_close_after(ended, retired), "close retired probers")
+
+    async def _seed(self, names: list[str]) -> None:
+        """Probes a reload adds carry on from what the store has of them (a probe removed
+        and added back keeps its history, status and alert state)."""
+        assert self.store is not None
+        stored = await asyncio.to_thread(read_now, self.store, names)
+        for name in names:
+            known = stored.now(name)
+            self.tracker.seed(name, known.state, known.last)
+
+    def _show(self, config: Config) -> None:
+        """The web server and the status file show `config`'s probes from now on."""
+        if self._web_app is None:
+            return
+        source, page = self._status_page(config)
+        state = self._web_app[STATE]
+        state.source, state.page = source, page
+        self._page = page
+
+    async def _replace_web(self, previous: web.AppRunner | None, new: Config, old: Config) -> None:
+        """Stop the `previous` server; at the same address, start `new`'s after it (when the
+        new server is already listening elsewhere, `_web_runner` holds it)."""
+        if previous is not None:
+            await previous.cleanup()
+        if self._web_runner is not None or self._stop.is_set():
+            return
+        try:
+            self._web_runner = await self._start_web(new)
+        except StartupError as exc:
+            # Rare: the address was just released. Serve the old settings rather than none.
+            log.error("reload: the web server did not start again (%s); its old settings stay", exc)
+            try:
+                self._web_runner = await self._start_web(old)
+            except StartupError as again:
+                log.error("the web server is not serving: %s", again)
+
+    def _start_watch(self, config: Config | None = None) -> None:
+        settings = (config or self.config).settings.reload
+        if not settings.watch:
+            return
+        watcher = ConfigWatcher(
+            lambda: self._applied_files,
+            lambda: self.reload("file change"),
+            every=settings.every,
+        )
+        self._watch = asyncio.create_task(watcher.run(), name="config-watch")
+
+    def _later(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _close_when_idle(self, notifiers: list[Notifier[Any]]) -> None:
+        if self.dispatcher is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(NOTIFY_GRACE * 6):
+                    await self.dispatcher.drain()
+        await _close_notifiers(notifiers)
+
+    def _report_scheduler(self, config: Config) -> ReportScheduler:
+        assert self.store is not None and self.dispatcher is not None
+        settings = config.settings
+        zone = ZoneInfo(settings.timezone)
+        return ReportScheduler(
+            settings.sla.schedule,
+            settings.sla.time,
+            zone,
+            store_report_builder(self.store, config.probes, zone),
+            self.dispatcher.notify_sla,
+        )
+
+    # ----------------------------------------------------------------- the rest
 
     async def _log_summaries(self) -> None:
         skipped_before = 0
@@ -416,25 +626,31 @@ class App:
 
     async def _status_writer(self) -> None:
         # First after one interval: a page written at start would show every probe unknown.
-        every = self.config.settings.http.refresh or 60.0
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(self.config.settings.http.refresh or 60.0)
             await self._write_status_page()
 
-    async def _start_web(self) -> web.AppRunner:
-        """The status API, badges and /metrics on settings.http (127.0.0.1:8181 by default)."""
-        settings = self.config.settings
+    def _status_page(self, config: Config) -> tuple[StatusSource, StatusPage]:
+        assert self.store is not None
+        settings = config.settings
+        source = status_source(config, self.store, live=self.tracker, sla=self.sla)
+        return source, StatusPage(source, title=settings.name, icon=settings.icon)
+
+    async def _start_web(self, config: Config) -> web.AppRunner:
+        """The status API, badges and /metrics on settings.http (127.0.0.1:8181 by default).
+        Raises StartupError when the address cannot be served."""
+        settings = config.settings
         assert self.store is not None
         store = self.store
-        source = status_source(self.config, store, live=self.tracker, sla=self.sla)
-        self._page = StatusPage(source, title=settings.name, icon=settings.icon)
+        source, page = self._status_page(config)
         app = create_app(
             source,
             registry=self.registry,
             token=None if settings.http.token is None else settings.http.token.get_secret_value(),
             basic=settings.http.basic_auth(),
             healthy=lambda: store.last_error is None,
-            page=self._page,
+            page=page,
+            reloader=self,
         )
         try:
             runner, port = await start_server(
@@ -449,14 +665,19 @@ class App:
             raise StartupError(
                 f"cannot serve on {where}: {err.strerror or err} (settings.http)"
             ) from None
+        self._web_app, self._page = app, page
         self.http_port = port
         shown = f"[{settings.http.ip}]" if ":" in settings.http.ip else settings.http.ip
         log.info("serving http://%s:%d/ (API, badges, /metrics)", shown, port)
         return runner
 
     def _on_result(self, result: Result) -> None:
+        policy = self._policies.get(result.name)
+        if policy is None:
+            # A probe a reload removed, whose result was already on its way from a worker.
+            log.debug("%s: result of a probe no longer configured; ignored", result.name)
+            return
         self._window["up" if result.ok else "down"] += 1
-        policy = self._policies[result.name]
         observation = self.tracker.observe(result, policy)
         assert self.store is not None
         self.store.submit(observation)
@@ -476,11 +697,45 @@ class App:
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+
+    def _reload_on_signal(self) -> None:
+        self._later(self._reload_quietly("signal"), "reload")
+
+    async def _reload_quietly(self, trigger: str) -> None:
+        await self.reload(trigger)  # reports its outcome itself
 
     @staticmethod
     def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def _series(config: Config) -> list[SeriesLabels]:
+    return [SeriesLabels(s.name, s.kind, s.endpoint(), s.labels) for s in config.enabled_probes]
+
+
+def _address(settings: Settings) -> tuple[str, int]:
+    return settings.http.ip, settings.http.port
+
+
+async def _close_notifiers(notifiers: Sequence[Notifier[Any]]) -> None:
+    for notifier in notifiers:
+        try:
+            await notifier.aclose()
+        except Exception as exc:
+            log.warning("closing notifier %s failed: %s", notifier.name, exc)
+
+
+async def _close_after(ended: Sequence[asyncio.Task[None]], probers: Sequence[Prober[Any]]) -> None:
+    """Close `probers` once the loops that ran them have ended (a check in flight first)."""
+    if ended:
+        await asyncio.wait(ended)
+    for prober in probers:
+        try:
+            await prober.aclose()
+        except Exception as exc:
+            log.warning("closing the prober of %s failed: %s", prober.name, exc)
 
 
 if TYPE_CHECKING:

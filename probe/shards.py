@@ -11,9 +11,9 @@ only checks: it sends its results back, and the main process hands each one to t
 
 The pipe, both ways, carries frames: a 4-byte big-endian length and a pickle.
 - To a worker, on its stdin: one `_Start` (its probe specs, the secrets the log must hide,
-  the log settings, the concurrency), then at most one stop (the grace to give checks in
-  flight). The end of stdin is a stop too: a worker whose main process died does not check
-  on, orphaned.
+  the log settings, the concurrency), then a reload's changes to its shard (`_Apply`) any
+  number of times, then at most one stop (the grace to give checks in flight). The end of
+  stdin is a stop too: a worker whose main process died does not check on, orphaned.
 - From a worker, on its stdout (the real stdout is sent to stderr, so nothing a library
   prints can break a frame): its results, gathered for at most `FLUSH_EVERY`, with its
   scheduler's counters; the last frame says it is done.
@@ -34,7 +34,7 @@ import signal
 import struct
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,6 +81,15 @@ class _Start:
     log_format: str
     concurrency: int
     keep_lag: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Apply:
+    """A reload's changes to a worker's shard: `specs` start or replace the probe of their
+    name, `removed` stop (Scheduler.apply)."""
+
+    specs: list[ProbeSpec]
+    removed: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +158,47 @@ class ShardedScheduler:
             )
             for index, specs in enumerate(remote, start=1)
         ]
-        self._count = len(local) + sum(len(specs) for specs in remote)
+        # Which process checks each probe (0: this one), so a reload changes a probe where
+        # it runs and every other probe keeps its process and phase.
+        self._shard_of: dict[str, int] = {prober.name: 0 for prober in local}
+        for index, specs in enumerate(remote, start=1):
+            self._shard_of.update((spec.name, index) for spec in specs)
 
     @property
     def probe_count(self) -> int:
-        return self._count
+        return len(self._shard_of)
+
+    def apply(
+        self,
+        specs: Sequence[ProbeSpec],
+        removed: Sequence[str],
+        build: Callable[[Sequence[ProbeSpec]], Sequence[Checkable]],
+    ) -> list[asyncio.Task[None]]:
+        """A reload's changes (Scheduler.apply): a changed or removed probe in the process
+        that checks it, an added one in the process with the fewest; `build` makes this
+        process's probers. Returns the local loops that end."""
+        shards = len(self._workers) + 1
+        load = [0] * shards
+        for shard in self._shard_of.values():
+            load[shard] += 1
+        starting: list[list[ProbeSpec]] = [[] for _ in range(shards)]
+        stopping: list[list[str]] = [[] for _ in range(shards)]
+        for name in removed:
+            if name in self._shard_of:
+                shard = self._shard_of.pop(name)
+                stopping[shard].append(name)
+                load[shard] -= 1
+        for spec in specs:
+            if spec.name not in self._shard_of:
+                self._shard_of[spec.name] = min(range(shards), key=load.__getitem__)
+                load[self._shard_of[spec.name]] += 1
+            starting[self._shard_of[spec.name]].append(spec)
+        for worker in self._workers:
+            if starting[worker.index] or stopping[worker.index]:
+                worker.apply(starting[worker.index], stopping[worker.index])
+        if not starting[0] and not stopping[0]:
+            return []
+        return self._local.apply(build(starting[0]), stopping[0])
 
     @property
     def processes(self) -> int:
@@ -203,6 +248,18 @@ class _Worker:
     @property
     def index(self) -> int:
         return self._start.index
+
+    def apply(self, specs: list[ProbeSpec], removed: list[str]) -> None:
+        """Hand a reload's changes to the process, and keep them for its next start."""
+        gone = set(removed) | {spec.name for spec in specs}
+        kept = [spec for spec in self._start.specs if spec.name not in gone]
+        self._start = replace(self._start, specs=kept + specs)
+        process = self._process
+        if process is None or process.returncode is not None or process.stdin is None:
+            return  # it gets them with its shard when it starts (again)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            # Small, and the pipe is read at once: written without waiting for a drain.
+            process.stdin.write(_frame(_Apply(specs, removed)))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -309,27 +366,53 @@ async def _worker_main() -> int:
     from probe.probers.base import SharedResources  # the main process needs none of this
 
     resources = SharedResources()
-    probers = build_probers(start.specs, resources)
-    scheduler = Scheduler(probers, outbox.add, concurrency=start.concurrency, stats=stats)
+    probers = {prober.name: prober for prober in build_probers(start.specs, resources)}
+    scheduler = Scheduler(
+        list(probers.values()), outbox.add, concurrency=start.concurrency, stats=stats
+    )
     memory.settle()  # as in the App (probe.memory)
     scheduler.start()
     flusher = loop.create_task(outbox.flush_every(FLUSH_EVERY))
+    closing: set[asyncio.Task[None]] = set()
     grace = 5.0
-    try:
-        message = await _read_frame(reader)
+    while True:
+        try:
+            message = await _read_frame(reader)
+        except (asyncio.IncompleteReadError, pickle.UnpicklingError):
+            break  # the main process is gone, or closed our input: stop as asked
         if isinstance(message, _Stop):
             grace = message.grace
-    except (asyncio.IncompleteReadError, pickle.UnpicklingError):
-        pass  # the main process is gone, or closed our input: stop as asked
+            break
+        if isinstance(message, _Apply):
+            fresh = build_probers(message.specs, resources)
+            names = [*message.removed, *(prober.name for prober in fresh)]
+            retired = [probers.pop(name) for name in names if name in probers]
+            probers.update((prober.name, prober) for prober in fresh)
+            ended = scheduler.apply(fresh, message.removed)
+            task = loop.create_task(_close_after(ended, retired))
+            closing.add(task)
+            task.add_done_callback(closing.discard)
     await scheduler.stop(grace)
     flusher.cancel()
-    for prober in probers:
+    await asyncio.gather(*closing, return_exceptions=True)
+    for prober in probers.values():
         await prober.aclose()
     await resources.aclose()
     with contextlib.suppress(ConnectionError):
         await outbox.send(done=True)
         writer.close()
     return 0
+
+
+async def _close_after(ended: Sequence[asyncio.Task[None]], probers: Sequence[Any]) -> None:
+    """Close the probers a reload replaced once their loops have ended."""
+    if ended:
+        await asyncio.wait(ended)
+    for prober in probers:
+        try:
+            await prober.aclose()
+        except Exception as exc:
+            log.warning("closing the prober of %s failed: %s", prober.name, exc)
 
 
 def _setup_worker_logging(start: _Start) -> None:

@@ -17,7 +17,6 @@ from probe.app import App
 from probe.assembly import load_config
 from probe.core.result import Status
 from probe.errors import ConfigError
-from probe.probers.base import SharedResources
 from probe.shards import ShardedScheduler, deal
 from probe.store import Store
 from tests.support.cli import spawn_probe
@@ -94,7 +93,12 @@ async def test_every_probe_is_checked_across_the_workers(tmp_path, answering):
     seen_workers: list[int] = []
 
     async def look_then_stop() -> None:
-        await asyncio.sleep(1.5)
+        # Until every probe was checked 3 times (workers start slower on a loaded machine).
+        names = [*(f"up{i}" for i in range(5)), "failing"]
+        for _ in range(400):
+            if all(sum(app.tracker.now(n).checks.values()) >= 3 for n in names):
+                break
+            await asyncio.sleep(0.05)
         seen_workers.extend(worker_pids(os.getpid()))
         assert isinstance(app._scheduler, ShardedScheduler)
         app.request_stop()
@@ -191,6 +195,6 @@ def test_more_workers_than_probes_starts_no_idle_process(tmp_path):
         "settings:\n  probe: {workers: 8}\ntcp:\n  - {name: one, host: '127.0.0.1:1'}\n"
     )
     app = App(load_config(config))
-    scheduler, probers = app._checkers(SharedResources())
-    assert len(probers) == 1
+    scheduler = app._checkers()
+    assert len(app._probers) == 1
     assert not isinstance(scheduler, ShardedScheduler)

@@ -187,6 +187,15 @@ class StatusTracker:
     def states(self) -> dict[str, ProbeState]:
         return {name: now.state for name, now in self._now.items()}
 
+    def seed(self, name: str, state: ProbeState | None, last: Result | None) -> None:
+        """Carry on from the stored `state` and `last` result of a probe not yet known here
+        (one a reload adds); a probe already known keeps what it has."""
+        if name in self._now or (state is None and last is None):
+            return
+        self._now[name] = ProbeNow(state or ProbeState(name=name), last)
+        self.version += 1
+        self._note_change(name)
+
     def forget(self, name: str) -> None:
         self._now.pop(name, None)
         self.version += 1

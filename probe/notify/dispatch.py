@@ -168,6 +168,28 @@ class Dispatcher:
         """Queue an SLA report for the notifiers on `settings.sla.channels`."""
         return self._queue(notification, self.router.for_sla())
 
+    def reconfigure(
+        self,
+        notifiers: Sequence[Notifier[Any]],
+        *,
+        retry: RetrySettings | None = None,
+        max_age: float | None = None,
+        sla_channels: Sequence[str] = (),
+    ) -> list[Notifier[Any]]:
+        """A reload's notifiers, in place: what is queued, in flight or waiting in the outbox
+        stays, and from its next attempt goes to the notifier of its name now configured (a
+        row whose notifier is gone is dropped then, as at start). Returns the notifiers no
+        longer used, to close once the sends in flight (`drain`) are over."""
+        retired = [n for n in self.router.notifiers if n not in notifiers]
+        self.router = Router(notifiers, sla_channels=sla_channels)
+        self._by_name = {n.name: n for n in notifiers}
+        if retry is not None:
+            self.retry = retry
+        if max_age is not None:
+            self.max_age = max_age
+        self._wake.set()  # the retry loop reads the deliveries' notifiers anew
+        return retired
+
     async def start(self) -> None:
         """Start the retry loop and resend what an earlier run left pending (idempotent)."""
         if self._started:
@@ -363,8 +385,20 @@ class Dispatcher:
     async def _attempt(self, delivery: _Delivery) -> DeliveryError | None:
         """One try. None when the delivery is settled (sent, dry, failed, dropped); the error
         when it may be tried again."""
-        notifier = delivery.notifier
         what = describe(delivery.notification)
+        notifier = self._by_name.get(delivery.notifier.name)
+        if notifier is None:
+            # A reload removed its notifier (a restart would drop it the same way).
+            log.warning(
+                "%s was for notifier %r, which is no longer configured; dropped",
+                what,
+                delivery.notifier.name,
+            )
+            await self._settle(
+                delivery, "dropped", "dropped", error="notifier no longer configured"
+            )
+            return None
+        delivery.notifier = notifier  # a reload may have replaced it
         if self._clock() >= delivery.created + self.max_age:
             await self._drop(delivery)
             return None

@@ -7,10 +7,13 @@ import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from probe.config.diff import ReloadReport
 from probe.metrics import exposition
 from probe.web import svg
 from probe.web.data import WINDOWS, ProbeSummary, StatusSource
@@ -19,17 +22,30 @@ from probe.web.query import filter_summaries
 from probe.web.render import StatusPage
 from probe.web.responses import compressed, json_error, svg_response
 
-__all__ = ["STATE", "AppState", "add_routes"]
+__all__ = ["STATE", "AppState", "Reloader", "add_routes"]
 
 _BADGE_RESPONSE_WINDOWS = ("24h", "7d", "30d")
 
 
-@dataclass(frozen=True, slots=True)
+class Reloader(Protocol):
+    """What reloads the running config (the App): `POST /-/reload` and the reload state."""
+
+    async def reload(self, trigger: str) -> ReloadReport: ...
+
+    @property
+    def last_reload(self) -> ReloadReport | None: ...
+
+
+@dataclass(slots=True)
 class AppState:
+    """What the handlers read. Not frozen: a reload swaps `source` and `page` in place (an
+    aiohttp application's own state cannot change once it serves)."""
+
     source: StatusSource
     registry: CollectorRegistry | None
     healthy: Callable[[], bool]
     page: StatusPage
+    reloader: Reloader | None = None
 
 
 STATE = web.AppKey("probe", AppState)
@@ -47,8 +63,34 @@ async def _page(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    healthy = request.app[STATE].healthy()
-    return web.json_response({"status": "ok" if healthy else "degraded"})
+    state = request.app[STATE]
+    body = {"status": "ok" if state.healthy() else "degraded"}
+    last = state.reloader.last_reload if state.reloader is not None else None
+    if last is not None and not last.ok:
+        # Only that: the reasons (paths, config text) are for the authenticated API.
+        body["reload"] = "failed"
+    return web.json_response(body)
+
+
+async def _reload(request: web.Request) -> web.Response:
+    reloader = request.app[STATE].reloader
+    if reloader is None:
+        return json_error(404, "reloading is not available here")
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        # A page elsewhere cannot make a visitor's browser reload us (no CORS preflight
+        # guards a bare POST).
+        return json_error(403, "cross-origin reload refused")
+    report = await reloader.reload("api")
+    return web.json_response(report.to_json(), status=200 if report.ok else 422)
+
+
+async def _reload_state(request: web.Request) -> web.Response:
+    reloader = request.app[STATE].reloader
+    last = reloader.last_reload if reloader is not None else None
+    if last is None:
+        return web.json_response({"status": "none"})
+    return web.json_response(last.to_json())
 
 
 async def _sla(request: web.Request) -> web.Response:
@@ -66,7 +108,7 @@ async def _probe(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     item = await source.summary(name)
     if item is None:
-        return json_error(404, "no such probe")
+        return await _removed_probe(source, name)
     detail = await source.detail(name)
     body = sla_item(item)
     body["labels"] = dict(item.info.labels)
@@ -76,6 +118,21 @@ async def _probe(request: web.Request) -> web.Response:
     }
     body["results"] = [result_item(r) for r in detail["results"]]
     body["incidents"] = incidents(detail["transitions"], source.now())
+    return web.json_response(body)
+
+
+async def _removed_probe(source: StatusSource, name: str) -> web.Response:
+    """A probe no longer configured (a reload removed it) whose history the store keeps:
+    its results and incidents, still queryable; else a 404."""
+    detail = await source.detail(name)
+    if not detail["results"] and not detail["transitions"]:
+        return json_error(404, "no such probe")
+    body = {
+        "name": name,
+        "configured": False,
+        "results": [result_item(r) for r in detail["results"]],
+        "incidents": incidents(detail["transitions"], source.now()),
+    }
     return web.json_response(body)
 
 
@@ -132,6 +189,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/", _page)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/api/v1/sla", _sla)
+    app.router.add_get("/api/v1/reload", _reload_state)
+    app.router.add_post("/-/reload", _reload)
     # `.+`: probe names may hold a slash (sent as %2F, which the router sees decoded).
     app.router.add_get("/api/v1/probes/{name:.+}", _probe)
     app.router.add_get("/metrics", _metrics)

@@ -2,6 +2,9 @@
 
     GET /                                         the status page (HTML; filters, pg/sz, refresh)
     GET /healthz                                  200 {"status": "ok" | "degraded"}, no config
+                                                  (+ "reload": "failed" after a refused reload)
+    POST /-/reload                                reload the config: 200 applied, 422 refused
+    GET /api/v1/reload                            how the last reload went, with its errors
     GET /api/v1/sla                               EaseProbe's item shape + windows; its filters
     GET /api/v1/probes/{name}                     status, SLA per window, results, incidents
     GET /metrics                                  Prometheus exposition of the registry
@@ -43,7 +46,7 @@ from probe.web.connections import (
     connection_state,
 )
 from probe.web.data import StatusSource
-from probe.web.handlers import STATE, AppState, add_routes
+from probe.web.handlers import STATE, AppState, Reloader, add_routes
 from probe.web.middleware import errors, security_headers
 from probe.web.query import DEFAULT_PAGE_SIZE, BadRequest, filter_summaries
 from probe.web.render import StatusPage
@@ -72,6 +75,7 @@ def create_app(
     title: str = "Status",
     icon: str | None = None,
     page: StatusPage | None = None,
+    reloader: Reloader | None = None,
 ) -> web.Application:
     """The server's routes over `source`; `page` shares a StatusPage (and its cache) with
     the App's status-file writer, else one is made with `title` and `icon`."""
@@ -85,7 +89,7 @@ def create_app(
         ],
         client_max_size=64 * 1024,
     )
-    app[STATE] = AppState(source, registry, healthy, page)
+    app[STATE] = AppState(source, registry, healthy, page, reloader)
     add_routes(app)
     return app
 

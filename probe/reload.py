@@ -1,0 +1,103 @@
+"""Reloading the config of a running App: its triggers and how a new config is read.
+
+Three triggers reach `App.reload`: SIGHUP, `POST /-/reload`, and, with
+`settings.reload.watch`, a change of the file or of a file it reads (its `*_file` secrets,
+the CAs, certificates and message templates its probes and notifiers name). The watcher
+looks at the files' modification times and sizes every `settings.reload.every`, and reloads
+only when their content differs from what was last applied (an editor that saves twice, or
+`touch`, reloads nothing). A file saved in several writes is read once it has held still
+for one look.
+
+`read_config` loads and validates the whole file, and fingerprints what it reads, before
+anything of the running App is touched: a file that does not load changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from probe.assembly import load_config
+from probe.config import Config
+from probe.config.diff import fingerprints, input_files
+
+__all__ = ["ConfigWatcher", "read_config"]
+
+log = logging.getLogger("probe.reload")
+
+_Stamp = tuple[int, int] | None  # (mtime_ns, size), None: missing or unreadable
+
+
+def read_config(path: Path) -> tuple[Config, dict[Path, str]]:
+    """The config at `path` and the fingerprints of the files it reads (blocking: run it in
+    a thread). Raises ConfigError, located, when it does not load."""
+    config = load_config(path)
+    return config, fingerprints(input_files(config))
+
+
+def _stamps(paths: list[Path]) -> dict[Path, _Stamp]:
+    stamps: dict[Path, _Stamp] = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps[path] = None
+        else:
+            stamps[path] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+class ConfigWatcher:
+    """Calls `reload()` when the content of a file in `applied()` differs from its
+    fingerprint there; `applied` is read anew each round (a reload changes the files)."""
+
+    def __init__(
+        self,
+        applied: Callable[[], Mapping[Path, str]],
+        reload: Callable[[], Awaitable[object]],
+        *,
+        every: float,
+    ) -> None:
+        self._applied = applied
+        self._reload = reload
+        self._every = every
+        self._tried: Mapping[Path, str] | None = None  # contents last reloaded for
+
+    async def run(self) -> None:
+        """Watch until cancelled."""
+        stamps = await asyncio.to_thread(_stamps, list(self._applied()))
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                stamps = await self._round(stamps)
+            except Exception as exc:  # the watch must go on whatever one round met
+                log.warning("watching the config files failed this round: %s", exc)
+
+    async def _round(self, stamps: dict[Path, _Stamp]) -> dict[Path, _Stamp]:
+        applied = self._applied()
+        paths = list(applied)
+        now = await asyncio.to_thread(_stamps, paths)
+        if now == stamps:
+            return now
+        # Something moved: let it hold still for a moment (an editor's save, a copy).
+        while True:
+            await asyncio.sleep(min(self._every, 0.2))
+            settled = await asyncio.to_thread(_stamps, paths)
+            if settled == now:
+                break
+            now = settled
+        current = await asyncio.to_thread(fingerprints, paths)
+        if any(current[path] != applied[path] for path in paths) and current != self._tried:
+            # Once per content: a file that does not load is not reloaded again until it
+            # changes again (the failure is logged once, not every round).
+            self._tried = current
+            log.info("config files changed; reloading")
+            try:
+                await self._reload()
+            except Exception:  # App.reload reports its own failures; this is a bug's
+                log.exception("reloading after a file change failed")
+        # What the reload applied may name other files: start from their stamps.
+        return await asyncio.to_thread(_stamps, list(self._applied()))
