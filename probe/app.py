@@ -135,7 +135,9 @@ def notify_context(
 
 def open_store(settings: Settings) -> Store:
     """The store at settings.store.path (made if missing). Raises StoreError when unusable."""
-    return Store.open(settings.store.path, retention=settings.store.retention)
+    return Store.open(
+        settings.store.path, retention=settings.store.retention, flush=settings.store.flush
+    )
 
 
 def status_source(
