@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +21,14 @@ from probe.store.outbox import OutboxWrite
 from probe.store.rollups import RollupSums
 from probe.store.sla import hour_start, split_by_hour
 
-__all__ = ["Batch", "FlushMarker"]
+__all__ = ["MAX_PENDING_RESULTS", "Batch", "FlushMarker"]
 
-# While writes fail (disk full), raw results wait in memory up to this many; past it the
-# oldest raw rows are dropped (logged). Rollups, transitions and states are tiny and always kept,
-# so SLA figures survive even a long outage of the disk.
-_MAX_PENDING_RESULTS = 500_000
+# While writes fail (disk full, a read-only file system), raw results wait in memory up to
+# this many; past it the oldest raw rows are dropped (logged). A raw row held costs about
+# 370 bytes (measured with short messages and details), so the bound is about 75 MB: 3 hours
+# of 1,000 probes checked every minute. Rollups, transitions and states are tiny and always
+# kept, so SLA figures survive even a long outage of the disk.
+MAX_PENDING_RESULTS = 200_000
 
 
 def _finite(value: float | None) -> float | None:
@@ -60,7 +63,8 @@ class Batch:
     )
 
     def __init__(self) -> None:
-        self.results: list[tuple[Any, ...]] = []
+        # Oldest first; a deque, so that dropping the oldest past the bound costs O(1).
+        self.results: deque[tuple[Any, ...]] = deque(maxlen=MAX_PENDING_RESULTS)
         self.transitions: list[tuple[Any, ...]] = []
         self.states: dict[str, ProbeState] = {}
         self.rollups: dict[tuple[str, int], RollupSums] = {}
@@ -88,20 +92,21 @@ class Batch:
         latency = _finite(r.latency)
         if latency is not None:
             latency = max(0.0, latency)
-        self.results.append(
-            (
-                r.name,
-                r.kind,
-                r.endpoint,
-                t,
-                r.status.value,
-                latency,
-                valid_text(r.message),
-                details_json(r.details),
-                r.http_status,
-                _finite(r.cert_expiry),
-            )
+        row = (
+            r.name,
+            r.kind,
+            r.endpoint,
+            t,
+            r.status.value,
+            latency,
+            valid_text(r.message),
+            details_json(r.details),
+            r.http_status,
+            _finite(r.cert_expiry),
         )
+        if len(self.results) == MAX_PENDING_RESULTS:
+            self.dropped += 1  # the append pushes the oldest out
+        self.results.append(row)
         sums = self._sums(r.name, hour_start(t))
         # Checks count by what the check said, not by the tracker's (threshold-delayed) status.
         if r.status is Status.UP:
@@ -121,10 +126,6 @@ class Batch:
             )
         self.states[obs.state.name] = obs.state
         self.count += 1
-        if len(self.results) > _MAX_PENDING_RESULTS:
-            excess = len(self.results) - _MAX_PENDING_RESULTS
-            del self.results[:excess]
-            self.dropped += excess
 
     def __bool__(self) -> bool:
         return self.count > 0 or bool(self.outbox_adds) or bool(self.outbox_updates)

@@ -7,6 +7,8 @@ a user reads "disk full" or "not an SQLite database" with the path, never an sql
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from pathlib import Path
 
@@ -67,8 +69,47 @@ def is_data_error(exc: BaseException) -> bool:
     ) or (isinstance(exc, sqlite3.DatabaseError) and "too big" in str(exc))
 
 
+def _file_system_state(path: Path) -> str | None:
+    """ "the file system is read-only" or "disk full" when the file system holding `path` is
+    in that state, else None. SQLite reports both as an I/O error while writing (it keeps the
+    OS error to itself), and a read-only remount after a disk error as that too."""
+    for folder in (path.parent, *path.parent.parents):
+        try:
+            fs = os.statvfs(folder)
+        except OSError:
+            continue
+        if fs.f_flag & os.ST_RDONLY:
+            return "the file system is read-only"
+        if fs.f_blocks and fs.f_bavail == 0:
+            return "disk full"
+        break
+    # A file system the kernel turned read-only after a disk error (ext4's errors=remount-ro)
+    # may still say rw to statvfs; opening a file for writing tells. The write-ahead log is
+    # the file to open: SQLite locks none of its byte ranges, so closing this descriptor
+    # cannot release a POSIX lock SQLite holds (closing one of the database file would).
+    try:
+        os.close(os.open(path.with_name(path.name + "-wal"), os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return "the file system is read-only"
+    return None
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if isinstance(exc, sqlite3.Error):
+        return name == "SQLITE_FULL" or name.startswith(("SQLITE_IOERR", "SQLITE_READONLY"))
+    return isinstance(exc, OSError)
+
+
 def as_store_error(path: Path, exc: BaseException) -> StoreError:
-    """`exc` as the StoreError of the store at `path` (a StoreError is returned as it is)."""
+    """`exc` as the StoreError of the store at `path` (a StoreError is returned as it is).
+
+    A failed write is told apart by the state of the file system when it says more than
+    SQLite does: read-only, or full."""
     if isinstance(exc, StoreError):
         return exc
-    return StoreError(str(path), reason(exc))
+    why = reason(exc)
+    if _is_write_failure(exc):
+        why = _file_system_state(path) or why
+    return StoreError(str(path), why)

@@ -24,13 +24,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from probe.core.tracker import Observation
+from probe.durations import format_duration
 from probe.errors import StoreError
-from probe.store.batch import Batch, FlushMarker
+from probe.store.batch import MAX_PENDING_RESULTS, Batch, FlushMarker
 from probe.store.errors import as_store_error, is_data_error, reason
 from probe.store.outbox import INSERT_OUTBOX, UPDATE_OUTBOX, OutboxWrite
 from probe.store.rollups import (
@@ -62,6 +63,9 @@ Queued = Observation | FlushMarker | OutboxWrite
 _MAX_BATCH = 20_000
 _RETRY_MIN = 0.5
 _RETRY_MAX = 30.0
+# While writes keep failing, the ERROR that opened the outage is repeated this often (each
+# failed retry in between is a DEBUG line), with what is held in memory by then.
+_REMIND_EVERY = 600.0
 # How long the idle writer sleeps before checking whether pruning is due.
 _IDLE_TICK = 60.0
 # After the first observation of a batch arrives, the writer gathers more for this long
@@ -121,6 +125,12 @@ class WriterThread(threading.Thread):
         self.batch = Batch()
         self.last_error: StoreError | None = None
         self._delay = 0.0  # > 0 while writes fail: wait this long before retrying
+        # The current outage (writes failing): since when (monotonic), why, when to say it
+        # again, and how many raw results were dropped past the bound.
+        self._outage_since: float | None = None
+        self._outage_reason = ""
+        self._next_reminder = 0.0
+        self._outage_dropped = 0
         self._last_prune: float | None = None
         self.rows_written = 0  # every row committed, all tables (read by the benchmarks)
         self.urgent = threading.Event()  # set by flush/close: commit now, do not gather
@@ -204,12 +214,15 @@ class WriterThread(threading.Thread):
                     log.exception("store %s: cannot record an observation; skipped", self.path)
                 taken += 1
         if self.batch.dropped:
-            log.error(
-                "store %s: %d raw results dropped while the database could not be written"
-                " (rollups and states are kept)",
-                self.path,
-                self.batch.dropped,
-            )
+            if not self._outage_dropped:
+                log.error(
+                    "store %s: %d raw results are held in memory, the most kept while the"
+                    " store cannot be written; from now on the oldest are dropped (rollups,"
+                    " states and alerts are all kept, so SLA figures are not affected)",
+                    self.path,
+                    MAX_PENDING_RESULTS,
+                )
+            self._outage_dropped += self.batch.dropped
             self.batch.dropped = 0
         return markers
 
@@ -229,21 +242,75 @@ class WriterThread(threading.Thread):
             error = as_store_error(self.path, exc)
             self.last_error = error
             self._delay = min(_RETRY_MAX, max(_RETRY_MIN, self._delay * 2))
-            log.error(
-                "store %s: writing %d observations failed (%s); retrying in %.1fs",
-                self.path,
-                self.batch.count,
-                error.reason,
-                self._delay,
-            )
+            self._log_failure(error)
             return error
-        if self._delay:
-            log.info("store %s: writing works again", self.path)
+        if self._outage_since is not None:
+            self._log_recovery()
         self.batch = Batch()
         self.last_error = None
         self._delay = 0.0
         self._prune_if_due()
         return None
+
+    def _log_failure(self, error: StoreError) -> None:
+        """One ERROR when an outage starts (or its reason changes), then one every
+        `_REMIND_EVERY`; each failed retry in between is DEBUG only."""
+        now = time.monotonic()
+        held = len(self.batch.results)
+        if self._outage_since is None or error.reason != self._outage_reason:
+            if self._outage_since is None:
+                self._outage_since = now
+            self._outage_reason = error.reason
+            self._next_reminder = now + _REMIND_EVERY
+            log.error(
+                "store %s cannot be written: %s: %d results held in memory (bounded at %d raw"
+                " results; rollups, states and alerts are all kept), probing and alerting"
+                " continue; writing is retried every %s at most",
+                self.path,
+                error.reason,
+                held,
+                MAX_PENDING_RESULTS,
+                format_duration(_RETRY_MAX),
+            )
+        elif now >= self._next_reminder:
+            self._next_reminder = now + _REMIND_EVERY
+            log.error(
+                "store %s still cannot be written after %s: %s: %d results held in memory"
+                " (bounded at %d raw results), %d older ones dropped; probing and alerting"
+                " continue",
+                self.path,
+                format_duration(now - self._outage_since),
+                error.reason,
+                held,
+                MAX_PENDING_RESULTS,
+                self._outage_dropped,
+            )
+        else:
+            log.debug(
+                "store %s: writing %d results failed again (%s); retrying in %.1fs",
+                self.path,
+                held,
+                error.reason,
+                self._delay,
+            )
+
+    def _log_recovery(self) -> None:
+        assert self._outage_since is not None
+        dropped = (
+            f" ({self._outage_dropped} older raw results were dropped)"
+            if self._outage_dropped
+            else ""
+        )
+        log.warning(
+            "store %s can be written again after %s: %d results held in memory are written%s",
+            self.path,
+            format_duration(time.monotonic() - self._outage_since),
+            len(self.batch.results),
+            dropped,
+        )
+        self._outage_since = None
+        self._outage_reason = ""
+        self._outage_dropped = 0
 
     def _write(self, batch: Batch, *, careful: bool = False) -> None:
         """One transaction for the whole batch.
@@ -274,6 +341,13 @@ class WriterThread(threading.Thread):
             )
             for s in batch.states.values()
         ]
+        # A batch with outbox writes is synced to disk at its commit (FULL): an alert's row
+        # is committed before its first send, and must survive a power cut or a kernel that
+        # stops writing the disk, not only a crash of this process (which NORMAL survives).
+        # Alerts are rare, so these fsyncs cost nothing that shows.
+        durable = bool(batch.outbox_adds or batch.outbox_updates)
+        if durable:
+            conn.execute("PRAGMA synchronous = FULL")
         try:
             conn.execute("BEGIN IMMEDIATE")
             # Under the write lock: nobody else can change the file until COMMIT.
@@ -304,6 +378,9 @@ class WriterThread(threading.Thread):
             self._forget_rollups()
             rollback(conn)
             raise
+        finally:
+            if durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
 
     def _merged_rows(
         self, sums: dict[tuple[str, int], RollupSums], select: str, latest: LatestRows
@@ -333,7 +410,7 @@ class WriterThread(threading.Thread):
             self._forget_rollups()
             self._data_version = version
 
-    def _insert(self, sql: str, rows: list[tuple[Any, ...]], careful: bool) -> None:
+    def _insert(self, sql: str, rows: Collection[tuple[Any, ...]], careful: bool) -> None:
         if not rows:
             return
         if not careful:
