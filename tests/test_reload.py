@@ -41,6 +41,8 @@ class Targets:
         return web.Response(status=503 if name in self.failing else 200, text="x")
 
     async def hook(self, request: web.Request) -> web.Response:
+        if "broken" in request.path:
+            return web.Response(status=500, text="down for maintenance")
         self.alerts.append({"path": request.path, **json.loads(await request.read())})
         return web.Response(text="ok")
 
@@ -282,20 +284,39 @@ async def test_a_changed_notifier_takes_the_alerts_and_the_pending_ones(
     tmp_path: Path, targets: Targets
 ) -> None:
     config = tmp_path / "probes.yaml"
-    first = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook-a'}}"
-    second = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook-b'}}"
-    write(config, targets, {"p": ""}, notify=first)
+    no_retry = "notify: {retry: {times: 0}}"
+    hook = "webhook:\n  - {{name: hook, url: '{}/{}'}}"
+    write(
+        config,
+        targets,
+        {"p": ""},
+        notify=hook.format(targets.base, "hook-broken"),
+        settings=no_retry,
+    )
 
     async def body(app: App) -> None:
-        await until(lambda: len(targets.hits.get("p", [])) >= 1)
-        write(config, targets, {"p": ""}, notify=second)
+        assert app.dispatcher is not None
+        targets.failing.add("p")
+        # The down alert fails (500) and waits in the outbox for its next round, a minute on.
+        await until(lambda: app.tracker.state("p").status is Status.DOWN)
+        await until(lambda: app.dispatcher is not None and app.dispatcher.pending == 1)
+        await asyncio.sleep(0.3)
+        write(
+            config,
+            targets,
+            {"p": ""},
+            notify=hook.format(targets.base, "hook-b"),
+            settings=no_retry,
+        )
         report = await app.reload("api")
         assert report.ok and report.diff is not None and report.diff.notifiers
-        targets.failing.add("p")
-        await until(lambda: len(targets.alerts) >= 1)
+        # The pending alert goes to the fixed notifier now, not a minute later.
+        await until(lambda: len(targets.alerts) >= 1, timeout=5)
+        targets.failing.clear()
+        await until(lambda: len(targets.alerts) >= 2)
 
     await running(config, body)
-    assert [a["path"] for a in targets.alerts] == ["/hook-b"]
+    assert [a["path"] for a in targets.alerts] == ["/hook-b", "/hook-b"]
 
 
 async def test_a_new_token_and_port_take_effect_and_the_old_port_closes(

@@ -183,6 +183,15 @@ class Dispatcher:
         retired = [n for n in self.router.notifiers if n not in notifiers]
         self.router = Router(notifiers, sla_channels=sla_channels)
         self._by_name = {n.name: n for n in notifiers}
+        now = self._clock()
+        for delivery in self._deliveries.values():
+            if (
+                delivery.parked
+                and self._by_name.get(delivery.notifier.name) is not delivery.notifier
+            ):
+                # Its notifier changed (a fixed URL, a new token): try again now rather than
+                # at the next round of the outbox.
+                delivery.next_attempt = min(delivery.next_attempt, now)
         if retry is not None:
             self.retry = retry
         if max_age is not None:
