@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -184,3 +185,43 @@ async def test_reloads_in_a_burst_of_failures_send_each_alert_once(
         f"reload during a failure burst: {reloads} reloads over the outage of {len(probes)}"
         f" probes; {len(targets.alerts)} alerts sent, {2 * len(probes)} expected, no duplicate"
     )
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_reload_cycles_leak_no_descriptors_or_tasks(
+    tmp_path: Path, targets: Targets, fault_figures: FaultFigures
+) -> None:
+    config = tmp_path / "probes.yaml"
+    cycles = 200
+    hook = "webhook:\n  - {{name: hook, url: '{}/hook{}'}}"
+    write_http(config, targets, {"a": "", "b": ""}, notify=hook.format(targets.base, 0))
+    seen: dict[str, int] = {}
+
+    async def body(app: App) -> None:
+        await until(lambda: all(targets.hits.get(n) for n in ("a", "b")))
+        for cycle in range(cycles + 20):
+            if cycle == 20:  # warmed up: pools, caches and lazy imports are made by now
+                await asyncio.sleep(0.5)
+                seen["fds"], seen["tasks"] = _fds(), len(asyncio.all_tasks())
+            # Every kind of change in turn: a probe changed, added, removed; the notifier.
+            probes = {"a": f"timeout: {100 + cycle % 50}ms", "b": ""}
+            if cycle % 2:
+                probes[f"extra{cycle % 3}"] = ""
+            write_http(config, targets, probes, notify=hook.format(targets.base, cycle % 4))
+            assert (await app.reload("api")).ok
+            await asyncio.sleep(0.01)
+        write_http(config, targets, {"a": "", "b": ""}, notify=hook.format(targets.base, 0))
+        assert (await app.reload("api")).ok
+        await asyncio.sleep(1.5)  # retired probers and notifiers closed in the background
+        seen["fds_after"], seen["tasks_after"] = _fds(), len(asyncio.all_tasks())
+
+    await running(config, body)
+    fault_figures.add(
+        f"reload cycles: {cycles} reloads (probes changed, added, removed; notifier replaced):"
+        f" fds {seen['fds']} -> {seen['fds_after']}, tasks {seen['tasks']} -> {seen['tasks_after']}"
+    )
+    assert seen["fds_after"] <= seen["fds"] + 2
+    assert seen["tasks_after"] <= seen["tasks"] + 2
