@@ -509,7 +509,8 @@ class App:
         names = [*diff.removed, *(spec.name for spec in diff.changed)]
         retired = [self._probers.pop(name) for name in names if name in self._probers]
         if isinstance(self._scheduler, ShardedScheduler):
-            ended = self._scheduler.apply(specs, diff.removed, self._build_local)
+            secrets = sorted(set(secret_values(self.config)) | set(secret_values(specs)))
+            ended = self._scheduler.apply(specs, diff.removed, self._build_local, secrets)
         else:
             ended = self._scheduler.apply(self._build_local(specs), diff.removed)
         self._later(_close_after(ended, retired), "close retired probers")

@@ -44,6 +44,7 @@ from probe.config.models import ProbeSpec
 from probe.core.check import Checkable
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
+from probe.logs import register_secrets
 
 __all__ = ["FLUSH_EVERY", "ShardedScheduler", "deal"]
 
@@ -90,6 +91,7 @@ class _Apply:
 
     specs: list[ProbeSpec]
     removed: list[str]
+    secrets: list[str]  # the new config's: the worker's log hides them too
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class ShardedScheduler:
         specs: Sequence[ProbeSpec],
         removed: Sequence[str],
         build: Callable[[Sequence[ProbeSpec]], Sequence[Checkable]],
+        secrets: Sequence[str] = (),
     ) -> list[asyncio.Task[None]]:
         """A reload's changes (Scheduler.apply): a changed or removed probe in the process
         that checks it, an added one in the process with the fewest; `build` makes this
@@ -195,7 +198,7 @@ class ShardedScheduler:
             starting[self._shard_of[spec.name]].append(spec)
         for worker in self._workers:
             if starting[worker.index] or stopping[worker.index]:
-                worker.apply(starting[worker.index], stopping[worker.index])
+                worker.apply(starting[worker.index], stopping[worker.index], list(secrets))
         if not starting[0] and not stopping[0]:
             return []
         return self._local.apply(build(starting[0]), stopping[0])
@@ -249,17 +252,18 @@ class _Worker:
     def index(self) -> int:
         return self._start.index
 
-    def apply(self, specs: list[ProbeSpec], removed: list[str]) -> None:
+    def apply(self, specs: list[ProbeSpec], removed: list[str], secrets: list[str]) -> None:
         """Hand a reload's changes to the process, and keep them for its next start."""
         gone = set(removed) | {spec.name for spec in specs}
         kept = [spec for spec in self._start.specs if spec.name not in gone]
-        self._start = replace(self._start, specs=kept + specs)
+        known = self._start.secrets + [x for x in secrets if x not in self._start.secrets]
+        self._start = replace(self._start, specs=kept + specs, secrets=known)
         process = self._process
         if process is None or process.returncode is not None or process.stdin is None:
             return  # it gets them with its shard when it starts (again)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             # Small, and the pipe is read at once: written without waiting for a drain.
-            process.stdin.write(_frame(_Apply(specs, removed)))
+            process.stdin.write(_frame(_Apply(specs, removed, secrets)))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -384,6 +388,7 @@ async def _worker_main() -> int:
             grace = message.grace
             break
         if isinstance(message, _Apply):
+            register_secrets(message.secrets)
             fresh = build_probers(message.specs, resources)
             names = [*message.removed, *(prober.name for prober in fresh)]
             retired = [probers.pop(name) for name in names if name in probers]
@@ -416,7 +421,7 @@ async def _close_after(ended: Sequence[asyncio.Task[None]], probers: Sequence[An
 
 
 def _setup_worker_logging(start: _Start) -> None:
-    from probe.logs import register_secrets, setup_logging
+    from probe.logs import setup_logging
 
     register_secrets(start.secrets)
     setup_logging(
