@@ -300,10 +300,13 @@ class Dispatcher:
                 try:
                     await self._outbox.outbox_add([d.record() for d in batch])
                 except Exception as exc:
-                    # Better an alert that cannot survive a restart than no alert.
+                    # Better an alert sent now than one waiting for the disk. The store keeps
+                    # the rows in memory and writes them once it can; only a stop before then
+                    # loses them (the store's close says how many results it could not write).
                     log.error(
-                        "cannot record %d notification(s) in the outbox (%s); sending them"
-                        " anyway, but they are not resent after a restart",
+                        "cannot record %d notification(s) in the outbox yet (%s); sending them"
+                        " anyway; the rows are written once the store can be, and are not resent"
+                        " after a restart that comes first",
                         len(batch),
                         exc,
                     )
