@@ -52,7 +52,7 @@ from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
 from probe.notify.base import Event, Notification, Notifier, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
 from probe.notify.metrics import notify_metrics
-from probe.probers.base import Prober, SharedResources
+from probe.probers.base import Prober, SharedResources, close_when_ended
 from probe.reload import ConfigWatcher, read_config
 from probe.reports import ReportScheduler, store_report_builder
 from probe.shards import ShardedScheduler, deal
@@ -513,7 +513,7 @@ class App:
             ended = self._scheduler.apply(specs, diff.removed, self._build_local, secrets)
         else:
             ended = self._scheduler.apply(self._build_local(specs), diff.removed)
-        self._later(_close_after(ended, retired), "close retired probers")
+        self._later(close_when_ended(ended, retired), "close retired probers")
 
     async def _seed(self, names: list[str]) -> None:
         """Probes a reload adds carry on from what the store has of them (a probe removed
@@ -728,17 +728,6 @@ async def _close_notifiers(notifiers: Sequence[Notifier[Any]]) -> None:
             await notifier.aclose()
         except Exception as exc:
             log.warning("closing notifier %s failed: %s", notifier.name, exc)
-
-
-async def _close_after(ended: Sequence[asyncio.Task[None]], probers: Sequence[Prober[Any]]) -> None:
-    """Close `probers` once the loops that ran them have ended (a check in flight first)."""
-    if ended:
-        await asyncio.wait(ended)
-    for prober in probers:
-        try:
-            await prober.aclose()
-        except Exception as exc:
-            log.warning("closing the prober of %s failed: %s", prober.name, exc)
 
 
 if TYPE_CHECKING:

@@ -367,7 +367,8 @@ async def _worker_main() -> int:
     _setup_worker_logging(start)
     stats = SchedulerStats(keep_lag=start.keep_lag)
     outbox = _Outbox(writer, stats)
-    from probe.probers.base import SharedResources  # the main process needs none of this
+    # The main process needs none of this.
+    from probe.probers.base import SharedResources, close_when_ended
 
     resources = SharedResources()
     probers = {prober.name: prober for prober in build_probers(start.specs, resources)}
@@ -394,7 +395,7 @@ async def _worker_main() -> int:
             retired = [probers.pop(name) for name in names if name in probers]
             probers.update((prober.name, prober) for prober in fresh)
             ended = scheduler.apply(fresh, message.removed)
-            task = loop.create_task(_close_after(ended, retired))
+            task = loop.create_task(close_when_ended(ended, retired))
             closing.add(task)
             task.add_done_callback(closing.discard)
     await scheduler.stop(grace)
@@ -407,17 +408,6 @@ async def _worker_main() -> int:
         await outbox.send(done=True)
         writer.close()
     return 0
-
-
-async def _close_after(ended: Sequence[asyncio.Task[None]], probers: Sequence[Any]) -> None:
-    """Close the probers a reload replaced once their loops have ended."""
-    if ended:
-        await asyncio.wait(ended)
-    for prober in probers:
-        try:
-            await prober.aclose()
-        except Exception as exc:
-            log.warning("closing the prober of %s failed: %s", prober.name, exc)
 
 
 def _setup_worker_logging(start: _Start) -> None:

@@ -8,7 +8,9 @@ bounds every check with a hard timeout and reads `ctx.phase` to say where a time
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
@@ -17,7 +19,9 @@ from probe.conditions import Condition, names_read
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 
-__all__ = ["Prober", "SharedResources"]
+__all__ = ["Prober", "SharedResources", "close_when_ended"]
+
+log = logging.getLogger("probe.probers")
 
 SpecT = TypeVar("SpecT", bound=ProbeSpec)
 T = TypeVar("T")
@@ -107,3 +111,17 @@ class Prober(ABC, Generic[SpecT]):
 
     async def aclose(self) -> None:
         """Release anything this prober holds on its own (shared resources close elsewhere)."""
+
+
+async def close_when_ended(
+    loops: Sequence[asyncio.Task[None]], probers: Sequence[Prober[Any]]
+) -> None:
+    """Close `probers` once the scheduler loops that ran them have ended (after a reload
+    replaced or removed them: a check in flight finishes with its prober open)."""
+    if loops:
+        await asyncio.wait(loops)
+    for prober in probers:
+        try:
+            await prober.aclose()
+        except Exception as exc:
+            log.warning("closing the prober of %s failed: %s", prober.name, exc)
