@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import socket
 import sqlite3
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -47,8 +45,8 @@ from aiohttp import web
 from probe.app import open_store
 from probe.assembly import load_config
 from tests.faults.conftest import FaultFigures
+from tests.support.cli import spawn_probe_run
 
-REPO = Path(__file__).resolve().parents[2]
 PROBES = 20
 KILLS_AT_DEFAULT = 20
 KILLS_OTHERWISE = 4
@@ -134,20 +132,7 @@ async def servers() -> AsyncIterator[list[Server]]:
 async def start_probe(config: Path, log: Path) -> asyncio.subprocess.Process:
     """`probe run -c config` with its log appended to `log`; returns once it is probing."""
     start = log.stat().st_size if log.exists() else 0
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with log.open("ab") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "probe",
-            "run",
-            "-c",
-            str(config),
-            cwd=config.parent,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    proc = await spawn_probe_run(config, log)
     end = time.monotonic() + START_DEADLINE
     while b"probing" not in log.read_bytes()[start:]:
         if proc.returncode is not None or time.monotonic() > end:

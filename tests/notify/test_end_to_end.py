@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,9 +26,8 @@ from probe.core.tracker import Policy, StatusTracker, alert_positions
 from probe.notify.dispatch import Dispatcher
 from probe.notify.metrics import NotifyMetrics, notify_metrics
 from tests.notify.webhook_server import Answer, WebhookServer, webhook_notifier
+from tests.support.cli import spawn_probe_run
 from tests.support.config import free_http_port, use_free_http_port
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Port:
@@ -223,20 +220,7 @@ async def test_strategies_over_a_long_outage(
 
 async def _start_probe(config: Path, log: Path) -> asyncio.subprocess.Process:
     use_free_http_port(config)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with log.open("ab") as stderr:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "probe",
-            "run",
-            "-c",
-            str(config),
-            cwd=config.parent,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    return await spawn_probe_run(config, log)
 
 
 def _outbox(db: Path) -> list[tuple[Any, ...]]:
