@@ -396,8 +396,7 @@ class StoreSettings(StrictModel):
     retention: Annotated[Duration, _at_least(3600.0, "retention")] = 7 * 86400.0
     # How long the writer gathers results before one commit: the most a crash (kill -9, the
     # OOM killer, power loss) can lose. 0s commits as soon as the writer gets to a result
-    # (more CPU and disk writes);
-    # SIGINT/SIGTERM and reloads always flush, whatever this says.
+    # (more CPU and disk writes). SIGINT/SIGTERM always flush, whatever this says.
     flush: Annotated[Duration, _at_most(60.0, "flush")] = 0.25
 
 
