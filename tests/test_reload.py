@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -376,3 +377,33 @@ def _no_stray_sighup() -> AsyncIterator[None] | Any:
     yield
     with contextlib.suppress(Exception):
         signal.signal(signal.SIGHUP, previous)
+
+
+async def test_a_new_address_that_is_taken_refuses_the_reload_and_keeps_serving(
+    tmp_path: Path, targets: Targets
+) -> None:
+    config = tmp_path / "probes.yaml"
+    write(config, targets, {"p": ""})
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy_port = taken.getsockname()[1]
+
+    async def body(app: App) -> None:
+        port = app.http_port
+        write(config, targets, {"p": "", "q": ""}, http=f"port: {busy_port}")
+        async with client(app) as http:
+            refused = await http.post("/-/reload")
+        assert refused.status_code == 422
+        assert f"cannot serve on 127.0.0.1:{busy_port}" in refused.json()["errors"][0]
+        assert app.http_port == port
+        async with client(app) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok", "reload": "failed"}
+        # Nothing of the refused file was applied: q never started.
+        await asyncio.sleep(0.4)
+        assert "q" not in targets.hits
+
+    try:
+        await running(config, body)
+    finally:
+        taken.close()
