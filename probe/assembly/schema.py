@@ -60,6 +60,7 @@ def config_schema() -> dict[str, Any]:
         name = ref(model)["$ref"].rsplit("/", 1)[1]
         _amend(definitions[name], model)
     _lax_booleans(definitions)
+    _numbers_from_text(definitions)
     for model in sections.values():
         _allow_empty_inherited(definitions, ref(model))
     for driver, model in drivers.items():
@@ -204,6 +205,37 @@ def _lax_booleans(node: Any) -> None:
         return
     for value in node.values():
         _lax_booleans(value)
+
+
+# What pydantic reads as an integer or a number when it is text: a `${VAR}` substituted into
+# `failure: "${FAILS}"` is the text "3" (found by a loader test: it loaded, the schema refused).
+_INT_TEXT = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0*)?\s*$"
+_DIGITS = r"[0-9]+(_[0-9]+)*"
+_SPECIAL = "[iI][nN][fF]|[iI][nN][fF][iI][nN][iI][tT][yY]|[nN][aA][nN]"
+_NUMBER_TEXT = (
+    rf"^\s*[+-]?(({_DIGITS})(\.({_DIGITS})?)?|\.{_DIGITS})([eE][+-]?[0-9]+)?\s*$"
+    rf"|^\s*[+-]?({_SPECIAL})\s*$"
+)
+_NUMERIC_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _numbers_from_text(node: Any) -> None:
+    """Let an integer's or a number's place take text holding one, as the model does."""
+    if isinstance(node, list):
+        for item in node:
+            _numbers_from_text(item)
+        return
+    if not isinstance(node, dict):
+        return
+    kinds = node.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "integer" in kinds or "number" in kinds:
+        numeric = {key: node.pop(key) for key in _NUMERIC_KEYS if key in node}
+        pattern = _INT_TEXT if "integer" in kinds else _NUMBER_TEXT
+        node["anyOf"] = [numeric, {"type": "string", "pattern": pattern}]
+        return
+    for value in node.values():
+        _numbers_from_text(value)
 
 
 def _allow_empty_inherited(definitions: Mapping[str, Any], ref: Mapping[str, str]) -> None:

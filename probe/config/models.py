@@ -8,11 +8,15 @@ unset `interval`/`timeout`/`failure`/`success`/`alert` from `settings.probe` bef
 
 from __future__ import annotations
 
+import functools
 import re
+import types
+import typing
+from collections.abc import Hashable
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -182,6 +186,20 @@ ConditionText = Annotated[str, AfterValidator(_condition_syntax)]
 """A path; relative ones are relative to the config file's directory."""
 
 
+@functools.cache
+def _takes_numbers(annotation: object) -> bool:
+    """Whether a field of this type takes int or float values and no booleans."""
+    if annotation in (int, float):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _takes_numbers(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(members) and all(_takes_numbers(a) for a in members)
+    return False
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors (the loader adds "did you mean"). Frozen: config is a value."""
 
@@ -199,6 +217,18 @@ class StrictModel(BaseModel):
     # Keys EaseProbe defines for this section that we accept and do not act on: the loader
     # removes them with one warning each, so an EaseProbe file loads unchanged.
     easeprobe_ignored: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `true` as 1 where a number is expected: `factor: true` would load as
+        # 1 (and `probe schema` refuse it; found by tests/config/test_fuzz.py). A number's
+        # place takes numbers, and text holding one (`${VAR}`), never a boolean.
+        name = info.field_name
+        field = cls.model_fields.get(name) if name else None
+        if isinstance(value, bool) and field and _takes_numbers(cast(Hashable, field.annotation)):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class AlertSpec(StrictModel):

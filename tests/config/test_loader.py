@@ -1070,3 +1070,28 @@ def test_find_config_path(
     else:
         monkeypatch.setenv("PROBE_CONFIG", env)
     assert find_config_path(cli) == Path(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("settings:\n  probe:\n    alert: {factor: true}\n", "3:21: settings.probe.alert.factor"),
+        ("settings:\n  probe: {failure: false}\n", "2:20: settings.probe.failure"),
+    ],
+)
+def test_a_boolean_is_no_number(tmp_path: Path, text: str, where: str) -> None:
+    # pydantic would read `true` as 1; found by tests/config/test_fuzz.py.
+    path = tmp_path / "p.yaml"
+    path.write_text(text + "tcp:\n  - {name: a, host: '127.0.0.1:1'}\n")
+    with pytest.raises(ConfigError) as err:
+        assembly.load_config(path)
+    assert f"{path}:{where}: expected a number, got " in str(err.value)
+
+
+def test_a_number_from_a_variable_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "settings:\n  probe: {failure: '${FAILS}'}\ntcp:\n  - {name: a, host: '127.0.0.1:1'}\n"
+    )
+    config = assembly.load_config(path, environ={"FAILS": "3"})
+    assert config.probes[0].failure == 3
