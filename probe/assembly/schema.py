@@ -173,7 +173,11 @@ def _numbers_as_text(node: Any) -> None:
         return
     if not isinstance(node, dict):
         return
-    if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+    # A secret (format "password") is plain text too: `token: 1234` loads as "1234".
+    formed = {"pattern", "enum", "const"} | (
+        {"format"} if node.get("format") != "password" else set()
+    )
+    if node.get("type") == "string" and not formed & set(node):
         node["type"] = ["string", "number"]
     for key in ("anyOf", "oneOf", "allOf", "items", "prefixItems", "additionalProperties"):
         if key in node:

@@ -1095,3 +1095,12 @@ def test_a_number_from_a_variable_still_loads(tmp_path: Path) -> None:
     )
     config = assembly.load_config(path, environ={"FAILS": "3"})
     assert config.probes[0].failure == 3
+
+
+def test_a_number_for_a_secret_loads_as_its_text(tmp_path: Path) -> None:
+    # Found by tests/config/test_fuzz.py: it loaded, and `probe schema` refused it.
+    path = tmp_path / "p.yaml"
+    path.write_text("settings:\n  http: {token: 1234}\ntcp:\n  - {name: a, host: '127.0.0.1:1'}\n")
+    config = assembly.load_config(path)
+    assert config.settings.http.token is not None
+    assert config.settings.http.token.get_secret_value() == "1234"
