@@ -11,9 +11,11 @@ import asyncio
 import errno
 import functools
 import ipaddress
+import os
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -132,16 +134,20 @@ def format_address(sockaddr: tuple[Any, ...]) -> str:
 async def resolve(host: str, port: int) -> list[Address]:
     """The addresses of `host`, in the order the system resolver prefers.
 
-    IP literals are returned without a lookup. Resolution goes through `loop.getaddrinfo`
-    (the default executor); this is the one place to swap in another resolver. A failure is
-    raised as ProbeError("name resolution failed for host X").
+    IP literals are returned without a lookup, and so are names in /etc/hosts (see
+    `_HostsFile`). Other names go through `loop.getaddrinfo` (a thread of the default
+    executor), one lookup per name at a time however many checks ask (`_shared_lookup`); this
+    is the one place to swap in another resolver. A failure is raised as
+    ProbeError("name resolution failed for host X").
     """
     literal = _ip_literal(host, port)
     if literal is not None:
         return [literal]
-    loop = asyncio.get_running_loop()
+    known = _HOSTS.addresses(host, port)
+    if known:
+        return known
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await _shared_lookup(host, port)
     except socket.gaierror as exc:
         raise ProbeError(
             f"name resolution failed for host {host}", reason=exc.strerror or str(exc)
@@ -155,6 +161,90 @@ async def resolve(host: str, port: int) -> list[Address]:
     if not addresses:
         raise ProbeError(f"name resolution failed for host {host}", reason="no addresses")
     return addresses
+
+
+# getaddrinfo's answers: (family, type, proto, canonname, sockaddr).
+_AddrInfo = list[tuple[Any, ...]]
+# Lookups under way, per event loop and (host, port).
+_LOOKUPS: dict[tuple[int, str, int], asyncio.Future[_AddrInfo]] = {}
+
+
+async def _shared_lookup(host: str, port: int) -> _AddrInfo:
+    """getaddrinfo of (host, port), shared by every check that asks while it runs.
+
+    A resolver that never answers holds an executor thread for its whole timeout (glibc:
+    5 s x 2 attempts), long after the checks gave up: 80 checks of one such name took all
+    64 threads, and every other lookup (even of localhost) then waited for a thread (the fault
+    suite's "silent resolver"). Shared, they hold one. A caller that is cancelled (its check
+    timed out) stops waiting; the lookup goes on for the others and ends on its own.
+    """
+    loop = asyncio.get_running_loop()
+    key = (id(loop), host, port)
+    lookup = _LOOKUPS.get(key)
+    if lookup is None:
+        lookup = asyncio.ensure_future(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        _LOOKUPS[key] = lookup
+
+        def forget(done: asyncio.Future[_AddrInfo]) -> None:
+            if _LOOKUPS.get(key) is done:
+                del _LOOKUPS[key]
+            if not done.cancelled():
+                done.exception()  # retrieved: a failure nobody awaited is not logged as lost
+
+        lookup.add_done_callback(forget)
+    return list(await asyncio.shield(lookup))
+
+
+class _HostsFile:
+    """Names in /etc/hosts, answered without the resolver's threads.
+
+    Every system's resolver reads the hosts file before DNS (nsswitch's `hosts: files ...`),
+    so the answer is the same; it just needs no thread, and so no stalled DNS server can make
+    a check of `localhost` wait. Read again when the file's modification time changes, looked
+    at once a second at most.
+    """
+
+    def __init__(self, path: str = "/etc/hosts") -> None:
+        self.path = path
+        self._names: dict[str, list[str]] = {}
+        self._mtime: float | None = None
+        self._looked = 0.0
+
+    def addresses(self, host: str, port: int) -> list[Address]:
+        self._refresh()
+        found: list[Address] = []
+        for ip in self._names.get(host.lower().rstrip("."), ()):
+            literal = _ip_literal(ip, port)
+            if literal is not None and literal not in found:
+                found.append(literal)
+        return found
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._mtime is not None and now - self._looked < 1.0:
+            return
+        self._looked = now
+        try:
+            mtime = os.stat(self.path).st_mtime
+            if mtime == self._mtime:
+                return
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read(1 << 20)
+        except OSError:
+            self._names, self._mtime = {}, None
+            return
+        names: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            fields = line.partition("#")[0].split()
+            # An address with a zone (fe80::1%eth0) is left to the resolver.
+            if len(fields) < 2 or "%" in fields[0] or _ip_family(fields[0]) is None:
+                continue
+            for name in fields[1:]:
+                names.setdefault(name.lower().rstrip("."), []).append(fields[0])
+        self._names, self._mtime = names, mtime
+
+
+_HOSTS = _HostsFile()
 
 
 def _ip_literal(host: str, port: int) -> Address | None:

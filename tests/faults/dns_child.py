@@ -162,10 +162,11 @@ async def checks() -> dict[str, Any]:
         out["lookup_error"] = exc.strerror
     out["lookup_held_thread_s"] = time.monotonic() - started
 
-    # More silent lookups at once than the pool has threads: every thread is blocked for the
-    # resolver's timeout, and a name in /etc/hosts (localhost) waits behind them.
+    # More checks of one silent name at once than the pool has threads: they share one
+    # lookup, so one thread is blocked for the resolver's timeout, not all of them.
     await asyncio.sleep(1.2)  # the lookups above have given their threads back
     many = RESOLVER_THREADS + 16
+    threads_before = sum(t.name.startswith("probe-io") for t in threading.enumerate())
     silent = [tcp(f"silent-{i}", SILENT_NAME, "300ms") for i in range(many)]
     results = await asyncio.gather(*(check(p) for p in silent))
     out["flood"] = {
@@ -173,6 +174,19 @@ async def checks() -> dict[str, Any]:
         "down": sum(r["status"] == "down" for r in results),
         "longest": max(r["elapsed"] for r in results),
         "stragglers": sum(r["straggler"] for r in results),
+        "threads": sum(t.name.startswith("probe-io") for t in threading.enumerate()),
+        "threads_before": threads_before,
+    }
+    await asyncio.sleep(1.2)  # that lookup ends
+
+    # As many silent names as checks: every thread is blocked for the resolver's timeout; a
+    # name in /etc/hosts (localhost) is answered without one meanwhile.
+    distinct = [tcp(f"other-{i}", f"n{i}.{SILENT_NAME}", "300ms") for i in range(many)]
+    results = await asyncio.gather(*(check(p) for p in distinct))
+    out["distinct_flood"] = {
+        "checks": many,
+        "down": sum(r["status"] == "down" for r in results),
+        "longest": max(r["elapsed"] for r in results),
         "threads": sum(t.name.startswith("probe-io") for t in threading.enumerate()),
     }
     out["hosts_file_name_meanwhile"] = await check(tcp("localhost", "localhost", "300ms"))

@@ -82,21 +82,30 @@ def test_a_resolver_that_never_answers(isolated, fault_figures):
 def test_what_a_silent_resolver_does_to_the_executor_threads(isolated, fault_figures):
     # getaddrinfo cannot be cancelled: the check ends at its timeout, the thread it ran in
     # stays blocked for the resolver's own timeout (here `timeout:1 attempts:1`; glibc's
-    # default is 5 s x 2 attempts). More silent lookups than threads, and a name from
-    # /etc/hosts waits behind them: reported, and asserted only for what must hold.
+    # default is 5 s x 2 attempts). Checks of one name share one lookup (one thread); a name
+    # from /etc/hosts needs no thread, so silent lookups filling every thread cannot stall it.
     flood = isolated["flood"]
+    distinct = isolated["distinct_flood"]
     meanwhile = isolated["hosts_file_name_meanwhile"]
     fault_figures.add(
         f"silent resolver: one lookup held an executor thread "
         f"{isolated['lookup_held_thread_s']:.2f} s ({isolated['lookup_error']}); "
-        f"{flood['checks']} checks at once on {flood['threads']} threads: all down within "
-        f"{flood['longest'] * 1000:.0f} ms (timeout 300 ms); a no-op executor job then waited "
-        f"{isolated['noop_job_waited_s'] * 1000:.0f} ms; localhost (from /etc/hosts) meanwhile: "
-        f"{meanwhile['message']}; after: {isolated['hosts_file_name_after']['message']}"
+        f"{flood['checks']} checks of one silent name at once: all down within "
+        f"{flood['longest'] * 1000:.0f} ms (timeout 300 ms) on "
+        f"{flood['threads'] - flood['threads_before']} new thread(s); "
+        f"{distinct['checks']} silent names at once: all down within "
+        f"{distinct['longest'] * 1000:.0f} ms, {distinct['threads']} threads busy; "
+        f"localhost (from /etc/hosts) meanwhile: {meanwhile['message']}; a no-op executor job "
+        f"then waited {isolated['noop_job_waited_s'] * 1000:.0f} ms; after: "
+        f"{isolated['hosts_file_name_after']['message']}"
     )
     assert flood["down"] == flood["checks"]
     assert flood["stragglers"] == 0
     assert flood["longest"] < 0.3 + SLACK
-    assert flood["threads"] <= 64
-    # Once the lookups give their threads back, names resolve again.
+    assert flood["threads"] - flood["threads_before"] <= 1  # one shared lookup
+    assert distinct["down"] == distinct["checks"]
+    assert distinct["longest"] < 0.3 + SLACK
+    assert distinct["threads"] <= 64
+    # The hosts file is read without a thread: localhost answers while every thread waits.
+    assert meanwhile["message"] == "connection refused"
     assert isolated["hosts_file_name_after"]["message"] == "connection refused"
