@@ -11,6 +11,7 @@ import asyncio
 import errno
 import functools
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -195,20 +196,24 @@ async def _shared_lookup(host: str, port: int) -> _AddrInfo:
     return list(await asyncio.shield(lookup))
 
 
+# The most of /etc/hosts read, in bytes.
+_HOSTS_FILE_LIMIT = 1 << 20
+
+
 class _HostsFile:
     """Names in /etc/hosts, answered without the resolver's threads.
 
     Every system's resolver reads the hosts file before DNS (nsswitch's `hosts: files ...`),
     so the answer is the same; it just needs no thread, and so no stalled DNS server can make
-    a check of `localhost` wait. Read again when the file's modification time changes, looked
-    at once a second at most.
+    a check of `localhost` wait. Read again when the file changes (its modification time, size
+    or inode), looked at once a second at most.
     """
 
     def __init__(self, path: str = "/etc/hosts") -> None:
         self.path = path
         self._names: dict[str, list[str]] = {}
-        self._mtime: float | None = None
-        self._looked = 0.0
+        self._stamp: tuple[int, int, int] | None = None
+        self._looked = -math.inf
 
     def addresses(self, host: str, port: int) -> list[Address]:
         self._refresh()
@@ -221,27 +226,34 @@ class _HostsFile:
 
     def _refresh(self) -> None:
         now = time.monotonic()
-        if self._mtime is not None and now - self._looked < 1.0:
+        if now - self._looked < 1.0:
             return
         self._looked = now
         try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime == self._mtime:
+            info = os.stat(self.path)
+            # The inode and size too: a file put in place by a rename can keep an old mtime.
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if stamp == self._stamp:
                 return
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
-                text = fh.read(1 << 20)
+            with open(self.path, "rb") as fh:
+                data = fh.read(_HOSTS_FILE_LIMIT + 1)
         except OSError:
-            self._names, self._mtime = {}, None
+            self._names, self._stamp = {}, None
             return
+        if len(data) > _HOSTS_FILE_LIMIT:
+            # Ad-blocking hosts files run to megabytes: names past the limit are left to the
+            # resolver, and the line the limit cuts is dropped rather than read as a shorter
+            # name ("10.0.0.5 db-replica" cut to "10.0.0.5 db").
+            data = data[:_HOSTS_FILE_LIMIT].rpartition(b"\n")[0]
         names: dict[str, list[str]] = {}
-        for line in text.splitlines():
+        for line in data.decode("utf-8", "replace").splitlines():
             fields = line.partition("#")[0].split()
             # An address with a zone (fe80::1%eth0) is left to the resolver.
             if len(fields) < 2 or "%" in fields[0] or _ip_family(fields[0]) is None:
                 continue
             for name in fields[1:]:
                 names.setdefault(name.lower().rstrip("."), []).append(fields[0])
-        self._names, self._mtime = names, mtime
+        self._names, self._stamp = names, stamp
 
 
 _HOSTS = _HostsFile()

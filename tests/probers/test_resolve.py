@@ -6,6 +6,7 @@ fault suite runs the real resolver against a silent DNS server in a namespace)."
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import threading
@@ -76,6 +77,38 @@ async def test_a_failure_reaches_every_caller_and_is_not_kept(
     assert not _net._LOOKUPS
 
 
+async def test_each_caller_has_its_own_timeout_and_a_lookup_nobody_awaits_fails_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every check gives up before the lookup ends (at its own timeout); the lookup goes on and
+    # fails with nobody waiting: its error is retrieved, so asyncio reports nothing lost.
+    resolver = SlowResolver(0.3, fail=True)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    gave_up: list[float] = []
+
+    async def give_up_after(timeout: float) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await _net.resolve("gone.test", 80)
+        gave_up.append(timeout)
+
+    try:
+        await asyncio.gather(give_up_after(0.1), give_up_after(0.05))
+        assert gave_up == [0.05, 0.1]
+        assert resolver.calls == ["gone.test"]
+        async with asyncio.timeout(5):
+            while _net._LOOKUPS:  # the shared lookup ends on its own
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0)
+        gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+
+
 async def test_hosts_file_names_need_no_resolver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slow: SlowResolver
 ) -> None:
@@ -99,3 +132,17 @@ async def test_hosts_file_names_need_no_resolver(
     os.utime(hosts, (future, future))
     _net._HOSTS._looked = 0.0
     assert await _net.resolve("db.local", 6) == [(socket.AF_INET, ("127.0.0.2", 6))]
+
+
+async def test_a_hosts_file_past_the_limit_is_read_up_to_the_last_whole_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slow: SlowResolver
+) -> None:
+    hosts = tmp_path / "hosts"
+    first = "127.0.0.1 first.local\n"
+    hosts.write_text(first + "10.0.0.5 db-replica.local\n")
+    monkeypatch.setattr(_net, "_HOSTS_FILE_LIMIT", len(first) + 11)  # "10.0.0.5 db|-replica"
+    monkeypatch.setattr(_net, "_HOSTS", _net._HostsFile(str(hosts)))
+    assert await _net.resolve("first.local", 1) == [(socket.AF_INET, ("127.0.0.1", 1))]
+    assert _net._HOSTS.addresses("db", 1) == []  # not the cut line read as a shorter name
+    await _net.resolve("db-replica.local", 1)  # past the limit: the resolver's
+    assert slow.calls == ["db-replica.local"]
