@@ -20,7 +20,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -46,7 +45,7 @@ from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.errors import ConfigError, StartupError
-from probe.eventloop import running_loop_name, unmet_request
+from probe.eventloop import running_loop_name, unmet_request, use_io_threads
 from probe.logs import register_secrets, secret_values
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
 from probe.notify.base import Event, Notification, Notifier, NotifyContext
@@ -78,10 +77,6 @@ __all__ = [
 
 log = logging.getLogger("probe.app")
 
-# Threads for blocking calls the event loop hands off, chiefly getaddrinfo (httpx and
-# asyncio resolve names in the loop's default executor). Python's default pool has only
-# cpu+4 threads: a few stalled DNS lookups would stall name resolution for every probe.
-RESOLVER_THREADS = 64
 STOP_GRACE = 5.0
 # How long `stop` waits for notifications in flight (they stay in the outbox otherwise).
 NOTIFY_GRACE = 5.0
@@ -277,9 +272,7 @@ class App:
     async def run(self) -> int:
         """Run until stopped. Raises StoreError (before any check) when the store is unusable."""
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(
-            ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="probe-io")
-        )
+        use_io_threads(loop)
         settings = self.config.settings
         if "path" in settings.status.model_fields_set:
             # A status path the user named that can never be written (a symlink, a device, a

@@ -15,10 +15,19 @@ import asyncio
 import importlib
 import os
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, TypeVar
 
-__all__ = ["ENV", "loop_name", "run", "running_loop_name", "unmet_request"]
+__all__ = [
+    "ENV",
+    "RESOLVER_THREADS",
+    "loop_name",
+    "run",
+    "running_loop_name",
+    "unmet_request",
+    "use_io_threads",
+]
 
 T = TypeVar("T")
 
@@ -68,3 +77,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
+
+
+# Threads for blocking calls the event loop hands off, chiefly getaddrinfo (asyncio and the
+# database drivers resolve names in the loop's default executor). Python's default pool has
+# only cpu+4 threads: a few stalled DNS lookups would stall name resolution for every probe.
+RESOLVER_THREADS = 64
+
+
+def use_io_threads(loop: asyncio.AbstractEventLoop) -> None:
+    """Give `loop` a default executor of RESOLVER_THREADS threads (the App, each worker)."""
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="probe-io")
+    )

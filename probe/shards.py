@@ -44,6 +44,7 @@ from probe.config.models import ProbeSpec
 from probe.core.check import Checkable
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
+from probe.eventloop import use_io_threads
 from probe.logs import register_secrets
 
 __all__ = ["FLUSH_EVERY", "ShardedScheduler", "deal"]
@@ -346,6 +347,7 @@ class _Worker:
 
 async def _worker_main() -> int:
     loop = asyncio.get_running_loop()
+    use_io_threads(loop)  # as the App: stalled lookups must not stall every other one
     # Ctrl-C in a terminal and systemd's stop signal reach the whole process group: the main
     # process stops its workers itself, through their input, once its own checks are done.
     for sig in (signal.SIGINT, signal.SIGTERM):

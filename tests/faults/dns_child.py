@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from probe.core.scheduler import run_check
+from probe.eventloop import RESOLVER_THREADS
 from probe.probers.base import SharedResources
 from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.tcp import TCPProber, TCPSpec
@@ -37,9 +38,6 @@ from probe.probers.tcp import TCPProber, TCPSpec
 NXDOMAIN_NAME = "nx.probe.test"
 SILENT_NAME = "silent.probe.test"
 RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
-# What probe/app.py gives the loop's default executor (RESOLVER_THREADS), where getaddrinfo
-# runs.
-RESOLVER_THREADS = 64
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -132,6 +130,7 @@ async def check(prober: Any) -> dict[str, Any]:
 
 async def checks() -> dict[str, Any]:
     loop = asyncio.get_running_loop()
+    # What the App and each worker give the loop (probe.eventloop.use_io_threads).
     executor = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="probe-io")
     loop.set_default_executor(executor)
     resources = SharedResources()
