@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "tcp": "probe.probers.tcp:TCPProber",
     "tls": "probe.probers.tls:TLSProber",
     "shell": "probe.probers.shell:ShellProber",
+    "ping": "probe.probers.ping:PingProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -51,7 +52,6 @@ UNSUPPORTED_DRIVERS: dict[str, str] = {
 UNSUPPORTED_SECTIONS: dict[str, str] = {
     "ssh": "EaseProbe's ssh probes are not supported",
     "host": "EaseProbe's host probes are not supported",
-    "ping": "EaseProbe's ping probes are not supported",
     "websocket": "EaseProbe's websocket probes are not supported",
 }
 

@@ -114,6 +114,8 @@ tls:
   - {name: cert, host: "127.0.0.1:9", server_name: localhost}
 shell:
   - {name: sh, cmd: sh, args: ["-c", "true"]}
+ping:
+  - {name: pg1, host: 127.0.0.1, count: 2, lost: 0.5, privileged: true}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}
