@@ -38,6 +38,7 @@ CLIENT_DRIVERS: dict[str, str] = {
     "influxdb": "probe.probers.influxdb:InfluxDBProber",
     "etcd": "probe.probers.etcd:EtcdProber",
     "mqtt": "probe.probers.mqtt:MQTTProber",
+    "zookeeper": "probe.probers.zookeeper:ZooKeeperProber",
 }
 
 # EaseProbe `client:` drivers we do not support: an error naming the driver.
@@ -45,7 +46,6 @@ UNSUPPORTED_DRIVERS: dict[str, str] = {
     "mongo": "EaseProbe's mongo driver is not supported",
     "kafka": "EaseProbe's kafka driver is not supported",
     "memcache": "EaseProbe's memcache driver is not supported",
-    "zookeeper": "EaseProbe's zookeeper driver is not supported",
 }
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.

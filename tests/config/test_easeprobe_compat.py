@@ -9,8 +9,8 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (ssh, host and websocket probes, the mongo, kafka, memcache and
-zookeeper drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
+What we do not have (ssh, host and websocket probes, the mongo, kafka and memcache
+drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
 Every address is loopback; nothing here sends traffic anywhere.
@@ -381,7 +381,7 @@ UNSUPPORTED = [
             "client[0].driver",
             [f"EaseProbe's {driver} driver"],
         )
-        for driver in ("mongo", "kafka", "memcache", "zookeeper")
+        for driver in ("mongo", "kafka", "memcache")
     ),
     *(
         (

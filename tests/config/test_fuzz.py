@@ -123,6 +123,7 @@ client:
   - {name: mq, driver: mqtt, host: "127.0.0.1:9"}
   - {name: et, driver: etcd, host: "127.0.0.1:9"}
   - {name: ix, driver: influxdb, host: "127.0.0.1:9"}
+  - {name: zk, driver: zookeeper, host: "127.0.0.1:9", data: {/a/b: ok}}
 notify:
   log: [{name: log, file: notifications.log, channels: [ops]}]
   http: [{name: hook, url: "http://127.0.0.1:9/hook"}]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,7 @@ PING = Kind(
 )
 make = PING.make
 
+REPO = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw ICMP sockets need root")
 
 
@@ -180,8 +183,9 @@ def test_bad_key_is_a_located_config_error(tmp_path):
     assert "lost" in str(caught.value)
 
 
-def test_easeprobe_manual_example_loads(tmp_path):
-    """The Manual's ping section, as written there."""
+@pytest.mark.slow
+def test_probe_check_accepts_the_easeprobe_manual_example(tmp_path):
+    """The Manual's ping section, as written there: loaded, and `probe check` says OK."""
     path = tmp_path / "probes.yaml"
     path.write_text(
         """
@@ -201,3 +205,13 @@ ping:
     assert isinstance(spec, PingSpec)
     assert (spec.host, spec.count, spec.lost, spec.privileged) == ("127.0.0.1", 5, 0.2, True)
     assert spec.endpoint() == "127.0.0.1"
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", "check", "-c", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "probes: 1 (ping: 1)" in done.stdout

@@ -16,6 +16,7 @@ from probe.probers.redis import RedisProber, RedisSpec
 from probe.probers.shell import ShellProber, ShellSpec
 from probe.probers.tcp import TCPProber, TCPSpec
 from probe.probers.tls import TLSProber, TLSSpec
+from probe.probers.zookeeper import ZooKeeperProber, ZooKeeperSpec
 
 # Config sections (http, tcp, shell, tls, ping), then the `driver:` names of client sections.
 SECTION_PROBERS = [
@@ -32,6 +33,7 @@ DRIVER_PROBERS = [
     ("mqtt", MQTTProber, MQTTSpec),
     ("etcd", EtcdProber, EtcdSpec),
     ("influxdb", InfluxDBProber, InfluxDBSpec),
+    ("zookeeper", ZooKeeperProber, ZooKeeperSpec),
 ]
 
 
