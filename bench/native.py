@@ -38,7 +38,7 @@ SERVICES = {
     "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
-KINDS = ["http", "tcp", "tls", "shell", *SERVICES]
+KINDS = ["http", "tcp", "tls", "shell", "ping", "zookeeper", *SERVICES]
 
 
 def service_url(kind: str) -> str:
@@ -64,6 +64,19 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
     if kind == "tls":
         return "tls", [
             f"{{name: b{i}, host: '{targets['tls']}', root_ca_pem_path: '{targets['tls_ca']}'}}"
+            for i in range(n)
+        ]
+    if kind == "ping":
+        # One echo request per check (raw socket: the bench runs as root), so CPU per check
+        # is CPU per packet exchanged.
+        return "ping", [
+            f"{{name: b{i}, host: 127.0.0.1, count: 1, privileged: true}}" for i in range(n)
+        ]
+    if kind == "zookeeper":
+        # A session opened, one znode read, the session closed (against the private server).
+        return "client", [
+            f"{{name: b{i}, driver: zookeeper, host: '{targets['zookeeper']}', "
+            "data: {/bench: ok}}"
             for i in range(n)
         ]
     if kind == "shell":
@@ -125,6 +138,14 @@ async def main() -> None:
             "tls": f"127.0.0.1:{tls_port}",
             "tls_ca": str(folder / "ca.pem"),
         }
+        zookeeper = None
+        if "zookeeper" in args.kinds:
+            # Debian's ZooKeeper, started privately as the tests start it (no shared one).
+            from tests.support.zookeeper import PrivateZooKeeper
+
+            zookeeper = PrivateZooKeeper(folder / "zookeeper").start()
+            zookeeper.create("/bench", "ok")
+            targets["zookeeper"] = zookeeper.address
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
             for kind in args.kinds:
@@ -140,6 +161,8 @@ async def main() -> None:
                     f"{kind:<9} {checks / wall:>9.0f} {cpu / max(checks, 1) * 1e3:>8.2f}ms  {shown}"
                 )
         finally:
+            if zookeeper is not None:
+                zookeeper.stop()
             proc.terminate()
             tls_proc.terminate()
             proc.wait(10)

@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "tcp": "probe.probers.tcp:TCPProber",
     "tls": "probe.probers.tls:TLSProber",
     "shell": "probe.probers.shell:ShellProber",
+    "ping": "probe.probers.ping:PingProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -37,6 +38,7 @@ CLIENT_DRIVERS: dict[str, str] = {
     "influxdb": "probe.probers.influxdb:InfluxDBProber",
     "etcd": "probe.probers.etcd:EtcdProber",
     "mqtt": "probe.probers.mqtt:MQTTProber",
+    "zookeeper": "probe.probers.zookeeper:ZooKeeperProber",
 }
 
 # EaseProbe `client:` drivers we do not support: an error naming the driver.
@@ -44,14 +46,12 @@ UNSUPPORTED_DRIVERS: dict[str, str] = {
     "mongo": "EaseProbe's mongo driver is not supported",
     "kafka": "EaseProbe's kafka driver is not supported",
     "memcache": "EaseProbe's memcache driver is not supported",
-    "zookeeper": "EaseProbe's zookeeper driver is not supported",
 }
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
 UNSUPPORTED_SECTIONS: dict[str, str] = {
     "ssh": "EaseProbe's ssh probes are not supported",
     "host": "EaseProbe's host probes are not supported",
-    "ping": "EaseProbe's ping probes are not supported",
     "websocket": "EaseProbe's websocket probes are not supported",
 }
 

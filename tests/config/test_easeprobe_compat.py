@@ -9,8 +9,8 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (ssh, host, ping and websocket probes, the mongo, kafka, memcache and
-zookeeper drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
+What we do not have (ssh, host and websocket probes, the mongo, kafka and memcache
+drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
 Every address is loopback; nothing here sends traffic anywhere.
@@ -365,7 +365,7 @@ def test_sla_debug_sends_a_report_every_minute(tmp_path: Path, tls_files: dict[s
 UNSUPPORTED = [
     *(
         (f"{kind}:\n  - name: x\n    host: 127.0.0.1:22\n", kind, [f"EaseProbe's {kind} probes"])
-        for kind in ("ping", "websocket")
+        for kind in ("websocket",)
     ),
     *(
         (
@@ -381,7 +381,7 @@ UNSUPPORTED = [
             "client[0].driver",
             [f"EaseProbe's {driver} driver"],
         )
-        for driver in ("mongo", "kafka", "memcache", "zookeeper")
+        for driver in ("mongo", "kafka", "memcache")
     ),
     *(
         (

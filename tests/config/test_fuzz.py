@@ -119,6 +119,8 @@ tls:
   - {name: cert, host: "127.0.0.1:9", server_name: localhost}
 shell:
   - {name: sh, cmd: sh, args: ["-c", "true"]}
+ping:
+  - {name: pg1, host: 127.0.0.1, count: 2, lost: 0.5, privileged: true}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}
@@ -126,6 +128,7 @@ client:
   - {name: mq, driver: mqtt, host: "127.0.0.1:9"}
   - {name: et, driver: etcd, host: "127.0.0.1:9"}
   - {name: ix, driver: influxdb, host: "127.0.0.1:9"}
+  - {name: zk, driver: zookeeper, host: "127.0.0.1:9", data: {/a/b: ok}}
 notify:
   log: [{name: log, file: notifications.log, channels: [ops]}]
   http: [{name: hook, url: "http://127.0.0.1:9/hook"}]

@@ -627,11 +627,11 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
         """
         ssh:
           - name: a
-        ping: []
+        websocket: []
         """,
         [
             "probes.yaml:1:1: ssh: EaseProbe's ssh probes are not supported",
-            "probes.yaml:3:1: ping: EaseProbe's ping probes are not supported",
+            "probes.yaml:3:1: websocket: EaseProbe's websocket probes are not supported",
         ],
     ),
     (

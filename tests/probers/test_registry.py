@@ -10,18 +10,21 @@ from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
 from probe.probers.mqtt import MQTTProber, MQTTSpec
 from probe.probers.mysql import MySQLProber, MySQLSpec
+from probe.probers.ping import PingProber, PingSpec
 from probe.probers.postgres import PostgresProber, PostgresSpec
 from probe.probers.redis import RedisProber, RedisSpec
 from probe.probers.shell import ShellProber, ShellSpec
 from probe.probers.tcp import TCPProber, TCPSpec
 from probe.probers.tls import TLSProber, TLSSpec
+from probe.probers.zookeeper import ZooKeeperProber, ZooKeeperSpec
 
-# Config sections (http, tcp, shell, tls), then the `driver:` names of client sections.
+# Config sections (http, tcp, shell, tls, ping), then the `driver:` names of client sections.
 SECTION_PROBERS = [
     ("http", HTTPProber, HTTPSpec),
     ("tcp", TCPProber, TCPSpec),
     ("shell", ShellProber, ShellSpec),
     ("tls", TLSProber, TLSSpec),
+    ("ping", PingProber, PingSpec),
 ]
 DRIVER_PROBERS = [
     ("mysql", MySQLProber, MySQLSpec),
@@ -30,6 +33,7 @@ DRIVER_PROBERS = [
     ("mqtt", MQTTProber, MQTTSpec),
     ("etcd", EtcdProber, EtcdSpec),
     ("influxdb", InfluxDBProber, InfluxDBSpec),
+    ("zookeeper", ZooKeeperProber, ZooKeeperSpec),
 ]
 
 
