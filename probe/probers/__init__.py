@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "tcp": "probe.probers.tcp:TCPProber",
     "tls": "probe.probers.tls:TLSProber",
     "shell": "probe.probers.shell:ShellProber",
+    "dns": "probe.probers.dns:DNSProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.

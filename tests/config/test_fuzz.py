@@ -114,6 +114,8 @@ tls:
   - {name: cert, host: "127.0.0.1:9", server_name: localhost}
 shell:
   - {name: sh, cmd: sh, args: ["-c", "true"]}
+dns:
+  - {name: ns, query: www.example.com, server: "127.0.0.1:9", answers: {contain: [10.0.0.1]}}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}
