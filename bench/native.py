@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.targets import start_targets, start_tls_target
+from bench.targets import start_targets, start_tls_target, start_websocket_target
 from probe.assembly import build_probers, load_config
 from probe.core.scheduler import run_check
 from probe.probers.base import SharedResources
@@ -40,7 +40,7 @@ SERVICES = {
     "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
-KINDS = ["http", "tcp", "tls", "shell", "dns", *SERVICES]
+KINDS = ["http", "tcp", "tls", "shell", "dns", "websocket", *SERVICES]
 
 
 def service_url(kind: str) -> str:
@@ -91,6 +91,10 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
         ]
     if kind == "shell":
         return "shell", [f"{{name: b{i}, cmd: 'true'}}" for i in range(n)]
+    if kind == "websocket":
+        return "websocket", [
+            f"{{name: b{i}, url: '{targets['websocket']}/b{i}'}}" for i in range(n)
+        ]
     if kind == "dns":
         return "dns", [
             f"{{name: b{i}, query: www.bench.test, server: '{targets['dns']}',"
@@ -149,12 +153,14 @@ async def main() -> None:
         folder = Path(tmp)
         tls_proc, tls_port = start_tls_target(str(folder / "ca.pem"))
         dns_proc, dns_server = start_dnsmasq()
+        ws_proc, ws_port = start_websocket_target()
         targets = {
             "http": f"http://127.0.0.1:{http_port}",
             "tcp": f"127.0.0.1:{tcp_port}",
             "tls": f"127.0.0.1:{tls_port}",
             "tls_ca": str(folder / "ca.pem"),
             "dns": dns_server,
+            "websocket": f"ws://127.0.0.1:{ws_port}",
         }
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
@@ -176,8 +182,10 @@ async def main() -> None:
         finally:
             proc.terminate()
             tls_proc.terminate()
+            ws_proc.terminate()
             proc.wait(10)
             tls_proc.wait(10)
+            ws_proc.wait(10)
             if dns_proc is not None:
                 dns_proc.terminate()
                 dns_proc.wait(10)

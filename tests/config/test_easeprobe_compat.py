@@ -9,7 +9,7 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (ssh, host, ping and websocket probes, the mongo, kafka, memcache and
+What we do not have (ssh, host and ping probes, the mongo, kafka, memcache and
 zookeeper drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
@@ -365,7 +365,7 @@ def test_sla_debug_sends_a_report_every_minute(tmp_path: Path, tls_files: dict[s
 UNSUPPORTED = [
     *(
         (f"{kind}:\n  - name: x\n    host: 127.0.0.1:22\n", kind, [f"EaseProbe's {kind} probes"])
-        for kind in ("ping", "websocket")
+        for kind in ("ping",)
     ),
     *(
         (
