@@ -181,17 +181,23 @@ class WebSocketProber(Prober[WebSocketSpec]):
         self._ssl: ssl.SSLContext | None = None
 
     def _ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context (wss only), built on first use: a bad CA file is a failed check."""
+        """The TLS context (wss only), shared by the probes with the same TLS keys (one costs
+        milliseconds and the system's roots in memory) and built on first use: a bad CA file
+        is a failed check."""
         if not self._tls:
             return None
         if self._ssl is None:
             spec = self.spec
+            key = ("websocket-tls", spec.ca, spec.cert, spec.key, spec.insecure)
             try:
-                self._ssl = client_context(
-                    ca=spec.ca, cert=spec.cert, key=spec.key, insecure=spec.insecure
+                self._ssl = self.resources.get_or_create(
+                    key,
+                    lambda: client_context(
+                        ca=spec.ca, cert=spec.cert, key=spec.key, insecure=spec.insecure
+                    ),
                 )
             except (OSError, ssl.SSLError) as exc:
-                raise ProbeError(f"TLS: cannot load the certificates: {plain_error(exc)}") from None
+                raise ProbeError(f"TLS: cannot load the certificates: {_load_error(exc)}") from None
         return self._ssl
 
     def prepare(self) -> None:
@@ -284,6 +290,13 @@ async def _close(
             ws.transport.abort()
             raise
     ws.transport.abort()
+
+
+def _load_error(exc: OSError) -> str:
+    """OpenSSL's reason (`no certificate or crl found`), or the OS's (`No such file`)."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower().replace("_", " ")
+    return exc.strerror or plain_error(exc)
 
 
 def _refusing_status(exc: BaseException) -> int | None:

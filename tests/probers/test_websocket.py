@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -26,6 +27,7 @@ from probe.errors import ConfigError
 from probe.probers.base import SharedResources
 from probe.probers.websocket import WebSocketProber, WebSocketSpec
 from tests.support import probers as scenarios
+from tests.support.cli import REPO, spawn_probe
 
 TOKEN = "Bearer s3cret-t0ken"
 
@@ -183,6 +185,57 @@ async def test_refused_and_outage(ws_server, resources, closed_port):
     )
 
 
+class ConnectProxy:
+    """An HTTP CONNECT proxy that tunnels every request to `upstream` (whatever it names),
+    or answers `refuse` (a status line) instead. Loopback only."""
+
+    def __init__(self, upstream: str, refuse: str | None = None) -> None:
+        self.upstream = upstream
+        self.refuse = refuse
+        self.tunnels = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"CONNECT ")
+        if self.refuse is not None:
+            writer.write(f"HTTP/1.1 {self.refuse}\r\nContent-Length: 0\r\n\r\n".encode())
+            writer.close()
+            return
+        host, port = self.upstream.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self.tunnels += 1
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_through_an_http_proxy(ws_server, raw_server, resources, closed_port):
+    base = await ws_server()
+    tunnel = ConnectProxy(base.removeprefix("ws://"))
+    proxy = await raw_server(tunnel.handle)
+    # The URL's own port is closed: only the proxy reaches the server.
+    url = f"ws://127.0.0.1:{closed_port}/echo"
+    ctx = CheckContext()
+    outcome = await make(resources, url, proxy=f"http://{proxy.address}").check(ctx)
+    assert outcome.ok, outcome.message
+    assert tunnel.tunnels == 1
+    assert outcome.details["proxy"] == f"http://{proxy.address}"
+    refusing = await raw_server(ConnectProxy("", refuse="407 Proxy Authentication Required").handle)
+    error = await scenarios.failure(make(resources, url, proxy=f"http://u:pw@{refusing.address}"))
+    assert error.message == "proxy: proxy rejected connection: HTTP 407"
+    assert "pw" not in repr(error.details)
+
+
 @pytest.fixture
 def wss_files(tmp_path: Path) -> scenarios.ServerTLS:
     return scenarios.server_tls_files(tmp_path, "127.0.0.1", "localhost")
@@ -212,6 +265,20 @@ async def test_tls(ws_server, resources, wss_files):
         "connection reset by peer",
         "connection closed by the server during WebSocket handshake",
     )
+
+
+async def test_tls_contexts_are_shared_and_a_bad_ca_is_a_failed_check(
+    ws_server, resources, wss_files, tmp_path
+):
+    bad_ca_file = tmp_path / "bad-ca.pem"
+    bad_ca_file.write_text("not a certificate\n")
+    base = await ws_server(_server_context(wss_files))
+    first = make(resources, f"{base}/echo", ca=wss_files.ca_file)
+    second = make(resources, f"{base}/other", ca=wss_files.ca_file)
+    assert (await first.check(CheckContext())).ok and (await second.check(CheckContext())).ok
+    assert len(resources) == 1
+    error = await scenarios.failure(make(resources, f"{base}/echo", ca=bad_ca_file))
+    assert error.message == "TLS: cannot load the certificates: no certificate or crl found"
 
 
 async def test_tls_client_certificate(ws_server, resources, wss_files, tmp_path):
@@ -293,19 +360,34 @@ def test_bad_spec(keys, needle):
     assert needle in str(caught.value)
 
 
+EASEPROBE_EXAMPLE = """\
+websocket:
+  - name: websocket.org
+    url: wss://echo.websocket.org:443
+    timeout: 5s
+    interval: 30s
+    headers:
+      Authorization: "Basic dXNlcm5hbWU6cGFzc3dvcmQ="
+    proxy: http://127.0.0.1:3128
+"""
+
+
+async def test_probe_check_accepts_the_easeprobe_example(tmp_path: Path):
+    # `probe check` only loads and validates: nothing is connected to.
+    path = tmp_path / "probes.yaml"
+    path.write_text(EASEPROBE_EXAMPLE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = await spawn_probe("check", "-c", str(path), cwd=tmp_path, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "websocket" in out.decode()
+    assert "dXNlcm5hbWU6cGFzc3dvcmQ" not in out.decode() + err.decode()
+
+
 def test_easeprobe_example_loads_and_errors_are_located(tmp_path: Path):
     # EaseProbe's form: url, headers, proxy (socks5 needs python-socks: an http proxy here).
     path = tmp_path / "probes.yaml"
-    path.write_text(
-        "websocket:\n"
-        "  - name: websocket.org\n"
-        "    url: wss://echo.websocket.org:443\n"
-        "    timeout: 5s\n"
-        "    interval: 30s\n"
-        "    headers:\n"
-        '      Authorization: "Basic dXNlcm5hbWU6cGFzc3dvcmQ="\n'
-        "    proxy: http://127.0.0.1:3128\n"
-    )
+    path.write_text(EASEPROBE_EXAMPLE)
     (spec,) = load_config(path, environ={}).probes
     assert isinstance(spec, WebSocketSpec) and spec.kind == "websocket"
     assert spec.endpoint() == "wss://echo.websocket.org:443"
