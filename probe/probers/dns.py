@@ -22,7 +22,8 @@ text: an address (A, AAAA), a name without its final dot (CNAME, NS, PTR), `10
 mail.example.com` (MX), `10 5 5060 sip.example.com` (SRV: priority weight port target), the
 strings joined (TXT), `mname rname serial refresh retry expire minimum` (SOA). Addresses are
 compared as addresses (`fd00::1` equals `fd00:0::1`), names without regard to case.
-For `type: PTR` the query may be an IP address: the reverse name is asked.
+For `type: PTR` the query may be an IP address: the reverse name is asked. A `server` given
+by name is asked at the first address the name resolves to.
 
 Conditions read `[DNS_RCODE]` (`NOERROR`, `NXDOMAIN`, ...), `[BODY]` (the answers, one per
 line, in the server's order) and `[ANSWER_COUNT]`.

@@ -79,6 +79,15 @@ async def test_records_are_up(dnsmasq, resources, keys, answers):
     assert ctx.phase == "query"
 
 
+async def test_a_truncated_answer_is_asked_again_over_tcp(dnsmasq, resources):
+    big = "a" * 200 + "b" * 200 + "c" * 200
+    prober = make(resources, dnsmasq.address, query="big.probe.test", type="TXT")
+    outcome = await prober.check(CheckContext())
+    assert outcome.ok, outcome.message
+    assert outcome.details["answers"] == [big]
+    assert outcome.details["truncated_over_udp"] is True
+
+
 async def test_expected_answers(dnsmasq, resources):
     good = {"contain": ["10.0.0.2"], "not_contain": ["10.0.0.9"], "equal": ["10.0.0.2", "10.0.0.1"]}
     assert (await make(resources, dnsmasq.address, answers=good).check(CheckContext())).ok

@@ -16,7 +16,7 @@ from tests.support.daemons import _Daemon, free_port, require_binary
 __all__ = ["ZONE", "PrivateDnsmasq"]
 
 # The zone (dnsmasq options) every test reads: two A records and one AAAA on www, a CNAME to
-# it, TXT, MX, SRV, and the PTR dnsmasq derives from the host record.
+# it, TXT, MX, SRV, the PTR dnsmasq derives from the host record, and a TXT too big for UDP.
 ZONE = (
     "--local=/probe.test/",
     "--host-record=www.probe.test,10.0.0.1,fd00::1",
@@ -25,6 +25,8 @@ ZONE = (
     "--txt-record=probe.test,v=spf1 -all",
     "--mx-host=probe.test,mail.probe.test,10",
     "--srv-host=_sip._tcp.probe.test,sip.probe.test,5060,10,5",
+    # Three 200-character strings: more than a 512-byte UDP answer holds (truncated).
+    "--txt-record=big.probe.test," + ",".join(c * 200 for c in "abc"),
 )
 
 
