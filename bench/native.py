@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.targets import start_targets, start_tls_target
+from bench.targets import start_targets, start_tls_target, start_websocket_target
 from probe.assembly import build_probers, load_config
 from probe.core.scheduler import run_check
 from probe.probers.base import SharedResources
@@ -38,12 +40,33 @@ SERVICES = {
     "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
-KINDS = ["http", "tcp", "tls", "shell", "ping", "zookeeper", *SERVICES]
+KINDS = ["http", "tcp", "tls", "shell", "ping", "zookeeper", "dns", "websocket", *SERVICES]
 
 
 def service_url(kind: str) -> str:
     variable, default = SERVICES[kind]
     return os.environ.get(variable) or default
+
+
+def start_dnsmasq() -> tuple[subprocess.Popen[bytes] | None, str]:
+    """A private dnsmasq (Debian's dnsmasq-base) answering www.bench.test on a free loopback
+    port and forwarding nothing; (None, "") when it is not installed."""
+    binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin")
+    if binary is None:
+        return None, ""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    command = [binary, "--keep-in-foreground", "--conf-file=/dev/null", f"--port={port}"]
+    command += ["--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"]
+    command += ["--pid-file=", *user, "--host-record=www.bench.test,10.0.0.1"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if answers(f"tcp://127.0.0.1:{port}"):
+            break
+        time.sleep(0.05)
+    return proc, f"127.0.0.1:{port}"
 
 
 def answers(url: str) -> bool:
@@ -81,6 +104,16 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
         ]
     if kind == "shell":
         return "shell", [f"{{name: b{i}, cmd: 'true'}}" for i in range(n)]
+    if kind == "websocket":
+        return "websocket", [
+            f"{{name: b{i}, url: '{targets['websocket']}/b{i}'}}" for i in range(n)
+        ]
+    if kind == "dns":
+        return "dns", [
+            f"{{name: b{i}, query: www.bench.test, server: '{targets['dns']}',"
+            " answers: {contain: [10.0.0.1]}}"
+            for i in range(n)
+        ]
     return "client", [
         f"{{name: b{i}, driver: {kind}, dsn: '{service_url(kind)}'}}" for i in range(n)
     ]
@@ -132,11 +165,15 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tls_proc, tls_port = start_tls_target(str(folder / "ca.pem"))
+        dns_proc, dns_server = start_dnsmasq()
+        ws_proc, ws_port = start_websocket_target()
         targets = {
             "http": f"http://127.0.0.1:{http_port}",
             "tcp": f"127.0.0.1:{tcp_port}",
             "tls": f"127.0.0.1:{tls_port}",
             "tls_ca": str(folder / "ca.pem"),
+            "dns": dns_server,
+            "websocket": f"ws://127.0.0.1:{ws_port}",
         }
         zookeeper = None
         if "zookeeper" in args.kinds:
@@ -152,6 +189,9 @@ async def main() -> None:
                 if kind in SERVICES and not answers(service_url(kind)):
                     print(f"{kind:<9} skipped: nothing answers at {service_url(kind)}")
                     continue
+                if kind == "dns" and dns_proc is None:
+                    print(f"{kind:<9} skipped: dnsmasq is not installed (dnsmasq-base)")
+                    continue
                 section, items = entries(kind, args.in_flight, targets)
                 path = folder / f"{kind}.yaml"
                 path.write_text(f"{section}:\n" + "".join(f"  - {item}\n" for item in items))
@@ -165,8 +205,13 @@ async def main() -> None:
                 zookeeper.stop()
             proc.terminate()
             tls_proc.terminate()
+            ws_proc.terminate()
             proc.wait(10)
             tls_proc.wait(10)
+            ws_proc.wait(10)
+            if dns_proc is not None:
+                dns_proc.terminate()
+                dns_proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,38 @@ def start_tls_target(ca_path: str) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
+async def _serve_websocket(port: int) -> None:
+    """A WebSocket server (websockets' own) whose connections answer pings and echo."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(echo, "127.0.0.1", port, compression=None, backlog=4096):
+        print("ready", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+
+def start_websocket_target() -> tuple[subprocess.Popen[str], int]:
+    """Start a WebSocket target process (ws://127.0.0.1:port/)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "websocket", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, port
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "tls":
+    if sys.argv[1] == "websocket":
+        asyncio.run(_serve_websocket(int(sys.argv[2])))
+    elif sys.argv[1] == "tls":
         asyncio.run(_serve_tls(int(sys.argv[2]), sys.argv[3]))
     else:
         asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2])))

@@ -4,7 +4,8 @@
 #
 #   1. PostgreSQL, MariaDB, Redis and Mosquitto: started when installed but not answering
 #      (this project's machines come with them running; nothing is installed for them here);
-#   2. Debian's etcd-server, influxdb, chromium and zookeeper: installed when missing (one apt-get update);
+#   2. Debian's etcd-server, influxdb, chromium, zookeeper and dnsmasq-base: installed when
+#      missing (one apt-get update);
 #   3. the PostgreSQL role probe_auth with a password and its pg_hba rules (postgres-auth.sh);
 #   4. etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) started on loopback
 #      (start-etcd-influxdb.sh).
@@ -69,6 +70,8 @@ install_missing() {
   command -v chromium >/dev/null || missing+=(chromium)
   # ZooKeeper (Java): the zookeeper prober's tests start a private server from its jar.
   [[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
+  # dnsmasq-base: the binary alone (no system service); the dns tests start private ones.
+  command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq-base)
   ((${#missing[@]})) || return 0
   if ! is_root || ! command -v apt-get >/dev/null; then
     problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")

@@ -8,11 +8,15 @@ import asyncio
 import json
 import ssl
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from aiohttp import web
+from websockets.asyncio.server import ServerConnection, serve
 
+from tests.support.dnsmasq import PrivateDnsmasq
 from tests.support.services import require_service
 
 KINDS = ["postgres", "mysql", "redis", "mqtt", "etcd", "influxdb"]
@@ -43,8 +47,27 @@ async def probe_once(config: Path) -> tuple[int, list[dict[str, object]], str]:
     return proc.returncode, json.loads(out or b"[]"), err.decode()
 
 
+@pytest.fixture
+def dns_server(tmp_path: Path) -> Iterator[str]:
+    """A private dnsmasq's address (its zone: tests/support/dnsmasq.py)."""
+    with PrivateDnsmasq(tmp_path / "dnsmasq") as server:
+        yield server.address
+
+
+@pytest.fixture
+async def ws_port() -> AsyncIterator[int]:
+    """The port of a WebSocket echo server (websockets' own)."""
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with serve(echo, "127.0.0.1", 0) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
 async def test_one_probe_of_every_kind_up_then_down(
-    tmp_path, web_server, tls_ca, tls_ca_file, closed_port
+    tmp_path, web_server, tls_ca, tls_ca_file, closed_port, dns_server, ws_port
 ):
     urls = {kind: require_service(kind) for kind in KINDS}
 
@@ -71,6 +94,10 @@ tls:
   - {{name: tls, host: '{tls_host}', root_ca_pem_path: '{tls_ca_file}'}}
 shell:
   - {{name: shell, cmd: sh, args: ['-c', 'echo all fine'], contain: fine}}
+dns:
+  - {{name: dns, query: www.probe.test, server: '{dns_server}', answers: {{contain: [10.0.0.1]}}}}
+websocket:
+  - {{name: websocket, url: 'ws://127.0.0.1:{ws_port}/', send: hi, contain: hi}}
 client:
 {client_entries(urls)}
 """
@@ -78,7 +105,7 @@ client:
     code, items, err = await probe_once(config)
     statuses = {item["name"]: (item["status"], item["message"]) for item in items}
     assert code == 0, (statuses, err)
-    assert len(items) == 4 + len(KINDS)
+    assert len(items) == 6 + len(KINDS)
     assert all(status == "up" for status, _ in statuses.values()), statuses
 
     # The same kinds pointed at a port nothing listens on: down, each saying why.
@@ -97,6 +124,10 @@ tls:
   - {{name: tls, host: '{dead}'}}
 shell:
   - {{name: shell, cmd: sh, args: ['-c', 'echo broken; exit 3']}}
+dns:
+  - {{name: dns, query: www.probe.test, server: '{dead}', transport: tcp}}
+websocket:
+  - {{name: websocket, url: 'ws://{dead}/'}}
 client:
 {client_entries(down_urls)}
 """

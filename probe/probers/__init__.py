@@ -28,6 +28,8 @@ SECTIONS: dict[str, str] = {
     "tls": "probe.probers.tls:TLSProber",
     "shell": "probe.probers.shell:ShellProber",
     "ping": "probe.probers.ping:PingProber",
+    "dns": "probe.probers.dns:DNSProber",
+    "websocket": "probe.probers.websocket:WebSocketProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -52,7 +54,6 @@ UNSUPPORTED_DRIVERS: dict[str, str] = {
 UNSUPPORTED_SECTIONS: dict[str, str] = {
     "ssh": "EaseProbe's ssh probes are not supported",
     "host": "EaseProbe's host probes are not supported",
-    "websocket": "EaseProbe's websocket probes are not supported",
 }
 
 

@@ -121,6 +121,10 @@ shell:
   - {name: sh, cmd: sh, args: ["-c", "true"]}
 ping:
   - {name: pg1, host: 127.0.0.1, count: 2, lost: 0.5, privileged: true}
+dns:
+  - {name: ns, query: www.example.com, server: "127.0.0.1:9", answers: {contain: [10.0.0.1]}}
+websocket:
+  - {name: ws, url: "ws://127.0.0.1:9/", headers: {Authorization: t0ken}, send: hi, contain: hi}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}

@@ -12,6 +12,7 @@ from probe import assembly
 from probe.config import Config, find_config_path, load_config
 from probe.config.models import AlertSpec, ProbeSpec
 from probe.errors import ConfigError
+from probe.probers import UNSUPPORTED_SECTIONS
 from tests.config.conftest import ConfigFiles
 from tests.config.specs import SECTIONS, PortSpec, WebSpec, web
 
@@ -1042,12 +1043,13 @@ def test_default_registry_imports_no_prober_for_unused_sections(tmp_path: Path) 
 
 def test_default_registry_reports_unsupported_sections(tmp_path: Path) -> None:
     path = tmp_path / "probes.yaml"
-    path.write_text("websocket: []\n")
+    if not UNSUPPORTED_SECTIONS:
+        pytest.skip("every EaseProbe section is supported")
+    kind, message = next(iter(UNSUPPORTED_SECTIONS.items()))
+    path.write_text(f"{kind}: []\n")
     with pytest.raises(ConfigError) as info:
         assembly.load_config(path)
-    assert str(info.value) == (
-        f"{path}:1:1: websocket: EaseProbe's websocket probes are not supported"
-    )
+    assert str(info.value) == f"{path}:1:1: {kind}: {message}"
 
 
 # --- find_config_path ------------------------------------------------------------------------
