@@ -3,7 +3,8 @@ validates with, so editors (VS Code's YAML extension, JetBrains, ...) check and 
 `probes.yaml` as it is typed, and the schema can never drift from what `probe check` accepts.
 
 What the models alone do not say, and the loader does, is added here: a file holds sections of
-lists; a `client:` entry picks its keys by `driver:` (case-insensitively); any `*_file` key
+lists (ssh and host: or a mapping of `servers:` and named `bastion:` entries); a `client:`
+entry picks its keys by `driver:` (case-insensitively); any `*_file` key
 reads a secret from a file; EaseProbe keys we accept and do not use; `x-...` keys for anchors;
 `version:`; and keys a probe inherits from `settings.probe` may be left empty (`timeout:`).
 The schema is as strict as the loader about unknown keys; values it cannot judge (an
@@ -41,9 +42,11 @@ def config_schema() -> dict[str, Any]:
     sections = {name: load_prober_class(t).spec_type for name, t in SECTIONS.items()}
     drivers = {name: load_prober_class(t).spec_type for name, t in CLIENT_DRIVERS.items()}
     notifiers = {kind: load_notifier_class(kind).spec_type for kind in NOTIFIERS}
+    entries = [e for model in sections.values() for e in model.section_entries.values()]
     roots: list[type[BaseModel]] = [
         Settings,
         *sections.values(),
+        *entries,
         *drivers.values(),
         *notifiers.values(),
     ]
@@ -77,6 +80,21 @@ def config_schema() -> dict[str, Any]:
     }
     for name, model in sections.items():
         properties[name] = _list_of(ref(model), f"{name} probes")
+        if model.section_entries:
+            # EaseProbe's form: `{servers: [...], bastion: {NAME: entry}}`.
+            section: dict[str, Any] = {
+                "type": "object",
+                "properties": {"servers": _list_of(ref(model), f"{name} probes")},
+                "required": ["servers"],
+                "additionalProperties": False,
+            }
+            for key, entry in model.section_entries.items():
+                section["properties"][key] = {
+                    "type": ["object", "null"],
+                    "description": f"{key} entries by name; a probe's `{key}:` names one",
+                    "additionalProperties": ref(entry),
+                }
+            properties[name] = {"anyOf": [properties[name], section]}
     properties["client"] = _list_of(
         {"anyOf": [ref(model) for model in drivers.values()]},
         "native-client probes; `driver:` picks the keys: " + ", ".join(drivers),

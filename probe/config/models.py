@@ -9,6 +9,7 @@ unset `interval`/`timeout`/`failure`/`success`/`alert` from `settings.probe` bef
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -227,6 +228,11 @@ class ProbeSpec(StrictModel):
     # The placeholders this kind's prober fills for `conditions`, beyond [CONNECTED],
     # [RESPONSE_TIME] and [IP] (probe.conditions.placeholders).
     condition_placeholders: ClassVar[frozenset[str]] = frozenset()
+    # Named entries a section of this kind may hold beside its list (EaseProbe's ssh and host
+    # sections: `{bastion: {NAME: endpoint}, servers: [...]}`): key -> the model of an entry.
+    # With any, the section may be such a mapping; the loader validates the entries and hands
+    # them to each probe's validators in the validation context, under "named".
+    section_entries: ClassVar[Mapping[str, type[BaseModel]]] = {}
 
     name: str = Field(min_length=1)
     enabled: bool = True

@@ -27,6 +27,8 @@ SECTIONS: dict[str, str] = {
     "tcp": "probe.probers.tcp:TCPProber",
     "tls": "probe.probers.tls:TLSProber",
     "shell": "probe.probers.shell:ShellProber",
+    "ssh": "probe.probers.ssh:SSHProber",
+    "host": "probe.probers.host:HostProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -49,8 +51,6 @@ UNSUPPORTED_DRIVERS: dict[str, str] = {
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
 UNSUPPORTED_SECTIONS: dict[str, str] = {
-    "ssh": "EaseProbe's ssh probes are not supported",
-    "host": "EaseProbe's host probes are not supported",
     "ping": "EaseProbe's ping probes are not supported",
     "websocket": "EaseProbe's websocket probes are not supported",
 }

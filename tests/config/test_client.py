@@ -383,7 +383,7 @@ def test_default_registry_knows_client_tls_and_shell(tmp_path: Path) -> None:
         assembly.load_config(path, environ={})
     assert str(info.value) == (
         f'{path}:1:1: foo: unknown section "foo" '
-        "(known: client, http, notify, settings, shell, tcp, tls)"
+        "(known: client, host, http, notify, settings, shell, ssh, tcp, tls)"
     )
 
 

@@ -9,7 +9,7 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (ssh, host, ping and websocket probes, the mongo, kafka, memcache and
+What we do not have (ping and websocket probes, the mongo, kafka, memcache and
 zookeeper drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
@@ -366,14 +366,6 @@ UNSUPPORTED = [
     *(
         (f"{kind}:\n  - name: x\n    host: 127.0.0.1:22\n", kind, [f"EaseProbe's {kind} probes"])
         for kind in ("ping", "websocket")
-    ),
-    *(
-        (
-            f"{kind}:\n  servers:\n    - name: x\n      host: 127.0.0.1:22\n",
-            kind,
-            [f"EaseProbe's {kind} probes", "not supported"],
-        )
-        for kind in ("ssh", "host")
     ),
     *(
         (

@@ -114,6 +114,14 @@ tls:
   - {name: cert, host: "127.0.0.1:9", server_name: localhost}
 shell:
   - {name: sh, cmd: sh, args: ["-c", "true"]}
+ssh:
+  bastion:
+    jump: {host: "u@127.0.0.1:9", password: p, insecure: true}
+  servers:
+    - {name: ssh, host: "127.0.0.1:9", username: u, password: p, cmd: "true", bastion: jump}
+host:
+  servers:
+    - {name: box, host: "u@127.0.0.1:9", password: p, threshold: {cpu: 0.9}, disks: [/]}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}

@@ -625,12 +625,12 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
     (
         "unsupported EaseProbe section",
         """
-        ssh:
+        websocket:
           - name: a
         ping: []
         """,
         [
-            "probes.yaml:1:1: ssh: EaseProbe's ssh probes are not supported",
+            "probes.yaml:1:1: websocket: EaseProbe's websocket probes are not supported",
             "probes.yaml:3:1: ping: EaseProbe's ping probes are not supported",
         ],
     ),
@@ -890,7 +890,7 @@ def test_all_problems_are_reported_in_file_order(files: ConfigFiles) -> None:
       - {name: a, host: h:1, failure: x}
     settings:
       timezone: [1]
-    ssh: []
+    ping: []
     """)
     assert files.errors(text) == [
         'probes.yaml:1:1: foo: unknown section "foo" (known: http, notify, settings, tcp)',
@@ -901,7 +901,7 @@ def test_all_problems_are_reported_in_file_order(files: ConfigFiles) -> None:
         'probes.yaml:5:12: tcp[2].name: duplicate probe name "a" (first at line 3)',
         'probes.yaml:5:35: tcp[2].failure: expected an integer, got "x"',
         "probes.yaml:7:13: settings.timezone: expected a string, got a list",
-        "probes.yaml:8:1: ssh: EaseProbe's ssh probes are not supported",
+        "probes.yaml:8:1: ping: EaseProbe's ping probes are not supported",
     ]
 
 
