@@ -20,9 +20,9 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from probe.config.models import ProbeSpec, StrictModel
 from probe.core.check import CheckContext, Outcome
@@ -79,6 +79,13 @@ class Threshold(StrictModel):
         return limits
 
 
+def _mount_point(value: str) -> str:
+    # Spaces would split the df line the parser reads; no real mount point needs them.
+    if not value.startswith("/") or re.search(r"[\s\0]", value):
+        raise ValueError("expected an absolute path without spaces, as /data")
+    return value
+
+
 class HostSpec(SSHServerKeys, ProbeSpec):
     """One entry of `host: servers:`: EaseProbe's keys."""
 
@@ -88,20 +95,10 @@ class HostSpec(SSHServerKeys, ProbeSpec):
     )
 
     threshold: Threshold = Threshold()
-    disks: list[str] = Field(default_factory=list)
-
-    @field_validator("disks")
-    @classmethod
-    def _valid_disks(cls, value: list[str]) -> list[str]:
-        for index, disk in enumerate(value):
-            if not disk.startswith("/") or re.search(r"[\s\0]", disk):
-                raise ValueError(
-                    f"disks[{index}]: expected an absolute path without spaces, as /data"
-                )
-        return list(dict.fromkeys(value))
+    disks: list[Annotated[str, AfterValidator(_mount_point)]] = Field(default_factory=list)
 
     def mounts(self) -> list[str]:
-        return self.disks or ["/"]
+        return list(dict.fromkeys(self.disks)) or ["/"]
 
     def endpoint(self) -> str:
         return self.shown()
