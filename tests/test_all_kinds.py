@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from tests.support.daemons import require_binary
 from tests.support.services import require_service
+from tests.support.sshd import SSH_PASSWORD, SSH_USER, PrivateSSHD
 
 KINDS = ["postgres", "mysql", "redis", "mqtt", "etcd", "influxdb"]
 
@@ -44,9 +46,16 @@ async def probe_once(config: Path) -> tuple[int, list[dict[str, object]], str]:
 
 
 async def test_one_probe_of_every_kind_up_then_down(
-    tmp_path, web_server, tls_ca, tls_ca_file, closed_port
+    tmp_path, web_server, tls_ca, tls_ca_file, closed_port, request
 ):
     urls = {kind: require_service(kind) for kind in KINDS}
+    require_binary("sshd", "openssh-server")
+    sshd = PrivateSSHD(tmp_path / "sshd", authorized=[]).start()
+    request.addfinalizer(sshd.stop)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line())
+    login = f"password: {SSH_PASSWORD}, known_hosts: '{known_hosts}', timeout: 5s"
+    calm = "{cpu: 1, mem: 1, disk: 1, load: {m1: 999, m5: 999, m15: 999}}"
 
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -71,6 +80,10 @@ tls:
   - {{name: tls, host: '{tls_host}', root_ca_pem_path: '{tls_ca_file}'}}
 shell:
   - {{name: shell, cmd: sh, args: ['-c', 'echo all fine'], contain: fine}}
+ssh:
+  - {{name: ssh, host: '{SSH_USER}@{sshd.address}', {login}, cmd: 'echo all fine', contain: fine}}
+host:
+  - {{name: host, host: '{SSH_USER}@{sshd.address}', {login}, threshold: {calm}}}
 client:
 {client_entries(urls)}
 """
@@ -78,7 +91,7 @@ client:
     code, items, err = await probe_once(config)
     statuses = {item["name"]: (item["status"], item["message"]) for item in items}
     assert code == 0, (statuses, err)
-    assert len(items) == 4 + len(KINDS)
+    assert len(items) == 6 + len(KINDS)
     assert all(status == "up" for status, _ in statuses.values()), statuses
 
     # The same kinds pointed at a port nothing listens on: down, each saying why.
@@ -97,6 +110,10 @@ tls:
   - {{name: tls, host: '{dead}'}}
 shell:
   - {{name: shell, cmd: sh, args: ['-c', 'echo broken; exit 3']}}
+ssh:
+  - {{name: ssh, host: '{SSH_USER}@{dead}', {login}, cmd: 'true'}}
+host:
+  - {{name: host, host: '{SSH_USER}@{dead}', {login}}}
 client:
 {client_entries(down_urls)}
 """
