@@ -217,7 +217,7 @@ class _Leg(Exception):
         self.bastion = bastion
 
 
-def _options(endpoint: SSHEndpoint, ctx: CheckContext, phase: str) -> dict[str, Any]:
+async def _options(endpoint: SSHEndpoint, ctx: CheckContext, phase: str) -> dict[str, Any]:
     user, _host, _port = endpoint.login()
     options: dict[str, Any] = {
         "username": user,
@@ -236,22 +236,49 @@ def _options(endpoint: SSHEndpoint, ctx: CheckContext, phase: str) -> dict[str, 
     }
     methods = []
     if endpoint.key is not None:
-        options["client_keys"] = [_load_key(endpoint)]
+        options["client_keys"] = [await _key(endpoint)]
         methods.append("publickey")
     if endpoint.password is not None:
         options["password"] = endpoint.password.get_secret_value()
         methods += ["keyboard-interactive", "password"]
     options["preferred_auth"] = methods
     if not endpoint.insecure:
-        options["known_hosts"] = _known_hosts(endpoint)
+        options["known_hosts"] = await _known_hosts(endpoint)
     return options
 
 
-def _load_key(endpoint: SSHEndpoint) -> asyncssh.SSHKey:
+# Keys and known_hosts files, parsed once per version of the file (path, mtime, size): an
+# encrypted key costs ~0.4 s of bcrypt to open, far too much for every check, and is opened
+# in a thread so the event loop never waits on it. A key's passphrase is part of its entry.
+_FileKey = tuple[str, int, int, str]
+_keys: dict[_FileKey, asyncssh.SSHKey] = {}
+_known: dict[_FileKey, asyncssh.SSHKnownHosts] = {}
+_CACHED = 256  # entries kept per cache: beyond that, the oldest go
+
+
+def _file_key(path: Path, extra: str = "") -> _FileKey:
+    stat = path.stat()
+    return (str(path), stat.st_mtime_ns, stat.st_size, extra)
+
+
+def _remember(cache: dict[_FileKey, Any], key: _FileKey, value: Any) -> None:
+    if len(cache) >= _CACHED:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
+async def _key(endpoint: SSHEndpoint) -> asyncssh.SSHKey:
     assert endpoint.key is not None
     passphrase = endpoint.passphrase.get_secret_value() if endpoint.passphrase else None
     try:
-        return asyncssh.read_private_key(str(endpoint.key), passphrase)
+        entry = _file_key(endpoint.key, passphrase or "")
+        found = _keys.get(entry)
+        if found is None:
+            found = await asyncio.to_thread(
+                asyncssh.read_private_key, str(endpoint.key), passphrase
+            )
+            _remember(_keys, entry, found)
+        return found
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, OSError, ValueError) as exc:
         raise ProbeError(_key_error(endpoint.key, exc, passphrase is not None)) from None
 
@@ -270,21 +297,25 @@ def _key_error(path: Path, exc: BaseException, has_passphrase: bool) -> str:
     return f"cannot load the private key {shown}: {plain_error(exc)}"
 
 
-def _known_hosts(endpoint: SSHEndpoint) -> asyncssh.SSHKnownHosts:
+async def _known_hosts(endpoint: SSHEndpoint) -> asyncssh.SSHKnownHosts:
     path = endpoint.known_hosts or Path(DEFAULT_KNOWN_HOSTS).expanduser()
+    shown = printable(str(path), 200)
     try:
-        return asyncssh.read_known_hosts(str(path))
+        entry = _file_key(path)
+        found = _known.get(entry)
+        if found is None:
+            found = await asyncio.to_thread(asyncssh.read_known_hosts, str(path))
+            _remember(_known, entry, found)
+        return found
     except FileNotFoundError:
         # No file: no host is known, so every host key is refused (as OpenSSH's
         # StrictHostKeyChecking does), with a message that says which file.
         return asyncssh.import_known_hosts("")
     except OSError as exc:
-        shown = printable(str(path), 200)
-        raise ProbeError(
-            f"cannot read known_hosts {shown}: {describe_os_error(exc) or exc.strerror}"
-        ) from None
+        reason = describe_os_error(exc) or exc.strerror
+        raise ProbeError(f"cannot read known_hosts {shown}: {reason}") from None
     except ValueError as exc:
-        raise ProbeError(f"cannot read known_hosts {printable(str(path), 200)}: {exc}") from None
+        raise ProbeError(f"cannot read known_hosts {shown}: {exc}") from None
 
 
 async def _login(
@@ -293,7 +324,7 @@ async def _login(
     """An authenticated connection to a bastion, or to a server without one."""
     prefix = "bastion " if bastion else ""
     _user, host, port = endpoint.login()
-    options = _options(endpoint, ctx, f"{prefix}authentication")
+    options = await _options(endpoint, ctx, f"{prefix}authentication")
     ctx.phase = f"{prefix}connect"
     try:
         sock = await _connect(host, port, ctx, bastion=bastion)
@@ -329,7 +360,7 @@ async def _via(
     _user, host, port = endpoint.login()
     ctx.phase = "connect through the bastion"
     ctx.details["peer"] = endpoint.address()
-    options = _options(endpoint, ctx, "authentication")
+    options = await _options(endpoint, ctx, "authentication")
     try:
         # asyncssh opens the channel with the bastion (tunnel=) and speaks SSH over it.
         return await asyncssh.connect(host, port, tunnel=bastion, **options)

@@ -261,10 +261,10 @@ class HostProber(Prober[HostSpec]):
         )
         details: dict[str, Any] = {
             **ctx.details,
-            "cpu": round(readings.cpu, 4),
-            "mem": round(readings.mem, 4),
-            "disks": {m: round(u, 4) for m, u in readings.disks.items()},
-            "load": {n: round(v, 4) for n, v in readings.load.items()},
+            "cpu": readings.cpu,
+            "mem": readings.mem,
+            "disks": dict(readings.disks),
+            "load": dict(readings.load),
             "cpus": readings.cpus,
         }
         if over:
