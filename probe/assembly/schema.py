@@ -182,15 +182,18 @@ def _amend(entry: dict[str, Any], model: type[BaseModel]) -> None:
 def _numbers_as_text(node: Any) -> None:
     """Let a plain string's place take a number too, as the model does (`chat_id: -100123`,
     a `data:` value `45`: Go's yaml.v3 reads them as written, StrictModel turns them into
-    text). Strings with a form (a pattern, a format such as a path or a secret, an enum) are
-    left as they are."""
+    text), secrets included (found by tests/config/test_fuzz.py: `password: .inf` loaded and
+    the schema refused it). Strings with a form (a pattern, a format such as a path, an enum)
+    are left as they are."""
     if isinstance(node, list):
         for item in node:
             _numbers_as_text(item)
         return
     if not isinstance(node, dict):
         return
-    if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+    # A secret (SecretStr: format "password") is plain text too: `password: 1234` loads.
+    plain = node.get("format") in (None, "password")
+    if node.get("type") == "string" and plain and not {"pattern", "enum", "const"} & set(node):
         node["type"] = ["string", "number"]
     for key in ("anyOf", "oneOf", "allOf", "items", "prefixItems", "additionalProperties"):
         if key in node:

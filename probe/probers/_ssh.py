@@ -17,6 +17,7 @@ messages in `describe()`, the one place.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ __all__ = [
     "describe",
     "run_command",
 ]
+
+# asyncssh logs every connection opened and closed at INFO: one check, several lines, in
+# the program's log. Its warnings and errors still show.
+asyncssh.set_log_level(logging.WARNING)
 
 MAX_OUTPUT = 1024 * 1024
 """Bytes of stdout kept for the checks; the rest is read and dropped."""

@@ -90,6 +90,11 @@ class HostSpec(SSHServerKeys, ProbeSpec):
     """One entry of `host: servers:`: EaseProbe's keys."""
 
     kind: ClassVar[str] = "host"
+    # EaseProbe's host servers embed its ssh server, keys and all, then replace the command
+    # with their own: these keys load there and do nothing, so here too (with a warning).
+    easeprobe_ignored: ClassVar[frozenset[str]] = frozenset(
+        {"cmd", "args", "env", "contain", "not_contain", "regex"}
+    )
     condition_placeholders: ClassVar[frozenset[str]] = frozenset(
         {"CPU", "MEM", "DISK", "LOAD1", "LOAD5", "LOAD15"}
     )

@@ -242,3 +242,14 @@ def test_a_bad_threshold_is_located(tmp_path: Path) -> None:
         "probes.yaml:7:15: host.servers[0].disks[0]: "
         "expected an absolute path without spaces, as /data",
     ]
+
+
+def test_easeprobe_ssh_keys_on_a_host_load_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "probes.yaml"
+    path.write_text(
+        "host:\n  servers:\n    - {name: a, host: u@h, password: p, cmd: uptime, contain: up}\n"
+    )
+    config = assembly.load_config(path, environ={})
+    assert [w.message for w in config.warnings] == [
+        "accepted for EaseProbe compatibility; not used"
+    ] * 2
