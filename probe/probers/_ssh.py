@@ -204,9 +204,10 @@ _SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ABRT": 6, "KILL": 9, "SEGV": 11, "PI
 class _Client(asyncssh.SSHClient):
     """Reports the authentication phase on the check's context."""
 
-    def __init__(self, ctx: CheckContext, phase: str) -> None:
+    def __init__(self, ctx: CheckContext, phase: str, made: list[bool]) -> None:
         self._ctx = ctx
         self._phase = phase
+        made.append(True)  # asyncssh makes the client once a transport holds the socket
 
     def begin_auth(self, username: str) -> None:
         self._ctx.phase = self._phase
@@ -222,11 +223,13 @@ class _Leg(Exception):
         self.bastion = bastion
 
 
-async def _options(endpoint: SSHEndpoint, ctx: CheckContext, phase: str) -> dict[str, Any]:
+async def _options(
+    endpoint: SSHEndpoint, ctx: CheckContext, phase: str, made: list[bool]
+) -> dict[str, Any]:
     user, _host, _port = endpoint.login()
     options: dict[str, Any] = {
         "username": user,
-        "client_factory": lambda: _Client(ctx, phase),
+        "client_factory": lambda: _Client(ctx, phase, made),
         # Never ~/.ssh/config, the agent or the default key files: only what the config says.
         "config": None,
         "agent_path": None,
@@ -329,7 +332,8 @@ async def _login(
     """An authenticated connection to a bastion, or to a server without one."""
     prefix = "bastion " if bastion else ""
     _user, host, port = endpoint.login()
-    options = await _options(endpoint, ctx, f"{prefix}authentication")
+    made: list[bool] = []
+    options = await _options(endpoint, ctx, f"{prefix}authentication", made)
     ctx.phase = f"{prefix}connect"
     try:
         sock = await _connect(host, port, ctx, bastion=bastion)
@@ -337,12 +341,16 @@ async def _login(
         raise _Leg(endpoint, exc, bastion=bastion) from None
     ctx.phase = f"{prefix}handshake"
     try:
-        # asyncssh owns the socket from here: it closes it on any failure or cancellation.
         return await asyncssh.connect(sock=sock, host=host, port=port, **options)
-    except ProbeError:
+    except BaseException as exc:
+        # Once asyncssh made its client, a transport owns the socket and asyncssh closes it.
+        # Before (a cancellation while asyncssh prepares its options in a thread), nobody
+        # does: the socket is ours to close (a transport not yet started has let go of it).
+        if not made:
+            sock.close()
+        if isinstance(exc, Exception) and not isinstance(exc, ProbeError):
+            raise _Leg(endpoint, exc, bastion=bastion) from None
         raise
-    except Exception as exc:
-        raise _Leg(endpoint, exc, bastion=bastion) from None
 
 
 async def _connect(host: str, port: int, ctx: CheckContext, *, bastion: bool) -> socket.socket:
@@ -365,7 +373,7 @@ async def _via(
     _user, host, port = endpoint.login()
     ctx.phase = "connect through the bastion"
     ctx.details["peer"] = endpoint.address()
-    options = await _options(endpoint, ctx, "authentication")
+    options = await _options(endpoint, ctx, "authentication", [])
     try:
         # asyncssh opens the channel with the bastion (tunnel=) and speaks SSH over it.
         return await asyncssh.connect(host, port, tunnel=bastion, **options)
