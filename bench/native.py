@@ -7,7 +7,9 @@ back to back, 50 checks in flight, each check through the scheduler's own runner
 (`run_check`: hard timeout, fresh connection, closed after). CPU is the whole process's
 (driver threads included) over the checks done; the services run in their own processes.
 Services are found as the tests find them (PROBE_TEST_POSTGRES, ...; README: Development);
-a kind whose service does not answer is reported as skipped. Loopback only.
+a kind whose service does not answer is reported as skipped. ssh and host log in to a private
+sshd started here (as root; the probe-ssh user of scripts/services.sh), whose CPU is not
+counted: the figure is the prober's side. Loopback only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bench.targets import start_targets, start_tls_target, start_websocket_targe
 from probe.assembly import build_probers, load_config
 from probe.core.scheduler import run_check
 from probe.probers.base import SharedResources
+from tests.support.sshd import SSH_PASSWORD, SSH_USER, PrivateSSHD
 
 SERVICES = {
     "postgres": ("PROBE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -40,7 +43,20 @@ SERVICES = {
     "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
-KINDS = ["http", "tcp", "tls", "shell", "ping", "zookeeper", "dns", "websocket", *SERVICES]
+# Over SSH, to a private sshd (tests/support/sshd.py: needs root and the probe-ssh user).
+SSH_KINDS = ("ssh", "host")
+KINDS = [
+    "http",
+    "tcp",
+    "tls",
+    "shell",
+    "ping",
+    "zookeeper",
+    "dns",
+    "websocket",
+    *SERVICES,
+    *SSH_KINDS,
+]
 
 
 def service_url(kind: str) -> str:
@@ -114,6 +130,15 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
             " answers: {contain: [10.0.0.1]}}"
             for i in range(n)
         ]
+    if kind in SSH_KINDS:
+        login = (
+            f"host: '{SSH_USER}@{targets['ssh']}', password: '{SSH_PASSWORD}', "
+            f"known_hosts: '{targets['known_hosts']}'"
+        )
+        # Thresholds no busy machine trips: the figure is the cost of a check, not the verdict.
+        calm = "threshold: {cpu: 1, mem: 1, disk: 1, load: {m1: 99, m5: 99, m15: 99}}"
+        extra = "cmd: 'true'" if kind == "ssh" else calm
+        return kind, [f"{{name: b{i}, {login}, {extra}}}" for i in range(n)]
     return "client", [
         f"{{name: b{i}, driver: {kind}, dsn: '{service_url(kind)}'}}" for i in range(n)
     ]
@@ -183,6 +208,7 @@ async def main() -> None:
             zookeeper = PrivateZooKeeper(folder / "zookeeper").start()
             zookeeper.create("/bench", "ok")
             targets["zookeeper"] = zookeeper.address
+        sshd: PrivateSSHD | None = None
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
             for kind in args.kinds:
@@ -192,6 +218,14 @@ async def main() -> None:
                 if kind == "dns" and dns_proc is None:
                     print(f"{kind:<9} skipped: dnsmasq is not installed (dnsmasq-base)")
                     continue
+                if kind in SSH_KINDS and sshd is None:
+                    if os.geteuid() != 0 or not os.access("/usr/sbin/sshd", os.X_OK):
+                        print(f"{kind:<9} skipped: a private sshd needs root and openssh-server")
+                        continue
+                    sshd = PrivateSSHD(folder / "sshd", authorized=[]).start()
+                    targets["ssh"] = sshd.address
+                    targets["known_hosts"] = str(folder / "known_hosts")
+                    (folder / "known_hosts").write_text(sshd.known_hosts_line())
                 section, items = entries(kind, args.in_flight, targets)
                 path = folder / f"{kind}.yaml"
                 path.write_text(f"{section}:\n" + "".join(f"  - {item}\n" for item in items))
@@ -203,6 +237,8 @@ async def main() -> None:
         finally:
             if zookeeper is not None:
                 zookeeper.stop()
+            if sshd is not None:
+                sshd.stop()
             proc.terminate()
             tls_proc.terminate()
             ws_proc.terminate()

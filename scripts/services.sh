@@ -8,7 +8,9 @@
 #      missing (one apt-get update);
 #   3. the PostgreSQL role probe_auth with a password and its pg_hba rules (postgres-auth.sh);
 #   4. etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) started on loopback
-#      (start-etcd-influxdb.sh).
+#      (start-etcd-influxdb.sh);
+#   5. the local user probe-ssh with a known password, for the ssh and host probers' tests
+#      (they start private sshd instances on loopback; nothing listens on port 22).
 #
 # A step that cannot be done here (not root, no apt-get, a service not installed) is reported
 # with what to do, and the tests that need it are skipped with that reason. With
@@ -72,6 +74,7 @@ install_missing() {
   [[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
   # dnsmasq-base: the binary alone (no system service); the dns tests start private ones.
   command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq-base)
+  [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
   ((${#missing[@]})) || return 0
   if ! is_root || ! command -v apt-get >/dev/null; then
     problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")
@@ -104,10 +107,27 @@ etcd_influxdb() {
   bash ./start-etcd-influxdb.sh || problems+=("etcd or InfluxDB did not start")
 }
 
+# 5. A login for the ssh/host tests' private sshd: password auth needs a real user (root's
+# password is not ours to set). Its password is in tests/support/sshd.py, it can do nothing
+# root cannot, and no sshd of ours listens beyond 127.0.0.1.
+ssh_user() {
+  [[ -x /usr/sbin/sshd ]] || return 0  # reported by step 2
+  if ! is_root; then
+    problems+=("the user probe-ssh needs root once: sudo bash scripts/services.sh")
+    return 0
+  fi
+  id probe-ssh >/dev/null 2>&1 || useradd --create-home --shell /bin/sh probe-ssh ||
+    { problems+=("useradd probe-ssh failed"); return 0; }
+  echo 'probe-ssh:probe-ssh-test-password' | chpasswd || problems+=("chpasswd probe-ssh failed")
+  # sshd's privilege separation directory (systemd creates it where systemd runs sshd).
+  mkdir -p /run/sshd && chmod 755 /run/sshd
+}
+
 start_shared
 install_missing
 postgres_auth
 etcd_influxdb
+ssh_user
 
 if ((${#problems[@]})); then
   for p in "${problems[@]}"; do log "NOT READY: $p"; done

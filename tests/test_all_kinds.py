@@ -16,8 +16,10 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.support.daemons import require_binary
 from tests.support.dnsmasq import PrivateDnsmasq
 from tests.support.services import require_service
+from tests.support.sshd import SSH_PASSWORD, SSH_USER, PrivateSSHD
 
 KINDS = ["postgres", "mysql", "redis", "mqtt", "etcd", "influxdb"]
 
@@ -67,9 +69,17 @@ async def ws_port() -> AsyncIterator[int]:
 
 
 async def test_one_probe_of_every_kind_up_then_down(
-    tmp_path, web_server, tls_ca, tls_ca_file, closed_port, dns_server, ws_port
+    tmp_path, web_server, tls_ca, tls_ca_file, closed_port, dns_server, ws_port, request
 ):
     urls = {kind: require_service(kind) for kind in KINDS}
+    require_binary("sshd", "openssh-server")
+    sshd = PrivateSSHD(tmp_path / "sshd", authorized=[]).start()
+    request.addfinalizer(sshd.stop)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line())
+    # 10s: an SSH login (key exchange, sshd's fork) is the slowest check here on a loaded box.
+    login = f"password: {SSH_PASSWORD}, known_hosts: '{known_hosts}', timeout: 10s"
+    calm = "{cpu: 1, mem: 1, disk: 1, load: {m1: 999, m5: 999, m15: 999}}"
 
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -98,14 +108,26 @@ dns:
   - {{name: dns, query: www.probe.test, server: '{dns_server}', answers: {{contain: [10.0.0.1]}}}}
 websocket:
   - {{name: websocket, url: 'ws://127.0.0.1:{ws_port}/', send: hi, contain: hi}}
+ssh:
+  - {{name: ssh, host: '{SSH_USER}@{sshd.address}', {login}, cmd: 'echo all fine', contain: fine}}
+host:
+  - {{name: host, host: '{SSH_USER}@{sshd.address}', {login}, threshold: {calm}}}
 client:
 {client_entries(urls)}
 """
     )
     code, items, err = await probe_once(config)
     statuses = {item["name"]: (item["status"], item["message"]) for item in items}
-    assert code == 0, (statuses, err)
-    assert len(items) == 6 + len(KINDS)
+    # The one figure no threshold can hold down: every CPU of this machine busy for the whole
+    # 0.2 s sample (a loaded test run), "over threshold: cpu 100.0% >= 100%". Then host alone
+    # is down, for that alone.
+    if statuses.get("host") == ("down", "over threshold: cpu 100.0% >= 100%"):
+        del statuses["host"]
+        assert code == 1, (statuses, err)
+    else:
+        not_up = {name: shown for name, shown in statuses.items() if shown[0] != "up"}
+        assert code == 0, (not_up, err)
+    assert len(items) == 8 + len(KINDS)  # http, tcp, tls, shell, dns, websocket, ssh, host
     assert all(status == "up" for status, _ in statuses.values()), statuses
 
     # The same kinds pointed at a port nothing listens on: down, each saying why.
@@ -128,6 +150,10 @@ dns:
   - {{name: dns, query: www.probe.test, server: '{dead}', transport: tcp}}
 websocket:
   - {{name: websocket, url: 'ws://{dead}/'}}
+ssh:
+  - {{name: ssh, host: '{SSH_USER}@{dead}', {login}, cmd: 'true'}}
+host:
+  - {{name: host, host: '{SSH_USER}@{dead}', {login}}}
 client:
 {client_entries(down_urls)}
 """

@@ -3,7 +3,8 @@ validates with, so editors (VS Code's YAML extension, JetBrains, ...) check and 
 `probes.yaml` as it is typed, and the schema can never drift from what `probe check` accepts.
 
 What the models alone do not say, and the loader does, is added here: a file holds sections of
-lists; a `client:` entry picks its keys by `driver:` (case-insensitively); any `*_file` key
+lists (ssh and host: or a mapping of `servers:` and named `bastion:` entries); a `client:`
+entry picks its keys by `driver:` (case-insensitively); any `*_file` key
 reads a secret from a file; EaseProbe keys we accept and do not use; `x-...` keys for anchors;
 `version:`; and keys a probe inherits from `settings.probe` may be left empty (`timeout:`).
 The schema is as strict as the loader about unknown keys; values it cannot judge (an
@@ -41,9 +42,11 @@ def config_schema() -> dict[str, Any]:
     sections = {name: load_prober_class(t).spec_type for name, t in SECTIONS.items()}
     drivers = {name: load_prober_class(t).spec_type for name, t in CLIENT_DRIVERS.items()}
     notifiers = {kind: load_notifier_class(kind).spec_type for kind in NOTIFIERS}
+    entries = [e for model in sections.values() for e in model.section_entries.values()]
     roots: list[type[BaseModel]] = [
         Settings,
         *sections.values(),
+        *entries,
         *drivers.values(),
         *notifiers.values(),
     ]
@@ -78,6 +81,21 @@ def config_schema() -> dict[str, Any]:
     }
     for name, model in sections.items():
         properties[name] = _list_of(ref(model), f"{name} probes")
+        if model.section_entries:
+            # EaseProbe's form: `{servers: [...], bastion: {NAME: entry}}`.
+            section: dict[str, Any] = {
+                "type": "object",
+                "properties": {"servers": _list_of(ref(model), f"{name} probes")},
+                "required": ["servers"],
+                "additionalProperties": False,
+            }
+            for key, entry in model.section_entries.items():
+                section["properties"][key] = {
+                    "type": ["object", "null"],
+                    "description": f"{key} entries by name; a probe's `{key}:` names one",
+                    "additionalProperties": ref(entry),
+                }
+            properties[name] = {"anyOf": [properties[name], section]}
     properties["client"] = _list_of(
         {"anyOf": [ref(model) for model in drivers.values()]},
         "native-client probes; `driver:` picks the keys: " + ", ".join(drivers),
@@ -165,19 +183,18 @@ def _amend(entry: dict[str, Any], model: type[BaseModel]) -> None:
 def _numbers_as_text(node: Any) -> None:
     """Let a plain string's place take a number too, as the model does (`chat_id: -100123`,
     a `data:` value `45`: Go's yaml.v3 reads them as written, StrictModel turns them into
-    text). Strings with a form (a pattern, a format such as a path or a secret, an enum) are
-    left as they are."""
+    text), secrets included (found by tests/config/test_fuzz.py: `password: .inf` loaded and
+    the schema refused it). Strings with a form (a pattern, a format such as a path, an enum)
+    are left as they are."""
     if isinstance(node, list):
         for item in node:
             _numbers_as_text(item)
         return
     if not isinstance(node, dict):
         return
-    # A secret (format "password") is plain text too: `token: 1234` loads as "1234".
-    formed = {"pattern", "enum", "const"} | (
-        {"format"} if node.get("format") != "password" else set()
-    )
-    if node.get("type") == "string" and not formed & set(node):
+    # A secret (SecretStr: format "password") is plain text too: `password: 1234` loads.
+    plain = node.get("format") in (None, "password")
+    if node.get("type") == "string" and plain and not {"pattern", "enum", "const"} & set(node):
         node["type"] = ["string", "number"]
     for key in ("anyOf", "oneOf", "allOf", "items", "prefixItems", "additionalProperties"):
         if key in node:

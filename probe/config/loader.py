@@ -266,9 +266,6 @@ class _Loader:
             raw = root[section]
             if raw is None:
                 continue  # `http:` with nothing under it: no probes of that kind
-            if not isinstance(raw, list):
-                self.src.error((section,), f"expected a list of probes, not {describe(raw)}")
-                continue
             spec_type: type[ProbeSpec] | None = None
             client = section == _CLIENT and bool(self.drivers)
             if not client:
@@ -281,12 +278,20 @@ class _Loader:
                         key=True,
                     )
                     continue
+            at: Loc = (section,)
+            named: dict[str, dict[str, Any]] = {}
+            if spec_type is not None and spec_type.section_entries and isinstance(raw, dict):
+                raw, named = self._section_mapping(section, raw, spec_type)
+                at = (section, "servers")
+            if not isinstance(raw, list):
+                self.src.error(at, f"expected a list of probes, not {describe(raw)}")
+                continue
             for index, item in enumerate(raw):
-                loc: Loc = (section, index)
+                loc: Loc = (*at, index)
                 if spec_type is None:
                     spec = self._client_probe(item, loc, defaults)
                 else:
-                    spec = self._probe(spec_type, item, loc, defaults)
+                    spec = self._probe(spec_type, item, loc, defaults, named=named)
                 name = spec.name if spec is not None else _raw_name(item)
                 if name is None:
                     continue
@@ -299,6 +304,42 @@ class _Loader:
                 if spec is not None:
                     probes.append(spec)
         return probes
+
+    def _section_mapping(
+        self, section: str, raw: dict[str, Any], spec_type: type[ProbeSpec]
+    ) -> tuple[Any, dict[str, dict[str, Any]]]:
+        """A section written as `{servers: [...], <entry key>: {NAME: entry}}` (EaseProbe's
+        ssh and host): the servers, and the named entries validated, by key and name."""
+        named: dict[str, dict[str, Any]] = {}
+        for key, value in raw.items():
+            if key == "servers" or value is None:
+                continue
+            kloc: Loc = (section, key)
+            entry_type = spec_type.section_entries.get(key)
+            if entry_type is None:
+                known = ["servers", *spec_type.section_entries]
+                hint = did_you_mean(key, known) or f" (known: {', '.join(known)})"
+                self.src.error(kloc, f"unknown key {quoted(key)}{hint}", key=True)
+                continue
+            if not isinstance(value, dict):
+                self.src.error(kloc, f"expected a mapping of name to entry, not {describe(value)}")
+                continue
+            value = substitute(value, kloc, self.environ, self.src)
+            entries: dict[str, Any] = {}
+            for name, item in value.items():
+                eloc: Loc = (*kloc, name)
+                if not isinstance(item, dict):
+                    self.src.error(eloc, f"expected a mapping, not {describe(item)}")
+                    continue
+                self._prepare(entry_type, item, eloc)
+                entry = self._validate(entry_type, item, eloc)
+                if entry is not None:
+                    entries[str(name)] = entry
+            named[key] = entries
+        if "servers" not in raw:
+            self.src.error((section, "servers"), "missing required key (the list of probes)")
+            return [], named
+        return raw["servers"] or [], named
 
     def _client_probe(self, raw: Any, loc: Loc, defaults: ProbeDefaults) -> ProbeSpec | None:
         """A `client:` entry: its `driver:` picks the spec model, then as any other probe."""
@@ -353,6 +394,7 @@ class _Loader:
         defaults: ProbeDefaults,
         *,
         substituted: bool = False,
+        named: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ProbeSpec | None:
         if not isinstance(raw, dict):
             self.src.error(loc, f"expected a mapping (one probe), not {describe(raw)}")
@@ -380,7 +422,7 @@ class _Loader:
                 # A probe's alert overrides settings.probe.alert key by key.
                 for sub, sub_value in defaults.alert.model_dump().items():
                     raw[key].setdefault(sub, sub_value)
-        spec = self._validate(spec_type, raw, loc)
+        spec = self._validate(spec_type, raw, loc, named=named)
         if not isinstance(spec, ProbeSpec):
             return None
         for index, problem in spec.condition_problems():
@@ -542,9 +584,17 @@ class _Loader:
         if kloc in self.src.keys:
             self.src.keys[(*loc, target)] = self.src.keys[kloc]
 
-    def _validate(self, model: type[BaseModel], raw: Any, loc: Loc) -> BaseModel | None:
+    def _validate(
+        self,
+        model: type[BaseModel],
+        raw: Any,
+        loc: Loc,
+        *,
+        named: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> BaseModel | None:
+        context = {"base_dir": self.base_dir, "named": named or {}}
         try:
-            return model.model_validate(raw, context={"base_dir": self.base_dir})
+            return model.model_validate(raw, context=context)
         except ValidationError as exc:
             report_validation_error(self.src, exc, model, loc)
         except Exception as exc:  # a validator bug must not become a traceback

@@ -12,7 +12,7 @@ import functools
 import re
 import types
 import typing
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -257,6 +257,11 @@ class ProbeSpec(StrictModel):
     # The placeholders this kind's prober fills for `conditions`, beyond [CONNECTED],
     # [RESPONSE_TIME] and [IP] (probe.conditions.placeholders).
     condition_placeholders: ClassVar[frozenset[str]] = frozenset()
+    # Named entries a section of this kind may hold beside its list (EaseProbe's ssh and host
+    # sections: `{bastion: {NAME: endpoint}, servers: [...]}`): key -> the model of an entry.
+    # With any, the section may be such a mapping; the loader validates the entries and hands
+    # them to each probe's validators in the validation context, under "named".
+    section_entries: ClassVar[Mapping[str, type[BaseModel]]] = {}
 
     name: str = Field(min_length=1)
     enabled: bool = True

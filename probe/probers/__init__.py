@@ -30,6 +30,8 @@ SECTIONS: dict[str, str] = {
     "ping": "probe.probers.ping:PingProber",
     "dns": "probe.probers.dns:DNSProber",
     "websocket": "probe.probers.websocket:WebSocketProber",
+    "ssh": "probe.probers.ssh:SSHProber",
+    "host": "probe.probers.host:HostProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -51,10 +53,8 @@ UNSUPPORTED_DRIVERS: dict[str, str] = {
 }
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
-UNSUPPORTED_SECTIONS: dict[str, str] = {
-    "ssh": "EaseProbe's ssh probes are not supported",
-    "host": "EaseProbe's host probes are not supported",
-}
+# Every section EaseProbe has is supported now; the map stays for the next one it adds.
+UNSUPPORTED_SECTIONS: dict[str, str] = {}
 
 
 def load_prober_class(target: str) -> type[Prober[Any]]:

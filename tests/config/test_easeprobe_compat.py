@@ -9,7 +9,7 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (ssh and host probes, the mongo, kafka and memcache drivers,
+What we do not have (the mongo, kafka and memcache drivers,
 the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
@@ -363,14 +363,6 @@ def test_sla_debug_sends_a_report_every_minute(tmp_path: Path, tls_files: dict[s
 
 # What we do not have: (a config, the key path of its error, words the error must contain).
 UNSUPPORTED = [
-    *(
-        (
-            f"{kind}:\n  servers:\n    - name: x\n      host: 127.0.0.1:22\n",
-            kind,
-            [f"EaseProbe's {kind} probes", "not supported"],
-        )
-        for kind in ("ssh", "host")
-    ),
     *(
         (
             f"client:\n  - name: x\n    driver: {driver}\n    host: 127.0.0.1:1\n",

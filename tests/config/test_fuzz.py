@@ -125,6 +125,14 @@ dns:
   - {name: ns, query: www.example.com, server: "127.0.0.1:9", answers: {contain: [10.0.0.1]}}
 websocket:
   - {name: ws, url: "ws://127.0.0.1:9/", headers: {Authorization: t0ken}, send: hi, contain: hi}
+ssh:
+  bastion:
+    jump: {host: "u@127.0.0.1:9", password: p, insecure: true}
+  servers:
+    - {name: ssh, host: "127.0.0.1:9", username: u, password: p, cmd: "true", bastion: jump}
+host:
+  servers:
+    - {name: box, host: "u@127.0.0.1:9", password: p, threshold: {cpu: 0.9}, disks: [/]}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}
