@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.targets import start_targets, start_tls_target
+from bench.targets import start_grpc_target, start_memcached, start_targets, start_tls_target
 from probe.assembly import build_probers, load_config
 from probe.core.scheduler import run_check
 from probe.probers.base import SharedResources
@@ -38,7 +39,9 @@ SERVICES = {
     "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
-KINDS = ["http", "tcp", "tls", "shell", *SERVICES]
+# Kinds whose server the benchmark starts itself (no shared service for them).
+OWN_TARGETS = ["grpc", "memcache"]
+KINDS = ["http", "tcp", "tls", "shell", *SERVICES, *OWN_TARGETS]
 
 
 def service_url(kind: str) -> str:
@@ -68,6 +71,12 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
         ]
     if kind == "shell":
         return "shell", [f"{{name: b{i}, cmd: 'true'}}" for i in range(n)]
+    if kind == "grpc":
+        return "grpc", [f"{{name: b{i}, host: '{targets['grpc']}'}}" for i in range(n)]
+    if kind == "memcache":
+        return "client", [
+            f"{{name: b{i}, driver: memcache, host: '{targets['memcache']}'}}" for i in range(n)
+        ]
     return "client", [
         f"{{name: b{i}, driver: {kind}, dsn: '{service_url(kind)}'}}" for i in range(n)
     ]
@@ -119,17 +128,31 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tls_proc, tls_port = start_tls_target(str(folder / "ca.pem"))
+        own: list[subprocess.Popen[str]] = [tls_proc]
+        if "grpc" in args.kinds:
+            grpc_proc, grpc_port = start_grpc_target()
+            own.append(grpc_proc)
+        memcached = start_memcached() if "memcache" in args.kinds else None
+        if memcached is not None:
+            own.append(memcached[0])
         targets = {
             "http": f"http://127.0.0.1:{http_port}",
             "tcp": f"127.0.0.1:{tcp_port}",
             "tls": f"127.0.0.1:{tls_port}",
             "tls_ca": str(folder / "ca.pem"),
         }
+        if "grpc" in args.kinds:
+            targets["grpc"] = f"127.0.0.1:{grpc_port}"
+        if memcached is not None:
+            targets["memcache"] = f"127.0.0.1:{memcached[1]}"
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
             for kind in args.kinds:
                 if kind in SERVICES and not answers(service_url(kind)):
                     print(f"{kind:<9} skipped: nothing answers at {service_url(kind)}")
+                    continue
+                if kind == "memcache" and memcached is None:
+                    print(f"{kind:<9} skipped: memcached is not installed")
                     continue
                 section, items = entries(kind, args.in_flight, targets)
                 path = folder / f"{kind}.yaml"
@@ -141,9 +164,10 @@ async def main() -> None:
                 )
         finally:
             proc.terminate()
-            tls_proc.terminate()
             proc.wait(10)
-            tls_proc.wait(10)
+            for started in own:
+                started.terminate()
+                started.wait(10)
 
 
 if __name__ == "__main__":

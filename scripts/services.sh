@@ -4,7 +4,7 @@
 #
 #   1. PostgreSQL, MariaDB, Redis and Mosquitto: started when installed but not answering
 #      (this project's machines come with them running; nothing is installed for them here);
-#   2. Debian's etcd-server, influxdb and chromium: installed when missing (one apt-get update);
+#   2. Debian's etcd-server, influxdb, chromium and memcached: installed when missing (one apt-get update);
 #   3. the PostgreSQL role probe_auth with a password and its pg_hba rules (postgres-auth.sh);
 #   4. etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) started on loopback
 #      (start-etcd-influxdb.sh).
@@ -67,6 +67,9 @@ install_missing() {
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v influxd >/dev/null || missing+=(influxdb)
   command -v chromium >/dev/null || missing+=(chromium)
+  # memcached: the memcache prober's tests start private ones on free ports (the package's
+  # own service, where systemd starts it, is never used).
+  command -v memcached >/dev/null || missing+=(memcached)
   ((${#missing[@]})) || return 0
   if ! is_root || ! command -v apt-get >/dev/null; then
     problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")

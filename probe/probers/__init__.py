@@ -27,6 +27,7 @@ SECTIONS: dict[str, str] = {
     "tcp": "probe.probers.tcp:TCPProber",
     "tls": "probe.probers.tls:TLSProber",
     "shell": "probe.probers.shell:ShellProber",
+    "grpc": "probe.probers.grpc:GRPCProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -37,13 +38,13 @@ CLIENT_DRIVERS: dict[str, str] = {
     "influxdb": "probe.probers.influxdb:InfluxDBProber",
     "etcd": "probe.probers.etcd:EtcdProber",
     "mqtt": "probe.probers.mqtt:MQTTProber",
+    "memcache": "probe.probers.memcache:MemcacheProber",
 }
 
 # EaseProbe `client:` drivers we do not support: an error naming the driver.
 UNSUPPORTED_DRIVERS: dict[str, str] = {
     "mongo": "EaseProbe's mongo driver is not supported",
     "kafka": "EaseProbe's kafka driver is not supported",
-    "memcache": "EaseProbe's memcache driver is not supported",
     "zookeeper": "EaseProbe's zookeeper driver is not supported",
 }
 

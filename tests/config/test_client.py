@@ -349,7 +349,15 @@ def test_client_is_an_unknown_section_without_drivers(files: ConfigFiles) -> Non
 
 
 def test_registry_drivers() -> None:
-    assert set(CLIENT_DRIVERS) == {"mysql", "postgres", "redis", "influxdb", "etcd", "mqtt"}
+    assert set(CLIENT_DRIVERS) == {
+        "mysql",
+        "postgres",
+        "redis",
+        "influxdb",
+        "etcd",
+        "mqtt",
+        "memcache",
+    }
     for driver, target in CLIENT_DRIVERS.items():
         assert target.startswith(f"probe.probers.{driver}:")
 
@@ -359,12 +367,12 @@ def test_registry_drivers() -> None:
     [
         ("mongo", "EaseProbe's mongo driver is not supported"),
         ("kafka", "EaseProbe's kafka driver is not supported"),
-        ("memcache", "EaseProbe's memcache driver is not supported"),
         ("zookeeper", "EaseProbe's zookeeper driver is not supported"),
         ("postgresql", 'unknown driver "postgresql" (did you mean "postgres"?)'),
         (
             "mariadb",
-            'unknown driver "mariadb" (known: etcd, influxdb, mqtt, mysql, postgres, redis)',
+            'unknown driver "mariadb" '
+            "(known: etcd, influxdb, memcache, mqtt, mysql, postgres, redis)",
         ),
     ],
 )
@@ -383,7 +391,7 @@ def test_default_registry_knows_client_tls_and_shell(tmp_path: Path) -> None:
         assembly.load_config(path, environ={})
     assert str(info.value) == (
         f'{path}:1:1: foo: unknown section "foo" '
-        "(known: client, http, notify, settings, shell, tcp, tls)"
+        "(known: client, grpc, http, notify, settings, shell, tcp, tls)"
     )
 
 

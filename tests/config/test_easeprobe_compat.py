@@ -9,7 +9,7 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (ssh, host, ping and websocket probes, the mongo, kafka, memcache and
+What we do not have (ssh, host, ping and websocket probes, the mongo, kafka and
 zookeeper drivers, the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
@@ -381,7 +381,7 @@ UNSUPPORTED = [
             "client[0].driver",
             [f"EaseProbe's {driver} driver"],
         )
-        for driver in ("mongo", "kafka", "memcache", "zookeeper")
+        for driver in ("mongo", "kafka", "zookeeper")
     ),
     *(
         (

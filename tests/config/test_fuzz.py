@@ -114,6 +114,8 @@ tls:
   - {name: cert, host: "127.0.0.1:9", server_name: localhost}
 shell:
   - {name: sh, cmd: sh, args: ["-c", "true"]}
+grpc:
+  - {name: rpc, host: "127.0.0.1:9", service: app, metadata: {authorization: Bearer t0ken}}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}
@@ -121,6 +123,7 @@ client:
   - {name: mq, driver: mqtt, host: "127.0.0.1:9"}
   - {name: et, driver: etcd, host: "127.0.0.1:9"}
   - {name: ix, driver: influxdb, host: "127.0.0.1:9"}
+  - {name: mc, driver: memcache, host: "127.0.0.1:9", data: {"app:mode": active}}
 notify:
   log: [{name: log, file: notifications.log, channels: [ops]}]
   http: [{name: hook, url: "http://127.0.0.1:9/hook"}]

@@ -6,8 +6,10 @@ import pytest
 
 from probe.probers import CLIENT_DRIVERS, SECTIONS, load_prober_class
 from probe.probers.etcd import EtcdProber, EtcdSpec
+from probe.probers.grpc import GRPCProber, GRPCSpec
 from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
+from probe.probers.memcache import MemcacheProber, MemcacheSpec
 from probe.probers.mqtt import MQTTProber, MQTTSpec
 from probe.probers.mysql import MySQLProber, MySQLSpec
 from probe.probers.postgres import PostgresProber, PostgresSpec
@@ -16,12 +18,13 @@ from probe.probers.shell import ShellProber, ShellSpec
 from probe.probers.tcp import TCPProber, TCPSpec
 from probe.probers.tls import TLSProber, TLSSpec
 
-# Config sections (http, tcp, shell, tls), then the `driver:` names of client sections.
+# Config sections (http, tcp, shell, tls, grpc), then the `driver:` names of client sections.
 SECTION_PROBERS = [
     ("http", HTTPProber, HTTPSpec),
     ("tcp", TCPProber, TCPSpec),
     ("shell", ShellProber, ShellSpec),
     ("tls", TLSProber, TLSSpec),
+    ("grpc", GRPCProber, GRPCSpec),
 ]
 DRIVER_PROBERS = [
     ("mysql", MySQLProber, MySQLSpec),
@@ -30,6 +33,7 @@ DRIVER_PROBERS = [
     ("mqtt", MQTTProber, MQTTSpec),
     ("etcd", EtcdProber, EtcdSpec),
     ("influxdb", InfluxDBProber, InfluxDBSpec),
+    ("memcache", MemcacheProber, MemcacheSpec),
 ]
 
 
