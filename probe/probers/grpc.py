@@ -169,7 +169,7 @@ class GRPCProber(Prober[GRPCSpec]):
         self._metadata = tuple(spec.metadata.items())
         self._request = health_pb2.HealthCheckRequest(service=spec.service)
         self._credentials: grpc.ChannelCredentials | None = None
-        self._attempt_ms = max(100, math.ceil(spec.timeout * 1000))
+        self._attempt_ms = math.ceil(spec.timeout * 1100) + 500
 
     def prepare(self) -> None:
         self._tls()
@@ -207,7 +207,9 @@ class GRPCProber(Prober[GRPCSpec]):
             ("grpc.default_authority", self.spec.host),
             # gRPC's core does not abandon a connection attempt when its channel is closed:
             # the attempt lives until its own deadline, at least this long (20 s by default).
-            # The probe's timeout, so a timed-out check leaves no socket behind for long.
+            # A little past the probe's timeout: the scheduler's timeout always strikes first
+            # (one message, "timeout after 5s during connect"), and the socket of a timed-out
+            # check is gone soon after.
             ("grpc.min_reconnect_backoff_ms", self._attempt_ms),
         ]
         if credentials is None:
