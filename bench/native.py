@@ -29,7 +29,13 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.targets import start_targets, start_tls_target, start_websocket_target
+from bench.targets import (
+    start_grpc_target,
+    start_memcached,
+    start_targets,
+    start_tls_target,
+    start_websocket_target,
+)
 from probe.assembly import build_probers, load_config
 from probe.core.scheduler import run_check
 from probe.probers.base import SharedResources
@@ -43,6 +49,8 @@ SERVICES = {
     "etcd": ("PROBE_TEST_ETCD", "http://127.0.0.1:2379"),
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
+# Kinds whose server the benchmark starts itself (no shared service for them).
+OWN_TARGETS = ["grpc", "memcache"]
 # Over SSH, to a private sshd (tests/support/sshd.py: needs root and the probe-ssh user).
 SSH_KINDS = ("ssh", "host")
 KINDS = [
@@ -56,6 +64,7 @@ KINDS = [
     "websocket",
     *SERVICES,
     *SSH_KINDS,
+    *OWN_TARGETS,
 ]
 
 
@@ -139,6 +148,12 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
         calm = "threshold: {cpu: 1, mem: 1, disk: 1, load: {m1: 99, m5: 99, m15: 99}}"
         extra = "cmd: 'true'" if kind == "ssh" else calm
         return kind, [f"{{name: b{i}, {login}, {extra}}}" for i in range(n)]
+    if kind == "grpc":
+        return "grpc", [f"{{name: b{i}, host: '{targets['grpc']}'}}" for i in range(n)]
+    if kind == "memcache":
+        return "client", [
+            f"{{name: b{i}, driver: memcache, host: '{targets['memcache']}'}}" for i in range(n)
+        ]
     return "client", [
         f"{{name: b{i}, driver: {kind}, dsn: '{service_url(kind)}'}}" for i in range(n)
     ]
@@ -192,6 +207,13 @@ async def main() -> None:
         tls_proc, tls_port = start_tls_target(str(folder / "ca.pem"))
         dns_proc, dns_server = start_dnsmasq()
         ws_proc, ws_port = start_websocket_target()
+        own: list[subprocess.Popen[str]] = [tls_proc]
+        if "grpc" in args.kinds:
+            grpc_proc, grpc_port = start_grpc_target()
+            own.append(grpc_proc)
+        memcached = start_memcached() if "memcache" in args.kinds else None
+        if memcached is not None:
+            own.append(memcached[0])
         targets = {
             "http": f"http://127.0.0.1:{http_port}",
             "tcp": f"127.0.0.1:{tcp_port}",
@@ -209,6 +231,10 @@ async def main() -> None:
             zookeeper.create("/bench", "ok")
             targets["zookeeper"] = zookeeper.address
         sshd: PrivateSSHD | None = None
+        if "grpc" in args.kinds:
+            targets["grpc"] = f"127.0.0.1:{grpc_port}"
+        if memcached is not None:
+            targets["memcache"] = f"127.0.0.1:{memcached[1]}"
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
             for kind in args.kinds:
@@ -226,6 +252,9 @@ async def main() -> None:
                     targets["ssh"] = sshd.address
                     targets["known_hosts"] = str(folder / "known_hosts")
                     (folder / "known_hosts").write_text(sshd.known_hosts_line())
+                if kind == "memcache" and memcached is None:
+                    print(f"{kind:<9} skipped: memcached is not installed")
+                    continue
                 section, items = entries(kind, args.in_flight, targets)
                 path = folder / f"{kind}.yaml"
                 path.write_text(f"{section}:\n" + "".join(f"  - {item}\n" for item in items))
@@ -240,11 +269,10 @@ async def main() -> None:
             if sshd is not None:
                 sshd.stop()
             proc.terminate()
-            tls_proc.terminate()
-            ws_proc.terminate()
             proc.wait(10)
-            tls_proc.wait(10)
-            ws_proc.wait(10)
+            for started in [ws_proc, *own]:  # own holds the TLS target too
+                started.terminate()
+                started.wait(10)
             if dns_proc is not None:
                 dns_proc.terminate()
                 dns_proc.wait(10)

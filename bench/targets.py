@@ -1,15 +1,18 @@
 """Fast local targets for the benchmarks, run in a separate process so that their CPU is not
 counted as ours: a minimal HTTP/1.1 server answering `200 ok` and closing, and a TCP port that
-accepts and closes. Loopback only."""
+accepts and closes; a gRPC health server and a private memcached for the grpc and memcache
+probes. Loopback only."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
@@ -122,10 +125,58 @@ def start_websocket_target() -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
+async def _serve_grpc(port: int) -> None:
+    """A gRPC server answering the health protocol (SERVING), as the grpc probes ask it."""
+    import grpc.aio
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+
+
+def start_grpc_target() -> tuple[subprocess.Popen[str], int]:
+    """Start a gRPC health server process on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "grpc", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, port
+
+
+def start_memcached() -> tuple[subprocess.Popen[str], int] | None:
+    """A private memcached (Debian's binary) on a free loopback port; None when not installed."""
+    binary = shutil.which("memcached")
+    if binary is None:
+        return None
+    port = free_port()
+    command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-c", "1024"]
+    if os.geteuid() == 0:
+        command += ["-u", "nobody"]  # memcached refuses to run as root
+    proc = subprocess.Popen(command, text=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    return None
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "websocket":
         asyncio.run(_serve_websocket(int(sys.argv[2])))
     elif sys.argv[1] == "tls":
         asyncio.run(_serve_tls(int(sys.argv[2]), sys.argv[3]))
+    elif sys.argv[1] == "grpc":
+        asyncio.run(_serve_grpc(int(sys.argv[2])))
     else:
         asyncio.run(_serve(int(sys.argv[1]), int(sys.argv[2])))

@@ -4,8 +4,8 @@
 #
 #   1. PostgreSQL, MariaDB, Redis and Mosquitto: started when installed but not answering
 #      (this project's machines come with them running; nothing is installed for them here);
-#   2. Debian's etcd-server, influxdb, chromium, zookeeper and dnsmasq-base: installed when
-#      missing (one apt-get update);
+#   2. Debian's etcd-server, influxdb, chromium, zookeeper, dnsmasq-base and memcached:
+#      installed when missing (one apt-get update);
 #   3. the PostgreSQL role probe_auth with a password and its pg_hba rules (postgres-auth.sh);
 #   4. etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) started on loopback
 #      (start-etcd-influxdb.sh);
@@ -75,6 +75,9 @@ install_missing() {
   # dnsmasq-base: the binary alone (no system service); the dns tests start private ones.
   command -v dnsmasq >/dev/null || [[ -x /usr/sbin/dnsmasq ]] || missing+=(dnsmasq-base)
   [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+  # memcached: the memcache prober's tests start private ones on free ports (the package's
+  # own service, where systemd starts it, is never used).
+  command -v memcached >/dev/null || missing+=(memcached)
   ((${#missing[@]})) || return 0
   if ! is_root || ! command -v apt-get >/dev/null; then
     problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")

@@ -32,6 +32,7 @@ SECTIONS: dict[str, str] = {
     "websocket": "probe.probers.websocket:WebSocketProber",
     "ssh": "probe.probers.ssh:SSHProber",
     "host": "probe.probers.host:HostProber",
+    "grpc": "probe.probers.grpc:GRPCProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.
@@ -43,13 +44,13 @@ CLIENT_DRIVERS: dict[str, str] = {
     "etcd": "probe.probers.etcd:EtcdProber",
     "mqtt": "probe.probers.mqtt:MQTTProber",
     "zookeeper": "probe.probers.zookeeper:ZooKeeperProber",
+    "memcache": "probe.probers.memcache:MemcacheProber",
 }
 
 # EaseProbe `client:` drivers we do not support: an error naming the driver.
 UNSUPPORTED_DRIVERS: dict[str, str] = {
     "mongo": "EaseProbe's mongo driver is not supported",
     "kafka": "EaseProbe's kafka driver is not supported",
-    "memcache": "EaseProbe's memcache driver is not supported",
 }
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.

@@ -350,7 +350,7 @@ def test_client_is_an_unknown_section_without_drivers(files: ConfigFiles) -> Non
 
 def test_registry_drivers() -> None:
     assert set(CLIENT_DRIVERS) == {
-        *("mysql", "postgres", "redis", "influxdb", "etcd", "mqtt", "zookeeper")
+        *("mysql", "postgres", "redis", "influxdb", "etcd", "mqtt", "zookeeper", "memcache")
     }
     for driver, target in CLIENT_DRIVERS.items():
         assert target.startswith(f"probe.probers.{driver}:")
@@ -361,12 +361,11 @@ def test_registry_drivers() -> None:
     [
         ("mongo", "EaseProbe's mongo driver is not supported"),
         ("kafka", "EaseProbe's kafka driver is not supported"),
-        ("memcache", "EaseProbe's memcache driver is not supported"),
         ("postgresql", 'unknown driver "postgresql" (did you mean "postgres"?)'),
         (
             "mariadb",
             'unknown driver "mariadb" '
-            "(known: etcd, influxdb, mqtt, mysql, postgres, redis, zookeeper)",
+            "(known: etcd, influxdb, memcache, mqtt, mysql, postgres, redis, zookeeper)",
         ),
     ],
 )

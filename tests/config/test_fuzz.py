@@ -133,6 +133,8 @@ ssh:
 host:
   servers:
     - {name: box, host: "u@127.0.0.1:9", password: p, threshold: {cpu: 0.9}, disks: [/]}
+grpc:
+  - {name: rpc, host: "127.0.0.1:9", service: app, metadata: {authorization: Bearer t0ken}}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}
@@ -141,6 +143,7 @@ client:
   - {name: et, driver: etcd, host: "127.0.0.1:9"}
   - {name: ix, driver: influxdb, host: "127.0.0.1:9"}
   - {name: zk, driver: zookeeper, host: "127.0.0.1:9", data: {/a/b: ok}}
+  - {name: mc, driver: memcache, host: "127.0.0.1:9", data: {"app:mode": active}}
 notify:
   log: [{name: log, file: notifications.log, channels: [ops]}]
   http: [{name: hook, url: "http://127.0.0.1:9/hook"}]

@@ -6,8 +6,10 @@ import pytest
 
 from probe.probers import CLIENT_DRIVERS, SECTIONS, load_prober_class
 from probe.probers.etcd import EtcdProber, EtcdSpec
+from probe.probers.grpc import GRPCProber, GRPCSpec
 from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
+from probe.probers.memcache import MemcacheProber, MemcacheSpec
 from probe.probers.mqtt import MQTTProber, MQTTSpec
 from probe.probers.mysql import MySQLProber, MySQLSpec
 from probe.probers.ping import PingProber, PingSpec
@@ -18,13 +20,15 @@ from probe.probers.tcp import TCPProber, TCPSpec
 from probe.probers.tls import TLSProber, TLSSpec
 from probe.probers.zookeeper import ZooKeeperProber, ZooKeeperSpec
 
-# Config sections (http, tcp, shell, tls, ping), then the `driver:` names of client sections.
+# Config sections (http, tcp, shell, tls, ping, grpc, ...), then the `driver:` names of client
+# sections.
 SECTION_PROBERS = [
     ("http", HTTPProber, HTTPSpec),
     ("tcp", TCPProber, TCPSpec),
     ("shell", ShellProber, ShellSpec),
     ("tls", TLSProber, TLSSpec),
     ("ping", PingProber, PingSpec),
+    ("grpc", GRPCProber, GRPCSpec),
 ]
 DRIVER_PROBERS = [
     ("mysql", MySQLProber, MySQLSpec),
@@ -34,6 +38,7 @@ DRIVER_PROBERS = [
     ("etcd", EtcdProber, EtcdSpec),
     ("influxdb", InfluxDBProber, InfluxDBSpec),
     ("zookeeper", ZooKeeperProber, ZooKeeperSpec),
+    ("memcache", MemcacheProber, MemcacheSpec),
 ]
 
 
