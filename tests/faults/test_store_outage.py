@@ -188,7 +188,9 @@ async def test_disk_full_while_running(
             # An alert raised now still goes out, though its outbox row cannot be written.
             target.failing.add("p0")
             await poll(lambda: any(n["probe"] == "p0" for n in hook.accepted), "the alert sent")
-            (alert,) = hook.accepted
+            # Only p0's: on a loaded machine a healthy probe may miss its 90 ms timeout and
+            # alert too, which is right, and not what this test is about.
+            alert = [n for n in hook.accepted if n["probe"] == "p0"][-1]
             assert alert["event"] == "down"
             await probing_goes_on(target, 2.0)  # a few retries, all failing: one line still
             assert len(outage_lines(log)) == 1
@@ -230,8 +232,10 @@ async def test_disk_full_while_running(
         assert during > 10
         assert query(db, "SELECT status FROM probe_state WHERE probe = 'p0'") == [("down",)]
         assert query(db, "SELECT current FROM transitions WHERE probe = 'p0'")[-1] == ("down",)
-        assert query(db, "SELECT id, state FROM outbox") == [(f"{alert['id']}:hook", "delivered")]
-        assert len(hook.accepted) == 1
+        rows = query(db, "SELECT id, state FROM outbox")
+        assert (f"{alert['id']}:hook", "delivered") in rows
+        assert {state for _, state in rows} == {"delivered"}
+        assert len(hook.accepted) == len(rows)
 
 
 def ext4_device(folder: Path) -> str:
