@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from probe.conditions import Condition, ConditionError
+from probe.core.check import Outcome
 from probe.text import quoted
 
-__all__ = ["VALUE", "value_key_problems"]
+__all__ = ["VALUE", "data_outcome", "value_key_problems"]
 
 # The placeholders a key-value driver fills beyond the common ones.
 VALUE = frozenset({"VALUE"})
@@ -56,3 +57,26 @@ def _data_keys(data: Mapping[str, str]) -> str:
     keys = [quoted(key) for key in list(data)[:_LISTED]]
     more = ", ..." if len(data) > _LISTED else ""
     return f"its keys: {', '.join(keys)}{more}"
+
+
+def data_outcome(
+    details: Mapping[str, object],
+    checked: int,
+    mismatches: Sequence[str],
+    message: str,
+    *,
+    noun: str = "key",
+) -> Outcome:
+    """The outcome of a check that compared `checked` entries of `data` (redis keys, memcache
+    keys, znodes): down with the first mismatch (and how many more), else up with `message`
+    and how many held what they should."""
+    out = dict(details)
+    if checked:
+        out[f"{noun}s_checked"] = checked
+    if mismatches:
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        out["mismatches"] = len(mismatches)
+        return Outcome(ok=False, message=mismatches[0] + more, details=out)
+    if checked:
+        message += f"; {checked} {noun}{'s' if checked > 1 else ''} as expected"
+    return Outcome(ok=True, message=message, details=out)

@@ -38,7 +38,7 @@ from probe.errors import ProbeError
 from probe.probers._client import ClientSpec
 from probe.probers._connect import NODELAY, connect_tcp
 from probe.probers._net import describe_os_error
-from probe.probers._values import VALUE, value_key_problems
+from probe.probers._values import VALUE, data_outcome, value_key_problems
 from probe.probers.base import Prober, SharedResources
 from probe.text import printable
 
@@ -142,18 +142,7 @@ class MemcacheProber(Prober[MemcacheSpec]):
             if writer is not None:
                 writer.transport.abort()  # at once, on every path: nothing left to await
 
-        details = dict(ctx.details)
-        if self.spec.data:
-            details["keys_checked"] = len(self.spec.data)
-        if mismatches:
-            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
-            details["mismatches"] = len(mismatches)
-            return Outcome(ok=False, message=mismatches[0] + more, details=details)
-        message = f"memcached {version}"
-        if self.spec.data:
-            count = len(self.spec.data)
-            message += f"; {count} key{'s' if count > 1 else ''} as expected"
-        return Outcome(ok=True, message=message, details=details)
+        return data_outcome(ctx.details, len(self.spec.data), mismatches, f"memcached {version}")
 
 
 async def _line(reader: asyncio.StreamReader) -> bytes:

@@ -47,7 +47,7 @@ from probe.probers._client import (
 )
 from probe.probers._connect import NODELAY, connect_tcp
 from probe.probers._net import describe_os_error, error_text, iter_causes
-from probe.probers._values import VALUE, value_key_problems
+from probe.probers._values import VALUE, data_outcome, value_key_problems
 from probe.probers.base import Prober, SharedResources
 
 __all__ = ["DEFAULT_PORT", "RedisProber", "RedisSpec"]
@@ -234,18 +234,8 @@ class RedisProber(Prober[RedisSpec]):
             conn.abort()
 
         server = f"redis {version}" if version else "redis"
-        details = dict(ctx.details)
-        if self.spec.data:
-            details["keys_checked"] = len(self.spec.data)
-        if mismatches:
-            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
-            details["mismatches"] = len(mismatches)
-            return Outcome(ok=False, message=mismatches[0] + more, details=details)
         message = f"PONG from {server} (db {target.db})"
-        if self.spec.data:
-            count = len(self.spec.data)
-            message += f"; {count} key{'s' if count > 1 else ''} as expected"
-        return Outcome(ok=True, message=message, details=details)
+        return data_outcome(ctx.details, len(self.spec.data), mismatches, message)
 
 
 async def _command(conn: _ProbeConnection, *args: Any) -> Any:

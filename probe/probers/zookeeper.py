@@ -45,7 +45,7 @@ from probe.errors import ProbeError
 from probe.probers._client import ClientSpec, client_ssl_context
 from probe.probers._connect import NODELAY, connect_tcp
 from probe.probers._net import describe_os_error, error_text
-from probe.probers._values import VALUE, value_key_problems
+from probe.probers._values import VALUE, data_outcome, value_key_problems
 from probe.probers.base import Prober
 
 __all__ = ["ZooKeeperProber", "ZooKeeperSpec"]
@@ -252,20 +252,10 @@ class ZooKeeperProber(Prober[ZooKeeperSpec]):
             if writer is not None:
                 writer.transport.abort()
 
-        details = dict(ctx.details)
-        if spec.data:
-            details["znodes_checked"] = len(spec.data)
-        if mismatches:
-            more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
-            details["mismatches"] = len(mismatches)
-            return Outcome(ok=False, message=mismatches[0] + more, details=details)
-        message = f"session opened on {details.get('peer', spec.host)}"
-        if spec.data:
-            count = len(spec.data)
-            message += f"; {count} znode{'s' if count > 1 else ''} as expected"
-        else:
+        message = f"session opened on {ctx.details.get('peer', spec.host)}"
+        if not spec.data:
             message += "; / read"
-        return Outcome(ok=True, message=message, details=details)
+        return data_outcome(ctx.details, len(spec.data), mismatches, message, noun="znode")
 
     async def _read(self, session: _Session, path: str, values: dict[str, str]) -> str | None:
         """None when `path` holds what `data` expects (or, without `data`, when it reads),
