@@ -12,7 +12,7 @@ from probe import assembly
 from probe.config import Config, find_config_path, load_config
 from probe.config.models import AlertSpec, ProbeSpec
 from probe.errors import ConfigError
-from probe.probers import UNSUPPORTED_SECTIONS
+from probe.probers import UNSUPPORTED_DRIVERS, UNSUPPORTED_SECTIONS
 from tests.config.conftest import ConfigFiles
 from tests.config.specs import SECTIONS, PortSpec, WebSpec, web
 
@@ -1041,15 +1041,20 @@ def test_default_registry_imports_no_prober_for_unused_sections(tmp_path: Path) 
     assert out.stdout.strip() == "[]"
 
 
-def test_default_registry_reports_unsupported_sections(tmp_path: Path) -> None:
+def test_default_registry_reports_unsupported_sections_and_drivers(tmp_path: Path) -> None:
+    # Every EaseProbe section is supported now; its unsupported drivers are still named.
     path = tmp_path / "probes.yaml"
-    if not UNSUPPORTED_SECTIONS:
-        pytest.skip("every EaseProbe section is supported")
-    kind, message = next(iter(UNSUPPORTED_SECTIONS.items()))
-    path.write_text(f"{kind}: []\n")
-    with pytest.raises(ConfigError) as info:
-        assembly.load_config(path)
-    assert str(info.value) == f"{path}:1:1: {kind}: {message}"
+    for kind, message in UNSUPPORTED_SECTIONS.items():
+        path.write_text(f"{kind}: []\n")
+        with pytest.raises(ConfigError) as info:
+            assembly.load_config(path)
+        assert str(info.value) == f"{path}:1:1: {kind}: {message}"
+    assert UNSUPPORTED_DRIVERS, "no unsupported driver left: drop this half of the test"
+    for driver, message in UNSUPPORTED_DRIVERS.items():
+        path.write_text(f"client:\n  - {{name: a, driver: {driver}, host: 'h:1'}}\n")
+        with pytest.raises(ConfigError) as info:
+            assembly.load_config(path)
+        assert f"client[0].driver: {message}" in str(info.value)
 
 
 # --- find_config_path ------------------------------------------------------------------------
