@@ -17,12 +17,14 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from probe.config.models import ConfigPath, ProbeSpec
-from probe.probers._net import redact_url, split_host_port
+from probe.errors import ProbeError
+from probe.probers._net import error_text, redact_url, split_host_port
 from probe.tlsconf import check_cert_and_key, client_context, existing_file
 
 __all__ = [
     "ClientSpec",
     "HTTPServiceSpec",
+    "LazyClientTLS",
     "SchemedHostSpec",
     "ServiceDSN",
     "TLSKey",
@@ -105,6 +107,27 @@ class ClientSpec(ProbeSpec):
 def client_ssl_context(spec: ClientSpec) -> ssl.SSLContext:
     """The SSLContext a driver connects with when TLS is configured (see `uses_tls`)."""
     return client_context(ca=spec.ca, cert=spec.cert, key=spec.key, insecure=spec.insecure)
+
+
+class LazyClientTLS:
+    """A prober's SSLContext, built on its first check: a CA or key file that cannot be
+    loaded is a failed check ("TLS: cannot load the certificates: ..."), not a failed start."""
+
+    def __init__(self, spec: ClientSpec, enabled: bool) -> None:
+        self._spec = spec
+        self._enabled = enabled
+        self._context: ssl.SSLContext | None = None
+
+    def get(self) -> ssl.SSLContext | None:
+        """The context, or None without TLS. Raises ProbeError when it cannot be built."""
+        if not self._enabled:
+            return None
+        if self._context is None:
+            try:
+                self._context = client_ssl_context(self._spec)
+            except (OSError, ssl.SSLError) as exc:
+                raise ProbeError(f"TLS: cannot load the certificates: {error_text(exc)}") from None
+        return self._context
 
 
 class TLSKey(NamedTuple):

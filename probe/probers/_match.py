@@ -1,5 +1,6 @@
-"""EaseProbe's `contain` / `not_contain` / `regex` keys, shared by the http and shell probers:
-plain substrings by default, regular expressions with `regex: true`; "" means no check."""
+"""EaseProbe's `contain` / `not_contain` / `regex` keys, shared by the http, shell, ssh and
+websocket probers: plain substrings by default, regular expressions with `regex: true`; ""
+means no check."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import NamedTuple
 
 from pydantic import ValidationInfo
 
-__all__ = ["Matcher", "check_pattern"]
+__all__ = ["Matcher", "check_pattern", "mismatch"]
 
 
 def check_pattern(value: str | None, info: ValidationInfo) -> str | None:
@@ -35,3 +36,18 @@ class Matcher(NamedTuple):
         pattern = re.compile(text if is_regex else re.escape(text))
         shown = text if len(text) <= 60 else text[:57] + "..."
         return cls(pattern, f'"{shown}"', is_regex)
+
+
+def mismatch(
+    text: str, contain: Matcher | None, not_contain: Matcher | None, subject: str, where: str = ""
+) -> str | None:
+    """What `text` fails of `contain` / `not_contain`, said of `subject` ("body", "output",
+    "reply"): `body does not contain "ok"`, `output matches "err.*"`; None when it passes.
+    `where` follows the pattern (" (in the first 1024 bytes)" for a cut text)."""
+    if contain is not None and contain.pattern.search(text) is None:
+        verb = "match" if contain.is_regex else "contain"
+        return f"{subject} does not {verb} {contain.shown}{where}"
+    if not_contain is not None and not_contain.pattern.search(text) is not None:
+        verb = "matches" if not_contain.is_regex else "contains"
+        return f"{subject} {verb} {not_contain.shown}{where}"
+    return None

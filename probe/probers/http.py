@@ -59,7 +59,7 @@ from probe.probers._httpcore import (
     current_check,
     new_client,
 )
-from probe.probers._match import Matcher, check_pattern
+from probe.probers._match import Matcher, check_pattern, mismatch
 from probe.probers._net import first_error, redact_url, with_excerpt
 from probe.probers._proxy import DIRECT, ProxyRoute
 from probe.probers._redirect import next_request
@@ -531,13 +531,9 @@ class HTTPProber(Prober[HTTPSpec]):
         if self._contain is not None or self._not_contain is not None:
             text = _decode(body, response)
             where = f" (in the first {len(body)} bytes)" if details["truncated"] else ""
-            contain, not_contain = self._contain, self._not_contain
-            if contain is not None and contain.pattern.search(text) is None:
-                verb = "match" if contain.is_regex else "contain"
-                return False, f"body does not {verb} {contain.shown}{where}"
-            if not_contain is not None and not_contain.pattern.search(text) is not None:
-                verb = "matches" if not_contain.is_regex else "contains"
-                return False, f"body {verb} {not_contain.shown}{where}"
+            problem = mismatch(text, self._contain, self._not_contain, "body", where)
+            if problem is not None:
+                return False, problem
         return True, f"status {status}"
 
 

@@ -38,10 +38,10 @@ from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._client import (
+    LazyClientTLS,
     SchemedHostSpec,
     ServiceDSN,
     Target,
-    client_ssl_context,
     dsn_or_key,
     split_service_dsn,
 )
@@ -175,25 +175,14 @@ class RedisProber(Prober[RedisSpec]):
     def __init__(self, spec: RedisSpec, resources: SharedResources) -> None:
         super().__init__(spec, resources)
         self._target = spec.target()
-        self._ssl_context: ssl.SSLContext | None = None
-
-    def _tls(self) -> ssl.SSLContext | None:
-        """The prober's SSLContext, built on first use (a bad CA file is a failed check)."""
-        if not self._target.tls:
-            return None
-        if self._ssl_context is None:
-            try:
-                self._ssl_context = client_ssl_context(self.spec)
-            except (OSError, ssl.SSLError) as exc:
-                raise ProbeError(f"TLS: cannot load the certificates: {error_text(exc)}") from None
-        return self._ssl_context
+        self._tls = LazyClientTLS(spec, self._target.tls)
 
     async def check(self, ctx: CheckContext) -> Outcome:
         target = self._target
         ctx.details["db"] = target.db
         conn = _ProbeConnection(
             ctx=ctx,
-            ssl_context=self._tls(),
+            ssl_context=self._tls.get(),
             host=target.host,
             port=target.port,
             socket_timeout=None,  # the scheduler bounds the whole check

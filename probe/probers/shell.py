@@ -36,7 +36,7 @@ from pydantic import ValidationInfo, field_validator
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._match import Matcher, check_pattern
+from probe.probers._match import Matcher, check_pattern, mismatch
 from probe.probers._net import redact_url, with_excerpt
 from probe.probers.base import Prober, SharedResources
 from probe.subprocesses import (
@@ -211,15 +211,9 @@ class ShellProber(Prober[ShellSpec]):
         if self._contain is not None or self._not_contain is not None:
             text = _decode(head)
             where = f" (in the first {len(head)} bytes)" if truncated else ""
-            contain, not_contain = self._contain, self._not_contain
-            if contain is not None and contain.pattern.search(text) is None:
-                verb = "match" if contain.is_regex else "contain"
-                message = self._mask(f"output does not {verb} {contain.shown}{where}")
-                return Outcome(ok=False, message=message, details=details)
-            if not_contain is not None and not_contain.pattern.search(text) is not None:
-                verb = "matches" if not_contain.is_regex else "contains"
-                message = self._mask(f"output {verb} {not_contain.shown}{where}")
-                return Outcome(ok=False, message=message, details=details)
+            problem = mismatch(text, self._contain, self._not_contain, "output", where)
+            if problem is not None:
+                return Outcome(ok=False, message=self._mask(problem), details=details)
         return Outcome(ok=True, message=status_text(status), details=details)
 
 

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
-from probe.probers._match import Matcher, check_pattern
+from probe.probers._match import Matcher, check_pattern, mismatch
 from probe.probers._net import with_excerpt
 from probe.probers._ssh import CommandRun, SSHServerKeys, run_command
 from probe.probers.base import Prober, SharedResources
@@ -119,15 +119,9 @@ class SSHProber(Prober[SSHSpec]):
             return Outcome(ok=False, message=message, details=details)
         text = _decode(run.stdout)
         where = f" (in the first {len(run.stdout)} bytes)" if truncated else ""
-        contain, not_contain = self._contain, self._not_contain
-        if contain is not None and contain.pattern.search(text) is None:
-            verb = "match" if contain.is_regex else "contain"
-            message = self._mask(f"output does not {verb} {contain.shown}{where}")
-            return Outcome(ok=False, message=message, details=details)
-        if not_contain is not None and not_contain.pattern.search(text) is not None:
-            verb = "matches" if not_contain.is_regex else "contains"
-            message = self._mask(f"output {verb} {not_contain.shown}{where}")
-            return Outcome(ok=False, message=message, details=details)
+        problem = mismatch(text, self._contain, self._not_contain, "output", where)
+        if problem is not None:
+            return Outcome(ok=False, message=self._mask(problem), details=details)
         return Outcome(ok=True, message=status_text(run.status), details=details)
 
 

@@ -52,7 +52,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._connect import connect_tcp
-from probe.probers._match import Matcher, check_pattern
+from probe.probers._match import Matcher, check_pattern, mismatch
 from probe.probers._net import describe_os_error, plain_error, redact_url
 from probe.probers._proxy import ProxyRoute, invalid_proxy
 from probe.probers.base import Prober, SharedResources
@@ -256,13 +256,9 @@ class WebSocketProber(Prober[WebSocketSpec]):
         text = reply if isinstance(reply, str) else reply.decode("utf-8", "replace")
         ctx.facts["BODY"] = text
         details["reply_bytes"] = len(reply.encode() if isinstance(reply, str) else reply)
-        contain, not_contain = self._contain, self._not_contain
-        if contain is not None and contain.pattern.search(text) is None:
-            verb = "match" if contain.is_regex else "contain"
-            return Outcome(False, f"reply does not {verb} {contain.shown}", details)
-        if not_contain is not None and not_contain.pattern.search(text) is not None:
-            verb = "matches" if not_contain.is_regex else "contains"
-            return Outcome(False, f"reply {verb} {not_contain.shown}", details)
+        problem = mismatch(text, self._contain, self._not_contain, "reply")
+        if problem is not None:
+            return Outcome(False, problem, details)
         return Outcome(True, f"upgraded; reply of {details['reply_bytes']} bytes", details)
 
 

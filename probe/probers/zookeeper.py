@@ -33,7 +33,6 @@ exist), as with redis and etcd.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import struct
 from typing import ClassVar
 
@@ -42,11 +41,11 @@ from pydantic import field_validator, model_validator
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._client import ClientSpec, client_ssl_context
+from probe.probers._client import ClientSpec, LazyClientTLS
 from probe.probers._connect import NODELAY, connect_tcp
 from probe.probers._net import describe_os_error, error_text
 from probe.probers._values import VALUE, data_outcome, value_key_problems
-from probe.probers.base import Prober
+from probe.probers.base import Prober, SharedResources
 
 __all__ = ["ZooKeeperProber", "ZooKeeperSpec"]
 
@@ -193,23 +192,14 @@ def _string(text: str) -> bytes:
 class ZooKeeperProber(Prober[ZooKeeperSpec]):
     spec_type: ClassVar[type[ProbeSpec]] = ZooKeeperSpec
 
-    _ssl_context: ssl.SSLContext | None = None
-
-    def _tls(self) -> ssl.SSLContext | None:
-        """The prober's SSLContext, built on first use (a bad CA file is a failed check)."""
-        if not self.spec.uses_tls:
-            return None
-        if self._ssl_context is None:
-            try:
-                self._ssl_context = client_ssl_context(self.spec)
-            except (OSError, ssl.SSLError) as exc:
-                raise ProbeError(f"TLS: cannot load the certificates: {error_text(exc)}") from None
-        return self._ssl_context
+    def __init__(self, spec: ZooKeeperSpec, resources: SharedResources) -> None:
+        super().__init__(spec, resources)
+        self._tls = LazyClientTLS(spec, spec.uses_tls)
 
     async def check(self, ctx: CheckContext) -> Outcome:
         spec = self.spec
         host, port = spec.host_port()
-        tls = self._tls()
+        tls = self._tls.get()
         writer: asyncio.StreamWriter | None = None
         paths = list(spec.data) or ["/"]
         values: dict[str, str] = {}

@@ -406,7 +406,7 @@ async def test_timeout_during_tls_handshake_leaves_no_socket(raw_server, resourc
 
     server = await raw_server(silent)
     prober = make(resources, dsn=f"rediss://{server.address}", insecure=True, timeout="1s")
-    prober._tls()  # build the SSLContext before counting
+    prober._tls.get()  # build the SSLContext before counting
     before = open_fds()
     result = (await scenarios.timed_run(prober, within=2.0)).result
     assert result.message == "timeout after 1s during TLS handshake"
