@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -371,7 +371,7 @@ async def test_reload_with_workers_changes_probes_where_they_run(
 
 
 @pytest.fixture(autouse=True)
-def _no_stray_sighup() -> AsyncIterator[None] | Any:
+def _no_stray_sighup() -> Iterator[None]:
     # A SIGHUP that reached no handler would end the test process: make sure one is set.
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     yield

@@ -281,11 +281,14 @@ class Scheduler:
             self._done.set()
 
     def _start_loops(
-        self, probers: Sequence[Checkable], replacing: Mapping[str, asyncio.Task[None]] = {}
+        self,
+        probers: Sequence[Checkable],
+        replacing: Mapping[str, asyncio.Task[None]] | None = None,
     ) -> None:
         """A loop for each of `probers`. New probes' first checks are spread evenly over
         their interval; one in `replacing` starts once that loop has ended, at its phase."""
         now = asyncio.get_running_loop().time()
+        replacing = replacing or {}
         fresh = [p for p in probers if p.name not in replacing]
         index = 0
         for prober in probers:
