@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.targets import (
     start_grpc_target,
     start_memcached,
+    start_mongo_peer,
     start_targets,
     start_tls_target,
     start_websocket_target,
@@ -50,7 +51,7 @@ SERVICES = {
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
 # Kinds whose server the benchmark starts itself (no shared service for them).
-OWN_TARGETS = ["grpc", "memcache"]
+OWN_TARGETS = ["grpc", "memcache", "mongo"]
 # Over SSH, to a private sshd (tests/support/sshd.py: needs root and the probe-ssh user).
 SSH_KINDS = ("ssh", "host")
 KINDS = [
@@ -150,6 +151,11 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
         return kind, [f"{{name: b{i}, {login}, {extra}}}" for i in range(n)]
     if kind == "grpc":
         return "grpc", [f"{{name: b{i}, host: '{targets['grpc']}'}}" for i in range(n)]
+    if kind == "mongo":
+        find = """data: {'bench:items': '{"state": "ok"}'}"""
+        return "client", [
+            f"{{name: b{i}, driver: mongo, host: '{targets['mongo']}', {find}}}" for i in range(n)
+        ]
     if kind == "memcache":
         return "client", [
             f"{{name: b{i}, driver: memcache, host: '{targets['memcache']}'}}" for i in range(n)
@@ -214,6 +220,10 @@ async def main() -> None:
         memcached = start_memcached() if "memcache" in args.kinds else None
         if memcached is not None:
             own.append(memcached[0])
+        mongo_port = None
+        if "mongo" in args.kinds:
+            mongo_proc, mongo_port = start_mongo_peer()
+            own.append(mongo_proc)
         targets = {
             "http": f"http://127.0.0.1:{http_port}",
             "tcp": f"127.0.0.1:{tcp_port}",
@@ -235,6 +245,8 @@ async def main() -> None:
             targets["grpc"] = f"127.0.0.1:{grpc_port}"
         if memcached is not None:
             targets["memcache"] = f"127.0.0.1:{memcached[1]}"
+        if mongo_port is not None:
+            targets["mongo"] = f"127.0.0.1:{mongo_port}"
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
             for kind in args.kinds:

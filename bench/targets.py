@@ -171,8 +171,32 @@ def start_memcached() -> tuple[subprocess.Popen[str], int] | None:
     return None
 
 
+def start_mongo_peer() -> tuple[subprocess.Popen[str], int]:
+    """The mongo prober's test peer (MockupDB, tests/support/mongo_peer.py) in a process of its
+    own, so that its CPU is not counted as the prober's; returns it and its port."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "mongo"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))},
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline().strip())
+
+
+def _serve_mongo() -> None:
+    from tests.support.mongo_peer import MongoPeer
+
+    with MongoPeer(documents={"bench:items": [{"_id": 1, "state": "ok"}]}) as peer:
+        print(peer.address.rpartition(":")[2], flush=True)
+        signal.sigwait({signal.SIGTERM})
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "websocket":
+    if sys.argv[1] == "mongo":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _serve_mongo()
+    elif sys.argv[1] == "websocket":
         asyncio.run(_serve_websocket(int(sys.argv[2])))
     elif sys.argv[1] == "tls":
         asyncio.run(_serve_tls(int(sys.argv[2]), sys.argv[3]))

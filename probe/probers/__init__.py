@@ -45,11 +45,11 @@ CLIENT_DRIVERS: dict[str, str] = {
     "mqtt": "probe.probers.mqtt:MQTTProber",
     "zookeeper": "probe.probers.zookeeper:ZooKeeperProber",
     "memcache": "probe.probers.memcache:MemcacheProber",
+    "mongo": "probe.probers.mongo:MongoProber",
 }
 
 # EaseProbe `client:` drivers we do not support: an error naming the driver.
 UNSUPPORTED_DRIVERS: dict[str, str] = {
-    "mongo": "EaseProbe's mongo driver is not supported",
     "kafka": "EaseProbe's kafka driver is not supported",
 }
 

@@ -12,7 +12,6 @@ from probe.assembly import notifier_spec_factories
 from probe.config import NotifierSpecFactory, SpecFactory
 from probe.config.models import ConfigPath, ProbeSpec, StrictModel
 from probe.notify import UNSUPPORTED_NOTIFIERS
-from probe.probers import UNSUPPORTED_DRIVERS
 from probe.probers._client import ClientSpec
 
 __all__ = [
@@ -88,11 +87,17 @@ TEST_UNSUPPORTED_SECTIONS = {
     "websocket": "EaseProbe's websocket probes are not supported",
 }
 
+# Likewise for drivers: the mongo and kafka drivers were once refused, and stay the examples.
+TEST_UNSUPPORTED_DRIVERS = {
+    "mongo": "EaseProbe's mongo driver is not supported",
+    "kafka": "EaseProbe's kafka driver is not supported",
+}
+
 KINDS: dict[str, Any] = {
     "sections": SECTIONS,
     "notifiers": NOTIFIERS,
     "unsupported_sections": TEST_UNSUPPORTED_SECTIONS,
-    "unsupported_drivers": UNSUPPORTED_DRIVERS,
+    "unsupported_drivers": TEST_UNSUPPORTED_DRIVERS,
     "unsupported_notifiers": UNSUPPORTED_NOTIFIERS,
 }
 

@@ -350,7 +350,8 @@ def test_client_is_an_unknown_section_without_drivers(files: ConfigFiles) -> Non
 
 def test_registry_drivers() -> None:
     assert set(CLIENT_DRIVERS) == {
-        *("mysql", "postgres", "redis", "influxdb", "etcd", "mqtt", "zookeeper", "memcache")
+        *("mysql", "postgres", "redis", "influxdb", "etcd", "mqtt", "zookeeper", "memcache"),
+        "mongo",
     }
     for driver, target in CLIENT_DRIVERS.items():
         assert target.startswith(f"probe.probers.{driver}:")
@@ -359,13 +360,12 @@ def test_registry_drivers() -> None:
 @pytest.mark.parametrize(
     ("driver", "message"),
     [
-        ("mongo", "EaseProbe's mongo driver is not supported"),
         ("kafka", "EaseProbe's kafka driver is not supported"),
         ("postgresql", 'unknown driver "postgresql" (did you mean "postgres"?)'),
         (
             "mariadb",
             'unknown driver "mariadb" '
-            "(known: etcd, influxdb, memcache, mqtt, mysql, postgres, redis, zookeeper)",
+            "(known: etcd, influxdb, memcache, mongo, mqtt, mysql, postgres, redis, zookeeper)",
         ),
     ],
 )
@@ -390,7 +390,7 @@ def test_default_registry_knows_client_tls_and_shell(tmp_path: Path) -> None:
 
 def test_default_registry_imports_no_driver_for_a_failed_entry(tmp_path: Path) -> None:
     path = tmp_path / "probes.yaml"
-    path.write_text("client:\n  - {name: a, driver: mongo, host: h:1}\n  - {name: b, host: h:1}\n")
+    path.write_text("client:\n  - {name: a, driver: docdb, host: h:1}\n  - {name: b, host: h:1}\n")
     code = (
         "import sys\n"
         "from probe.assembly import load_config\n"

@@ -97,7 +97,7 @@ def test_a_config_using_what_the_loader_adds_to_the_models_validates() -> None:
         ("http:\n  - {name: a, url: u, timeout: 5}\n", "http.0.timeout", "5"),
         ("tcp:\n  - {host: '127.0.0.1:1'}\n", "tcp.0", "'name' is a required property"),
         ("nosuch:\n  - {name: a}\n", "(top)", "nosuch"),
-        ("client:\n  - {name: a, driver: mongo, host: 'h:1'}\n", "client.0.driver", "mongo"),
+        ("client:\n  - {name: a, driver: docdb, host: 'h:1'}\n", "client.0.driver", "docdb"),
         (
             "client:\n  - {name: a, driver: redis, host: 'h:1', password: x, password_file: f}\n",
             "client.0",

@@ -10,6 +10,7 @@ from probe.probers.grpc import GRPCProber, GRPCSpec
 from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
 from probe.probers.memcache import MemcacheProber, MemcacheSpec
+from probe.probers.mongo import MongoProber, MongoSpec
 from probe.probers.mqtt import MQTTProber, MQTTSpec
 from probe.probers.mysql import MySQLProber, MySQLSpec
 from probe.probers.ping import PingProber, PingSpec
@@ -39,6 +40,7 @@ DRIVER_PROBERS = [
     ("influxdb", InfluxDBProber, InfluxDBSpec),
     ("zookeeper", ZooKeeperProber, ZooKeeperSpec),
     ("memcache", MemcacheProber, MemcacheSpec),
+    ("mongo", MongoProber, MongoSpec),
 ]
 
 
