@@ -181,8 +181,12 @@ class _Heartbeats(ServerHeartbeatListener):
             self._failed.set_result(event.reply)
 
 
-class _NotFound(Exception):
-    pass
+class _HelloFailed(Exception):
+    """The server's `hello` failed before the command ended: `reason` is what PyMongo saw."""
+
+    def __init__(self, reason: BaseException) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class MongoProber(Prober[MongoSpec]):
@@ -271,7 +275,7 @@ class MongoProber(Prober[MongoSpec]):
                         f'collection "{printable(db, 60)}.{printable(collection, 60)}":'
                         f" no document matches {_shown(query)}"
                     )
-        except (mongo_errors.PyMongoError, OSError) as exc:
+        except (mongo_errors.PyMongoError, OSError, _HelloFailed) as exc:
             message = _describe(exc, self._user, self._secrets())
             if message == "name resolution failed" and self.spec.host is not None:
                 message += f" for host {self.spec.host_port()[0]}"
@@ -307,7 +311,7 @@ async def _unless_failed(work: Any, failed: asyncio.Future[BaseException] | None
     # that nothing is logged as "never retrieved".
     task.cancel()
     task.add_done_callback(_consume)
-    raise failed.result()
+    raise _HelloFailed(failed.result())
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
@@ -355,6 +359,8 @@ class _CertAndKey:
 
 def _describe(exc: BaseException, user: str | None, secrets: list[str]) -> str:
     """The one place PyMongo's and the OS's errors become messages (secrets never shown)."""
+    if isinstance(exc, _HelloFailed):
+        exc = exc.reason
     if isinstance(exc, mongo_errors.OperationFailure):
         if exc.code == _AUTH_FAILED:
             return f'authentication failed for user "{user}"' if user else "authentication failed"
