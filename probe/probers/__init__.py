@@ -45,12 +45,12 @@ CLIENT_DRIVERS: dict[str, str] = {
     "mqtt": "probe.probers.mqtt:MQTTProber",
     "zookeeper": "probe.probers.zookeeper:ZooKeeperProber",
     "memcache": "probe.probers.memcache:MemcacheProber",
+    "kafka": "probe.probers.kafka:KafkaProber",
 }
 
 # EaseProbe `client:` drivers we do not support: an error naming the driver.
 UNSUPPORTED_DRIVERS: dict[str, str] = {
     "mongo": "EaseProbe's mongo driver is not supported",
-    "kafka": "EaseProbe's kafka driver is not supported",
 }
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
