@@ -9,7 +9,7 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (the mongo and kafka drivers,
+What we do not have (the mongo driver,
 the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
@@ -369,7 +369,7 @@ UNSUPPORTED = [
             "client[0].driver",
             [f"EaseProbe's {driver} driver"],
         )
-        for driver in ("mongo", "kafka")
+        for driver in ("mongo",)
     ),
     *(
         (

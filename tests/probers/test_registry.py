@@ -9,6 +9,7 @@ from probe.probers.etcd import EtcdProber, EtcdSpec
 from probe.probers.grpc import GRPCProber, GRPCSpec
 from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
+from probe.probers.kafka import KafkaProber, KafkaSpec
 from probe.probers.memcache import MemcacheProber, MemcacheSpec
 from probe.probers.mqtt import MQTTProber, MQTTSpec
 from probe.probers.mysql import MySQLProber, MySQLSpec
@@ -39,6 +40,7 @@ DRIVER_PROBERS = [
     ("influxdb", InfluxDBProber, InfluxDBSpec),
     ("zookeeper", ZooKeeperProber, ZooKeeperSpec),
     ("memcache", MemcacheProber, MemcacheSpec),
+    ("kafka", KafkaProber, KafkaSpec),
 ]
 
 
