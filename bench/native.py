@@ -9,7 +9,9 @@ back to back, 50 checks in flight, each check through the scheduler's own runner
 Services are found as the tests find them (PROBE_TEST_POSTGRES, ...; README: Development);
 a kind whose service does not answer is reported as skipped. ssh and host log in to a private
 sshd started here (as root; the probe-ssh user of scripts/services.sh), whose CPU is not
-counted: the figure is the prober's side. Loopback only.
+counted: the figure is the prober's side. mongo and kafka are checked against the tests'
+wire-protocol peers (MockupDB; tests/support/kafka_peer.py), each in a process of its own:
+no MongoDB or Kafka server can be installed here. Loopback only.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.targets import (
     start_grpc_target,
     start_memcached,
-    start_mongo_peer,
+    start_peer,
     start_targets,
     start_tls_target,
     start_websocket_target,
@@ -51,7 +53,8 @@ SERVICES = {
     "influxdb": ("PROBE_TEST_INFLUXDB", "http://127.0.0.1:8086"),
 }
 # Kinds whose server the benchmark starts itself (no shared service for them).
-OWN_TARGETS = ["grpc", "memcache", "mongo"]
+# mongo and kafka: against the tests' wire-protocol peers (no server can be installed here).
+OWN_TARGETS = ["grpc", "memcache", "mongo", "kafka"]
 # Over SSH, to a private sshd (tests/support/sshd.py: needs root and the probe-ssh user).
 SSH_KINDS = ("ssh", "host")
 KINDS = [
@@ -156,6 +159,11 @@ def entries(kind: str, n: int, targets: dict[str, str]) -> tuple[str, list[str]]
         return "client", [
             f"{{name: b{i}, driver: mongo, host: '{targets['mongo']}', {find}}}" for i in range(n)
         ]
+    if kind == "kafka":
+        topics = "topics: [orders]"
+        return "client", [
+            f"{{name: b{i}, driver: kafka, host: '{targets['kafka']}', {topics}}}" for i in range(n)
+        ]
     if kind == "memcache":
         return "client", [
             f"{{name: b{i}, driver: memcache, host: '{targets['memcache']}'}}" for i in range(n)
@@ -220,10 +228,11 @@ async def main() -> None:
         memcached = start_memcached() if "memcache" in args.kinds else None
         if memcached is not None:
             own.append(memcached[0])
-        mongo_port = None
-        if "mongo" in args.kinds:
-            mongo_proc, mongo_port = start_mongo_peer()
-            own.append(mongo_proc)
+        peers: dict[str, int] = {}
+        for kind in ("mongo", "kafka"):
+            if kind in args.kinds:
+                peer_proc, peers[kind] = start_peer(kind)
+                own.append(peer_proc)
         targets = {
             "http": f"http://127.0.0.1:{http_port}",
             "tcp": f"127.0.0.1:{tcp_port}",
@@ -245,8 +254,8 @@ async def main() -> None:
             targets["grpc"] = f"127.0.0.1:{grpc_port}"
         if memcached is not None:
             targets["memcache"] = f"127.0.0.1:{memcached[1]}"
-        if mongo_port is not None:
-            targets["mongo"] = f"127.0.0.1:{mongo_port}"
+        for kind, port in peers.items():
+            targets[kind] = f"127.0.0.1:{port}"
         print(f"{'kind':<9} {'checks/s':>9} {'CPU/check':>10}  outcomes")
         try:
             for kind in args.kinds:

@@ -171,11 +171,12 @@ def start_memcached() -> tuple[subprocess.Popen[str], int] | None:
     return None
 
 
-def start_mongo_peer() -> tuple[subprocess.Popen[str], int]:
-    """The mongo prober's test peer (MockupDB, tests/support/mongo_peer.py) in a process of its
-    own, so that its CPU is not counted as the prober's; returns it and its port."""
+def start_peer(kind: str) -> tuple[subprocess.Popen[str], int]:
+    """The test peer of the mongo prober (MockupDB, tests/support/mongo_peer.py) or of the
+    kafka prober (tests/support/kafka_peer.py) in a process of its own, so that its CPU is not
+    counted as the prober's; returns it and its port."""
     proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "mongo"],
+        [sys.executable, os.path.abspath(__file__), kind],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))},
@@ -192,10 +193,22 @@ def _serve_mongo() -> None:
         signal.sigwait({signal.SIGTERM})
 
 
+async def _serve_kafka() -> None:
+    from tests.support.kafka_peer import KafkaPeer, Topic
+
+    async with KafkaPeer(topics=[Topic("orders", partitions=3)]) as peer:
+        print(peer.port, flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "mongo":
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         _serve_mongo()
+    elif sys.argv[1] == "kafka":
+        asyncio.run(_serve_kafka())
     elif sys.argv[1] == "websocket":
         asyncio.run(_serve_websocket(int(sys.argv[2])))
     elif sys.argv[1] == "tls":

@@ -46,12 +46,12 @@ CLIENT_DRIVERS: dict[str, str] = {
     "zookeeper": "probe.probers.zookeeper:ZooKeeperProber",
     "memcache": "probe.probers.memcache:MemcacheProber",
     "mongo": "probe.probers.mongo:MongoProber",
+    "kafka": "probe.probers.kafka:KafkaProber",
 }
 
-# EaseProbe `client:` drivers we do not support: an error naming the driver.
-UNSUPPORTED_DRIVERS: dict[str, str] = {
-    "kafka": "EaseProbe's kafka driver is not supported",
-}
+# EaseProbe `client:` drivers we do not support: an error naming the driver. Every driver
+# EaseProbe has is supported now; the map stays for the next one it adds.
+UNSUPPORTED_DRIVERS: dict[str, str] = {}
 
 # EaseProbe sections we do not support (yet): an error naming them, never a silent skip.
 # Every section EaseProbe has is supported now; the map stays for the next one it adds.

@@ -286,12 +286,12 @@ ERROR_CASES = [
         "every entry is checked, in file order",
         """
         client:
-          - {name: a, driver: kafka, host: h:1}
+          - {name: a, driver: mongo, host: h:1}
           - {name: b, host: h:1}
           - {name: c, driver: docdb}
         """,
         [
-            "probes.yaml:2:23: client[0].driver: EaseProbe's kafka driver is not supported",
+            "probes.yaml:2:23: client[0].driver: EaseProbe's mongo driver is not supported",
             "probes.yaml:3:5: client[1].driver: missing required key "
             "(the client driver: one of cache, docdb)",
             "probes.yaml:4:5: client[2]: host is required (host:port), or a dsn",
@@ -352,6 +352,7 @@ def test_registry_drivers() -> None:
     assert set(CLIENT_DRIVERS) == {
         *("mysql", "postgres", "redis", "influxdb", "etcd", "mqtt", "zookeeper", "memcache"),
         "mongo",
+        "kafka",
     }
     for driver, target in CLIENT_DRIVERS.items():
         assert target.startswith(f"probe.probers.{driver}:")
@@ -360,12 +361,12 @@ def test_registry_drivers() -> None:
 @pytest.mark.parametrize(
     ("driver", "message"),
     [
-        ("kafka", "EaseProbe's kafka driver is not supported"),
         ("postgresql", 'unknown driver "postgresql" (did you mean "postgres"?)'),
         (
             "mariadb",
             'unknown driver "mariadb" '
-            "(known: etcd, influxdb, memcache, mongo, mqtt, mysql, postgres, redis, zookeeper)",
+            "(known: etcd, influxdb, kafka, memcache, mongo, mqtt, mysql, postgres, redis, "
+            "zookeeper)",
         ),
     ],
 )

@@ -9,8 +9,7 @@ are pinned here: a key that starts working drops out of `IGNORED`, a key that be
 fails the load. Every entry of `IGNORED` is a deliberate "accepted, not acted on" (the README
 lists them).
 
-What we do not have (the kafka driver,
-the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
+What we do not have (the wecom, dingtalk, lark, sms, aws_sns, ringcentral and infoflow notifiers,
 syslog delivery) is an error naming it, never a silent skip: see the second half.
 
 Every address is loopback; nothing here sends traffic anywhere.
@@ -363,14 +362,6 @@ def test_sla_debug_sends_a_report_every_minute(tmp_path: Path, tls_files: dict[s
 
 # What we do not have: (a config, the key path of its error, words the error must contain).
 UNSUPPORTED = [
-    *(
-        (
-            f"client:\n  - name: x\n    driver: {driver}\n    host: 127.0.0.1:1\n",
-            "client[0].driver",
-            [f"EaseProbe's {driver} driver"],
-        )
-        for driver in ("kafka",)
-    ),
     *(
         (
             f"notify:\n  {kind}:\n    - name: x\n      webhook: http://127.0.0.1:9/\n",

@@ -145,6 +145,7 @@ client:
   - {name: zk, driver: zookeeper, host: "127.0.0.1:9", data: {/a/b: ok}}
   - {name: mc, driver: memcache, host: "127.0.0.1:9", data: {"app:mode": active}}
   - {name: mg, driver: mongo, host: "127.0.0.1:9", data: {"shop:orders": '{"state": "open"}'}}
+  - {name: kf, driver: kafka, host: "127.0.0.1:9", topics: [orders], username: u, password: p}
 notify:
   log: [{name: log, file: notifications.log, channels: [ops]}]
   http: [{name: hook, url: "http://127.0.0.1:9/hook"}]

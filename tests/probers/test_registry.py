@@ -9,6 +9,7 @@ from probe.probers.etcd import EtcdProber, EtcdSpec
 from probe.probers.grpc import GRPCProber, GRPCSpec
 from probe.probers.http import HTTPProber, HTTPSpec
 from probe.probers.influxdb import InfluxDBProber, InfluxDBSpec
+from probe.probers.kafka import KafkaProber, KafkaSpec
 from probe.probers.memcache import MemcacheProber, MemcacheSpec
 from probe.probers.mongo import MongoProber, MongoSpec
 from probe.probers.mqtt import MQTTProber, MQTTSpec
@@ -41,6 +42,7 @@ DRIVER_PROBERS = [
     ("zookeeper", ZooKeeperProber, ZooKeeperSpec),
     ("memcache", MemcacheProber, MemcacheSpec),
     ("mongo", MongoProber, MongoSpec),
+    ("kafka", KafkaProber, KafkaSpec),
 ]
 
 
