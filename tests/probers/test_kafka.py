@@ -435,13 +435,17 @@ def test_endpoint_is_the_host():
 
 async def test_probe_check_accepts_easeprobe_manual_example(tmp_path: Path):
     """EaseProbe's manual example passes `probe check` (the config check: nothing is
-    dialled)."""
+    dialled), its mTLS files standing where the example's /path/to/ would be."""
+    files = server_tls_files(tmp_path, "localhost")
     (tmp_path / "probes.yaml").write_text(
         "client:\n"
-        "  - name: Kafka Native Client\n"
+        "  - name: Kafka Native Client (local)\n"
         '    driver: "kafka"\n'
         '    host: "localhost:9093"\n'
-        "    timeout: 2s\n"
+        "    # mTLS - Optional\n"
+        f"    ca: {files.ca_file}\n"
+        f"    cert: {files.cert}\n"
+        f"    key: {files.key}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await spawn_probe("check", "-c", "probes.yaml", cwd=tmp_path, env=env)
