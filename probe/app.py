@@ -20,6 +20,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -44,6 +45,8 @@ from probe.config.models import ProbeSpec, Settings
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
+from probe.dependencies import DependencyGate
+from probe.dependency_graph import DependencyGraph
 from probe.errors import ConfigError, StartupError
 from probe.eventloop import running_loop_name, unmet_request, use_io_threads
 from probe.logs import register_secrets, secret_values
@@ -149,7 +152,7 @@ def status_source(
     return StatusSource(
         store,
         [
-            ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels))
+            ConfiguredProbe(s.name, s.kind, s.endpoint(), dict(s.labels), tuple(s.depends_on))
             for s in config.enabled_probes
         ],
         live=live,
@@ -239,6 +242,15 @@ class App:
         self.sla: SLACache | None = None
         self._specs = {spec.name: spec for spec in config.enabled_probes}
         self._policies = {spec.name: policy_for(spec) for spec in config.enabled_probes}
+        # depends_on: which alerts go out, wait for a dependency's fresh check, or are
+        # folded into a dependency's (probe/dependencies.py).
+        self.dependencies = DependencyGate(
+            _graph(config),
+            lambda: self.tracker,
+            check_now=self._check_now,
+            send=self._dispatch,
+            timeouts=_timeouts(config),
+        )
         self._stop = asyncio.Event()
         self._force = False
         self._scheduler: Scheduler | ShardedScheduler | None = None
@@ -447,6 +459,7 @@ class App:
         # From here on nothing fails: the probes first (their results meet the new specs).
         self._specs = {spec.name: spec for spec in new.enabled_probes}
         self._policies = {spec.name: policy_for(spec) for spec in new.enabled_probes}
+        self.dependencies.reconfigure(_graph(new), self._check_now, _timeouts(new))
         if diff.added:
             await self._seed([spec.name for spec in diff.added])
         if diff.probes:
@@ -680,15 +693,27 @@ class App:
         if observation.transition is not None:
             t = observation.transition
             log.info("%s: %s -> %s: %s", t.name, t.previous, t.current, result.message)
+        notification: Notification | None = None
         if observation.alert is not None:
             alert = observation.alert
             log.debug(
                 "%s: alert decision %s at failure %d", alert.name, alert.event, alert.position
             )
-            spec = self._specs[result.name]
-            notification = notification_for(observation, spec)
-            if notification is not None and self.dispatcher is not None:
-                self.dispatcher.notify(notification, spec.channels)
+            notification = notification_for(observation, self._specs[result.name])
+        self.dependencies.handle(observation, notification)
+
+    def _dispatch(self, notification: Notification) -> None:
+        """Send a probe's notification to the notifiers of its channels."""
+        spec = self._specs.get(notification.probe or "")
+        if spec is None or self.dispatcher is None:
+            return  # a probe a reload removed meanwhile
+        if not notification.labels and spec.labels:
+            notification = replace(notification, labels=dict(spec.labels))
+        self.dispatcher.notify(notification, spec.channels)
+
+    def _check_now(self, name: str) -> bool:
+        """Check a probe once more, now (a dependent's alert waits on it)."""
+        return self._scheduler is not None and self._scheduler.check_now(name)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -705,6 +730,14 @@ class App:
     def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def _graph(config: Config) -> DependencyGraph:
+    return DependencyGraph({spec.name: spec.depends_on for spec in config.enabled_probes})
+
+
+def _timeouts(config: Config) -> dict[str, float]:
+    return {spec.name: spec.timeout for spec in config.enabled_probes}
 
 
 def _series(config: Config) -> list[SeriesLabels]:

@@ -96,6 +96,13 @@ class _Apply:
 
 
 @dataclass(frozen=True, slots=True)
+class _CheckNow:
+    """Check this probe once more, now (Scheduler.check_now)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Stop:
     grace: float
 
@@ -204,6 +211,15 @@ class ShardedScheduler:
             return []
         return self._local.apply(build(starting[0]), stopping[0])
 
+    def check_now(self, name: str) -> bool:
+        """Scheduler.check_now, in the process that checks `name`."""
+        shard = self._shard_of.get(name)
+        if shard is None:
+            return False
+        if shard == 0:
+            return self._local.check_now(name)
+        return self._workers[shard - 1].send(_CheckNow(name))
+
     @property
     def processes(self) -> int:
         """The processes that check: this one and its workers."""
@@ -259,12 +275,17 @@ class _Worker:
         kept = [spec for spec in self._start.specs if spec.name not in gone]
         known = self._start.secrets + [x for x in secrets if x not in self._start.secrets]
         self._start = replace(self._start, specs=kept + specs, secrets=known)
+        self.send(_Apply(specs, removed, secrets))  # if not running: it gets them at start
+
+    def send(self, message: _Apply | _CheckNow) -> bool:
+        """Write a frame to the running process; False when none runs."""
         process = self._process
         if process is None or process.returncode is not None or process.stdin is None:
-            return  # it gets them with its shard when it starts (again)
+            return False
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             # Small, and the pipe is read at once: written without waiting for a drain.
-            process.stdin.write(_frame(_Apply(specs, removed, secrets)))
+            process.stdin.write(_frame(message))
+        return True
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -390,7 +411,9 @@ async def _worker_main() -> int:
         if isinstance(message, _Stop):
             grace = message.grace
             break
-        if isinstance(message, _Apply):
+        if isinstance(message, _CheckNow):
+            scheduler.check_now(message.name)
+        elif isinstance(message, _Apply):
             register_secrets(message.secrets)
             fresh = build_probers(message.specs, resources)
             names = [*message.removed, *(prober.name for prober in fresh)]

@@ -22,6 +22,7 @@ import trustme
 from aiohttp import web
 
 from tests.support.daemons import require_binary
+from tests.support.running_app import targets as targets  # the fixture: HTTP targets + a webhook
 from tests.support.schema import watch_loads
 from tests.support.services import require_service
 

@@ -37,6 +37,7 @@ from probe.config.models import NotifierSpec, ProbeDefaults, ProbeSpec, Settings
 from probe.config.source import Loc, Source
 from probe.config.substitution import substitute
 from probe.config.yaml_reader import parse_file
+from probe.dependency_graph import DependencyGraph
 from probe.durations import format_duration
 from probe.errors import ConfigError, ConfigProblem
 from probe.text import quoted
@@ -303,7 +304,32 @@ class _Loader:
                     seen_names[name] = loc
                 if spec is not None:
                     probes.append(spec)
+        self._check_dependencies(probes, seen_names)
         return probes
+
+    def _check_dependencies(self, probes: list[ProbeSpec], where: dict[str, Loc]) -> None:
+        """Every `depends_on` name is a probe of this file, and no chain of them comes back
+        to where it started (located at the name, or at the depends_on of the cycle's first
+        probe in file order)."""
+        names = set(where)  # entries that failed validation still have a name
+        for spec in probes:
+            for index, dep in enumerate(spec.depends_on):
+                if dep not in names:
+                    hint = did_you_mean(dep, sorted(names))
+                    self.src.error(
+                        (*where[spec.name], "depends_on", index),
+                        f"no probe is named {quoted(dep)}{hint}",
+                    )
+        graph = DependencyGraph({spec.name: spec.depends_on for spec in probes})
+        cycle = graph.find_cycle()
+        if cycle is not None:
+            first = min(cycle[:-1], key=lambda name: list(where).index(name))
+            at = cycle.index(first)
+            shown = [*cycle[at:-1], *cycle[:at], first]
+            self.src.error(
+                (*where[first], "depends_on"),
+                "a cycle of dependencies: " + " -> ".join(quoted(n) for n in shown),
+            )
 
     def _section_mapping(
         self, section: str, raw: dict[str, Any], spec_type: type[ProbeSpec]

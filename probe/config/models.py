@@ -273,6 +273,25 @@ class ProbeSpec(StrictModel):
     labels: dict[str, LabelValue] = Field(default_factory=dict)
     alert: AlertSpec = AlertSpec()
     conditions: list[ConditionText] = Field(default_factory=list)
+    # Probes this one needs (a router, a database): while one of them is down, this probe's
+    # alerts are folded into that one's. Names are checked against the file by the loader.
+    depends_on: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct_dependencies(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f'"{name}" is listed twice')
+            seen.add(name)
+        return names
+
+    @model_validator(mode="after")
+    def _not_its_own_dependency(self) -> ProbeSpec:
+        if self.name in self.depends_on:
+            raise ValueError("depends_on: a probe cannot depend on itself")
+        return self
 
     def endpoint(self) -> str:
         """What the probe checks, as shown to users, with credentials removed."""

@@ -257,6 +257,7 @@ class Scheduler:
         """`restart_delay`, `restart_max`: the backoff of a loop that failed (tests shorten
         it)."""
         self._probes = list(probes)
+        self._by_name = {prober.name: prober for prober in self._probes}
         self._on_result = on_result
         self._semaphore = asyncio.Semaphore(concurrency)
         self._cancel_grace = cancel_grace
@@ -271,6 +272,8 @@ class Scheduler:
         self._retiring: set[asyncio.Task[None]] = set()
         self._checking: set[str] = set()
         self._stragglers: dict[str, asyncio.Task[Outcome]] = {}
+        # Extra checks asked for by check_now(), beside the loops, by probe name.
+        self._extra: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._done = asyncio.Event()
 
@@ -336,9 +339,25 @@ class Scheduler:
                 task.cancel()
         gone = set(removed) | {p.name for p in probers}
         self._probes = [p for p in self._probes if p.name not in gone] + list(probers)
+        self._by_name = {prober.name: prober for prober in self._probes}
         if not self._stopping:
             self._start_loops(probers, replacing)
         return ended
+
+    def check_now(self, name: str) -> bool:
+        """Check probe `name` once more, now, beside its schedule (an alert that waits on
+        this probe's state asks for it). A check of it already running serves instead; the
+        result goes to `on_result` as every result does. False when no such probe runs."""
+        prober = self._by_name.get(name)
+        if prober is None or self._stopping:
+            return False
+        if name in self._checking or name in self._extra:
+            return True
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._run_one(prober, loop.time()), name=f"check-now:{name}")
+        self._extra[name] = task
+        task.add_done_callback(lambda _: self._extra.pop(name, None))
+        return True
 
     async def wait(self) -> None:
         """Until every loop has ended (after `stop()`)."""
@@ -354,6 +373,7 @@ class Scheduler:
             task.cancel()
         busy = [t for name, t in self._loops.items() if name in self._checking]
         busy += self._retiring
+        busy += self._extra.values()
         if busy:
             _, pending = await asyncio.wait(busy, timeout=grace)
             if pending:
@@ -418,7 +438,10 @@ class Scheduler:
         if self._stopping:
             return due
         straggler = self._stragglers.get(prober.name)
-        if straggler is not None and not straggler.done():
+        if prober.name in self._checking or prober.name in self._extra:
+            # An extra check (check_now) is running: its result serves for this tick too.
+            log.debug("probe %s: tick served by the check asked for just before", prober.name)
+        elif straggler is not None and not straggler.done():
             log.warning("probe %s: previous check ignored cancellation; tick skipped", prober.name)
             self.stats.skipped += 1
         else:

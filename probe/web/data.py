@@ -84,6 +84,7 @@ class ConfiguredProbe:
     kind: str
     endpoint: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

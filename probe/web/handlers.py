@@ -112,6 +112,7 @@ async def _probe(request: web.Request) -> web.Response:
     detail = await source.detail(name)
     body = sla_item(item)
     body["labels"] = dict(item.info.labels)
+    body["depends_on"] = list(item.info.depends_on)
     body["since"] = None if item.since is None else iso(item.since)
     body["windows"] = {
         w: {**item.windows[w].to_json(), "sla": pct(item.windows[w])} for w in WINDOWS

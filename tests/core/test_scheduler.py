@@ -313,3 +313,41 @@ async def test_readings_of_the_outcome_win_and_none_leaves_the_context_s():
 async def test_a_prober_that_reads_nothing_gives_no_readings():
     run = await run_check(FakeProber("plain"))
     assert (run.result.http_status, run.result.cert_expiry) == (None, None)
+
+
+async def test_check_now_runs_one_extra_check_that_never_overlaps_the_schedule():
+    results: list[Result] = []
+    # A long interval: after its first check, only check_now() checks it.
+    slow = FakeProber("slow", interval=3600, timeout=1.0, delay=0.1)
+    scheduler = Scheduler([slow], results.append)
+    scheduler.start()
+    try:
+        while len(results) < 1:
+            await asyncio.sleep(0.01)
+        assert scheduler.check_now("slow")
+        assert scheduler.check_now("slow")  # the one running serves this ask too
+        while len(results) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.15)
+        assert len(results) == 2
+        assert slow.max_running == 1
+        assert not scheduler.check_now("nobody")
+    finally:
+        await scheduler.stop(grace=1.0)
+    assert not scheduler.check_now("slow")  # stopped: nothing more
+
+
+async def test_a_tick_during_an_extra_check_is_served_by_it():
+    results: list[Result] = []
+    prober = FakeProber("p", interval=0.2, timeout=1.0, delay=0.15)
+    scheduler = Scheduler([prober], results.append)
+    scheduler.start()
+    try:
+        while len(results) < 1:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)  # 0.05 s before the next tick
+        assert scheduler.check_now("p")
+        await asyncio.sleep(0.5)
+    finally:
+        await scheduler.stop(grace=1.0)
+    assert prober.max_running == 1

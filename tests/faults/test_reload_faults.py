@@ -17,8 +17,8 @@ from probe.assembly import load_config
 from probe.core.result import Status
 from probe.store import Store
 from tests.faults.conftest import FaultFigures
-from tests.test_reload import Targets, running, targets
-from tests.test_reload import write as write_http
+from tests.support.running_app import Targets, running
+from tests.support.running_app import write as write_http
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +56,6 @@ def write(
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
-
-
-__all__ = ["targets"]  # a fixture of tests/test_reload.py, used here too
 
 
 async def until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,129 @@
+"""Alerts of dependent probes, for real: a running App, HTTP targets on loopback that fail on
+demand, and a webhook receiver (tests/support/running_app.py). The router goes down with the
+20 services behind it: one message; the router comes back and three services stay down: each
+of those three alerts on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from probe.app import App
+from probe.core.result import Status
+from tests.support.running_app import Targets, running, until, write
+
+pytestmark = pytest.mark.slow
+
+SERVICES = [f"svc{i:02d}" for i in range(20)]
+
+
+def events(targets: Targets) -> list[tuple[str, str]]:
+    return [(a["probe"], a["event"]) for a in targets.alerts]
+
+
+async def test_a_dependency_outage_is_one_message_then_the_still_down_alert_on_their_own(
+    tmp_path: Path, targets: Targets
+) -> None:
+    config = tmp_path / "probes.yaml"
+    probes = {"router": "", **{name: "depends_on: [router]" for name in SERVICES}}
+    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
+    write(config, targets, probes, notify=notify, defaults="interval: 300ms, timeout: 200ms")
+
+    async def body(app: App) -> None:
+        await until(lambda: all(targets.hits.get(name) for name in probes))
+        targets.failing.update(probes)
+        await until(lambda: all(app.tracker.state(n).status is Status.DOWN for n in probes))
+        await asyncio.sleep(1.0)  # every service failed again at least twice: still one message
+        assert events(targets) == [("router", "down")]
+        message = targets.alerts[0]["message"]
+        assert "; 20 dependent probes affected: " in message  # each checked at once
+        assert "svc" in message
+
+        stuck = SERVICES[:3]
+        targets.failing.difference_update(["router", *SERVICES[3:]])
+        await until(lambda: len(targets.alerts) >= 5)
+        await asyncio.sleep(1.0)
+        assert events(targets)[1] == ("router", "recovery")
+        assert sorted(events(targets)[2:]) == [(name, "down") for name in stuck]
+
+        targets.failing.clear()
+        await until(lambda: len(targets.alerts) >= 8)
+        await asyncio.sleep(0.6)
+
+    await running(config, body)
+    assert sorted(events(targets)[5:]) == [(name, "recovery") for name in SERVICES[:3]]
+    assert len(targets.alerts) == 8, events(targets)
+
+
+async def test_a_dependent_checked_first_waits_for_its_dependency_s_fresh_check(
+    tmp_path: Path, targets: Targets
+) -> None:
+    """The database is checked every 10 minutes; the API behind it every 200 ms. When both
+    fail, the API's alert waits for a check of the database made at once, and goes with it."""
+    config = tmp_path / "probes.yaml"
+    probes = {"db": "interval: 10m, timeout: 200ms", "api": "depends_on: [db]"}
+    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
+    write(config, targets, probes, notify=notify)
+
+    async def body(app: App) -> None:
+        await until(lambda: all(targets.hits.get(name) for name in probes))
+        db_checks = len(targets.hits["db"])
+        targets.failing.update(probes)
+        await until(lambda: len(targets.alerts) >= 1)
+        await asyncio.sleep(0.6)
+        assert len(targets.hits["db"]) == db_checks + 1  # the one check made at once
+        assert events(targets) == [("db", "down")]
+        assert targets.alerts[0]["message"].endswith("; 1 dependent probe affected: api")
+
+    await running(config, body)
+
+
+async def test_a_dependent_alerts_when_its_dependency_is_fine(
+    tmp_path: Path, targets: Targets
+) -> None:
+    config = tmp_path / "probes.yaml"
+    probes = {"db": "interval: 10m", "api": "depends_on: [db]"}
+    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
+    write(config, targets, probes, notify=notify)
+
+    async def body(app: App) -> None:
+        await until(lambda: all(targets.hits.get(name) for name in probes))
+        db_checks = len(targets.hits["db"])
+        targets.failing.add("api")
+        await until(lambda: len(targets.alerts) >= 1)
+        assert len(targets.hits["db"]) == db_checks + 1
+        assert events(targets) == [("api", "down")]
+        assert "dependent" not in targets.alerts[0]["message"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as http:
+            assert (await http.get("/api/v1/probes/api")).json()["depends_on"] == ["db"]
+            assert "Depends on: db" in (await http.get("/")).text
+
+    await running(config, body)
+
+
+async def test_dependencies_across_worker_processes(tmp_path: Path, targets: Targets) -> None:
+    config = tmp_path / "probes.yaml"
+    probes = {
+        "router": "interval: 10m, timeout: 200ms",
+        **{name: "depends_on: [router]" for name in SERVICES[:6]},
+    }
+    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
+    write(
+        config,
+        targets,
+        probes,
+        notify=notify,
+        defaults="interval: 200ms, timeout: 150ms, workers: 2",
+    )
+
+    async def body(app: App) -> None:
+        await until(lambda: all(targets.hits.get(name) for name in probes))
+        targets.failing.update(probes)
+        await until(lambda: all(app.tracker.state(n).status is Status.DOWN for n in probes))
+        await asyncio.sleep(0.6)
+        assert events(targets) == [("router", "down")]
+
+    await running(config, body, workers=2)
