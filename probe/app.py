@@ -47,6 +47,7 @@ from probe.core.scheduler import Scheduler, SchedulerStats
 from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.dependencies import DependencyGate
 from probe.dependency_graph import DependencyGraph
+from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError
 from probe.eventloop import running_loop_name, unmet_request, use_io_threads
 from probe.logs import register_secrets, secret_values
@@ -181,6 +182,17 @@ def notification_for(observation: Observation, spec: ProbeSpec) -> Notification 
     if alert is None:
         return None
     result = observation.result
+    message = result.message
+    window = format_duration(spec.flap.window)
+    if alert.event == "flapping":
+        changes = len(observation.state.flap_times)
+        message = (
+            f"{changes} status changes within {window}; down and recovery alerts are silenced"
+            f" until it holds one status for {window}. Last check: {message}"
+        )
+    elif alert.event == "stable":
+        status = observation.state.status.value
+        message = f"{status} for {window}, after flapping. Last check: {message}"
     return Notification(
         event=Event(alert.event),
         time=alert.time,
@@ -188,7 +200,7 @@ def notification_for(observation: Observation, spec: ProbeSpec) -> Notification 
         kind=result.kind,
         endpoint=result.endpoint,
         status=observation.state.status.value,
-        message=result.message,
+        message=message,
         outage_start=alert.outage_start,
         duration=alert.duration,
         position=alert.position,
@@ -204,6 +216,8 @@ def policy_for(spec: ProbeSpec) -> Policy:
         strategy=spec.alert.strategy,
         factor=spec.alert.factor,
         max_alerts=spec.alert.max,
+        flap_changes=spec.flap.changes,
+        flap_window=spec.flap.window,
     )
 
 

@@ -64,7 +64,7 @@ DEFAULT_CONFIG_NAME = "probes.yaml"
 _ENV_CONFIG = "PROBE_CONFIG"
 
 # Keys a probe inherits from `settings.probe` when it does not set them itself.
-_INHERITED = ("interval", "timeout", "failure", "success", "alert")
+_INHERITED = ("interval", "timeout", "failure", "success", "alert", "flap")
 _MAX_SECRET_BYTES = 65_536
 
 
@@ -440,6 +440,7 @@ class _Loader:
             "failure": defaults.failure,
             "success": defaults.success,
             "alert": defaults.alert,
+            "flap": defaults.flap,
         }
         for key, value in inherited.items():
             if key not in raw:
@@ -448,6 +449,10 @@ class _Loader:
                 # A probe's alert overrides settings.probe.alert key by key.
                 for sub, sub_value in defaults.alert.model_dump().items():
                     raw[key].setdefault(sub, sub_value)
+            elif key == "flap" and isinstance(raw[key], dict):
+                # ... and its flap settings.probe.flap (the window as a duration again).
+                raw[key].setdefault("changes", defaults.flap.changes)
+                raw[key].setdefault("window", timedelta(seconds=defaults.flap.window))
         spec = self._validate(spec_type, raw, loc, named=named)
         if not isinstance(spec, ProbeSpec):
             return None

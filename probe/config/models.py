@@ -237,6 +237,15 @@ class AlertSpec(StrictModel):
     max: int = Field(default=1, ge=1, le=MAX_ALERTS)
 
 
+class FlapSpec(StrictModel):
+    """Flapping: more than `changes` status changes within `window` (0 changes: never)."""
+
+    changes: int = Field(default=5, ge=0, le=10_000)
+    window: Annotated[
+        Duration, _positive("the flap window"), _at_most(7 * 86400.0, "the flap window")
+    ] = 600.0
+
+
 class ProbeDefaults(StrictModel):
     """`settings.probe`: defaults every probe inherits unless it sets its own."""
 
@@ -248,6 +257,7 @@ class ProbeDefaults(StrictModel):
     # Processes that check (probe.shards): 1 checks in the main process alone.
     workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     alert: AlertSpec = AlertSpec()
+    flap: FlapSpec = FlapSpec()
 
 
 class ProbeSpec(StrictModel):
@@ -272,6 +282,7 @@ class ProbeSpec(StrictModel):
     channels: list[str] = Field(default_factory=list)
     labels: dict[str, LabelValue] = Field(default_factory=dict)
     alert: AlertSpec = AlertSpec()
+    flap: FlapSpec = FlapSpec()
     conditions: list[ConditionText] = Field(default_factory=list)
     # Probes this one needs (a router, a database): while one of them is down, this probe's
     # alerts are folded into that one's. Names are checked against the file by the loader.
@@ -329,6 +340,8 @@ class Event(StrEnum):
 
     DOWN = "down"
     RECOVERY = "recovery"
+    FLAPPING = "flapping"  # a probe began to flap: its down/recovery alerts are silenced
+    STABLE = "stable"  # a flapping probe held one status for its flap window
     SLA = "sla"
     TEST = "test"
 

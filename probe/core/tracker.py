@@ -49,6 +49,10 @@ class Policy:
     strategy: Strategy = "regular"
     factor: int = 1
     max_alerts: int = 1
+    # Flapping: more than `flap_changes` status changes within `flap_window` seconds
+    # (0 changes: never flapping).
+    flap_changes: int = 0
+    flap_window: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,8 @@ class ProbeState:
     outage_failures: int = 0  # failed checks since the status became down (that one is 1)
     alerts_sent: int = 0  # down notifications in this outage
     next_alert: int | None = None  # outage_failures value at which the next one goes out
+    flapping: bool = False  # down/recovery alerts silenced until stable for the flap window
+    flap_times: tuple[float, ...] = ()  # the latest status changes within the flap window
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +106,11 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class AlertDecision:
-    """A notification to send. `duration` is the outage's length (recovery only)."""
+    """A notification to send. `duration` is the outage's length (recovery only).
+    "flapping": the probe began to flap (its down/recovery alerts are silenced from here);
+    "stable": it has held one status for the flap window since (the state's status)."""
 
-    event: Literal["down", "recovery"]
+    event: Literal["down", "recovery", "flapping", "stable"]
     name: str
     time: float
     position: int  # for "down": the failure count it fired at; 0 for recovery
@@ -152,6 +160,36 @@ def alert_positions(strategy: Strategy, factor: int, max_alerts: int) -> list[in
     while len(positions) < max_alerts and positions[-1] < MAX_POSITION:
         positions.append(_next_position(strategy, factor, len(positions), positions[-1]))
     return positions
+
+
+def _flap(
+    before: ProbeState,
+    after: ProbeState,
+    transition: Transition | None,
+    alert: AlertDecision | None,
+    now: float,
+    policy: Policy,
+) -> tuple[ProbeState, AlertDecision | None]:
+    """The flapping rule on top of an observation: more than `flap_changes` status changes
+    within `flap_window` make the probe flap (one "flapping" alert, then its down and
+    recovery alerts are silenced); once no change is left in the window it is stable again
+    (one "stable" alert). The first status a probe takes (from unknown) is no change."""
+    times = after.flap_times
+    if transition is not None and before.status is not Status.UNKNOWN:
+        times = (*times, now)
+    # Only the latest changes matter: enough to count past the threshold, the last for
+    # stability. Bounded, so a probe flapping for days keeps a small state.
+    times = tuple(t for t in times if t > now - policy.flap_window)[-(policy.flap_changes + 1) :]
+    since = after.since if after.status is Status.DOWN else None
+    if not after.flapping:
+        if len(times) > policy.flap_changes:
+            flapping = AlertDecision("flapping", after.name, now, 0, since, None)
+            return replace(after, flapping=True, flap_times=times), flapping
+        return replace(after, flap_times=times), alert
+    if times:
+        return replace(after, flap_times=times), None  # silenced while it flaps
+    stable = AlertDecision("stable", after.name, now, 0, since, None)
+    return replace(after, flapping=False, flap_times=times), stable
 
 
 class StatusTracker:
@@ -260,6 +298,9 @@ class StatusTracker:
                     nxt = _next_position(policy.strategy, policy.factor, sent, failures)
                 after = replace(after, alerts_sent=sent, next_alert=nxt)
                 alert = AlertDecision("down", result.name, now, failures, after.since, None)
+
+        if policy.flap_changes > 0:
+            after, alert = _flap(before, after, transition, alert, now, policy)
 
         status_value = result.status.value
         checks = {**known.checks, status_value: known.checks.get(status_value, 0) + 1}

@@ -82,6 +82,8 @@ _NOTIFY_TYPES = {
     Event.RECOVERY: apprise.NotifyType.SUCCESS,
     Event.SLA: apprise.NotifyType.INFO,
     Event.TEST: apprise.NotifyType.INFO,
+    Event.FLAPPING: apprise.NotifyType.WARNING,
+    Event.STABLE: apprise.NotifyType.INFO,
 }
 
 

@@ -280,6 +280,10 @@ def _status_record(n: Notification) -> dict[str, str]:
         title, previous = f"{name} Recovery - ( {downtime} Downtime )", "down"
     elif n.event is Event.SLA:
         title, previous = "Overall SLA Report", ""
+    elif n.event is Event.FLAPPING:
+        title, previous = f"{name} Flapping", ""
+    elif n.event is Event.STABLE:
+        title, previous = f"{name} Stable ({n.status})", ""
     else:
         title, previous = f"{name} Test", ""
     moment = datetime.fromtimestamp(n.time, UTC)

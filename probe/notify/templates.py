@@ -186,6 +186,10 @@ class Templates:
             return f"{name} is down"
         if event is Event.RECOVERY:
             return f"{name} is up again"
+        if event is Event.FLAPPING:
+            return f"{name} is flapping"
+        if event is Event.STABLE:
+            return f"{name} is stable ({n.status})"
         if event is Event.SLA:
             label = _report(n.report)["label"]
             return f"SLA report: {label}" if label else "SLA report"

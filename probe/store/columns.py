@@ -8,12 +8,21 @@ the SLA reads (histograms summed per probe).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from probe.core.tracker import ProbeState
 from probe.store.sla import BUCKETS_MS
 
-__all__ = ["details_json", "histogram_text", "sum_histograms", "valid_text"]
+__all__ = [
+    "details_json",
+    "flap_text",
+    "histogram_text",
+    "read_flap",
+    "sum_histograms",
+    "valid_text",
+]
 
 # default=str: a prober may put a datetime or an exception in details; storing its text beats
 # losing the whole result. One encoder for all: json.dumps with options builds one per call.
@@ -61,3 +70,22 @@ def sum_histograms(joined: str) -> list[int]:
             for i, c in enumerate(h[:size]):
                 counts[i] += int(c)
     return counts
+
+
+def flap_text(state: ProbeState) -> str | None:
+    """A state's flapping part as the `flap` column holds it; None when there is nothing."""
+    if not state.flapping and not state.flap_times:
+        return None
+    return _HISTOGRAM_ENCODER.encode({"flapping": state.flapping, "times": state.flap_times})
+
+
+def read_flap(text: Any) -> tuple[bool, tuple[float, ...]]:
+    """The `flap` column back: (flapping, times); anything unreadable is "not flapping"."""
+    if not isinstance(text, str):
+        return False, ()
+    try:
+        value = json.loads(text)
+        times = tuple(float(t) for t in value["times"])
+        return bool(value["flapping"]), tuple(t for t in times if math.isfinite(t))
+    except (ValueError, TypeError, KeyError):
+        return False, ()

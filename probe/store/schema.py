@@ -152,6 +152,12 @@ def _migrate_4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE results ADD COLUMN cert_expiry REAL")
 
 
+def _migrate_5(conn: sqlite3.Connection) -> None:
+    """A probe's flapping state (`ProbeState.flapping`, `flap_times`) as JSON text, NULL
+    while it neither flaps nor changed within its flap window (nullable: no rewrite)."""
+    conn.execute("ALTER TABLE probe_state ADD COLUMN flap TEXT")
+
+
 # MIGRATIONS[i] takes a database from schema version i to i + 1 (`PRAGMA user_version`).
 # Append only: never edit a released step, add a new one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -159,6 +165,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_2,
     _migrate_3,
     _migrate_4,
+    _migrate_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -95,6 +95,7 @@ class ProbeSummary:
     last: Result | None
     windows: Mapping[str, SLAFigures]
     total: SLAFigures  # since the first record (EaseProbe's cumulative figures)
+    flapping: bool = False  # changing status too often: alerts silenced (settings.probe.flap)
 
 
 class StatusSource:
@@ -182,6 +183,7 @@ class StatusSource:
             last=now.last,
             windows={w: snapshot.of(info.name, w) for w in WINDOWS},
             total=snapshot.of(info.name, "all"),
+            flapping=now.state.flapping,
         )
 
     async def _stored_now(self, generation: int) -> StatusTracker:

@@ -31,6 +31,7 @@ def sla_item(item: ProbeSummary) -> dict[str, Any]:
         "kind": item.info.kind,
         "endpoint": item.info.endpoint,
         "status": item.status.value,
+        "flapping": item.flapping,
         "sla": {"up": round(total.up_s, 3), "down": round(total.down_s, 3), "sla": pct(total)},
         "probe_summary": {
             "total": total.checks,

@@ -227,3 +227,59 @@ def test_changed_since_names_each_probe_changed_after_a_version_once():
     assert set(tracker.changed_since(0)) == {"a", "b", "c"}
     tracker.forget("b")
     assert tracker.changed_since(seen) == ["b", "a", "c"]
+
+
+# --- flapping ----------------------------------------------------------------------------------
+
+FLAP = Policy(interval=1.0, flap_changes=3, flap_window=10.0)
+
+
+def alerts(observations: list[Observation]) -> list[tuple[int, str]]:
+    return [(i, o.alert.event) for i, o in enumerate(observations) if o.alert is not None]
+
+
+def test_a_probe_alternating_every_check_flaps_once_then_is_stable_once():
+    tracker = StatusTracker()
+    # up, then 8 changes one second apart, then up for 12 s.
+    observations = feed(tracker, "u" + "du" * 4 + "u" * 12, FLAP)
+    # Changes at checks 1-8; the 4th (check 4) is more than 3 within 10 s: flapping there,
+    # silence after; the last change (check 8) leaves the window at check 18: stable (up).
+    assert alerts(observations) == [
+        (1, "down"),
+        (2, "recovery"),
+        (3, "down"),
+        (4, "flapping"),
+        (18, "stable"),
+    ]
+    assert observations[18].state.status is Status.UP
+    assert all(o.state.flapping for o in observations[4:18])
+    assert not any(o.state.flapping for o in observations[18:])
+
+
+def test_stable_down_is_said_once_and_the_next_recovery_is_an_ordinary_one():
+    tracker = StatusTracker()
+    observations = feed(tracker, "u" + "du" * 2 + "d" * 12 + "u", FLAP)
+    events = [(o.alert.event, o.state.status) for o in observations if o.alert is not None]
+    assert events == [
+        ("down", Status.DOWN),
+        ("recovery", Status.UP),
+        ("down", Status.DOWN),
+        ("flapping", Status.UP),
+        ("stable", Status.DOWN),
+        ("recovery", Status.UP),
+    ]
+
+
+def test_changes_spread_wider_than_the_window_never_flap():
+    tracker = StatusTracker()
+    slow = Policy(interval=1.0, flap_changes=3, flap_window=3.5)
+    observations = feed(tracker, "uddduuudddu" * 3, slow)
+    assert "flapping" not in [event for _, event in alerts(observations)]
+    assert max(len(o.state.flap_times) for o in observations) <= slow.flap_changes + 1
+
+
+def test_flapping_off_with_zero_changes():
+    tracker = StatusTracker()
+    observations = feed(tracker, "ud" * 10, Policy(interval=1.0, flap_changes=0))
+    assert [event for _, event in alerts(observations)] == ["down", "recovery"] * 9 + ["down"]
+    assert all(o.state.flap_times == () for o in observations)

@@ -91,8 +91,9 @@ async def test_migration_from_version_1_keeps_its_data(db_path: Path, clock: Clo
         assert store.outbox_count("pending") == 0
         await store.outbox_add([Row("n1:ops")])
         assert [r.id for r in store.outbox_pending()] == ["n1:ops"]
-    # Step 4's columns come last, NULL in the rows written before it.
+    # Step 4's and 5's columns come last, NULL in the rows written before them.
     before["results"] = [(*row, None, None) for row in before["results"]]
+    before["probe_state"] = [(*row, None) for row in before["probe_state"]]
     for table, rows in before.items():
         assert raw(db_path, f"SELECT * FROM {table} ORDER BY 1, 2") == rows, table
 

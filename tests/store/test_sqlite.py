@@ -17,7 +17,15 @@ from probe.core.tracker import Observation, Policy, ProbeState, Span, StatusTrac
 from probe.errors import StoreError
 from probe.store import SCHEMA_VERSION, Store, figures_from_rollups, window_bounds
 from probe.store.sla import HOUR
-from tests.store.helpers import NOW, UNDO_STEP_4, Clock, Feeder, every, make_result
+from tests.store.helpers import (
+    NOW,
+    UNDO_STEP_4,
+    UNDO_STEP_5,
+    Clock,
+    Feeder,
+    every,
+    make_result,
+)
 
 DAY = 86400.0
 
@@ -488,6 +496,7 @@ async def test_migration_4_keeps_a_schema_3_store_and_reads_its_rows_without_rea
         assert store.load_states()["old"] == feeder.tracker.states()["old"]
     # No row of any table lost or changed; step 4's columns come last, NULL in the old rows.
     before["results"] = [(*row, None, None) for row in before["results"]]
+    before["probe_state"] = [(*row, None) for row in before["probe_state"]]  # step 5's column
     for table, rows in before.items():
         assert raw_rows(db_path, f"SELECT * FROM {table} ORDER BY 1, 2") == rows, table
 
@@ -533,3 +542,28 @@ async def test_close_sync_for_readers_without_a_loop(db_path: Path, clock: Clock
 
     assert await asyncio.to_thread(read) == 100.0
     assert not Path(f"{db_path}-wal").exists()
+
+
+async def test_migration_5_adds_the_flap_state_and_a_flapping_state_reads_back_whole(
+    db_path: Path, clock: Clock
+) -> None:
+    feeder = Feeder()
+    async with Store.open(db_path, clock=clock) as old:
+        submit_all(old, [feeder.observe(make_result("old", NOW - 60, Status.UP))])
+    conn = sqlite3.connect(db_path)
+    conn.executescript(f"{UNDO_STEP_5} PRAGMA user_version = 4;")
+    conn.close()
+    async with Store.open(db_path, clock=clock) as store:
+        assert raw_rows(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        state = store.load_states()["old"]
+        assert (state.flapping, state.flap_times) == (False, ())
+        flapping = replace(state, flapping=True, flap_times=(NOW - 30.5, NOW - 20.25))
+        store.submit(Observation(make_result("old", NOW), flapping, None, None, None))
+        await store.flush()
+        assert store.load_states()["old"] == flapping
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE probe_state SET flap = 'not json'")
+    conn.commit()
+    conn.close()
+    async with Store.open(db_path, clock=clock) as store:
+        assert store.load_states()["old"].flapping is False  # unreadable: not flapping

@@ -25,14 +25,17 @@ class Targets:
 
     def __init__(self) -> None:
         self.failing: set[str] = set()
+        self.alternating: set[str] = set()  # these answer 503 and 200 in turn
         self.hits: dict[str, list[float]] = {}
         self.alerts: list[dict[str, Any]] = []
         self.base = ""
 
     async def target(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        self.hits.setdefault(name, []).append(time.monotonic())
-        return web.Response(status=503 if name in self.failing else 200, text="x")
+        hits = self.hits.setdefault(name, [])
+        hits.append(time.monotonic())
+        failing = name in self.failing or (name in self.alternating and len(hits) % 2 == 1)
+        return web.Response(status=503 if failing else 200, text="x")
 
     async def hook(self, request: web.Request) -> web.Response:
         if "broken" in request.path:
