@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -208,6 +209,37 @@ def notification_for(observation: Observation, spec: ProbeSpec) -> Notification 
     )
 
 
+def expiry_notification(observation: Observation, spec: ProbeSpec) -> Notification:
+    """The notification of a certificate expiry warning (Observation.warning)."""
+    warning = observation.warning
+    assert warning is not None
+    result = observation.result
+    left = max(warning.expires - warning.time, 0.0)
+    when = datetime.fromtimestamp(warning.expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Notification(
+        event=Event.EXPIRY,
+        time=warning.time,
+        probe=warning.name,
+        kind=result.kind,
+        endpoint=result.endpoint,
+        status=observation.state.status.value,
+        message=(
+            f"the certificate expires in {format_duration(left)} ({when}): within the"
+            f" {_whole_units(warning.threshold)} warning"
+        ),
+        duration=left,
+        labels=dict(spec.labels),
+    )
+
+
+def _whole_units(seconds: float) -> str:
+    """A threshold as written: 7d, 12h, 90m (format_duration would say 7d0h)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return format_duration(seconds)
+
+
 def policy_for(spec: ProbeSpec) -> Policy:
     return Policy(
         interval=spec.interval,
@@ -218,6 +250,7 @@ def policy_for(spec: ProbeSpec) -> Policy:
         max_alerts=spec.alert.max,
         flap_changes=spec.flap.changes,
         flap_window=spec.flap.window,
+        expiry_warnings=spec.expiry_warning_thresholds(),
     )
 
 
@@ -715,6 +748,8 @@ class App:
             )
             notification = notification_for(observation, self._specs[result.name])
         self.dependencies.handle(observation, notification)
+        if observation.warning is not None:
+            self._dispatch(expiry_notification(observation, self._specs[result.name]))
 
     def _dispatch(self, notification: Notification) -> None:
         """Send a probe's notification to the notifiers of its channels."""

@@ -237,6 +237,19 @@ class AlertSpec(StrictModel):
     max: int = Field(default=1, ge=1, le=MAX_ALERTS)
 
 
+def _distinct_thresholds(values: list[float]) -> list[float]:
+    if len(set(values)) != len(values):
+        raise ValueError("a threshold is listed twice")
+    return sorted(values, reverse=True)
+
+
+# Certificate expiry warnings (tls and https probes): durations before expiry, largest first.
+ExpiryWarnings = Annotated[
+    list[Annotated[Duration, _positive("an expiry warning")]],
+    AfterValidator(_distinct_thresholds),
+]
+
+
 class FlapSpec(StrictModel):
     """Flapping: more than `changes` status changes within `window` (0 changes: never)."""
 
@@ -308,6 +321,11 @@ class ProbeSpec(StrictModel):
         """What the probe checks, as shown to users, with credentials removed."""
         raise NotImplementedError
 
+    def expiry_warning_thresholds(self) -> tuple[float, ...]:
+        """Seconds before a certificate's expiry at which to warn, largest first (kinds that
+        read certificates: tls, http)."""
+        return ()
+
     def parsed_conditions(self) -> tuple[Condition, ...]:
         """The conditions, parsed (once: the parser caches by text)."""
         return tuple(parse_condition(text) for text in self.conditions)
@@ -342,6 +360,7 @@ class Event(StrEnum):
     RECOVERY = "recovery"
     FLAPPING = "flapping"  # a probe began to flap: its down/recovery alerts are silenced
     STABLE = "stable"  # a flapping probe held one status for its flap window
+    EXPIRY = "expiry"  # a certificate's remaining time crossed an expiry warning threshold
     SLA = "sla"
     TEST = "test"
 

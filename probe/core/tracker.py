@@ -53,6 +53,8 @@ class Policy:
     # (0 changes: never flapping).
     flap_changes: int = 0
     flap_window: float = 600.0
+    # Certificate expiry warnings: seconds before expiry, largest first (tls and https).
+    expiry_warnings: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class ProbeState:
     next_alert: int | None = None  # outage_failures value at which the next one goes out
     flapping: bool = False  # down/recovery alerts silenced until stable for the flap window
     flap_times: tuple[float, ...] = ()  # the latest status changes within the flap window
+    expiry_warned: float | None = None  # the smallest expiry warning sent for this certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +122,26 @@ class AlertDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiryWarning:
+    """A certificate expiry threshold crossed (`threshold` seconds before `expires`)."""
+
+    name: str
+    time: float
+    threshold: float
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
-    """What one result meant: the tracker's verdict, handed to the store and the alerting."""
+    """What one result meant: the tracker's verdict, handed to the store and the alerting.
+    `warning`: a certificate expiry warning to send, beside any status alert."""
 
     result: Result
     state: ProbeState
     transition: Transition | None
     span: Span | None
     alert: AlertDecision | None
+    warning: ExpiryWarning | None = None
 
 
 # The highest failure position the tracker schedules. `next_alert` is persisted in SQLite's
@@ -190,6 +205,24 @@ def _flap(
         return replace(after, flap_times=times), None  # silenced while it flaps
     stable = AlertDecision("stable", after.name, now, 0, since, None)
     return replace(after, flapping=False, flap_times=times), stable
+
+
+def _expiry(
+    state: ProbeState, expires: float, now: float, warnings: tuple[float, ...]
+) -> tuple[ProbeState, ExpiryWarning | None]:
+    """One warning as the certificate's remaining time crosses each threshold, never one per
+    check: the smallest threshold crossed is remembered (and stored), and only a smaller one
+    warns again. A renewed certificate (further from expiry than the threshold remembered)
+    starts over from the band it is in, without a message."""
+    remaining = expires - now
+    crossed = [t for t in warnings if remaining <= t]
+    lowest = min(crossed) if crossed else None
+    warned = state.expiry_warned
+    if lowest == warned:
+        return state, None
+    if lowest is not None and (warned is None or lowest < warned):
+        return replace(state, expiry_warned=lowest), ExpiryWarning(state.name, now, lowest, expires)
+    return replace(state, expiry_warned=lowest), None
 
 
 class StatusTracker:
@@ -301,13 +334,16 @@ class StatusTracker:
 
         if policy.flap_changes > 0:
             after, alert = _flap(before, after, transition, alert, now, policy)
+        warning: ExpiryWarning | None = None
+        if policy.expiry_warnings and result.cert_expiry is not None:
+            after, warning = _expiry(after, result.cert_expiry, now, policy.expiry_warnings)
 
         status_value = result.status.value
         checks = {**known.checks, status_value: known.checks.get(status_value, 0) + 1}
         self._now[result.name] = ProbeNow(after, result, checks)
         self.version += 1
         self._note_change(result.name)
-        return Observation(result, after, transition, span, alert)
+        return Observation(result, after, transition, span, alert, warning)
 
     @staticmethod
     def _span(before: ProbeState, now: float, interval: float) -> Span | None:

@@ -84,6 +84,7 @@ _NOTIFY_TYPES = {
     Event.TEST: apprise.NotifyType.INFO,
     Event.FLAPPING: apprise.NotifyType.WARNING,
     Event.STABLE: apprise.NotifyType.INFO,
+    Event.EXPIRY: apprise.NotifyType.WARNING,
 }
 
 

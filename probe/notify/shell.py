@@ -284,6 +284,8 @@ def _status_record(n: Notification) -> dict[str, str]:
         title, previous = f"{name} Flapping", ""
     elif n.event is Event.STABLE:
         title, previous = f"{name} Stable ({n.status})", ""
+    elif n.event is Event.EXPIRY:
+        title, previous = f"{name} Certificate Expiry", ""
     else:
         title, previous = f"{name} Test", ""
     moment = datetime.fromtimestamp(n.time, UTC)

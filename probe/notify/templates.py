@@ -190,6 +190,9 @@ class Templates:
             return f"{name} is flapping"
         if event is Event.STABLE:
             return f"{name} is stable ({n.status})"
+        if event is Event.EXPIRY:
+            left = duration_text(n.duration)
+            return f"{name}: certificate expires in {left}" if left else f"{name}: certificate"
         if event is Event.SLA:
             label = _report(n.report)["label"]
             return f"SLA report: {label}" if label else "SLA report"

@@ -42,7 +42,7 @@ from pydantic import (
 from probe.conditions import ConditionError
 from probe.conditions.documents import DOC_TYPES, EvalProgram, EvalVariable, compile_eval
 from probe.conditions.expression import EvalError
-from probe.config.models import ConfigPath, ProbeSpec, StrictModel
+from probe.config.models import ConfigPath, ExpiryWarnings, ProbeSpec, StrictModel
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
 from probe.probers._httpcheck import (
@@ -165,6 +165,8 @@ class HTTPSpec(ProbeSpec):
     )
 
     url: str
+    # A notification as the certificate's remaining time crosses each (https; ours).
+    expiry_warnings: ExpiryWarnings = Field(default_factory=list)
     method: str = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str = ""
@@ -261,10 +263,15 @@ class HTTPSpec(ProbeSpec):
             _check_tls_files(self.ca, self.cert, self.key)
         except (ssl.SSLError, OSError) as exc:
             raise ValueError(f"cannot load the TLS files: {_ssl_reason(exc)}") from None
+        if self.expiry_warnings and not self.url.strip().lower().startswith("https://"):
+            raise ValueError("expiry_warnings needs an https:// url (a certificate to read)")
         return self
 
     def endpoint(self) -> str:
         return redact_url(self.url)
+
+    def expiry_warning_thresholds(self) -> tuple[float, ...]:
+        return tuple(self.expiry_warnings)
 
     def success_code_text(self) -> str:
         """The effective success codes as shown: `200-399`, `200, 204, 300-302`."""

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 from cryptography import x509
 from pydantic import Field, field_validator, model_validator
 
-from probe.config.models import ConfigPath, Duration, ProbeSpec
+from probe.config.models import ConfigPath, Duration, ExpiryWarnings, ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.durations import format_duration
 from probe.errors import ProbeError
@@ -79,6 +79,8 @@ class TLSSpec(ProbeSpec):
     insecure_skip_verify: bool = False
     expire_skip_verify: bool = False
     alert_expire_before: Duration = DEFAULT_ALERT_EXPIRE_BEFORE
+    # A notification as the certificate's remaining time crosses each (ours).
+    expiry_warnings: ExpiryWarnings = Field(default_factory=list)
     root_ca_pem_path: ConfigPath | None = None
     root_ca_pem: str | None = Field(default=None, repr=False)
     server_name: str | None = None
@@ -130,6 +132,9 @@ class TLSSpec(ProbeSpec):
 
     def endpoint(self) -> str:
         return redact_url(self.host) if "://" in self.host else self.host
+
+    def expiry_warning_thresholds(self) -> tuple[float, ...]:
+        return tuple(self.expiry_warnings)
 
 
 def _is_ip(host: str) -> bool:

@@ -16,10 +16,10 @@ from probe.core.tracker import ProbeState
 from probe.store.sla import BUCKETS_MS
 
 __all__ = [
+    "alert_state_text",
     "details_json",
-    "flap_text",
     "histogram_text",
-    "read_flap",
+    "read_alert_state",
     "sum_histograms",
     "valid_text",
 ]
@@ -72,20 +72,29 @@ def sum_histograms(joined: str) -> list[int]:
     return counts
 
 
-def flap_text(state: ProbeState) -> str | None:
-    """A state's flapping part as the `flap` column holds it; None when there is nothing."""
-    if not state.flapping and not state.flap_times:
+def alert_state_text(state: ProbeState) -> str | None:
+    """A state's alerting part beyond up/down (flapping, certificate expiry warnings) as the
+    `alert_state` column holds it; None when there is nothing."""
+    if not state.flapping and not state.flap_times and state.expiry_warned is None:
         return None
-    return _HISTOGRAM_ENCODER.encode({"flapping": state.flapping, "times": state.flap_times})
+    value: dict[str, Any] = {"flapping": state.flapping, "times": state.flap_times}
+    if state.expiry_warned is not None:
+        value["expiry_warned"] = state.expiry_warned
+    return _HISTOGRAM_ENCODER.encode(value)
 
 
-def read_flap(text: Any) -> tuple[bool, tuple[float, ...]]:
-    """The `flap` column back: (flapping, times); anything unreadable is "not flapping"."""
+def read_alert_state(text: Any) -> tuple[bool, tuple[float, ...], float | None]:
+    """The `alert_state` column back: (flapping, flap times, expiry warned); anything
+    unreadable is "nothing" (not flapping, no warning sent)."""
     if not isinstance(text, str):
-        return False, ()
+        return False, (), None
     try:
         value = json.loads(text)
         times = tuple(float(t) for t in value["times"])
-        return bool(value["flapping"]), tuple(t for t in times if math.isfinite(t))
-    except (ValueError, TypeError, KeyError):
-        return False, ()
+        warned = value.get("expiry_warned")
+        warned = float(warned) if warned is not None else None
+        if warned is not None and not (math.isfinite(warned) and warned > 0):
+            warned = None
+        return bool(value["flapping"]), tuple(t for t in times if math.isfinite(t)), warned
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return False, (), None

@@ -23,7 +23,7 @@ from probe.core.result import Result, Status
 from probe.core.tracker import ProbeState, Transition
 from probe.errors import StoreError
 from probe.store.base import OutboxRow, OutboxState
-from probe.store.columns import read_flap, sum_histograms
+from probe.store.columns import read_alert_state, sum_histograms
 from probe.store.errors import as_store_error
 from probe.store.outbox import COUNT_IN_STATE, check_state, pending_query
 from probe.store.sla import (
@@ -149,7 +149,7 @@ def window_params(names: list[str], start: float, end: float) -> dict[str, Any]:
 def _state_from_row(row: Sequence[Any]) -> ProbeState | None:
     """A probe_state row as the tracker's state, or None when a value is not one probe
     writes (a status not in Status, a text where a number belongs, a negative count)."""
-    name, status, since, ok, fail, last_time, failures, alerts, next_alert, flap = row
+    name, status, since, ok, fail, last_time, failures, alerts, next_alert, extra = row
 
     def number(value: Any) -> bool:
         return (
@@ -167,7 +167,7 @@ def _state_from_row(row: Sequence[Any]) -> ProbeState | None:
         return None
     if next_alert is not None and not count(next_alert):
         return None
-    flapping, flap_times = read_flap(flap)
+    flapping, flap_times, expiry_warned = read_alert_state(extra)
     return ProbeState(
         name=name,
         status=Status(status),
@@ -180,6 +180,7 @@ def _state_from_row(row: Sequence[Any]) -> ProbeState | None:
         next_alert=next_alert,
         flapping=flapping,
         flap_times=flap_times,
+        expiry_warned=expiry_warned,
     )
 
 
@@ -217,7 +218,7 @@ class StoreReader:
         with a warning naming the probe: that probe starts afresh, the others as they were."""
         rows = self._query(
             "SELECT probe, status, since, ok_streak, fail_streak, last_time, outage_failures,"
-            " alerts_sent, next_alert, flap FROM probe_state"
+            " alerts_sent, next_alert, alert_state FROM probe_state"
         )
         states = {}
         for row in rows:

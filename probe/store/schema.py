@@ -153,9 +153,9 @@ def _migrate_4(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_5(conn: sqlite3.Connection) -> None:
-    """A probe's flapping state (`ProbeState.flapping`, `flap_times`) as JSON text, NULL
-    while it neither flaps nor changed within its flap window (nullable: no rewrite)."""
-    conn.execute("ALTER TABLE probe_state ADD COLUMN flap TEXT")
+    """The alert state beyond up/down as JSON text (`ProbeState.flapping`, `flap_times`,
+    `expiry_warned`), NULL while there is none (nullable: no rewrite of the rows)."""
+    conn.execute("ALTER TABLE probe_state ADD COLUMN alert_state TEXT")
 
 
 # MIGRATIONS[i] takes a database from schema version i to i + 1 (`PRAGMA user_version`).

@@ -32,7 +32,7 @@ from probe.core.tracker import Observation
 from probe.durations import format_duration
 from probe.errors import StoreError
 from probe.store.batch import MAX_PENDING_RESULTS, Batch, FlushMarker
-from probe.store.columns import flap_text
+from probe.store.columns import alert_state_text
 from probe.store.errors import as_store_error, is_data_error, reason
 from probe.store.outbox import INSERT_OUTBOX, UPDATE_OUTBOX, OutboxWrite
 from probe.store.rollups import (
@@ -85,7 +85,7 @@ _INSERT_TRANSITION = (
 )
 _UPSERT_STATE = (
     "INSERT OR REPLACE INTO probe_state (probe, status, since, ok_streak, fail_streak,"
-    " last_time, outage_failures, alerts_sent, next_alert, updated, flap)"
+    " last_time, outage_failures, alerts_sent, next_alert, updated, alert_state)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -339,7 +339,7 @@ class WriterThread(threading.Thread):
                 s.alerts_sent,
                 s.next_alert,
                 now,
-                flap_text(s),
+                alert_state_text(s),
             )
             for s in batch.states.values()
         ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,3 +284,49 @@ def test_flapping_off_with_zero_changes():
     observations = feed(tracker, "ud" * 10, Policy(interval=1.0, flap_changes=0))
     assert [event for _, event in alerts(observations)] == ["down", "recovery"] * 9 + ["down"]
     assert all(o.state.flap_times == () for o in observations)
+
+
+# --- certificate expiry warnings ------------------------------------------------------------------
+
+DAY = 86400.0
+WARN = Policy(interval=3600.0, expiry_warnings=(30 * DAY, 7 * DAY, DAY))
+
+
+def with_expiry(at: float, expires: float) -> Result:
+    return replace(result(True, at), cert_expiry=expires)
+
+
+def test_each_expiry_threshold_warns_once_as_it_is_crossed():
+    tracker = StatusTracker()
+    expires = T0 + 40 * DAY
+    warned = []
+    for hour in range(0, 40 * 24, 6):  # a check every 6 hours until the certificate expires
+        observation = tracker.observe(with_expiry(T0 + hour * 3600, expires), WARN)
+        if observation.warning is not None:
+            warned.append((hour, observation.warning.threshold))
+    assert warned == [(10 * 24, 30 * DAY), (33 * 24, 7 * DAY), (39 * 24, DAY)]
+
+
+def test_first_seen_close_to_expiry_warns_once_for_the_smallest_threshold_crossed():
+    tracker = StatusTracker()
+    first = tracker.observe(with_expiry(T0, T0 + 5 * DAY), WARN)
+    assert first.warning is not None and first.warning.threshold == 7 * DAY
+    assert tracker.observe(with_expiry(T0 + 3600, T0 + 5 * DAY), WARN).warning is None
+
+
+def test_a_renewed_certificate_starts_over_without_a_message():
+    tracker = StatusTracker()
+    assert tracker.observe(with_expiry(T0, T0 + 0.5 * DAY), WARN).warning is not None
+    renewed = tracker.observe(with_expiry(T0 + 3600, T0 + 20 * DAY), WARN)
+    assert renewed.warning is None
+    assert renewed.state.expiry_warned == 30 * DAY  # in the 30-day band already: no message
+    later = tracker.observe(with_expiry(T0 + 14 * DAY, T0 + 20 * DAY), WARN)
+    assert later.warning is not None and later.warning.threshold == 7 * DAY
+    far = tracker.observe(with_expiry(T0 + 15 * DAY, T0 + 400 * DAY), WARN)
+    assert far.warning is None and far.state.expiry_warned is None
+
+
+def test_no_thresholds_no_certificate_no_warning():
+    tracker = StatusTracker()
+    assert tracker.observe(with_expiry(T0, T0 + 60), Policy(interval=60.0)).warning is None
+    assert tracker.observe(result(True, T0 + 60), WARN).warning is None

@@ -17,7 +17,7 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 # away what the later steps add, so its data is what this code writes; this is step 4's part.
 # SQL that takes a store back to the schema before a step (and every later one), to test that
 # step on an old store: UNDO_STEP_5 gives version 4's tables, UNDO_STEP_4 version 3's.
-UNDO_STEP_5 = "ALTER TABLE probe_state DROP COLUMN flap;"
+UNDO_STEP_5 = "ALTER TABLE probe_state DROP COLUMN alert_state;"
 UNDO_STEP_4 = UNDO_STEP_5 + (
     "ALTER TABLE results DROP COLUMN http_status; ALTER TABLE results DROP COLUMN cert_expiry;"
 )

@@ -562,7 +562,7 @@ async def test_migration_5_adds_the_flap_state_and_a_flapping_state_reads_back_w
         await store.flush()
         assert store.load_states()["old"] == flapping
     conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE probe_state SET flap = 'not json'")
+    conn.execute("UPDATE probe_state SET alert_state = 'not json'")
     conn.commit()
     conn.close()
     async with Store.open(db_path, clock=clock) as store:
