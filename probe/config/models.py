@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -36,6 +36,11 @@ from probe.conditions import Condition, ConditionError, check_placeholders, pars
 from probe.config.urls import icon_url
 from probe.durations import DURATION_PATTERN, format_duration, parse_duration
 from probe.text import quoted
+
+if TYPE_CHECKING:
+    # Built on StrictModel and Duration below: probe.config.maintenance completes ProbeSpec
+    # (model_rebuild) once it has defined WindowSpec, before any prober subclasses it.
+    from probe.config.maintenance import WindowSpec
 
 __all__ = [
     "AlertSpec",
@@ -273,6 +278,9 @@ class ProbeSpec(StrictModel):
     labels: dict[str, LabelValue] = Field(default_factory=dict)
     alert: AlertSpec = AlertSpec()
     conditions: list[ConditionText] = Field(default_factory=list)
+    # The probe's own maintenance windows (probe.config.maintenance; top-level ones are the
+    # loader's): alerts muted, time counted for no SLA.
+    maintenance: list[WindowSpec] = Field(default_factory=list)
 
     def endpoint(self) -> str:
         """What the probe checks, as shown to users, with credentials removed."""
