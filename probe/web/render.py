@@ -105,13 +105,23 @@ def query_link(query: Mapping[str, str], page: int) -> str:
     return "?" + urlencode(params)
 
 
+def _maintenance_text(item: ProbeSummary) -> str:
+    """ "NAME until TIME (checked: down)" for a probe in a maintenance window, else ""."""
+    if item.maintenance is None:
+        return ""
+    name, end = item.maintenance
+    until = "" if end is None else f" until {fmt.when(end)}"
+    return f"{name}{until} (checked: {item.status.value})"
+
+
 def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, Any]:
     last = item.last
     return {
         "name": item.info.name,
         "kind": item.info.kind,
         "endpoint": item.info.endpoint,
-        "status": item.status.value,
+        "status": item.status.value if item.maintenance is None else "maintenance",
+        "maintenance": _maintenance_text(item),
         "since": fmt.when(item.since),
         "message": "" if last is None else last.message,
         "checked": "" if last is None else fmt.when(last.time.timestamp()),
