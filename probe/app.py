@@ -302,7 +302,7 @@ class App:
             self.tracker = await asyncio.to_thread(read_now, self.store, list(self._policies))
             self.maintenance.tracker = self.tracker
             self.sla = sla_cache(self.config, self.store)
-            self.probe_metrics.attach(self.tracker, self.sla)
+            self.probe_metrics.attach(self.tracker, self.sla, self.maintenance)
             context = notify_context(settings, self._http, dry=self.dry_notify)
             self._notifiers = build_notifiers(self.config.notifiers, context)
             self.dispatcher = Dispatcher(

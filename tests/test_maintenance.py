@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import probe
 from probe.app import App
@@ -95,6 +96,7 @@ async def test_alerts_are_muted_inside_a_window_and_reckoned_at_its_end(
             await until(lambda: app.tracker.state("muted").status is Status.DOWN)
             seen["api"] = (await client.get("/api/v1/probes/muted")).json()
             seen["page"] = (await client.get("/")).text
+            seen["metrics"] = (await client.get("/metrics")).text
             # A probe outside any window alerts at once; one inside does not.
             await until(lambda: ("down", "down") in alerts_of(targets, "outside"))
             assert alerts_of(targets, "muted") == []
@@ -130,6 +132,13 @@ async def test_alerts_are_muted_inside_a_window_and_reckoned_at_its_end(
     assert isinstance(first_end, float)
     assert api["maintenance"]["end"].startswith(iso(first_end)[:19])
     assert 'class="st st-maintenance"' in str(seen["page"])
+    flags = {
+        sample.labels["name"]: sample.value
+        for family in text_string_to_metric_families(str(seen["metrics"]))
+        if family.name == "probe_maintenance"
+        for sample in family.samples
+    }
+    assert flags == {"muted": 1.0, "outside": 0.0, "recovers": 0.0}
     after = seen["after"]
     assert isinstance(after, dict)
     assert after["status"] == "down" and "maintenance" not in after
