@@ -16,7 +16,7 @@ import probe
 from probe.app import App
 from probe.core.maintenance import MaintenanceCalendar, OneOffWindow
 from probe.core.result import Result, Status
-from probe.core.tracker import Policy, StatusTracker
+from probe.core.tracker import Observation, Policy, StatusTracker
 from probe.maintenance_gate import MaintenanceGate
 from probe.store import Store
 from probe.web import render
@@ -195,3 +195,98 @@ def test_a_muted_down_is_owed_across_a_restart() -> None:
     assert restarted.state("db").alerts_sent == 1
     assert restarted.state("db").next_alert == 8  # regular, factor 5: the next position
     assert later.reckon("db", policy, t0 + 601) is None  # never twice
+
+
+def feed(
+    gate: MaintenanceGate, tracker: StatusTracker, result: Result, policy: Policy
+) -> Observation:
+    """One result through the tracker and the gate, as the App's `_on_result` does."""
+    before = tracker.state(result.name)
+    return gate.screen(tracker.observe(result, policy), before)
+
+
+def up(name: str, t: float) -> Result:
+    moment = datetime.fromtimestamp(t, UTC)
+    return Result(name, "http", "http://127.0.0.1/", Status.UP, 0.01, "200", moment)
+
+
+def test_a_muted_recovery_is_owed_across_a_restart() -> None:
+    """Down notified before the window, up inside it: the up state keeps the outage's count,
+    so a tracker made anew from it still owes the one recovery at the end."""
+    t0 = 1_790_000_000.0
+    window = OneOffWindow(t0 + 100, t0 + 600, "w")
+    tracker = StatusTracker()
+    gate = MaintenanceGate(MaintenanceCalendar(own={"db": (window,)}), tracker)
+    policy = Policy(interval=60.0)
+    first = feed(gate, tracker, down("db", t0), policy)
+    assert first.alert is not None and first.alert.event == "down"  # before the window: sent
+    before = tracker.state("db")
+    back = gate.screen(tracker.observe(up("db", t0 + 120), policy), before)
+    assert back.alert is None and back.state.status is Status.UP
+    assert back.state.alerts_sent == 1  # a recovery is owed
+
+    saved = tracker.now("db")
+    assert saved.last is not None
+    restarted = StatusTracker({"db": saved.state}, {"db": saved.last})
+    later = MaintenanceGate(MaintenanceCalendar(own={"db": (window,)}), restarted)
+    assert later.stale(["db"], t0 + 300) == []
+    assert later.stale(["db"], t0 + 700) == ["db"]
+    sent = later.reckon("db", policy, t0 + 700)
+    assert sent is not None and sent.alert is not None and sent.alert.event == "recovery"
+    assert restarted.state("db").alerts_sent == 0
+    assert later.reckon("db", policy, t0 + 701) is None
+
+
+def test_down_and_back_inside_a_window_owes_nothing() -> None:
+    t0 = 1_790_000_000.0
+    calendar = MaintenanceCalendar(shared=((OneOffWindow(t0, t0 + 600, "w"), None),))
+    tracker = StatusTracker()
+    gate = MaintenanceGate(calendar, tracker)
+    policy = Policy(interval=60.0)
+    for t, result in ((t0, up), (t0 + 60, down), (t0 + 120, down), (t0 + 180, up)):
+        obs = feed(gate, tracker, result("db", t), policy)
+        assert obs.alert is None
+    assert gate.ended(["db"], t0 + 600) == ["db"]
+    assert gate.reckon("db", policy, t0 + 600) is None
+
+
+def test_a_window_removed_while_in_force_ends_then() -> None:
+    t0 = time.time()
+    tracker = StatusTracker()
+    window = OneOffWindow(t0 - 10, t0 + 3600, "long")
+    gate = MaintenanceGate(MaintenanceCalendar(own={"db": (window,)}), tracker)
+    policy = Policy(interval=60.0)
+    obs = feed(gate, tracker, down("db", t0 - 5), policy)
+    assert obs.alert is None
+    assert gate.window("db") == ("long", t0 + 3600)
+    assert gate.ended(["db"], t0) == []  # still in force
+    gate.calendar = MaintenanceCalendar()  # a reload removed it
+    assert gate.window("db") is None
+    assert gate.ended(["db"], t0) == ["db"]
+    sent = gate.reckon("db", policy, t0)
+    assert sent is not None and sent.alert is not None and sent.alert.event == "down"
+
+
+def test_config_windows_become_the_calendar(tmp_path: Path) -> None:
+    from probe.assembly import load_config
+    from probe.maintenance_gate import calendar_for
+
+    path = tmp_path / "probes.yaml"
+    path.write_text(
+        "settings: {timezone: Europe/Berlin}\n"
+        "maintenance:\n"
+        '  - {name: backup, every: [monday], start: "23:30", duration: 1h, probes: [api]}\n'
+        "http:\n"
+        "  - name: api\n"
+        "    url: http://127.0.0.1:9/\n"
+        "    maintenance:\n"
+        '      - {every: daily, start: "02:00", duration: 30m, timezone: UTC}\n'
+        "  - {name: web, url: 'http://127.0.0.1:9/'}\n"
+    )
+    calendar = calendar_for(load_config(path))
+    monday_late = datetime.fromisoformat("2026-06-02T00:15:00+02:00").timestamp()  # tuesday
+    window = calendar.window_for("api", monday_late)
+    assert window is not None and window.name == "backup"
+    assert calendar.window_for("web", monday_late) is None  # not in `probes:`
+    own = calendar.window_for("api", datetime.fromisoformat("2026-06-03T02:10:00Z").timestamp())
+    assert own is not None and own.name == ""
