@@ -52,6 +52,7 @@ from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError
 from probe.eventloop import running_loop_name, unmet_request, use_io_threads
 from probe.logs import register_secrets, secret_values
+from probe.maintenance_gate import MaintenanceGate, calendar_for
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
 from probe.notify.base import Event, Notification, Notifier, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
@@ -62,7 +63,14 @@ from probe.reports import ReportScheduler, store_report_builder
 from probe.shards import ShardedScheduler, deal
 from probe.store import Store
 from probe.store.sla_cache import SLACache
-from probe.web.data import ConfiguredProbe, LiveReader, StatusSource, StoreReader, read_now
+from probe.web.data import (
+    ConfiguredProbe,
+    LiveReader,
+    MaintenanceReader,
+    StatusSource,
+    StoreReader,
+    read_now,
+)
 from probe.web.handlers import STATE
 from probe.web.render import StatusPage, write_status_files
 from probe.web.server import create_app, start_server
@@ -87,6 +95,8 @@ STOP_GRACE = 5.0
 NOTIFY_GRACE = 5.0
 # How often `probe run` logs a one-line summary, so a quiet run still shows it is checking.
 SUMMARY_EVERY = 60.0
+# The longest the maintenance timer sleeps: a wall clock set anew is noticed within this.
+MAINTENANCE_RECHECK = 300.0
 
 
 # Idle connections the notifiers' client keeps. Keep-alive saves a burst of alerts to one
@@ -146,6 +156,7 @@ def status_source(
     *,
     live: LiveReader | None = None,
     sla: SLACache | None = None,
+    maintenance: MaintenanceReader | None = None,
     max_age: float = 10.0,
     clock: Callable[[], float] = time.time,
 ) -> StatusSource:
@@ -159,6 +170,7 @@ def status_source(
         ],
         live=live,
         sla=sla,
+        maintenance=maintenance,
         timezone=config.settings.timezone,
         max_age=max_age,
         clock=clock,
@@ -287,6 +299,9 @@ class App:
         self.dispatcher: Dispatcher | None = None
         self.tracker = StatusTracker()  # the one owner of "now" (seeded from the store at run)
         self.sla: SLACache | None = None
+        # Maintenance windows: alerts muted inside, reckoned at their ends (a timer).
+        self.maintenance = MaintenanceGate(calendar_for(config), self.tracker)
+        self._maintenance_timer: asyncio.Task[None] | None = None
         self._specs = {spec.name: spec for spec in config.enabled_probes}
         self._policies = {spec.name: policy_for(spec) for spec in config.enabled_probes}
         # depends_on: which alerts go out, wait for a dependency's fresh check, or are
@@ -344,8 +359,9 @@ class App:
             await self.store.start()
             self._applied_files = await asyncio.to_thread(fingerprints, input_files(self.config))
             self.tracker = await asyncio.to_thread(read_now, self.store, list(self._policies))
+            self.maintenance.tracker = self.tracker
             self.sla = sla_cache(self.config, self.store)
-            self.probe_metrics.attach(self.tracker, self.sla)
+            self.probe_metrics.attach(self.tracker, self.sla, self.maintenance)
             context = notify_context(settings, self._http, dry=self.dry_notify)
             self._notifiers = build_notifiers(self.config.notifiers, context)
             self.dispatcher = Dispatcher(
@@ -383,12 +399,15 @@ class App:
             )
             memory.settle()  # what lives now is frozen; full passes made rare
             self._scheduler.start()
+            self._start_maintenance_timer()
             self._start_watch()
             summary = asyncio.create_task(self._log_summaries(), name="summary")
             await self._stop.wait()
             summary.cancel()
             status_file.cancel()
             fresh.cancel()
+            if self._maintenance_timer is not None:
+                self._maintenance_timer.cancel()
             if self._watch is not None:
                 self._watch.cancel()
             async with self._reload_lock:  # a reload under way finishes first
@@ -509,6 +528,9 @@ class App:
         self.dependencies.reconfigure(_graph(new), self._check_now, _timeouts(new))
         if diff.added:
             await self._seed([spec.name for spec in diff.added])
+        # Windows apply at once: one a reload removed while active ends now, and is reckoned.
+        self.maintenance.calendar = calendar_for(new)
+        self._start_maintenance_timer()
         if diff.probes:
             self._apply_probes(diff)
         self.probe_metrics.configure(_series(new))
@@ -689,7 +711,9 @@ class App:
     def _status_page(self, config: Config) -> tuple[StatusSource, StatusPage]:
         assert self.store is not None
         settings = config.settings
-        source = status_source(config, self.store, live=self.tracker, sla=self.sla)
+        source = status_source(
+            config, self.store, live=self.tracker, sla=self.sla, maintenance=self.maintenance
+        )
         return source, StatusPage(source, title=settings.name, icon=settings.icon)
 
     async def _start_web(self, config: Config) -> web.AppRunner:
@@ -734,7 +758,8 @@ class App:
             log.debug("%s: result of a probe no longer configured; ignored", result.name)
             return
         self._window["up" if result.ok else "down"] += 1
-        observation = self.tracker.observe(result, policy)
+        before = self.tracker.state(result.name)
+        observation = self.maintenance.screen(self.tracker.observe(result, policy), before)
         assert self.store is not None
         self.store.submit(observation)
         if observation.transition is not None:
@@ -763,6 +788,45 @@ class App:
     def _check_now(self, name: str) -> bool:
         """Check a probe once more, now (a dependent's alert waits on it)."""
         return self._scheduler is not None and self._scheduler.check_now(name)
+
+    def _start_maintenance_timer(self) -> None:
+        if self._maintenance_timer is not None:
+            self._maintenance_timer.cancel()
+        self._maintenance_timer = asyncio.create_task(
+            self._maintenance_ends(), name="maintenance-windows"
+        )
+
+    async def _maintenance_ends(self) -> None:
+        """At each window's start and end: who left a window gets the one notification it is
+        owed (at the first pass, also a probe whose window ended while probe was stopped or
+        that a reload removed). A timer, so a probe checked hourly is told within moments."""
+        gate = self.maintenance
+        first = True
+        while True:
+            now = time.time()
+            names = list(self._policies)
+            due = gate.ended(names, now)
+            if first and gate.calendar:
+                due += [name for name in gate.stale(names, now) if name not in due]
+            first = False
+            for name in due:
+                self._reckon(name, now)
+            following = gate.calendar.next_change_after(now) if gate.calendar else None
+            if following is None:
+                return  # no window to come: a reload starts the timer again
+            # Just past the change: windows end exclusive, and sleep may wake a bit early.
+            await asyncio.sleep(min(max(following - now, 0.0) + 0.01, MAINTENANCE_RECHECK))
+
+    def _reckon(self, name: str, now: float) -> None:
+        policy, spec = self._policies.get(name), self._specs.get(name)
+        if policy is None or spec is None:
+            return
+        observation = self.maintenance.reckon(name, policy, now)
+        if observation is None:
+            return
+        # Through the dependency gate as any alert: a dependent whose dependency is still down
+        # stays folded into its alert.
+        self.dependencies.handle(observation, notification_for(observation, spec))
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):

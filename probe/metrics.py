@@ -4,8 +4,10 @@ Per probe: `probe_success` (1/0 of the last result), `probe_duration_seconds` (l
 last result; absent when it had none), `probe_http_status_code` (the result's `http_status`:
 http probes, 0 when nothing answered), `probe_ssl_earliest_cert_expiry` (the result's
 `cert_expiry`, Unix time: tls probes that read a certificate), `probe_checks_total{status}`
-(results since start) and `probe_sla_ratio{window}` (0..1 over 24h / 7d / 30d / 90d, absent
-without measured time). The typed readings come from the probers; `details` is never parsed.
+(results since start), `probe_sla_ratio{window}` (0..1 over 24h / 7d / 30d / 90d, absent
+without measured time) and `probe_maintenance` (1 inside a maintenance window, else 0; only
+when the App attaches its maintenance gate). The typed readings come from the probers;
+`details` is never parsed.
 
 Every series carries the same labels: `name`, `kind`, `endpoint`, then one label per key of
 any probe's `labels` (the union over the config; empty where a probe lacks the key), with the
@@ -44,6 +46,7 @@ __all__ = [
     "REGISTRY",
     "SLA_WINDOWS",
     "LiveReader",
+    "MaintenanceReader",
     "ProbeMetrics",
     "SLAReader",
     "SeriesLabels",
@@ -87,6 +90,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "gauge",
         "Share of measured time the probe was up over the window (0 to 1).",
     ),
+    "probe_maintenance": ("gauge", "1 while the probe is in a maintenance window, else 0."),
 }
 
 
@@ -104,6 +108,12 @@ class LiveReader(Protocol):
     """Where each probe's last result and check counts are read (the App's StatusTracker)."""
 
     def now(self, name: str) -> ProbeNow: ...
+
+
+class MaintenanceReader(Protocol):
+    """Which maintenance window each probe is in now (the App's MaintenanceGate)."""
+
+    def window(self, name: str) -> tuple[str, float | None] | None: ...
 
 
 class SLAReader(Protocol):
@@ -199,6 +209,13 @@ class _Layout:
     around: Mapping[str, Mapping[str, tuple[str, str]]]
 
 
+# What one scrape reads: the layout, the last results, the SLA ratios, and 1/0 per probe for
+# its maintenance window (None without a gate attached).
+_Reading = tuple[
+    _Layout, list[tuple[str, _Latest]], dict[str, dict[str, float]], dict[str, float] | None
+]
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
@@ -248,6 +265,7 @@ class ProbeMetrics(Collector):
         self._layout = _layout(probes)
         self._live: LiveReader | None = None
         self._sla: SLAReader | None = None
+        self._maintenance: MaintenanceReader | None = None
 
     def configure(self, probes: Sequence[SeriesLabels]) -> None:
         """Take a (new) set of probes: label names are recomputed from their label keys,
@@ -256,26 +274,37 @@ class ProbeMetrics(Collector):
         with self._lock:
             self._layout = layout
 
-    def attach(self, live: LiveReader | None, sla: SLAReader | None = None) -> None:
-        """Read each probe's last result and counts from `live` and the SLA ratios from `sla`
-        from now on (None: none of them; the App detaches at stop)."""
+    def attach(
+        self,
+        live: LiveReader | None,
+        sla: SLAReader | None = None,
+        maintenance: MaintenanceReader | None = None,
+    ) -> None:
+        """Read each probe's last result and counts from `live`, the SLA ratios from `sla`
+        and its maintenance windows from `maintenance` from now on (None: none of them; the
+        App detaches at stop)."""
         with self._lock:
-            self._live, self._sla = live, sla
+            self._live, self._sla, self._maintenance = live, sla, maintenance
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return self._layout.names
 
-    def _read(self) -> tuple[_Layout, list[tuple[str, _Latest]], dict[str, dict[str, float]]]:
+    def _read(self) -> _Reading:
         with self._lock:
             layout, live, sla = self._layout, self._live, self._sla
+            maintenance = self._maintenance
         latest: list[tuple[str, _Latest]] = []
         if live is not None:
             for name in layout.values:
                 last = _latest(live.now(name))
                 if last is not None:
                     latest.append((name, last))
-        return layout, latest, _ratios(None if sla is None else sla.latest(), layout.values)
+        inside: dict[str, float] | None = None
+        if maintenance is not None:
+            inside = {name: float(maintenance.window(name) is not None) for name in layout.values}
+        ratios = _ratios(None if sla is None else sla.latest(), layout.values)
+        return layout, latest, ratios, inside
 
     # ----------------------------------------------------------------- exposition
 
@@ -286,13 +315,13 @@ class ProbeMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         if getattr(_silenced, "on", False):
             return  # `exposition()` writes these itself
-        layout, latest, sla = self._read()
-        yield from self._families(layout.names, layout, latest, sla)
+        layout, latest, sla, inside = self._read()
+        yield from self._families(layout.names, layout, latest, sla, inside)
 
     def render(self) -> str:
         """The probes' families in the text format, exactly as `generate_latest` writes what
         `collect()` yields, about ten times faster (label texts are made once per config)."""
-        layout, latest, sla = self._read()
+        layout, latest, sla, inside = self._read()
         text, around = layout.text, layout.around
         fmt: Callable[[float], str] = floatToGoString
         out: list[str] = []
@@ -336,6 +365,10 @@ class ProbeMetrics(Collector):
             left, right = around[name]["window"]
             for window, ratio in sla.get(name, {}).items():
                 out.append(f'probe_sla_ratio{{{left}window="{window}"{right}}} {fmt(ratio)}\n')
+        out.append(header("probe_maintenance"))
+        for name, flag in (inside or {}).items():
+            if name in text:
+                out.append(f"probe_maintenance{{{text[name]}}} {fmt(flag)}\n")
         return "".join(out)
 
     @staticmethod
@@ -344,6 +377,7 @@ class ProbeMetrics(Collector):
         layout: _Layout | None = None,
         latest: Sequence[tuple[str, _Latest]] = (),
         sla: Mapping[str, Mapping[str, float]] | None = None,
+        inside: Mapping[str, float] | None = None,
     ) -> Iterator[Metric]:
         labels = list(names)
         gauges = {
@@ -355,6 +389,7 @@ class ProbeMetrics(Collector):
         duration = gauges["probe_duration_seconds"]
         http_code = gauges["probe_http_status_code"]
         expiry = gauges["probe_ssl_earliest_cert_expiry"]
+        maintenance = gauges["probe_maintenance"]
         checks = CounterMetricFamily(
             "probe_checks", FAMILIES["probe_checks"][1], labels=[*labels, "status"]
         )
@@ -382,12 +417,16 @@ class ProbeMetrics(Collector):
                     checks.add_metric([*vals, status], float(last_counts.get(status, 0)))
                 for window, value in (sla or {}).get(name, {}).items():
                     ratio.add_metric([*vals, window], value)
+            for name, flag in (inside or {}).items():
+                if name in values:
+                    maintenance.add_metric(list(values[name]), flag)
         yield success
         yield duration
         yield http_code
         yield expiry
         yield checks
         yield ratio
+        yield maintenance
 
 
 _silenced = threading.local()

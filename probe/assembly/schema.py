@@ -23,6 +23,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from probe.config.maintenance import SharedWindowSpec
 from probe.config.models import Settings
 from probe.notify import ALIASES, NOTIFIERS, load_notifier_class
 from probe.probers import CLIENT_DRIVERS, SECTIONS, load_prober_class
@@ -45,6 +46,7 @@ def config_schema() -> dict[str, Any]:
     entries = [e for model in sections.values() for e in model.section_entries.values()]
     roots: list[type[BaseModel]] = [
         Settings,
+        SharedWindowSpec,
         *sections.values(),
         *entries,
         *drivers.values(),
@@ -78,6 +80,7 @@ def config_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {
         "version": {"description": _IGNORED},
         "settings": {"anyOf": [ref(Settings), {"type": "null"}]},
+        "maintenance": _list_of(ref(SharedWindowSpec), "maintenance windows"),
     }
     for name, model in sections.items():
         properties[name] = _list_of(ref(model), f"{name} probes")

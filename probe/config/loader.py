@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from probe.config.maintenance import SharedWindowSpec, WindowSpec
 from probe.config.messages import (
     descend,
     describe,
@@ -79,6 +80,8 @@ class Config:
     warnings: list[ConfigProblem] = field(default_factory=list)
     # The `*_file` secrets read while loading (absolute): a reload watches them with the file.
     secret_files: tuple[Path, ...] = ()
+    # The top-level `maintenance:` windows (each probe's own are in its spec).
+    maintenance: list[SharedWindowSpec] = field(default_factory=list)
 
     @property
     def enabled_probes(self) -> list[ProbeSpec]:
@@ -200,7 +203,7 @@ class _Loader:
         for key in root:
             if key in self.sections or (key == _CLIENT and self.drivers):
                 probe_sections.append(key)
-            elif key in ("settings", "notify") or key.startswith("x-"):
+            elif key in ("settings", "notify", "maintenance") or key.startswith("x-"):
                 # `x-...` holds YAML anchors for reuse, as in docker-compose files.
                 continue
             elif key == "version":
@@ -217,6 +220,7 @@ class _Loader:
         settings = self._settings(root.get("settings"))
         probes = self._probes(root, probe_sections, settings.probe)
         notifiers = self._notifiers(root.get("notify"))
+        maintenance = self._maintenance(root.get("maintenance"), {p.name for p in probes})
         settings = self._cut_default_timeout(settings)
 
         if src.problems:
@@ -228,11 +232,12 @@ class _Loader:
             notifiers=notifiers,
             warnings=_tidy(src.warnings),
             secret_files=tuple(dict.fromkeys(self.secret_files)),
+            maintenance=maintenance,
         )
 
     def _known_sections(self) -> list[str]:
         client = [_CLIENT] if self.drivers else []
-        return sorted({*self.sections, *client, "notify", "settings"})
+        return sorted({*self.sections, *client, "maintenance", "notify", "settings"})
 
     # -- settings
 
@@ -458,12 +463,47 @@ class _Loader:
             return None
         for index, problem in spec.condition_problems():
             self.src.error((*loc, "conditions", index), problem)
+        for index, window in enumerate(spec.maintenance):
+            self._window_problems(window, (*loc, "maintenance", index))
         if spec.timeout > spec.interval:
             if own_timeout or own_interval:
                 at = (*loc, "timeout" if own_timeout else "interval")
                 self.src.warn(at, _cut_message(spec.timeout, spec.interval))
             spec = spec.model_copy(update={"timeout": spec.interval})
         return spec
+
+    # -- maintenance windows
+
+    def _maintenance(self, raw: Any, probe_names: set[str]) -> list[SharedWindowSpec]:
+        loc: Loc = ("maintenance",)
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.src.error(loc, f"expected a list of maintenance windows, not {describe(raw)}")
+            return []
+        raw = substitute(raw, loc, self.environ, self.src)
+        windows: list[SharedWindowSpec] = []
+        for index, item in enumerate(raw):
+            wloc: Loc = (*loc, index)
+            if not isinstance(item, dict):
+                self.src.error(wloc, f"expected a mapping (one window), not {describe(item)}")
+                continue
+            window = self._validate(SharedWindowSpec, item, wloc)
+            if not isinstance(window, SharedWindowSpec):
+                continue
+            self._window_problems(window, wloc)
+            for at, name in enumerate(window.probes or []):
+                if name not in probe_names:
+                    hint = did_you_mean(name, probe_names)
+                    self.src.error((*wloc, "probes", at), f"no probe is named {quoted(name)}{hint}")
+            windows.append(window)
+        return windows
+
+    def _window_problems(self, window: WindowSpec, loc: Loc) -> None:
+        for key, problem in window.problems():
+            # A missing key is reported at the window, a wrong one at itself.
+            at = (*loc, key) if (*loc, key) in self.src.values else loc
+            self.src.error(at, problem)
 
     # -- notifiers
 

@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -36,6 +36,11 @@ from probe.conditions import Condition, ConditionError, check_placeholders, pars
 from probe.config.urls import icon_url
 from probe.durations import DURATION_PATTERN, format_duration, parse_duration
 from probe.text import quoted
+
+if TYPE_CHECKING:
+    # Built on StrictModel and Duration below: probe.config.maintenance completes ProbeSpec
+    # (model_rebuild) once it has defined WindowSpec, before any prober subclasses it.
+    from probe.config.maintenance import WindowSpec
 
 __all__ = [
     "AlertSpec",
@@ -297,6 +302,9 @@ class ProbeSpec(StrictModel):
     alert: AlertSpec = AlertSpec()
     flap: FlapSpec = FlapSpec()
     conditions: list[ConditionText] = Field(default_factory=list)
+    # The probe's own maintenance windows (probe.config.maintenance; top-level ones are the
+    # loader's): alerts muted, time counted for no SLA.
+    maintenance: list[WindowSpec] = Field(default_factory=list)
     # Probes this one needs (a router, a database): while one of them is down, this probe's
     # alerts are folded into that one's. Names are checked against the file by the loader.
     depends_on: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)

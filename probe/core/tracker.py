@@ -30,6 +30,7 @@ __all__ = [
     "StatusTracker",
     "Transition",
     "alert_positions",
+    "next_alert_after",
 ]
 
 Strategy = Literal["regular", "increment", "exponent"]
@@ -142,6 +143,9 @@ class Observation:
     span: Span | None
     alert: AlertDecision | None
     warning: ExpiryWarning | None = None
+    # Stretches of `span` that count as neither up nor down (maintenance windows): the App
+    # sets them, the store leaves them out of the SLA sums.
+    uncounted: tuple[tuple[float, float], ...] = ()
 
 
 # The highest failure position the tracker schedules. `next_alert` is persisted in SQLite's
@@ -166,6 +170,14 @@ def _next_position(strategy: Strategy, factor: int, sent: int, position: int) ->
     else:
         gap = factor
     return min(position + gap, MAX_POSITION)
+
+
+def next_alert_after(policy: Policy, sent: int, position: int) -> int | None:
+    """The failure count of the next down notification of an outage, after notification
+    number `sent` went out at failure count `position`; None when no more go out."""
+    if sent >= policy.max_alerts or position >= MAX_POSITION:
+        return None
+    return _next_position(policy.strategy, policy.factor, sent, position)
 
 
 def alert_positions(strategy: Strategy, factor: int, max_alerts: int) -> list[int]:
@@ -267,6 +279,17 @@ class StatusTracker:
         self.version += 1
         self._note_change(name)
 
+    def amend(self, state: ProbeState) -> None:
+        """Replace the state of a known probe, keeping its last result and counts: the App's
+        maintenance gate makes a muted alert not count as sent, and one sent at a window's
+        end count (the store saves the state with the probe's next result)."""
+        known = self._now.get(state.name)
+        if known is None:
+            return
+        self._now[state.name] = replace(known, state=state)
+        self.version += 1
+        self._note_change(state.name)
+
     def forget(self, name: str) -> None:
         self._now.pop(name, None)
         self.version += 1
@@ -326,9 +349,7 @@ class StatusTracker:
             after = replace(after, outage_failures=failures)
             if after.next_alert is not None and failures >= after.next_alert:
                 sent = after.alerts_sent + 1
-                nxt = None
-                if sent < policy.max_alerts and failures < MAX_POSITION:
-                    nxt = _next_position(policy.strategy, policy.factor, sent, failures)
+                nxt = next_alert_after(policy, sent, failures)
                 after = replace(after, alerts_sent=sent, next_alert=nxt)
                 alert = AlertDecision("down", result.name, now, failures, after.since, None)
 

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from probe.core.maintenance import outside
 from probe.core.result import Status
 from probe.core.tracker import Observation, ProbeState
 from probe.store.columns import details_json, valid_text
@@ -117,8 +118,10 @@ class Batch:
             sums.add_latency(latency)
         span = obs.span
         if span is not None and span.status is not Status.UNKNOWN:
-            for hour, part_start, part_end in split_by_hour(span.start, span.end):
-                self._sums(r.name, hour).add_time(span.status, part_start, part_end)
+            # Time inside a maintenance window counts as neither up nor down.
+            for start, end in outside(span.start, span.end, obs.uncounted):
+                for hour, part_start, part_end in split_by_hour(start, end):
+                    self._sums(r.name, hour).add_time(span.status, part_start, part_end)
         tr = obs.transition
         if tr is not None:
             self.transitions.append(

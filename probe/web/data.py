@@ -26,6 +26,7 @@ __all__ = [
     "WINDOWS",
     "ConfiguredProbe",
     "LiveReader",
+    "MaintenanceReader",
     "ProbeSummary",
     "StatusSource",
     "StoreReader",
@@ -64,6 +65,14 @@ class LiveReader(Protocol):
     def changed_since(self, version: int) -> list[str]: ...
 
 
+class MaintenanceReader(Protocol):
+    """The maintenance windows probes are in now (the App's gate)."""
+
+    @property
+    def version(self) -> int: ...
+    def window(self, name: str) -> tuple[str, float | None] | None: ...
+
+
 def read_now(store: StoreReader, names: Sequence[str]) -> StatusTracker:
     """A tracker holding what the store knows of now: each probe's saved state and its last
     stored result (blocking: run it in a thread). The App starts from it; a StatusSource
@@ -96,6 +105,8 @@ class ProbeSummary:
     windows: Mapping[str, SLAFigures]
     total: SLAFigures  # since the first record (EaseProbe's cumulative figures)
     flapping: bool = False  # changing status too often: alerts silenced (settings.probe.flap)
+    # The maintenance window the probe is in (its name, its end), or None.
+    maintenance: tuple[str, float | None] | None = None
 
 
 class StatusSource:
@@ -113,6 +124,7 @@ class StatusSource:
         *,
         live: LiveReader | None = None,
         sla: SLACache | None = None,
+        maintenance: MaintenanceReader | None = None,
         timezone: str = "UTC",
         max_age: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -125,11 +137,12 @@ class StatusSource:
         names = [p.name for p in self.probes]
         self.sla = sla or SLACache(store, names, timezone=timezone, max_age=max_age, clock=clock)
         self._live = live
+        self._maintenance = maintenance
         self._stored: StatusTracker | None = None  # "now" from the store, without `live`
         self._stored_for = -1  # the SLA generation `_stored` was read with
         self._stored_lock = asyncio.Lock()
         self._view: list[ProbeSummary] = []
-        self._view_key: tuple[int, int, int] | None = None
+        self._view_key: tuple[int, int, int, int] | None = None
 
     def now(self) -> float:
         return self._clock()
@@ -157,24 +170,30 @@ class StatusSource:
         """Every probe's summary, in configuration order. The list is shared: do not change it."""
         snapshot = await self.sla.figures()
         live = self._live or await self._stored_now(snapshot.generation)
-        key = (snapshot.generation, id(live), live.version)
+        windows = self._maintenance
+        key = (snapshot.generation, id(live), windows.version if windows else 0, live.version)
         if key == self._view_key:
             return self._view
-        if self._view_key is not None and self._view_key[:2] == key[:2]:
+        if self._view_key is not None and self._view_key[:3] == key[:3]:
             # Same figures, same source: only the probes that changed since are made anew
             # (a new list: a reader may still hold the last one).
             view = list(self._view)
-            for name in live.changed_since(self._view_key[2]):
+            for name in live.changed_since(self._view_key[3]):
                 index = self._index.get(name)
                 if index is not None:
-                    view[index] = self._summary(self.probes[index], live, snapshot)
+                    view[index] = self._summary(self.probes[index], live, snapshot, windows)
         else:
-            view = [self._summary(info, live, snapshot) for info in self.probes]
+            view = [self._summary(info, live, snapshot, windows) for info in self.probes]
         self._view, self._view_key = view, key
         return self._view
 
     @staticmethod
-    def _summary(info: ConfiguredProbe, live: LiveReader, snapshot: SLASnapshot) -> ProbeSummary:
+    def _summary(
+        info: ConfiguredProbe,
+        live: LiveReader,
+        snapshot: SLASnapshot,
+        windows: MaintenanceReader | None = None,
+    ) -> ProbeSummary:
         now = live.now(info.name)
         return ProbeSummary(
             info=info,
@@ -184,6 +203,7 @@ class StatusSource:
             windows={w: snapshot.of(info.name, w) for w in WINDOWS},
             total=snapshot.of(info.name, "all"),
             flapping=now.state.flapping,
+            maintenance=None if windows is None else windows.window(info.name),
         )
 
     async def _stored_now(self, generation: int) -> StatusTracker:

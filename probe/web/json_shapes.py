@@ -26,7 +26,7 @@ def _latest(result: Result | None) -> dict[str, Any] | None:
 def sla_item(item: ProbeSummary) -> dict[str, Any]:
     """EaseProbe's /api/v1/sla item, plus kind, status and the SLA per window."""
     total = item.total
-    return {
+    shape = {
         "name": item.info.name,
         "kind": item.info.kind,
         "endpoint": item.info.endpoint,
@@ -41,6 +41,13 @@ def sla_item(item: ProbeSummary) -> dict[str, Any]:
         "latest_probe": _latest(item.last),
         "windows": {window: pct(item.windows[window]) for window in WINDOWS},
     }
+    if item.maintenance is not None:
+        # Inside a maintenance window: checked as usual, alerts muted, time not counted.
+        name, end = item.maintenance
+        shape["status"] = "maintenance"
+        shape["checked_status"] = item.status.value
+        shape["maintenance"] = {"name": name, "end": None if end is None else iso(end)}
+    return shape
 
 
 def result_item(result: Result) -> dict[str, Any]:

@@ -105,6 +105,15 @@ def query_link(query: Mapping[str, str], page: int) -> str:
     return "?" + urlencode(params)
 
 
+def _maintenance_text(item: ProbeSummary) -> str:
+    """ "NAME until TIME (checked: down)" for a probe in a maintenance window, else ""."""
+    if item.maintenance is None:
+        return ""
+    name, end = item.maintenance
+    until = "" if end is None else f" until {fmt.when(end)}"
+    return f"{name}{until} (checked: {item.status.value})"
+
+
 def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, Any]:
     last = item.last
     return {
@@ -112,8 +121,9 @@ def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, 
         "kind": item.info.kind,
         "endpoint": item.info.endpoint,
         "depends_on": ", ".join(item.info.depends_on),
-        "status": item.status.value,
+        "status": item.status.value if item.maintenance is None else "maintenance",
         "flapping": item.flapping,
+        "maintenance": _maintenance_text(item),
         "since": fmt.when(item.since),
         "message": "" if last is None else last.message,
         "checked": "" if last is None else fmt.when(last.time.timestamp()),

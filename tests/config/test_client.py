@@ -338,7 +338,8 @@ def test_a_driver_whose_module_cannot_load_is_an_error(files: ConfigFiles) -> No
 def test_client_is_an_unknown_section_without_drivers(files: ConfigFiles) -> None:
     # Injected sections and no drivers: the loader knows no `client:` (as before this issue).
     assert errors(files, "client: []\n", drivers={}) == [
-        'probes.yaml:1:1: client: unknown section "client" (known: http, notify, settings, tcp)'
+        'probes.yaml:1:1: client: unknown section "client" (known: http, maintenance,'
+        " notify, settings, tcp)"
     ]
     assert errors(files, "clinet: []\n") == [
         'probes.yaml:1:1: clinet: unknown section "clinet" (did you mean "client"?)'
@@ -384,7 +385,7 @@ def test_default_registry_knows_client_tls_and_shell(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         assembly.load_config(path, environ={})
     # Every registered section is named (a new prober kind adds its own).
-    known = ", ".join(sorted({*SECTIONS, "client", "notify", "settings"}))
+    known = ", ".join(sorted({*SECTIONS, "client", "maintenance", "notify", "settings"}))
     assert {"http", "shell", "tcp", "tls"} <= set(SECTIONS)
     assert str(info.value) == f'{path}:1:1: foo: unknown section "foo" (known: {known})'
 

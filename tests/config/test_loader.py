@@ -648,7 +648,10 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
         """
         foo: 1
         """,
-        ['probes.yaml:1:1: foo: unknown section "foo" (known: http, notify, settings, tcp)'],
+        [
+            'probes.yaml:1:1: foo: unknown section "foo" (known: http, maintenance, notify,'
+            " settings, tcp)"
+        ],
     ),
     (
         "section that is not a list",
@@ -673,7 +676,7 @@ ERROR_CASES: list[tuple[str, str, list[str]]] = [
         """,
         [
             "probes.yaml:1:1: the top level must be a mapping of sections "
-            "(http, notify, settings, tcp), not a list"
+            "(http, maintenance, notify, settings, tcp), not a list"
         ],
     ),
     (
@@ -894,7 +897,8 @@ def test_all_problems_are_reported_in_file_order(files: ConfigFiles) -> None:
     ssh: []
     """)
     assert files.errors(text) == [
-        'probes.yaml:1:1: foo: unknown section "foo" (known: http, notify, settings, tcp)',
+        'probes.yaml:1:1: foo: unknown section "foo" (known: http, maintenance, notify,'
+        " settings, tcp)",
         'probes.yaml:3:35: tcp[0].timeout: invalid duration "3 sec" '
         "(examples: 250ms, 30s, 1m30s, 1.5h, 7d)",
         "probes.yaml:4:5: tcp[1].host: missing required key",
