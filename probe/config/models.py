@@ -323,6 +323,7 @@ class Event(StrEnum):
     RECOVERY = "recovery"
     SLA = "sla"
     TEST = "test"
+    GROUP = "group"  # one summary of several downs and recoveries (probe/notify/grouping.py)
 
 
 class NotifierSpec(StrictModel):

@@ -82,6 +82,7 @@ _NOTIFY_TYPES = {
     Event.RECOVERY: apprise.NotifyType.SUCCESS,
     Event.SLA: apprise.NotifyType.INFO,
     Event.TEST: apprise.NotifyType.INFO,
+    Event.GROUP: apprise.NotifyType.WARNING,
 }
 
 

@@ -42,7 +42,7 @@ from typing import Any, Unpack
 
 from probe.config.models import RetrySettings
 from probe.durations import format_duration
-from probe.notify.base import DeliveryError, Notification, Notifier
+from probe.notify.base import DeliveryError, Event, Notification, Notifier
 from probe.notify.metrics import DeliveryOutcome, NotifyMetrics, notify_metrics
 from probe.notify.router import Router
 from probe.store.base import Outbox, OutboxChanges, OutboxItem, OutboxRow, OutboxState
@@ -92,6 +92,8 @@ class _Delivery:
 
 def describe(notification: Notification) -> str:
     """`down notification for api`, `sla notification`: for log lines."""
+    if notification.event is Event.GROUP:
+        return f"summary ({notification.message})"
     what = f"{notification.event.value} notification"
     return f"{what} for {notification.probe}" if notification.probe else what
 

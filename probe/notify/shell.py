@@ -280,6 +280,8 @@ def _status_record(n: Notification) -> dict[str, str]:
         title, previous = f"{name} Recovery - ( {downtime} Downtime )", "down"
     elif n.event is Event.SLA:
         title, previous = "Overall SLA Report", ""
+    elif n.event is Event.GROUP:
+        title, previous = n.message, ""
     else:
         title, previous = f"{name} Test", ""
     moment = datetime.fromtimestamp(n.time, UTC)
