@@ -4,21 +4,26 @@ delivering through the real outbox to real local receivers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from probe.config.models import GroupSettings
+from probe.config.models import GroupSettings, RetrySettings
 from probe.notify.base import Event, Notification, NotifyContext
 from probe.notify.discord import DiscordNotifier, DiscordSpec
+from probe.notify.dispatch import Dispatcher
 from probe.notify.grouping import LISTED, MESSAGE_CHARS, counts_text
 from probe.notify.slack import SlackNotifier, SlackSpec
 from probe.notify.teams import TeamsNotifier, TeamsSpec
 from probe.notify.telegram import TelegramNotifier, TelegramSpec
 from probe.notify.templates import Templates
+from probe.store import Store
 from tests.config.conftest import ConfigFiles
 from tests.notify.fake_apis import (
     TELEGRAM_TOKEN,
@@ -28,6 +33,7 @@ from tests.notify.fake_apis import (
     FakeTelegram,
     group,
 )
+from tests.notify.webhook_server import Answer, WebhookServer, notification, webhook_notifier
 
 
 def test_group_settings_defaults_and_keys(tmp_path: Path) -> None:
@@ -163,3 +169,256 @@ def test_group_template_override_per_notifier(context: NotifyContext) -> None:
         }
     )
     assert SlackNotifier(spec, context).render(big_group()) == {"text": "60 changed"}
+
+
+# -- the dispatcher: windows, summaries, the outbox ------------------------------------------
+
+
+def outbox(store: Store) -> list[tuple[str, str, str, int]]:
+    """(notifier, state, probe, attempts) per outbox row, oldest first."""
+    conn = sqlite3.connect(store.path)
+    try:
+        found = conn.execute(
+            "SELECT notifier, state, notification, attempts FROM outbox ORDER BY created, id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(name, state, json.loads(data)["probe"], tries) for name, state, data, tries in found]
+
+
+def downs(count: int, *, first: int = 0) -> list[Notification]:
+    """`count` downs of p-000, p-001, ...; a later probe's outage began earlier."""
+    return [
+        notification(probe=f"p-{index:03d}", outage_start=1714557600.0 - index)
+        for index in range(first, first + count)
+    ]
+
+
+class Clock:
+    """A clock the test moves: the windows close by it, never by the wall."""
+
+    def __init__(self) -> None:
+        self.now = 1714557600.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def grouping(wait: str = "0.3s", threshold: int = 5) -> GroupSettings:
+    return GroupSettings.model_validate({"wait": wait, "threshold": threshold})
+
+
+async def test_a_burst_becomes_one_summary_per_notifier(
+    client, store, server, web_server, metrics
+) -> None:
+    other = WebhookServer()
+    await other.start(web_server)
+    notifiers = [
+        webhook_notifier(client, "ops", server.base + "/ops"),
+        webhook_notifier(client, "oncall", other.base + "/oncall"),
+    ]
+    dispatcher = Dispatcher(notifiers, store, metrics=metrics, group=grouping())
+    await dispatcher.start()
+    for n in downs(50):
+        dispatcher.notify(n, [])
+    await server.wait_for(1)
+    await other.wait_for(1)
+    await dispatcher.drain()
+    await dispatcher.stop()
+    for receiver in (server, other):
+        (hit,) = receiver.hits  # exactly one message each
+        summary = hit.json
+        assert summary["event"] == "group" and summary["message"] == "50 down"
+        report = summary["report"]
+        assert report["counts"] == {"down": 50, "recovery": 0, "total": 50}
+        # worst first: the oldest outage (p-049's) first
+        assert [row["probe"] for row in report["down"]] == [f"p-{i:03d}" for i in range(49, -1, -1)]
+    rows = outbox(store)
+    assert len(rows) == 100 and {(name, state, tries) for name, state, _, tries in rows} == {
+        ("ops", "delivered", 1),
+        ("oncall", "delivered", 1),
+    }
+    assert metrics.grouped_value("ops") == 50 and metrics.value("ops", "sent") == 50
+    assert dispatcher.pending == 0
+
+
+async def test_few_wait_for_the_window_then_go_one_by_one(client, store, server) -> None:
+    clock = Clock()
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")],
+        store,
+        group=grouping("0.2s"),
+        clock=clock,
+    )
+    await dispatcher.start()
+    for n in downs(3):
+        dispatcher.notify(n, [])
+    test = notification("test", probe=None)
+    dispatcher.notify(test, [])
+    await dispatcher.drain()
+    await server.wait_for(1)
+    # Longer than the window on the wall, but the window closes by the clock, which stood still:
+    # the test message went out at once, the downs still wait (their rows committed).
+    await asyncio.sleep(0.5)
+    assert [hit.json["event"] for hit in server.hits] == ["test"]
+    states = {probe: state for _, state, probe, _ in outbox(store)}
+    assert states == {"p-000": "pending", "p-001": "pending", "p-002": "pending", None: "delivered"}
+    clock.now += 0.2
+    hits = await server.wait_for(4)
+    await dispatcher.stop()
+    assert sorted(hit.json["probe"] for hit in hits[1:]) == ["p-000", "p-001", "p-002"]
+    assert all(hit.json["event"] == "down" for hit in hits[1:])
+    assert [state for _, state, _, _ in outbox(store)] == ["delivered"] * 4
+
+
+async def test_each_notifier_decides_for_itself(client, store, server, web_server) -> None:
+    other = WebhookServer()
+    await other.start(web_server)
+    notifiers = [
+        webhook_notifier(client, "many", server.base + "/a", channels=["a"]),
+        webhook_notifier(client, "few", other.base + "/b", channels=["b"]),
+    ]
+    dispatcher = Dispatcher(notifiers, store, group=grouping())
+    await dispatcher.start()
+    for n in downs(8):
+        dispatcher.notify(n, ["a"])
+    for n in downs(2, first=8):
+        dispatcher.notify(n, ["b"])
+    await server.wait_for(1)
+    await other.wait_for(2)
+    await dispatcher.stop()
+    assert [hit.json["message"] for hit in server.hits] == ["8 down"]
+    assert sorted(hit.json["probe"] for hit in other.hits) == ["p-008", "p-009"]
+
+
+async def test_wait_zero_sends_at_once(client, store, server) -> None:
+    clock = Clock()  # never moves: nothing could wait for a window to close
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")],
+        store,
+        group=grouping("0s"),
+        clock=clock,
+    )
+    await dispatcher.start()
+    for n in downs(10):
+        dispatcher.notify(n, [])
+    hits = await server.wait_for(10)
+    await dispatcher.stop()
+    assert {hit.json["event"] for hit in hits} == {"down"}
+
+
+async def test_a_summary_the_receiver_fails_is_retried(client, store, server) -> None:
+    server.answer(Answer(500, "busy"))
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")],
+        store,
+        retry=RetrySettings(times=2, interval="50ms"),
+        group=grouping(),
+    )
+    await dispatcher.start()
+    for n in downs(10):
+        dispatcher.notify(n, [])
+    await server.wait_for(1)
+    await dispatcher.drain()
+    await dispatcher.stop()
+    assert [(hit.status, hit.json["event"]) for hit in server.hits] == [
+        (500, "group"),
+        (200, "group"),
+    ]
+    assert {(state, tries) for _, state, _, tries in outbox(store)} == {("delivered", 2)}
+
+
+async def test_a_summary_refused_for_good_falls_back_to_its_members(
+    client, store, server, metrics, caplog
+) -> None:
+    server.answer(Answer(400, "payload too large"))
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")],
+        store,
+        metrics=metrics,
+        group=grouping(),
+    )
+    await dispatcher.start()
+    with caplog.at_level(logging.ERROR, "probe.notify"):
+        for n in downs(10):
+            dispatcher.notify(n, [])
+        hits = await server.wait_for(10)
+        await dispatcher.drain()
+        await dispatcher.stop()
+    assert (server.hits[0].status, server.hits[0].json["event"]) == (400, "group")
+    assert sorted(hit.json["probe"] for hit in hits) == [f"p-{i:03d}" for i in range(10)]
+    # None lost: each row delivered on its own (the summary's attempt is on its record too).
+    assert {(state, tries) for _, state, _, tries in outbox(store)} == {("delivered", 2)}
+    assert "sending its 10 notifications one by one" in caplog.text
+    assert metrics.value("ops", "sent") == 10 and metrics.value("ops", "failed") == 0
+    assert metrics.grouped_value("ops") == 0
+
+
+async def test_stop_sends_what_waits_at_once(client, store, server) -> None:
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")], store, group=grouping("1h")
+    )
+    await dispatcher.start()
+    for n in downs(10):
+        dispatcher.notify(n, [])
+    await dispatcher.drain()
+    assert server.hits == []  # waiting for an hour
+    await dispatcher.stop(grace=5)
+    (hit,) = server.hits
+    assert hit.json["message"] == "10 down"
+    assert {state for _, state, _, _ in outbox(store)} == {"delivered"}
+
+
+async def test_rows_left_waiting_at_stop_go_out_at_the_next_start(
+    client, db, server, metrics
+) -> None:
+    store = Store.open(db)
+    await store.start()
+    first = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")], store, group=grouping("1h")
+    )
+    await first.start()
+    for n in downs(10):
+        first.notify(n, [])
+    await first.drain()
+    await first.stop(grace=0)  # no time to send: the rows stay pending
+    assert server.hits == []
+    await store.close()
+    assert {state for _, state, _, _ in outbox(store)} == {"pending"}
+
+    store = Store.open(db)
+    await store.start()
+    again = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")],
+        store,
+        metrics=metrics,
+        group=grouping(),
+    )
+    await again.start()
+    (hit,) = await server.wait_for(1)
+    await again.drain()
+    await again.stop()
+    await store.close()
+    assert hit.json["message"] == "10 down"  # through a window again: one summary
+    assert {state for _, state, _, _ in outbox(store)} == {"delivered"}
+
+
+async def test_a_reload_keeps_what_waits(client, store, server, web_server) -> None:
+    moved = WebhookServer()
+    await moved.start(web_server)
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/old")], store, group=grouping("1h")
+    )
+    await dispatcher.start()
+    for n in downs(10):
+        dispatcher.notify(n, [])
+    await dispatcher.drain()
+    # The notifier's URL changes and the window shortens to nothing: the summary goes at once,
+    # to the notifier now configured under that name.
+    dispatcher.reconfigure(
+        [webhook_notifier(client, "ops", moved.base + "/new")], group=grouping("0s")
+    )
+    (hit,) = await moved.wait_for(1)
+    await dispatcher.stop()
+    assert hit.json["message"] == "10 down" and server.hits == []
+    assert {state for _, state, _, _ in outbox(store)} == {"delivered"}
