@@ -135,6 +135,8 @@ tcp:
 notify:
   http:
     - {{name: slow, url: "{hanging.base}/x", timeout: 20s}}
+settings:
+  notify: {{group: {{wait: 0s}}}}  # each down message goes out at once, none grouped
 """
     )
     stats = SchedulerStats(keep_lag=True)
