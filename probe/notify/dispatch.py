@@ -394,7 +394,14 @@ class Dispatcher:
                 for member in members:
                     self._spawn(member, quick=True)
                 continue
-            notification = summarize([m.notification for m in members], now=self._clock())
+            try:
+                notification = summarize([m.notification for m in members], now=self._clock())
+            except Exception:
+                # A bug of ours must neither lose them nor stop the retry loop that runs this.
+                log.exception("cannot summarise %d notifications; sending each", len(members))
+                for member in members:
+                    self._spawn(member, quick=True)
+                continue
             summary = _Delivery(
                 f"{notification.id}:{name}",
                 self._by_name.get(name, members[0].notifier),

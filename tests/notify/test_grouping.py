@@ -253,22 +253,23 @@ async def test_few_wait_for_the_window_then_go_one_by_one(client, store, server)
     await dispatcher.start()
     for n in downs(3):
         dispatcher.notify(n, [])
-    test = notification("test", probe=None)
-    dispatcher.notify(test, [])
+    dispatcher.notify(notification("test", probe=None), [])
+    dispatcher.notify_sla(notification("sla", probe=None, report={"window": "day", "rows": []}))
     await dispatcher.drain()
-    await server.wait_for(1)
+    await server.wait_for(2)
     # Longer than the window on the wall, but the window closes by the clock, which stood still:
-    # the test message went out at once, the downs still wait (their rows committed).
+    # the test message and the SLA report went out at once, the downs still wait (their rows
+    # committed).
     await asyncio.sleep(0.5)
-    assert [hit.json["event"] for hit in server.hits] == ["test"]
-    states = {probe: state for _, state, probe, _ in outbox(store)}
-    assert states == {"p-000": "pending", "p-001": "pending", "p-002": "pending", None: "delivered"}
+    assert sorted(hit.json["event"] for hit in server.hits) == ["sla", "test"]
+    states = sorted((probe or "", state) for _, state, probe, _ in outbox(store))
+    assert states == [("", "delivered")] * 2 + [(f"p-00{i}", "pending") for i in range(3)]
     clock.now += 0.2
-    hits = await server.wait_for(4)
+    hits = await server.wait_for(5)
     await dispatcher.stop()
-    assert sorted(hit.json["probe"] for hit in hits[1:]) == ["p-000", "p-001", "p-002"]
-    assert all(hit.json["event"] == "down" for hit in hits[1:])
-    assert [state for _, state, _, _ in outbox(store)] == ["delivered"] * 4
+    assert sorted(hit.json["probe"] for hit in hits[2:]) == ["p-000", "p-001", "p-002"]
+    assert all(hit.json["event"] == "down" for hit in hits[2:])
+    assert [state for _, state, _, _ in outbox(store)] == ["delivered"] * 5
 
 
 async def test_each_notifier_decides_for_itself(client, store, server, web_server) -> None:
