@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
+from probe.app import App
+from probe.assembly import load_config
 from probe.config.models import GroupSettings, RetrySettings
 from probe.notify.base import Event, Notification, NotifyContext
 from probe.notify.discord import DiscordNotifier, DiscordSpec
@@ -34,6 +38,7 @@ from tests.notify.fake_apis import (
     group,
 )
 from tests.notify.webhook_server import Answer, WebhookServer, notification, webhook_notifier
+from tests.support.config import free_http_port
 
 
 def test_group_settings_defaults_and_keys(tmp_path: Path) -> None:
@@ -423,3 +428,41 @@ async def test_a_reload_keeps_what_waits(client, store, server, web_server) -> N
     await dispatcher.stop()
     assert hit.json["message"] == "10 down" and server.hits == []
     assert {state for _, state, _, _ in outbox(store)} == {"delivered"}
+
+
+async def test_the_app_groups_by_settings_notify_group(tmp_path, server) -> None:
+    """The real App: eight probes of one dead port go down together; the notifier gets one
+    summary (a straggler past the window would come on its own: every probe is told once)."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+        probes = "\n".join(
+            f'  - {{name: p{i}, host: "{address}", interval: 100ms, timeout: 90ms}}'
+            for i in range(8)
+        )
+        config = tmp_path / "probes.yaml"
+        config.write_text(
+            f"tcp:\n{probes}\n"
+            f'notify:\n  webhook:\n    - {{name: hook, url: "{server.base}/hook"}}\n'
+            "settings:\n  notify: {group: {wait: 1s, threshold: 5}}\n"
+        )
+        app = App(free_http_port(load_config(config)), registry=CollectorRegistry())
+        run = asyncio.create_task(app.run())
+        try:
+            told: list[str] = []
+            while len(told) < 8:
+                await server.wait_for(len(server.hits) + 1)
+                hit = server.hits[-1].json
+                if hit["event"] == "group":
+                    told += [row["probe"] for row in hit["report"]["down"]]
+                else:
+                    told.append(hit["probe"])
+        finally:
+            app.request_stop()
+            assert await asyncio.wait_for(run, 15) == 0
+    finally:
+        closed.close()
+    assert sorted(told) == [f"p{i}" for i in range(8)]
+    first = server.hits[0].json
+    assert first["event"] == "group" and first["report"]["counts"]["down"] > 5
