@@ -11,6 +11,7 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from probe.app import App
 from probe.assembly import load_config
 from probe.config.models import GroupSettings, RetrySettings
+from probe.notify import load_notifier_class
 from probe.notify.base import Event, Notification, NotifyContext
 from probe.notify.discord import DiscordNotifier, DiscordSpec
 from probe.notify.dispatch import Dispatcher
@@ -466,3 +468,27 @@ async def test_the_app_groups_by_settings_notify_group(tmp_path, server) -> None
     assert sorted(told) == [f"p{i}" for i in range(8)]
     first = server.hits[0].json
     assert first["event"] == "group" and first["report"]["counts"]["down"] > 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "keys"),
+    [
+        ("email", {"server": "127.0.0.1:25", "to": "ops@example.test", "from": "p@example.test"}),
+        ("shell", {"cmd": "true"}),
+        ("shell", {"cmd": "true", "format": "json"}),
+        ("mqtt", {"server": "127.0.0.1", "topic": "probe/alerts"}),
+        ("log", {"file": "stderr"}),
+        ("apprise", {"urls": ["json://127.0.0.1:9/hook"]}),
+    ],
+)
+def test_every_other_kind_renders_a_summary(kind: str, keys: dict[str, Any]) -> None:
+    cls = load_notifier_class(kind)
+    spec = cls.spec_type.model_validate({"name": "n", **keys})
+    context = NotifyContext(http=None, templates=Templates(), timeout=5.0, dry=False)
+    payload = cls(spec, context).render(big_group())
+    shown = json.dumps(payload, ensure_ascii=False)
+    assert "45 down, 15 recovered" in shown
+    if kind == "email":
+        assert payload["subject"] == "[GROUP] 45 down, 15 recovered"
+    if kind == "apprise":
+        assert payload["type"] == "warning"
