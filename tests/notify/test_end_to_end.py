@@ -84,6 +84,8 @@ notify:
     - {{name: hook-b, url: "{b.base}/b"}}
   log:
     - {{name: file, file: alerts.log}}
+settings:
+  notify: {{group: {{wait: 0s}}}}  # each message at once, none grouped
 """
     )
     registry = CollectorRegistry()
@@ -249,7 +251,7 @@ notify:
   http:
     - {{name: ops, url: "{server.base}/hook"}}
 settings:
-  notify: {{retry: {{times: 1, interval: 100ms}}}}
+  notify: {{retry: {{times: 1, interval: 100ms}}, group: {{wait: 0s}}}}
   store: {{path: probe.db}}
 """
     )
