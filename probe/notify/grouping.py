@@ -82,9 +82,6 @@ class Windows(Generic[T]):
     def __init__(self) -> None:
         self._open: dict[str, _Window[T]] = {}
 
-    def __len__(self) -> int:
-        return sum(len(window.members) for window in self._open.values())
-
     def hold(self, name: str, item: T, now: float) -> None:
         """`item` waits in `name`'s window, opening it at `now` if none is open."""
         window = self._open.get(name)
