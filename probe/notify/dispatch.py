@@ -391,16 +391,14 @@ class Dispatcher:
         one by one."""
         for name, members in closed:
             if not self.group.summarises(len(members)):
-                for member in members:
-                    self._spawn(member, quick=True)
+                self._spawn_in_order(members)
                 continue
             try:
                 notification = summarize([m.notification for m in members], now=self._clock())
             except Exception:
                 # A bug of ours must neither lose them nor stop the retry loop that runs this.
                 log.exception("cannot summarise %d notifications; sending each", len(members))
-                for member in members:
-                    self._spawn(member, quick=True)
+                self._spawn_in_order(members)
                 continue
             summary = _Delivery(
                 f"{notification.id}:{name}",
@@ -427,7 +425,26 @@ class Dispatcher:
         for member in members:
             member.attempts += summary.attempts
             member.last_error = reason
-            self._spawn(member, quick=True)
+        self._spawn_in_order(members)
+
+    def _spawn_in_order(self, members: list[_Delivery]) -> None:
+        """Send a window's members one by one. Without grouping a probe's down went out a
+        check or more before its recovery; from one window both would go at once and might
+        arrive the wrong way round, so each probe's are sent one after the other."""
+        by_probe: dict[str | None, list[_Delivery]] = {}
+        for member in members:
+            by_probe.setdefault(member.notification.probe, []).append(member)
+        for chain in by_probe.values():
+            if len(chain) == 1:
+                self._spawn(chain[0], quick=True)
+                continue
+            for member in chain:
+                member.parked = False
+            self._track(self._deliver_in_order(chain), name=f"notify {chain[0].id} and after")
+
+    async def _deliver_in_order(self, chain: list[_Delivery]) -> None:
+        for delivery in chain:
+            await self._deliver(delivery, quick=True)
 
     def _waiting(self) -> list[_Delivery]:
         """Every delivery the retry loop may send: single ones and summaries (their members

@@ -492,3 +492,18 @@ def test_every_other_kind_renders_a_summary(kind: str, keys: dict[str, Any]) -> 
         assert payload["subject"] == "[GROUP] 45 down, 15 recovered"
     if kind == "apprise":
         assert payload["type"] == "warning"
+
+
+async def test_a_probe_down_and_up_within_one_window_arrive_in_order(client, store, server) -> None:
+    server.answer(Answer(200, "slow", delay=0.3))  # the down's answer comes late
+    dispatcher = Dispatcher(
+        [webhook_notifier(client, "ops", server.base + "/x")], store, group=grouping()
+    )
+    await dispatcher.start()
+    dispatcher.notify(notification("down", probe="flappy"), [])
+    dispatcher.notify(notification("recovery", probe="flappy", duration=1.0), [])
+    hits = await server.wait_for(2)
+    await dispatcher.stop()
+    # The recovery was sent only once the down was delivered.
+    assert [hit.json["event"] for hit in hits] == ["down", "recovery"]
+    assert {state for _, state, _, _ in outbox(store)} == {"delivered"}
