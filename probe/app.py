@@ -372,6 +372,7 @@ class App:
                 sla_channels=settings.sla.channels,
                 outbox_interval=self.outbox_interval,
                 metrics=self.metrics,
+                group=settings.notify.group,
             )
             # Before the scheduler: what an earlier run left pending goes out first.
             await self.dispatcher.start()
@@ -541,6 +542,7 @@ class App:
                 retry=settings.notify.retry,
                 max_age=settings.notify.max_age,
                 sla_channels=settings.sla.channels,
+                group=settings.notify.group,
             )
             self._notifiers = notifiers
             self._later(self._close_when_idle(retired), "close retired notifiers")

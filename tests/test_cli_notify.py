@@ -169,6 +169,7 @@ notify:
 settings:
   store: {{path: probe.db}}
   http: {{port: 0}}
+  notify: {{group: {{wait: 0s}}}}  # the down message at once
 """
     )
     proc = await asyncio.create_subprocess_exec(

@@ -18,6 +18,7 @@ from tests.support.running_app import Targets, running, until, write
 pytestmark = pytest.mark.slow
 
 SERVICES = [f"svc{i:02d}" for i in range(20)]
+AT_ONCE = "notify: {group: {wait: 0s}}"  # each alert at once, none grouped: counted one by one
 
 
 def events(targets: Targets) -> list[tuple[str, str]]:
@@ -30,7 +31,14 @@ async def test_a_dependency_outage_is_one_message_then_the_still_down_alert_on_t
     config = tmp_path / "probes.yaml"
     probes = {"router": "", **{name: "depends_on: [router]" for name in SERVICES}}
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(config, targets, probes, notify=notify, defaults="interval: 300ms, timeout: 200ms")
+    write(
+        config,
+        targets,
+        probes,
+        notify=notify,
+        defaults="interval: 300ms, timeout: 200ms",
+        settings=AT_ONCE,
+    )
 
     async def body(app: App) -> None:
         await until(lambda: all(targets.hits.get(name) for name in probes))
@@ -66,7 +74,7 @@ async def test_a_dependent_checked_first_waits_for_its_dependency_s_fresh_check(
     config = tmp_path / "probes.yaml"
     probes = {"db": "interval: 10m, timeout: 200ms", "api": "depends_on: [db]"}
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(config, targets, probes, notify=notify)
+    write(config, targets, probes, notify=notify, settings=AT_ONCE)
 
     async def body(app: App) -> None:
         await until(lambda: all(targets.hits.get(name) for name in probes))
@@ -87,7 +95,7 @@ async def test_a_dependent_alerts_when_its_dependency_is_fine(
     config = tmp_path / "probes.yaml"
     probes = {"db": "interval: 10m", "api": "depends_on: [db]"}
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(config, targets, probes, notify=notify)
+    write(config, targets, probes, notify=notify, settings=AT_ONCE)
 
     async def body(app: App) -> None:
         await until(lambda: all(targets.hits.get(name) for name in probes))
@@ -117,6 +125,7 @@ async def test_dependencies_across_worker_processes(tmp_path: Path, targets: Tar
         probes,
         notify=notify,
         defaults="interval: 200ms, timeout: 150ms, workers: 2",
+        settings=AT_ONCE,
     )
 
     async def body(app: App) -> None:

@@ -22,7 +22,15 @@ async def test_a_probe_alternating_every_check_sends_one_flapping_and_one_stable
     config = tmp_path / "probes.yaml"
     probes = {"shaky": "flap: {changes: 3, window: 2s}", "calm": ""}
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(config, targets, probes, notify=notify, defaults="interval: 150ms, timeout: 100ms")
+    at_once = "notify: {group: {wait: 0s}}"  # each alert at once, none grouped
+    write(
+        config,
+        targets,
+        probes,
+        notify=notify,
+        defaults="interval: 150ms, timeout: 100ms",
+        settings=at_once,
+    )
 
     async def body(app: App) -> None:
         await until(lambda: len(targets.hits.get("shaky", [])) >= 1)

@@ -37,6 +37,7 @@ def write_config(path: Path, targets: Targets, windows: dict[str, tuple[float, f
         "  http: {port: 0}",
         f"  store: {{path: {path.parent}/probe.db}}",
         "  probe: {interval: 200ms, timeout: 150ms}",
+        "  notify: {group: {wait: 0s}}",  # each alert at once, none grouped
     ]
     if "db upgrade" in windows:
         start, end = windows["db upgrade"]

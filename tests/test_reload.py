@@ -161,7 +161,8 @@ async def test_a_reload_in_a_burst_of_failures_sends_no_duplicate_alert(
     config = tmp_path / "probes.yaml"
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
     probes = {"burst": "failure: 2", "other": ""}
-    write(config, targets, probes, notify=notify)
+    at_once = "notify: {group: {wait: 0s}}"  # each alert at once, none grouped
+    write(config, targets, probes, notify=notify, settings=at_once)
 
     async def body(app: App) -> None:
         await until(lambda: len(targets.hits.get("burst", [])) >= 2)
@@ -169,7 +170,8 @@ async def test_a_reload_in_a_burst_of_failures_sends_no_duplicate_alert(
         await until(lambda: app.tracker.state("burst").fail_streak >= 1)
         # Mid-burst: before, during and after the threshold; each reload changes the other.
         for round_ in range(4):
-            write(config, targets, {**probes, "other": f"timeout: {140 - round_}ms"}, notify=notify)
+            other = {**probes, "other": f"timeout: {140 - round_}ms"}
+            write(config, targets, other, notify=notify, settings=at_once)
             report = await app.reload("api")
             assert report.ok
             await asyncio.sleep(0.15)
@@ -190,7 +192,7 @@ async def test_a_changed_notifier_takes_the_alerts_and_the_pending_ones(
     tmp_path: Path, targets: Targets
 ) -> None:
     config = tmp_path / "probes.yaml"
-    no_retry = "notify: {retry: {times: 0}}"
+    no_retry = "notify: {retry: {times: 0}, group: {wait: 0s}}"  # each alert at once
     hook = "webhook:\n  - {{name: hook, url: '{}/{}'}}"
     write(
         config,

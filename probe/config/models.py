@@ -47,6 +47,7 @@ __all__ = [
     "ConfigPath",
     "Duration",
     "Event",
+    "GroupSettings",
     "HTTPServerSettings",
     "LogSettings",
     "NotifierSpec",
@@ -354,11 +355,21 @@ class RetrySettings(StrictModel):
     interval: Duration = 5.0
 
 
+class GroupSettings(StrictModel):
+    """`settings.notify.group`: down and recovery notifications wait `wait` per notifier (from
+    the first one waiting); more than `threshold` waiting then go out as one summary. `wait: 0s`
+    sends each at once (no grouping). probe/notify/grouping.py applies it."""
+
+    wait: Duration = 5.0
+    threshold: int = Field(default=5, ge=1, le=1_000_000)
+
+
 class NotifySettings(StrictModel):
     dry: bool = False
     timeout: Duration = 10.0
     retry: RetrySettings = RetrySettings()
     max_age: Duration = 86400.0
+    group: GroupSettings = GroupSettings()
 
 
 class Event(StrEnum):
@@ -371,6 +382,7 @@ class Event(StrEnum):
     EXPIRY = "expiry"  # a certificate's remaining time crossed an expiry warning threshold
     SLA = "sla"
     TEST = "test"
+    GROUP = "group"  # one summary of several downs and recoveries (probe/notify/grouping.py)
 
 
 class NotifierSpec(StrictModel):

@@ -18,6 +18,16 @@ marked delivered once the service accepted it. Then (the README's alert semantic
   are loaded and sent again; `stop(grace)` lets sends in flight finish up to `grace`, and
   what is left stays pending for the next start.
 
+Grouping (`group`, settings.notify.group; grouping.py decides): a down or recovery whose row
+is committed waits in its notifier's window instead of going out; when the window closes,
+more than `threshold` waiting go out as ONE summary delivery, which has no outbox row of its
+own: it stands for its members' rows, and what happens to it is recorded on each of them
+(attempts, errors, delivered). A summary refused for good (or that cannot be rendered) falls
+back to its members, sent one by one, so none is lost; one too old is dropped with its
+members. Rows waiting when the process stops stay pending and go through a window again at
+the next start; `stop(grace)` closes every window at once and sends what it can within the
+grace; a reload keeps the windows (they are keyed by notifier name).
+
 Delivery is at-least-once: a duplicate needs the process to die between the service's
 acceptance and the store's record of it. Dry runs (`probe run --dry-notify`,
 `settings.notify.dry`, a notifier's `dry`) log the exact payload and where it would go (never
@@ -40,9 +50,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Unpack
 
-from probe.config.models import RetrySettings
+from probe.config.models import GroupSettings, RetrySettings
 from probe.durations import format_duration
-from probe.notify.base import DeliveryError, Notification, Notifier
+from probe.notify.base import DeliveryError, Event, Notification, Notifier
+from probe.notify.grouping import GroupPolicy, Windows, groupable, summarize
 from probe.notify.metrics import DeliveryOutcome, NotifyMetrics, notify_metrics
 from probe.notify.router import Router
 from probe.store.base import Outbox, OutboxChanges, OutboxItem, OutboxRow, OutboxState
@@ -82,6 +93,9 @@ class _Delivery:
     next_attempt: float = 0.0
     last_error: str = ""
     parked: bool = False  # waiting in the outbox for the retry loop, no task working on it
+    # A summary (grouping): the deliveries it stands for. It has no outbox row of its own;
+    # its attempts and outcome are recorded on each member's row.
+    members: list[_Delivery] | None = None
 
     def record(self) -> OutboxRow:
         data = json.dumps(self.notification.to_json(), ensure_ascii=False, separators=(",", ":"))
@@ -92,6 +106,8 @@ class _Delivery:
 
 def describe(notification: Notification) -> str:
     """`down notification for api`, `sla notification`: for log lines."""
+    if notification.event is Event.GROUP:
+        return f"summary ({notification.message})"
     what = f"{notification.event.value} notification"
     return f"{what} for {notification.probe}" if notification.probe else what
 
@@ -129,6 +145,7 @@ class Dispatcher:
         concurrency: int = DEFAULT_CONCURRENCY,
         metrics: NotifyMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        group: GroupSettings | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -144,6 +161,9 @@ class Dispatcher:
         # Every notification not yet delivered, failed or dropped, by outbox id.
         self._deliveries: dict[str, _Delivery] = {}
         self._incoming: list[_Delivery] = []  # queued by notify(), not yet in the outbox
+        self.group = GroupPolicy.of(group)  # without settings: no grouping
+        self._windows: Windows[_Delivery] = Windows()  # committed, waiting for a summary
+        self._summaries: dict[str, _Delivery] = {}  # summaries not settled yet, by id
         self._admitter: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_task: asyncio.Task[None] | None = None
@@ -175,6 +195,7 @@ class Dispatcher:
         retry: RetrySettings | None = None,
         max_age: float | None = None,
         sla_channels: Sequence[str] = (),
+        group: GroupSettings | None = None,
     ) -> list[Notifier[Any]]:
         """A reload's notifiers, in place: what is queued, in flight or waiting in the outbox
         stays, and from its next attempt goes to the notifier of its name now configured (a
@@ -184,7 +205,7 @@ class Dispatcher:
         self.router = Router(notifiers, sla_channels=sla_channels)
         self._by_name = {n.name: n for n in notifiers}
         now = self._clock()
-        for delivery in self._deliveries.values():
+        for delivery in self._waiting():
             if (
                 delivery.parked
                 and self._by_name.get(delivery.notifier.name) is not delivery.notifier
@@ -196,6 +217,9 @@ class Dispatcher:
             self.retry = retry
         if max_age is not None:
             self.max_age = max_age
+        if group is not None:
+            # Open windows stay: they close by the new `wait` (at once when it is 0).
+            self.group = GroupPolicy.of(group)
         self._wake.set()  # the retry loop reads the deliveries' notifiers anew
         return retired
 
@@ -243,6 +267,8 @@ class Dispatcher:
             # Only writes the outbox (bounded: the store answers each commit attempt); what
             # notify() queued must be on disk before the store closes.
             await asyncio.gather(self._admitter, return_exceptions=True)
+        # What waits for a summary goes now, summarised or not, within the same grace.
+        self._close_windows(self._windows.close_all())
         tasks = set(self._tasks)
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=max(0.0, grace))
@@ -250,11 +276,13 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         # Attempts cut short are on record too (one transaction for all of them).
+        # (A summary's members are recorded through the summary, never twice.)
+        in_summaries = {m.id for s in self._summaries.values() for m in s.members or ()}
         await asyncio.gather(
             *(
-                self._save(d.id, attempts=d.attempts, last_error=d.last_error or None)
-                for d in self._deliveries.values()
-                if d.attempts and not d.parked
+                self._record(d, attempts=d.attempts, last_error=d.last_error or None)
+                for d in self._waiting()
+                if d.attempts and not d.parked and d.id not in in_summaries
             )
         )
         if self._deliveries:
@@ -311,7 +339,7 @@ class Dispatcher:
                         exc,
                     )
             for delivery in batch:
-                self._spawn(delivery, quick=True)
+                self._send_or_hold(delivery)
 
     def _resume(self, row: OutboxItem) -> None:
         """A row an earlier run left pending: send it again."""
@@ -344,8 +372,84 @@ class Dispatcher:
             next_attempt=row.next_attempt,
         )
         self._deliveries[delivery.id] = delivery
-        # Quick retries again: this is a new run, and the service may be back.
-        self._spawn(delivery, quick=True)
+        # Quick retries again: this is a new run, and the service may be back (after its
+        # window, when grouping: a restart after an outage may leave many).
+        self._send_or_hold(delivery)
+
+    # ----------------------------------------------------------------- grouping
+
+    def _send_or_hold(self, delivery: _Delivery) -> None:
+        """Send now, or let a down/recovery wait in its notifier's window (grouping)."""
+        if not (self.group.enabled and self._started and groupable(delivery.notification)):
+            self._spawn(delivery, quick=True)
+            return
+        self._windows.hold(delivery.notifier.name, delivery, self._clock())
+        self._wake.set()  # the retry loop closes the windows too
+
+    def _close_windows(self, closed: list[tuple[str, list[_Delivery]]]) -> None:
+        """Each closed window's members go out as one summary (more than `threshold`) or
+        one by one."""
+        for name, members in closed:
+            if not self.group.summarises(len(members)):
+                self._spawn_in_order(members)
+                continue
+            try:
+                notification = summarize([m.notification for m in members], now=self._clock())
+            except Exception:
+                # A bug of ours must neither lose them nor stop the retry loop that runs this.
+                log.exception("cannot summarise %d notifications; sending each", len(members))
+                self._spawn_in_order(members)
+                continue
+            summary = _Delivery(
+                f"{notification.id}:{name}",
+                self._by_name.get(name, members[0].notifier),
+                notification,
+                min(m.created for m in members),
+                members=members,
+            )
+            self._summaries[summary.id] = summary
+            self._spawn(summary, quick=True)
+
+    async def _fall_back(self, summary: _Delivery, reason: str) -> None:
+        """A summary refused for good: its members go out one by one instead."""
+        members = summary.members or []
+        log.error(
+            "%s: %s refused: %s; sending its %d notifications one by one",
+            _label(summary.notifier),
+            describe(summary.notification),
+            reason,
+            len(members),
+        )
+        self._summaries.pop(summary.id, None)
+        await self._record(summary, attempts=summary.attempts, last_error=reason)
+        for member in members:
+            member.attempts += summary.attempts
+            member.last_error = reason
+        self._spawn_in_order(members)
+
+    def _spawn_in_order(self, members: list[_Delivery]) -> None:
+        """Send a window's members one by one. Without grouping a probe's down went out a
+        check or more before its recovery; from one window both would go at once and might
+        arrive the wrong way round, so each probe's are sent one after the other."""
+        by_probe: dict[str | None, list[_Delivery]] = {}
+        for member in members:
+            by_probe.setdefault(member.notification.probe, []).append(member)
+        for chain in by_probe.values():
+            if len(chain) == 1:
+                self._spawn(chain[0], quick=True)
+                continue
+            for member in chain:
+                member.parked = False
+            self._track(self._deliver_in_order(chain), name=f"notify {chain[0].id} and after")
+
+    async def _deliver_in_order(self, chain: list[_Delivery]) -> None:
+        for delivery in chain:
+            await self._deliver(delivery, quick=True)
+
+    def _waiting(self) -> list[_Delivery]:
+        """Every delivery the retry loop may send: single ones and summaries (their members
+        are in `_deliveries` too, but only the summary is sent)."""
+        return [*self._deliveries.values(), *self._summaries.values()]
 
     def _spawn(self, delivery: _Delivery, *, quick: bool) -> None:
         delivery.parked = False
@@ -418,6 +522,9 @@ class Dispatcher:
             payload = notifier.render(delivery.notification)
         except Exception as exc:
             message = f"cannot render the message: {type(exc).__name__}: {exc}"
+            if delivery.members is not None:
+                await self._fall_back(delivery, message)
+                return None
             log.error("%s: %s: %s; not sent", _label(notifier), what, message)
             await self._settle(delivery, "failed", "failed", error=message)
             return None
@@ -451,6 +558,9 @@ class Dispatcher:
             await self._settle(delivery, "delivered", "sent")
             return None
         delivery.last_error = error.message
+        if error.permanent and delivery.members is not None:
+            await self._fall_back(delivery, error.message)
+            return None
         if error.permanent:
             log.error("%s: %s refused: %s; not retried", _label(notifier), what, error.message)
             await self._settle(delivery, "failed", "failed", error=error.message)
@@ -481,8 +591,8 @@ class Dispatcher:
                 format_duration(self.max_age),
             )
         try:
-            await self._save(
-                delivery.id,
+            await self._record(
+                delivery,
                 attempts=delivery.attempts,
                 next_attempt=delivery.next_attempt,
                 last_error=error.message,
@@ -510,17 +620,39 @@ class Dispatcher:
         *,
         error: str | None = None,
     ) -> None:
-        """The delivery is over: count it, forget it, record it."""
-        self._deliveries.pop(delivery.id, None)
+        """The delivery is over: count it, forget it, record it (a summary: each member)."""
+        if delivery.members is not None:
+            self._summaries.pop(delivery.id, None)
+            for member in delivery.members:
+                self._deliveries.pop(member.id, None)
+                self.metrics.count(delivery.notifier.name, outcome)
+            if state == "delivered":
+                self.metrics.count_grouped(delivery.notifier.name, len(delivery.members))
+        else:
+            self._deliveries.pop(delivery.id, None)
+            self.metrics.count(delivery.notifier.name, outcome)
         self._update_gauge()
-        self.metrics.count(delivery.notifier.name, outcome)
-        await self._save(
-            delivery.id,
+        await self._record(
+            delivery,
             state=state,
             attempts=delivery.attempts,
             last_error=error,
             delivered_at=self._clock() if state == "delivered" else None,
         )
+
+    async def _record(self, delivery: _Delivery, **changes: Unpack[OutboxChanges]) -> None:
+        """`_save` on the delivery's row, or on each member's row for a summary (attempts
+        add to what each member had made on its own); one store transaction for them all."""
+        if delivery.members is None:
+            await self._save(delivery.id, **changes)
+            return
+        saves = []
+        for member in delivery.members:
+            mine = OutboxChanges(**changes)
+            if changes.get("attempts") is not None:
+                mine["attempts"] = member.attempts + delivery.attempts
+            saves.append(self._save(member.id, **mine))
+        await asyncio.gather(*saves)
 
     async def _save(self, id: str, **changes: Unpack[OutboxChanges]) -> None:
         """`outbox_update`, if there is an outbox; a failure is logged, not raised."""
@@ -537,8 +669,9 @@ class Dispatcher:
         """Sends each waiting delivery again when it is due (or drops it once too old)."""
         while True:
             now = self._clock()
-            wake_at: float | None = None
-            for delivery in list(self._deliveries.values()):
+            self._close_windows(self._windows.close_due(now, self.group.wait))
+            wake_at = self._windows.next_close(self.group.wait)
+            for delivery in self._waiting():
                 if not delivery.parked:
                     continue
                 due = min(delivery.next_attempt, delivery.created + self.max_age)

@@ -5,7 +5,9 @@
 cannot be rendered), `dropped` (still undelivered `settings.notify.max_age` after it was made),
 `dry` (logged instead of sent). A transient failure that a retry later fixes is not counted
 apart: it ends as `sent`. `probe_outbox_pending` is the number of notifications not yet
-delivered, failed or dropped.
+delivered, failed or dropped. `probe_notifications_grouped_total{notifier}` counts the
+notifications delivered inside a summary (settings.notify.group); each is also counted in
+probe_notifications_total as the summary ended (`sent` or `dry`).
 
 The metrics live in a registry handed in (tests build a fresh one); by default
 `probe.metrics.REGISTRY` (re-exported here), which the web layer serves on /metrics.
@@ -39,6 +41,12 @@ class NotifyMetrics:
             ["notifier", "result"],
             registry=registry,
         )
+        self.grouped = Counter(
+            "probe_notifications_grouped",
+            "Notifications delivered inside one summary message (settings.notify.group).",
+            ["notifier"],
+            registry=registry,
+        )
         self.outbox_pending = Gauge(
             "probe_outbox_pending",
             "Notifications in the outbox not yet delivered, failed or dropped.",
@@ -47,6 +55,15 @@ class NotifyMetrics:
 
     def count(self, notifier: str, result: DeliveryOutcome) -> None:
         self.notifications.labels(notifier=notifier, result=result).inc()
+
+    def count_grouped(self, notifier: str, members: int) -> None:
+        self.grouped.labels(notifier=notifier).inc(members)
+
+    def grouped_value(self, notifier: str) -> float:
+        sample = self.registry.get_sample_value(
+            "probe_notifications_grouped_total", {"notifier": notifier}
+        )
+        return sample or 0.0
 
     def value(self, notifier: str, result: DeliveryOutcome) -> float:
         """The current count (for tests and `probe` itself; Prometheus scrapes the registry)."""

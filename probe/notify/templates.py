@@ -196,6 +196,8 @@ class Templates:
         if event is Event.SLA:
             label = _report(n.report)["label"]
             return f"SLA report: {label}" if label else "SLA report"
+        if event is Event.GROUP:
+            return n.message or "Grouped notifications"
         return f"Test message from {self.name}"
 
     def _shipped(self, format: str, event: Event) -> jinja2.Template:
@@ -248,9 +250,10 @@ def render_json(
 
 
 def _report(report: Mapping[str, Any]) -> dict[str, Any]:
-    """An SLA report as templates get it: `window`, `label`, `rows` (each with name, kind,
-    endpoint, sla, downtime (s), downtime_text, incidents, checks, p95_ms), `rows_by_sla`
-    (the same, worst first), `probes` (count).
+    """A report as templates get it. A group summary: `counts` (down, recovery, total),
+    `down` and `recovery` (the rows listed), `more` (not listed). An SLA report: `window`,
+    `label`, `rows` (each with name, kind, endpoint, sla, downtime (s), downtime_text,
+    incidents, checks, p95_ms), `rows_by_sla` (the same, worst first), `probes` (count).
 
     The producer may name the downtime `down_s` (as `probe sla --format json` does) or
     `downtime`, and the label `label` or `window_label`.
@@ -268,12 +271,26 @@ def _report(report: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("sla", "incidents", "checks", "p95_ms"):
             row.setdefault(key, None)
         rows.append(row)
+    # A group summary (grouping.summarize): its keys, present even when a producer left one out.
+    counts = report.get("counts")
+    group = {
+        "counts": {
+            "down": 0,
+            "recovery": 0,
+            "total": 0,
+            **(dict(counts) if isinstance(counts, Mapping) else {}),
+        },
+        "down": list(report.get("down") or ()),
+        "recovery": list(report.get("recovery") or ()),
+        "more": report.get("more") or 0,
+    }
     window = str(report.get("window") or "")
     label = str(report.get("label") or report.get("window_label") or window)
     # Worst first; rows without data (sla None) last.
     by_sla = sorted(rows, key=lambda row: (not _is_number(row["sla"]), _number(row["sla"])))
     return {
         **dict(report),
+        **group,
         "window": window,
         "label": label,
         "rows": rows,

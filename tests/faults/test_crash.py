@@ -201,6 +201,7 @@ settings:
   probe: {{timeout: 90ms}}
   store: {{path: probe.db, flush: {self.flush}}}
   http: {{port: 0}}
+  notify: {{group: {{wait: 0s}}}}
 http:
 {probes}
 notify:
@@ -366,7 +367,7 @@ async def test_kill_9_with_an_alert_in_the_outbox_delivers_it_once(
         f"""
 settings:
   probe: {{timeout: 90ms}}
-  notify: {{retry: {{times: 1, interval: 50ms}}}}
+  notify: {{retry: {{times: 1, interval: 50ms}}, group: {{wait: 0s}}}}
   store: {{path: probe.db}}
   http: {{port: 0}}
 http:

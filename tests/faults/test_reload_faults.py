@@ -154,7 +154,8 @@ async def test_reloads_in_a_burst_of_failures_send_each_alert_once(
     config = tmp_path / "probes.yaml"
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
     probes = {f"b{i}": "failure: 3" for i in range(10)}
-    write_http(config, targets, probes, notify=notify)
+    at_once = "notify: {group: {wait: 0s}}"  # each alert on its own: counted one by one
+    write_http(config, targets, probes, notify=notify, settings=at_once)
     reloads = 0
 
     async def body(app: App) -> None:
@@ -165,9 +166,8 @@ async def test_reloads_in_a_burst_of_failures_send_each_alert_once(
         # of every probe, each changing the probes' timeouts (all of them changed probes).
         while reloads < 20 or not all(app.tracker.state(n).status is Status.DOWN for n in probes):
             timeout = f"timeout: {100 + reloads % 40}ms"
-            write_http(
-                config, targets, {n: f"failure: 3, {timeout}" for n in probes}, notify=notify
-            )
+            changed = {n: f"failure: 3, {timeout}" for n in probes}
+            write_http(config, targets, changed, notify=notify, settings=at_once)
             assert (await app.reload("api")).ok
             reloads += 1
             await asyncio.sleep(0.1)

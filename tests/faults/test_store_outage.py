@@ -107,6 +107,7 @@ settings:
   probe: {{timeout: 90ms}}
   store: {{path: "{store}"}}
   http: {{port: 0}}
+  notify: {{group: {{wait: 0s}}}}
 http:
 {probes}
 notify:

@@ -43,6 +43,7 @@ __all__ = [
     "Recorded",
     "Reply",
     "down",
+    "group",
     "recovery",
     "sla",
 ]
@@ -479,3 +480,24 @@ def sla(rows: int = 3, **overrides: Any) -> Notification:
     values: dict[str, Any] = {"event": Event.SLA, "time": 1714608000.0, "report": report}
     values.update(overrides)
     return Notification(**values)
+
+
+def group(
+    downs: int = 2, recoveries: int = 1, *, name: str = "probe", message: str = ""
+) -> Notification:
+    """A summary (settings.notify.group) of `downs` downs and `recoveries` recoveries, the
+    later downs' outages starting earlier (so worst first reverses their order)."""
+    from probe.notify.grouping import summarize
+
+    members = [
+        down(
+            probe=f"{name}-{index:03d}",
+            outage_start=1714557600.0 - index * 60,
+            message=message or f"connect: connection refused ({index})",
+        )
+        for index in range(downs)
+    ] + [
+        recovery(probe=f"{name}-up-{index:03d}", message=message or "status 200")
+        for index in range(recoveries)
+    ]
+    return summarize(members, now=1714557600.0 + 7500)

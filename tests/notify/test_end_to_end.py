@@ -84,6 +84,8 @@ notify:
     - {{name: hook-b, url: "{b.base}/b"}}
   log:
     - {{name: file, file: alerts.log}}
+settings:
+  notify: {{group: {{wait: 0s}}}}  # each message at once, none grouped
 """
     )
     registry = CollectorRegistry()
@@ -135,6 +137,8 @@ tcp:
 notify:
   http:
     - {{name: slow, url: "{hanging.base}/x", timeout: 20s}}
+settings:
+  notify: {{group: {{wait: 0s}}}}  # each down message goes out at once, none grouped
 """
     )
     stats = SchedulerStats(keep_lag=True)
@@ -247,7 +251,7 @@ notify:
   http:
     - {{name: ops, url: "{server.base}/hook"}}
 settings:
-  notify: {{retry: {{times: 1, interval: 100ms}}}}
+  notify: {{retry: {{times: 1, interval: 100ms}}, group: {{wait: 0s}}}}
   store: {{path: probe.db}}
 """
     )

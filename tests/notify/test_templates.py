@@ -27,7 +27,7 @@ from probe.notify.templates import (
     render_json,
 )
 from probe.shipped_templates import template_root
-from tests.notify.fake_apis import HOSTILE, down, recovery, sla
+from tests.notify.fake_apis import HOSTILE, down, group, recovery, sla
 
 
 class Spec(TemplatedSpec):
@@ -46,6 +46,8 @@ def sample(event: Event):
         return recovery()
     if event is Event.TEST:
         return down(event=Event.TEST, message="sample")
+    if event is Event.GROUP:
+        return group()
     return down()
 
 
@@ -71,6 +73,8 @@ def test_renders_with_hostile_data(templates: Templates, format: str, event: Eve
         note = sla()
         rows = [dict(row, name=HOSTILE) for row in note.report["rows"]]
         note = sla(report={**note.report, "rows": rows})
+    elif event is Event.GROUP:
+        note = group(name=HOSTILE, message=HOSTILE + "\n</pre><script>")
     else:
         note = sample(event)
         hostile = {"probe": HOSTILE, "endpoint": HOSTILE, "message": HOSTILE + "\n</pre><script>"}
@@ -79,7 +83,9 @@ def test_renders_with_hostile_data(templates: Templates, format: str, event: Eve
     assert "zzyy" not in text  # {{ "zz" ~ "yy" }} in the data stayed data
     if format in JSON_FORMATS:
         document = json.loads(text)
-        if format == "webhook" and event is not Event.SLA:
+        if format == "webhook" and event is Event.GROUP:
+            assert document["report"]["down"][0]["probe"] == HOSTILE + "-001"
+        elif format == "webhook" and event is not Event.SLA:
             assert document["probe"] == HOSTILE
     if format in HTML_FORMATS:
         assert "<script>" not in text
