@@ -244,6 +244,27 @@ def expiry_notification(observation: Observation, spec: ProbeSpec) -> Notificati
     )
 
 
+def degraded_notification(observation: Observation, spec: ProbeSpec) -> Notification:
+    """The notification of an up probe becoming degraded, or fully healthy again."""
+    degradation = observation.degradation
+    assert degradation is not None
+    result = observation.result
+    return Notification(
+        event=Event.DEGRADED,
+        time=degradation.time,
+        probe=degradation.name,
+        kind=result.kind,
+        endpoint=result.endpoint,
+        status="degraded" if degradation.degraded else "up",
+        message=(
+            f"degraded: {degradation.message}"
+            if degradation.degraded
+            else f"every degraded condition holds again; {degradation.message}"
+        ),
+        labels=dict(spec.labels),
+    )
+
+
 def _whole_units(seconds: float) -> str:
     """A threshold as written: 7d, 12h, 90m (format_duration would say 7d0h)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -775,17 +796,27 @@ class App:
             )
             notification = notification_for(observation, self._specs[result.name])
         self.dependencies.handle(observation, notification)
+        spec = self._specs[result.name]
         if observation.warning is not None:
-            self._dispatch(expiry_notification(observation, self._specs[result.name]))
+            self._dispatch(expiry_notification(observation, spec))
+        degradation = observation.degradation
+        if degradation is not None:
+            calendar = self.maintenance.calendar
+            if calendar and calendar.window_for(result.name, degradation.time) is not None:
+                log.info("%s: degraded notification muted (maintenance)", result.name)
+            else:
+                channels = spec.degraded_channels
+                self._dispatch(degraded_notification(observation, spec), channels)
 
-    def _dispatch(self, notification: Notification) -> None:
-        """Send a probe's notification to the notifiers of its channels."""
+    def _dispatch(self, notification: Notification, channels: list[str] | None = None) -> None:
+        """Send a probe's notification to the notifiers of `channels` (default: the
+        probe's)."""
         spec = self._specs.get(notification.probe or "")
         if spec is None or self.dispatcher is None:
             return  # a probe a reload removed meanwhile
         if not notification.labels and spec.labels:
             notification = replace(notification, labels=dict(spec.labels))
-        self.dispatcher.notify(notification, spec.channels)
+        self.dispatcher.notify(notification, spec.channels if channels is None else channels)
 
     def _check_now(self, name: str) -> bool:
         """Check a probe once more, now (a dependent's alert waits on it)."""

@@ -463,6 +463,8 @@ class _Loader:
             return None
         for index, problem in spec.condition_problems():
             self.src.error((*loc, "conditions", index), problem)
+        for index, problem in spec.degraded_problems():
+            self.src.error((*loc, "degraded", index), problem)
         for index, window in enumerate(spec.maintenance):
             self._window_problems(window, (*loc, "maintenance", index))
         if spec.timeout > spec.interval:

@@ -303,6 +303,10 @@ class ProbeSpec(StrictModel):
     alert: AlertSpec = AlertSpec()
     flap: FlapSpec = FlapSpec()
     conditions: list[ConditionText] = Field(default_factory=list)
+    # What full health needs beyond `conditions` (same syntax): an up probe failing one is
+    # degraded (shown yellow, notified to degraded_channels, counted up in the SLA).
+    degraded: list[ConditionText] = Field(default_factory=list)
+    degraded_channels: list[str] | None = None
     # The probe's own maintenance windows (probe.config.maintenance; top-level ones are the
     # loader's): alerts muted, time counted for no SLA.
     maintenance: list[WindowSpec] = Field(default_factory=list)
@@ -339,10 +343,25 @@ class ProbeSpec(StrictModel):
         """The conditions, parsed (once: the parser caches by text)."""
         return tuple(parse_condition(text) for text in self.conditions)
 
+    def parsed_degraded(self) -> tuple[Condition, ...]:
+        """The `degraded` conditions, parsed."""
+        return tuple(parse_condition(text) for text in self.degraded)
+
     def condition_problems(self) -> list[tuple[int, str]]:
         """(index, message) of each condition reading a placeholder this kind cannot fill."""
         problems = []
         for index, condition in enumerate(self.parsed_conditions()):
+            try:
+                check_placeholders(condition, self.kind, self.condition_placeholders)
+            except ConditionError as exc:
+                problems.append((index, str(exc)))
+        return problems
+
+    def degraded_problems(self) -> list[tuple[int, str]]:
+        """(index, message) of each `degraded` condition reading a placeholder this kind
+        cannot fill."""
+        problems = []
+        for index, condition in enumerate(self.parsed_degraded()):
             try:
                 check_placeholders(condition, self.kind, self.condition_placeholders)
             except ConditionError as exc:
@@ -380,6 +399,8 @@ class Event(StrEnum):
     FLAPPING = "flapping"  # a probe began to flap: its down/recovery alerts are silenced
     STABLE = "stable"  # a flapping probe held one status for its flap window
     EXPIRY = "expiry"  # a certificate's remaining time crossed an expiry warning threshold
+    DEGRADED = "degraded"  # an up probe failing (status "degraded") or passing (status "up")
+    # its `degraded` conditions again
     SLA = "sla"
     TEST = "test"
     GROUP = "group"  # one summary of several downs and recoveries (probe/notify/grouping.py)

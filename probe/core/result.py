@@ -69,6 +69,8 @@ class Result:
     details: Mapping[str, Any] = field(default_factory=dict)
     http_status: int | None = None
     cert_expiry: float | None = None
+    # An up result that fails the probe's `degraded` conditions: those that failed.
+    degraded: str | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
@@ -95,6 +97,7 @@ class Result:
                 dict(self.details),
                 self.http_status,
                 self.cert_expiry,
+                self.degraded,
             ),
         )
 

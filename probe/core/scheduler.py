@@ -94,7 +94,9 @@ def _result(
             http_status = outcome.http_status
         if outcome.cert_expiry is not None:
             cert_expiry = outcome.cert_expiry
-    if judge is not None and prober.conditions:
+    degraded_conditions: Sequence[Condition] = getattr(prober, "degraded", ())
+    degraded: str | None = None
+    if judge is not None and (prober.conditions or degraded_conditions):
         facts = {
             "STATUS": http_status,
             **ctx.facts,
@@ -105,9 +107,16 @@ def _result(
             facts.setdefault("CERTIFICATE_EXPIRATION", (cert_expiry - time.time()) * 1000.0)
         if facts["STATUS"] is None:
             del facts["STATUS"]
-        status, message, details = _apply_conditions(
-            prober.conditions, facts, status, message, details, connected=judge[0]
-        )
+        if prober.conditions:
+            status, message, details = _apply_conditions(
+                prober.conditions, facts, status, message, details, connected=judge[0]
+            )
+        if degraded_conditions and status is Status.UP:
+            # Healthy by `conditions`; `degraded` says whether fully so (an up result either way).
+            failed = failed_conditions(degraded_conditions, facts)
+            if failed:
+                degraded = "; ".join(failed)
+                details = {**details, "degraded_conditions": failed}
     return Result(
         name=prober.name,
         kind=prober.kind,
@@ -119,6 +128,7 @@ def _result(
         details=details,
         http_status=http_status,
         cert_expiry=cert_expiry,
+        degraded=degraded,
     )
 
 

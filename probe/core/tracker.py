@@ -74,6 +74,7 @@ class ProbeState:
     flapping: bool = False  # down/recovery alerts silenced until stable for the flap window
     flap_times: tuple[float, ...] = ()  # the latest status changes within the flap window
     expiry_warned: float | None = None  # the smallest expiry warning sent for this certificate
+    degraded: str | None = None  # up but failing `degraded` conditions: which (else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,17 @@ class ExpiryWarning:
 
 
 @dataclass(frozen=True, slots=True)
+class Degradation:
+    """An up probe became degraded (`message`: the conditions that failed), or was degraded
+    and is fully healthy again (`degraded` False)."""
+
+    name: str
+    time: float
+    degraded: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What one result meant: the tracker's verdict, handed to the store and the alerting.
     `warning`: a certificate expiry warning to send, beside any status alert."""
@@ -143,6 +155,7 @@ class Observation:
     span: Span | None
     alert: AlertDecision | None
     warning: ExpiryWarning | None = None
+    degradation: Degradation | None = None
     # Stretches of `span` that count as neither up nor down (maintenance windows): the App
     # sets them, the store leaves them out of the SLA sums.
     uncounted: tuple[tuple[float, float], ...] = ()
@@ -217,6 +230,25 @@ def _flap(
         return replace(after, flap_times=times), None  # silenced while it flaps
     stable = AlertDecision("stable", after.name, now, 0, since, None)
     return replace(after, flapping=False, flap_times=times), stable
+
+
+def _degradation(
+    before: ProbeState, after: ProbeState, result: Result, good: bool, now: float
+) -> tuple[ProbeState, Degradation | None]:
+    """Degraded: up, and the last good result failed the `degraded` conditions. Said when an
+    up probe starts or stops being so (a recovery into a degraded state says it too); going
+    down ends it without a word (the down alert says more)."""
+    if after.status is not Status.UP:
+        return replace(after, degraded=None), None
+    # A failed check the failure threshold has not counted yet changes nothing.
+    degraded = result.degraded if good else before.degraded
+    after = replace(after, degraded=degraded)
+    was = before.degraded if before.status is Status.UP else None
+    if (degraded is None) == (was is None):
+        return after, None
+    if degraded is not None:
+        return after, Degradation(after.name, now, True, degraded)
+    return after, Degradation(after.name, now, False, result.message)
 
 
 def _expiry(
@@ -355,6 +387,7 @@ class StatusTracker:
 
         if policy.flap_changes > 0:
             after, alert = _flap(before, after, transition, alert, now, policy)
+        after, degradation = _degradation(before, after, result, good, now)
         warning: ExpiryWarning | None = None
         if policy.expiry_warnings and result.cert_expiry is not None:
             after, warning = _expiry(after, result.cert_expiry, now, policy.expiry_warnings)
@@ -364,7 +397,7 @@ class StatusTracker:
         self._now[result.name] = ProbeNow(after, result, checks)
         self.version += 1
         self._note_change(result.name)
-        return Observation(result, after, transition, span, alert, warning)
+        return Observation(result, after, transition, span, alert, warning, degradation=degradation)
 
     @staticmethod
     def _span(before: ProbeState, now: float, interval: float) -> Span | None:

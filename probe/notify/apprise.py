@@ -85,6 +85,7 @@ _NOTIFY_TYPES = {
     Event.FLAPPING: apprise.NotifyType.WARNING,
     Event.STABLE: apprise.NotifyType.INFO,
     Event.EXPIRY: apprise.NotifyType.WARNING,
+    Event.DEGRADED: apprise.NotifyType.WARNING,
     Event.GROUP: apprise.NotifyType.WARNING,
 }
 

@@ -286,6 +286,8 @@ def _status_record(n: Notification) -> dict[str, str]:
         title, previous = f"{name} Stable ({n.status})", ""
     elif n.event is Event.EXPIRY:
         title, previous = f"{name} Certificate Expiry", ""
+    elif n.event is Event.DEGRADED:
+        title, previous = f"{name} {n.status.capitalize()}", ""
     elif n.event is Event.GROUP:
         title, previous = n.message, ""
     else:

@@ -190,6 +190,10 @@ class Templates:
             return f"{name} is flapping"
         if event is Event.STABLE:
             return f"{name} is stable ({n.status})"
+        if event is Event.DEGRADED:
+            if n.status == "degraded":
+                return f"{name} is degraded"
+            return f"{name} is no longer degraded"
         if event is Event.EXPIRY:
             left = duration_text(n.duration)
             return f"{name}: certificate expires in {left}" if left else f"{name}: certificate"

@@ -72,8 +72,14 @@ class Prober(ABC, Generic[SpecT]):
         self.spec = spec
         self.resources = resources
         self._conditions = spec.parsed_conditions()
+        self._degraded = spec.parsed_degraded()
         # The placeholders the conditions read: a prober fills a costly fact only if listed.
-        self.condition_reads = names_read(self._conditions)
+        self.condition_reads = names_read((*self._conditions, *self._degraded))
+
+    @property
+    def degraded(self) -> Sequence[Condition]:
+        """The probe's `degraded` conditions: what full health needs beyond `conditions`."""
+        return self._degraded
 
     @property
     def conditions(self) -> Sequence[Condition]:

@@ -75,19 +75,26 @@ def sum_histograms(joined: str) -> list[int]:
 def alert_state_text(state: ProbeState) -> str | None:
     """A state's alerting part beyond up/down (flapping, certificate expiry warnings) as the
     `alert_state` column holds it; None when there is nothing."""
-    if not state.flapping and not state.flap_times and state.expiry_warned is None:
+    if (
+        not state.flapping
+        and not state.flap_times
+        and state.expiry_warned is None
+        and state.degraded is None
+    ):
         return None
     value: dict[str, Any] = {"flapping": state.flapping, "times": state.flap_times}
     if state.expiry_warned is not None:
         value["expiry_warned"] = state.expiry_warned
+    if state.degraded is not None:
+        value["degraded"] = state.degraded
     return _HISTOGRAM_ENCODER.encode(value)
 
 
-def read_alert_state(text: Any) -> tuple[bool, tuple[float, ...], float | None]:
-    """The `alert_state` column back: (flapping, flap times, expiry warned); anything
-    unreadable is "nothing" (not flapping, no warning sent)."""
+def read_alert_state(text: Any) -> tuple[bool, tuple[float, ...], float | None, str | None]:
+    """The `alert_state` column back: (flapping, flap times, expiry warned, degraded);
+    anything unreadable is "nothing" (not flapping, no warning sent, not degraded)."""
     if not isinstance(text, str):
-        return False, (), None
+        return False, (), None, None
     try:
         value = json.loads(text)
         times = tuple(float(t) for t in value["times"])
@@ -95,6 +102,9 @@ def read_alert_state(text: Any) -> tuple[bool, tuple[float, ...], float | None]:
         warned = float(warned) if warned is not None else None
         if warned is not None and not (math.isfinite(warned) and warned > 0):
             warned = None
-        return bool(value["flapping"]), tuple(t for t in times if math.isfinite(t)), warned
+        degraded = value.get("degraded")
+        degraded = degraded if isinstance(degraded, str) else None
+        finite = tuple(t for t in times if math.isfinite(t))
+        return bool(value["flapping"]), finite, warned, degraded
     except (ValueError, TypeError, KeyError, AttributeError):
-        return False, (), None
+        return False, (), None, None

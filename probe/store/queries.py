@@ -167,7 +167,7 @@ def _state_from_row(row: Sequence[Any]) -> ProbeState | None:
         return None
     if next_alert is not None and not count(next_alert):
         return None
-    flapping, flap_times, expiry_warned = read_alert_state(extra)
+    flapping, flap_times, expiry_warned, degraded = read_alert_state(extra)
     return ProbeState(
         name=name,
         status=Status(status),
@@ -181,6 +181,7 @@ def _state_from_row(row: Sequence[Any]) -> ProbeState | None:
         flapping=flapping,
         flap_times=flap_times,
         expiry_warned=expiry_warned,
+        degraded=degraded,
     )
 
 

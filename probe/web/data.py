@@ -105,6 +105,7 @@ class ProbeSummary:
     windows: Mapping[str, SLAFigures]
     total: SLAFigures  # since the first record (EaseProbe's cumulative figures)
     flapping: bool = False  # changing status too often: alerts silenced (settings.probe.flap)
+    degraded: str | None = None  # up, but failing its `degraded` conditions: which
     # The maintenance window the probe is in (its name, its end), or None.
     maintenance: tuple[str, float | None] | None = None
 
@@ -203,6 +204,7 @@ class StatusSource:
             windows={w: snapshot.of(info.name, w) for w in WINDOWS},
             total=snapshot.of(info.name, "all"),
             flapping=now.state.flapping,
+            degraded=now.state.degraded,
             maintenance=None if windows is None else windows.window(info.name),
         )
 

@@ -32,6 +32,7 @@ def sla_item(item: ProbeSummary) -> dict[str, Any]:
         "endpoint": item.info.endpoint,
         "status": item.status.value,
         "flapping": item.flapping,
+        "degraded": item.degraded,
         "sla": {"up": round(total.up_s, 3), "down": round(total.down_s, 3), "sla": pct(total)},
         "probe_summary": {
             "total": total.checks,

@@ -114,6 +114,16 @@ def _maintenance_text(item: ProbeSummary) -> str:
     return f"{name}{until} (checked: {item.status.value})"
 
 
+def _shown_status(item: ProbeSummary) -> str:
+    """The status the page shows: maintenance over all, degraded (yellow) for an up probe
+    failing its `degraded` conditions, else the checked status."""
+    if item.maintenance is not None:
+        return "maintenance"
+    if item.degraded is not None and item.status is Status.UP:
+        return "degraded"
+    return item.status.value
+
+
 def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, Any]:
     last = item.last
     return {
@@ -121,8 +131,9 @@ def _row_view(item: ProbeSummary, detail: ProbeDetail, now: float) -> dict[str, 
         "kind": item.info.kind,
         "endpoint": item.info.endpoint,
         "depends_on": ", ".join(item.info.depends_on),
-        "status": item.status.value if item.maintenance is None else "maintenance",
+        "status": _shown_status(item),
         "flapping": item.flapping,
+        "degraded": item.degraded or "",
         "maintenance": _maintenance_text(item),
         "since": fmt.when(item.since),
         "message": "" if last is None else last.message,

@@ -330,3 +330,42 @@ def test_no_thresholds_no_certificate_no_warning():
     tracker = StatusTracker()
     assert tracker.observe(with_expiry(T0, T0 + 60), Policy(interval=60.0)).warning is None
     assert tracker.observe(result(True, T0 + 60), WARN).warning is None
+
+
+# --- degraded ---------------------------------------------------------------------------------
+
+PLAIN = Policy(interval=1.0)
+
+
+def degraded(at: float, why: str | None) -> Result:
+    return replace(result(True, at), degraded=why)
+
+
+def test_degraded_is_said_when_it_starts_and_when_it_ends_and_counts_as_up():
+    tracker = StatusTracker()
+    said = []
+    for i, why in enumerate([None, "[STATUS] == 200 (203)", "[STATUS] == 200 (203)", None]):
+        observation = tracker.observe(degraded(T0 + i, why), PLAIN)
+        assert observation.state.status is Status.UP
+        if observation.degradation is not None:
+            said.append((i, observation.degradation.degraded, observation.degradation.message))
+    assert said == [(1, True, "[STATUS] == 200 (203)"), (3, False, "ok")]
+
+
+def test_going_down_ends_degraded_silently_and_a_recovery_into_it_says_it():
+    tracker = StatusTracker()
+    tracker.observe(degraded(T0, "slow"), PLAIN)
+    down = tracker.observe(result(False, T0 + 1), PLAIN)
+    assert down.degradation is None and down.state.degraded is None
+    back = tracker.observe(degraded(T0 + 2, "slow"), PLAIN)
+    assert back.alert is not None and back.alert.event == "recovery"
+    assert back.degradation is not None and back.degradation.degraded
+
+
+def test_a_failure_below_the_threshold_keeps_the_degraded_state():
+    tracker = StatusTracker()
+    three = Policy(interval=1.0, failure=3)
+    tracker.observe(degraded(T0, "slow"), three)
+    failing = tracker.observe(result(False, T0 + 1), three)
+    assert failing.state.status is Status.UP and failing.state.degraded == "slow"
+    assert failing.degradation is None

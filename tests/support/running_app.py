@@ -26,6 +26,7 @@ class Targets:
     def __init__(self) -> None:
         self.failing: set[str] = set()
         self.alternating: set[str] = set()  # these answer 503 and 200 in turn
+        self.statuses: dict[str, int] = {}  # these answer this status instead of 200
         self.hits: dict[str, list[float]] = {}
         self.alerts: list[dict[str, Any]] = []
         self.base = ""
@@ -35,7 +36,7 @@ class Targets:
         hits = self.hits.setdefault(name, [])
         hits.append(time.monotonic())
         failing = name in self.failing or (name in self.alternating and len(hits) % 2 == 1)
-        return web.Response(status=503 if failing else 200, text="x")
+        return web.Response(status=503 if failing else self.statuses.get(name, 200), text="x")
 
     async def hook(self, request: web.Request) -> web.Response:
         if "broken" in request.path:
