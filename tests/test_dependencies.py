@@ -12,13 +12,11 @@ import httpx
 import pytest
 
 from probe.app import App
-from probe.core.result import Status
-from tests.support.running_app import Targets, running, until, write
+from tests.support.running_app import Targets, alerting, all_down, running, until
 
 pytestmark = pytest.mark.slow
 
 SERVICES = [f"svc{i:02d}" for i in range(20)]
-AT_ONCE = "notify: {group: {wait: 0s}}"  # each alert at once, none grouped: counted one by one
 
 
 def events(targets: Targets) -> list[tuple[str, str]]:
@@ -30,20 +28,10 @@ async def test_a_dependency_outage_is_one_message_then_the_still_down_alert_on_t
 ) -> None:
     config = tmp_path / "probes.yaml"
     probes = {"router": "", **{name: "depends_on: [router]" for name in SERVICES}}
-    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(
-        config,
-        targets,
-        probes,
-        notify=notify,
-        defaults="interval: 300ms, timeout: 200ms",
-        settings=AT_ONCE,
-    )
+    alerting(config, targets, probes, defaults="interval: 300ms, timeout: 200ms")
 
     async def body(app: App) -> None:
-        await until(lambda: all(targets.hits.get(name) for name in probes))
-        targets.failing.update(probes)
-        await until(lambda: all(app.tracker.state(n).status is Status.DOWN for n in probes))
+        await all_down(app, targets, probes)
         await asyncio.sleep(1.0)  # every service failed again at least twice: still one message
         assert events(targets) == [("router", "down")]
         message = targets.alerts[0]["message"]
@@ -73,8 +61,7 @@ async def test_a_dependent_checked_first_waits_for_its_dependency_s_fresh_check(
     fail, the API's alert waits for a check of the database made at once, and goes with it."""
     config = tmp_path / "probes.yaml"
     probes = {"db": "interval: 10m, timeout: 200ms", "api": "depends_on: [db]"}
-    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(config, targets, probes, notify=notify, settings=AT_ONCE)
+    alerting(config, targets, probes)
 
     async def body(app: App) -> None:
         await until(lambda: all(targets.hits.get(name) for name in probes))
@@ -94,8 +81,7 @@ async def test_a_dependent_alerts_when_its_dependency_is_fine(
 ) -> None:
     config = tmp_path / "probes.yaml"
     probes = {"db": "interval: 10m", "api": "depends_on: [db]"}
-    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(config, targets, probes, notify=notify, settings=AT_ONCE)
+    alerting(config, targets, probes)
 
     async def body(app: App) -> None:
         await until(lambda: all(targets.hits.get(name) for name in probes))
@@ -118,20 +104,10 @@ async def test_dependencies_across_worker_processes(tmp_path: Path, targets: Tar
         "router": "interval: 10m, timeout: 200ms",
         **{name: "depends_on: [router]" for name in SERVICES[:6]},
     }
-    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    write(
-        config,
-        targets,
-        probes,
-        notify=notify,
-        defaults="interval: 200ms, timeout: 150ms, workers: 2",
-        settings=AT_ONCE,
-    )
+    alerting(config, targets, probes, defaults="interval: 200ms, timeout: 150ms, workers: 2")
 
     async def body(app: App) -> None:
-        await until(lambda: all(targets.hits.get(name) for name in probes))
-        targets.failing.update(probes)
-        await until(lambda: all(app.tracker.state(n).status is Status.DOWN for n in probes))
+        await all_down(app, targets, probes)
         await asyncio.sleep(0.6)
         assert events(targets) == [("router", "down")]
 

@@ -11,7 +11,7 @@ import pytest
 
 from probe.app import App
 from probe.core.result import Status
-from tests.support.running_app import Targets, running, until, write
+from tests.support.running_app import Targets, alerting, running, until
 
 pytestmark = pytest.mark.slow
 
@@ -21,16 +21,7 @@ async def test_a_probe_alternating_every_check_sends_one_flapping_and_one_stable
 ) -> None:
     config = tmp_path / "probes.yaml"
     probes = {"shaky": "flap: {changes: 3, window: 2s}", "calm": ""}
-    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
-    at_once = "notify: {group: {wait: 0s}}"  # each alert at once, none grouped
-    write(
-        config,
-        targets,
-        probes,
-        notify=notify,
-        defaults="interval: 150ms, timeout: 100ms",
-        settings=at_once,
-    )
+    alerting(config, targets, probes, defaults="interval: 150ms, timeout: 100ms")
 
     async def body(app: App) -> None:
         await until(lambda: len(targets.hits.get("shaky", [])) >= 1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from aiohttp import web
 
 from probe.app import App
 from probe.assembly import load_config
+from probe.core.result import Status
 
 
 class Targets:
@@ -113,3 +114,22 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
         await asyncio.sleep(0.02)
+
+
+# Settings for a test that counts alerts one by one: each goes out at once, none grouped.
+AT_ONCE = "notify: {group: {wait: 0s}}"
+
+
+def alerting(path: Path, targets: Targets, probes: dict[str, str], *, defaults: str = "") -> None:
+    """`write` with one webhook (`targets.alerts`) and every alert sent at once."""
+    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
+    extra = {"defaults": defaults} if defaults else {}
+    write(path, targets, probes, notify=notify, settings=AT_ONCE, **extra)
+
+
+async def all_down(app: App, targets: Targets, names: Iterable[str]) -> None:
+    """Once every probe named was checked: make them all fail, until the tracker has them down."""
+    names = list(names)
+    await until(lambda: all(targets.hits.get(name) for name in names))
+    targets.failing.update(names)
+    await until(lambda: all(app.tracker.state(n).status is Status.DOWN for n in names))
