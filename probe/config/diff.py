@@ -92,6 +92,7 @@ class ConfigDiff:
     web: bool = False  # the web server's settings changed
     reports: bool = False  # the SLA report schedule changed
     watch: bool = False  # settings.reload changed
+    maintenance: bool = False  # the top-level maintenance windows changed
     restart_needed: list[str] = field(default_factory=list)  # settings kept until a restart
 
     @property
@@ -109,6 +110,8 @@ class ConfigDiff:
             parts.append("notifiers replaced")
         if self.web:
             parts.append("web server restarted")
+        if self.maintenance:
+            parts.append("maintenance windows changed")
         return ", ".join(parts)
 
     def to_json(self) -> dict[str, object]:
@@ -119,6 +122,7 @@ class ConfigDiff:
             "unchanged": self.unchanged,
             "notifiers_replaced": self.notifiers,
             "web_restarted": self.web,
+            "maintenance_changed": self.maintenance,
             "restart_needed": list(self.restart_needed),
         }
 
@@ -180,6 +184,7 @@ def diff_configs(old: Config, new: Config, before: Fingerprints, now: Fingerprin
         web=(s.http, s.name, s.icon, s.timezone) != (t.http, t.name, t.icon, t.timezone),
         reports=(s.sla, s.timezone) != (t.sla, t.timezone),
         watch=s.reload != t.reload,
+        maintenance=old.maintenance != new.maintenance,
         restart_needed=[f"settings.{key}" for key in restart],
     )
 

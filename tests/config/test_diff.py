@@ -93,3 +93,16 @@ def test_notify_settings_rebuild_every_notifier(tmp_path: Path) -> None:
     diff = diff_configs(old, new, before, now)
     assert diff.notifiers and diff.web and diff.reports
     assert kept_notifiers(old, new, before, now) == set()
+
+
+def test_top_level_maintenance_windows_are_a_change_of_their_own(tmp_path: Path) -> None:
+    write_ca(tmp_path / "ca.pem")
+    (tmp_path / "down.j2").write_text("down {{ probe }}")
+    old, before = load(tmp_path / "p.yaml", BASE)
+    window = 'maintenance:\n  - {every: daily, start: "02:00", duration: 1h}\n'
+    new, now = load(tmp_path / "p.yaml", BASE + window)
+    diff = diff_configs(old, new, before, now)
+    assert diff.maintenance and not diff.probes
+    assert diff.summary().endswith("maintenance windows changed")
+    assert diff.to_json()["maintenance_changed"] is True
+    assert not diff_configs(new, new, now, now).maintenance
