@@ -120,9 +120,18 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 AT_ONCE = "notify: {group: {wait: 0s}}"
 
 
-def alerting(path: Path, targets: Targets, probes: dict[str, str], *, defaults: str = "") -> None:
-    """`write` with one webhook (`targets.alerts`) and every alert sent at once."""
-    notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook'}}"
+def alerting(
+    path: Path,
+    targets: Targets,
+    probes: dict[str, str],
+    *,
+    defaults: str = "",
+    hooks: tuple[str, ...] = ("hook",),
+) -> None:
+    """`write` with a webhook notifier per name in `hooks` (each posting to /NAME, all to
+    `targets.alerts`) and every alert sent at once."""
+    lines = [f"  - {{name: {name}, url: '{targets.base}/{name}'}}" for name in hooks]
+    notify = "webhook:\n" + "\n".join(lines)
     extra = {"defaults": defaults} if defaults else {}
     write(path, targets, probes, notify=notify, settings=AT_ONCE, **extra)
 
