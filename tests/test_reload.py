@@ -118,7 +118,8 @@ async def test_the_watch_reloads_on_a_content_change_of_the_file_or_a_secret_it_
 ) -> None:
     config = tmp_path / "probes.yaml"
     secret = tmp_path / "hook-header"
-    secret.write_text("first\n")
+    # Secrets no other test's log expects to read: the log hides them for the whole process.
+    secret.write_text("first-Secret-41\n")
     notify = f"webhook:\n  - {{name: hook, url: '{targets.base}/hook', headers: {{X-Key: x}}}}"
     watch = "reload: {watch: true, every: 100ms}"
     write(config, targets, {"one": ""}, settings=watch, notify=notify)
@@ -139,7 +140,7 @@ async def test_the_watch_reloads_on_a_content_change_of_the_file_or_a_secret_it_
         config.write_text(text)
         await until(lambda: app.last_reload is not None and "two" in _added(app))
         first = app.last_reload
-        secret.write_text("second\n")
+        secret.write_text("second-Secret-42\n")
         await until(lambda: app.last_reload is not first)
         assert app.last_reload is not None
         assert app.last_reload.diff is not None
