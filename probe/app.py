@@ -157,6 +157,7 @@ def status_source(
     live: LiveReader | None = None,
     sla: SLACache | None = None,
     maintenance: MaintenanceReader | None = None,
+    folded_into: Callable[[str], str | None] | None = None,
     max_age: float = 10.0,
     clock: Callable[[], float] = time.time,
 ) -> StatusSource:
@@ -171,6 +172,7 @@ def status_source(
         live=live,
         sla=sla,
         maintenance=maintenance,
+        folded_into=folded_into,
         timezone=config.settings.timezone,
         max_age=max_age,
         clock=clock,
@@ -735,7 +737,12 @@ class App:
         assert self.store is not None
         settings = config.settings
         source = status_source(
-            config, self.store, live=self.tracker, sla=self.sla, maintenance=self.maintenance
+            config,
+            self.store,
+            live=self.tracker,
+            sla=self.sla,
+            maintenance=self.maintenance,
+            folded_into=self.dependencies.folded_into,
         )
         return source, StatusPage(source, title=settings.name, icon=settings.icon)
 

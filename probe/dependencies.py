@@ -292,6 +292,6 @@ class DependencyGate:
         last = self._tracker().now(name).last
         return self._is_down(name) or (last is not None and last.status is Status.DOWN)
 
-    def folded(self) -> dict[str, str]:
-        """Each dependent whose alerts a dependency took -> that dependency (for the API)."""
-        return dict(self._folded_into)
+    def folded_into(self, name: str) -> str | None:
+        """The dependency whose alert `name`'s alerts go with now (for the API), or None."""
+        return self._folded_into.get(name)

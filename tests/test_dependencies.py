@@ -38,6 +38,10 @@ async def test_a_dependency_outage_is_one_message_then_the_still_down_alert_on_t
         message = targets.alerts[0]["message"]
         assert "; 20 dependent probes affected: " in message  # each checked at once
         assert "svc" in message
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.http_port}") as http:
+            folded = (await http.get("/api/v1/probes/svc05")).json()["alerts_folded_into"]
+            assert folded == "router"
+            assert (await http.get("/api/v1/probes/router")).json()["alerts_folded_into"] is None
 
         stuck = SERVICES[:3]
         targets.failing.difference_update(["router", *SERVICES[3:]])

@@ -126,11 +126,15 @@ class StatusSource:
         live: LiveReader | None = None,
         sla: SLACache | None = None,
         maintenance: MaintenanceReader | None = None,
+        folded_into: Callable[[str], str | None] | None = None,
         timezone: str = "UTC",
         max_age: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`folded_into`: the dependency whose alert a probe's alerts go with now
+        (`depends_on`), for the API; None when they go out on their own."""
         self._store = store
+        self._folded_into = folded_into
         self.probes = list(probes)
         self._by_name = {p.name: p for p in self.probes}
         self._index = {p.name: index for index, p in enumerate(self.probes)}
@@ -166,6 +170,10 @@ class StatusSource:
 
     def info(self, name: str) -> ConfiguredProbe | None:
         return self._by_name.get(name)
+
+    def folded_into(self, name: str) -> str | None:
+        """The dependency whose alert `name`'s alerts go with now, or None."""
+        return None if self._folded_into is None else self._folded_into(name)
 
     async def summaries(self) -> list[ProbeSummary]:
         """Every probe's summary, in configuration order. The list is shared: do not change it."""

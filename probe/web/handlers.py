@@ -113,6 +113,7 @@ async def _probe(request: web.Request) -> web.Response:
     body = sla_item(item)
     body["labels"] = dict(item.info.labels)
     body["depends_on"] = list(item.info.depends_on)
+    body["alerts_folded_into"] = source.folded_into(name)
     body["since"] = None if item.since is None else iso(item.since)
     body["windows"] = {
         w: {**item.windows[w].to_json(), "sla": pct(item.windows[w])} for w in WINDOWS
