@@ -54,7 +54,11 @@ async def test_one_warning_per_threshold_crossed_and_none_after_a_restart(
     await running(config, body)
     assert [(a["probe"], a["event"]) for a in targets.alerts] == [("cert", "expiry")]
     warning = targets.alerts[0]
-    assert warning["title"].startswith("cert: certificate expires in 4d")
+    # 5 days less the moments since the certificate was made: "4d 23h" or, rounded, "5d".
+    assert warning["title"] in (
+        "cert: certificate expires in 4d 23h",
+        "cert: certificate expires in 5d",
+    )
     assert "within the 7d warning" in warning["message"]
 
     async def again(app: App) -> None:
