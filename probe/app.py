@@ -436,6 +436,9 @@ class App:
                 self._watch.cancel()
             async with self._reload_lock:  # a reload under way finishes first
                 await self._scheduler.stop(grace=0 if self._force else STOP_GRACE)
+            # Alerts the dependency gate holds go to the dispatcher (and its outbox) now: no
+            # fresh check will come to decide them.
+            self.dependencies.flush()
             if self._page is not None:
                 await self.store.flush()  # the final state, once more, read anew
                 self._page.source.invalidate()

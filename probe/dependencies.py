@@ -100,6 +100,14 @@ class DependencyGate:
         for name in list(self._held):
             self._decide(name)
 
+    def flush(self) -> None:
+        """Decide every held alert now, on what is known (at stop: no fresh check will come
+        to decide them, and an alert must not be lost for want of one)."""
+        for name in list(self._held):
+            self._decide(name)
+        for name in list(self._gathering):
+            self._finish_down(name)
+
     def handle(self, observation: Observation, notification: Notification | None) -> None:
         name = observation.result.name
         if notification is None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from probe.app import App
+from probe.core.result import Status
 from tests.support.running_app import Targets, alerting, all_down, running, until
 
 pytestmark = pytest.mark.slow
@@ -118,3 +119,24 @@ async def test_dependencies_across_worker_processes(tmp_path: Path, targets: Tar
         assert events(targets) == [("router", "down")]
 
     await running(config, body, workers=2)
+
+
+async def test_an_alert_held_at_stop_is_decided_and_sent_not_lost(
+    tmp_path: Path, targets: Targets
+) -> None:
+    """The database's fresh check cannot come (it hangs past the stop): the API's held alert
+    goes out at stop, through the outbox."""
+    config = tmp_path / "probes.yaml"
+    probes = {"db": "interval: 10m, timeout: 20s", "api": "depends_on: [db]"}
+    alerting(config, targets, probes)
+
+    async def body(app: App) -> None:
+        await until(lambda: all(targets.hits.get(name) for name in probes))
+        targets.failing.add("api")
+        targets.hanging.add("db")
+        await until(lambda: app.tracker.state("api").status is Status.DOWN)
+        await asyncio.sleep(0.3)
+        assert targets.alerts == []  # held: the database's check has not answered
+
+    await running(config, body)
+    assert events(targets) == [("api", "down")]

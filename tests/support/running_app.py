@@ -28,6 +28,7 @@ class Targets:
         self.failing: set[str] = set()
         self.alternating: set[str] = set()  # these answer 503 and 200 in turn
         self.statuses: dict[str, int] = {}  # these answer this status instead of 200
+        self.hanging: set[str] = set()  # these answer after 6 s (longer than a stop's grace)
         self.hits: dict[str, list[float]] = {}
         self.alerts: list[dict[str, Any]] = []
         self.base = ""
@@ -36,6 +37,8 @@ class Targets:
         name = request.match_info["name"]
         hits = self.hits.setdefault(name, [])
         hits.append(time.monotonic())
+        if name in self.hanging:
+            await asyncio.sleep(6)
         failing = name in self.failing or (name in self.alternating and len(hits) % 2 == 1)
         return web.Response(status=503 if failing else self.statuses.get(name, 200), text="x")
 
