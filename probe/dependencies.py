@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from probe.core.result import Status
 from probe.core.tracker import Observation, StatusTracker
@@ -50,13 +50,6 @@ class _Held:
     notification: Notification
     awaiting: set[str]
     timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(slots=True)
-class _Outage:
-    """A dependency that is down, and the dependents whose alerts it took."""
-
-    folded: set[str] = field(default_factory=set)
 
 
 class DependencyGate:
@@ -84,7 +77,6 @@ class DependencyGate:
         self._gathering: dict[str, _Held] = {}
         self._waited_on: dict[str, set[str]] = {}  # probe -> the held alerts waiting on it
         self._folded_into: dict[str, str] = {}  # dependent -> the dependency that took it
-        self._outages: dict[str, _Outage] = {}  # dependency -> what it took
         self._own: set[str] = set()  # folded dependents re-checked after their root recovered
 
     def reconfigure(
@@ -200,11 +192,11 @@ class DependencyGate:
         for dependent in gathering.awaiting:
             self._waited_on.get(dependent, set()).discard(name)
         notification = gathering.notification
-        outage = self._outages.setdefault(name, _Outage())
+        taken = self._taken_by(name)
         affected = [
             d
             for d in self._graph.all_dependents(name)
-            if d in self._held or d in outage.folded or self._failing(d)
+            if d in self._held or d in taken or self._failing(d)
         ]
         for dependent in affected:
             self._take(dependent, name)
@@ -215,30 +207,29 @@ class DependencyGate:
             message = f"{notification.message}; {len(affected)} dependent {noun} affected: "
             notification = replace(notification, message=message + shown + more)
             log.info("%s: down; alerts of %d dependent %s folded in", name, len(affected), noun)
-        outage.folded.update(affected)
         self._send(notification)
 
     def _fold(self, name: str, root: str) -> None:
         log.info("%s: down alert folded into %s's (a dependency, down)", name, root)
         self._take(name, root)
-        self._outages.setdefault(root, _Outage()).folded.add(name)
 
     def _take(self, dependent: str, root: str) -> None:
         """`dependent`'s alerts now go with `root`'s: a held one is dropped."""
         held = self._held.pop(dependent, None)
         if held is not None and held.timer is not None:
             held.timer.cancel()
-        previous = self._folded_into.get(dependent)
-        if previous is not None and previous != root:
-            self._outages.get(previous, _Outage()).folded.discard(dependent)
         self._folded_into[dependent] = root
+
+    def _taken_by(self, root: str) -> list[str]:
+        """The dependents whose alerts go with `root`'s now (`_folded_into` is the one record;
+        scanned only when a dependency goes down or recovers)."""
+        return sorted(d for d, r in self._folded_into.items() if r == root)
 
     # --- recovery --------------------------------------------------------------------------
 
     def _on_recovery(self, name: str, notification: Notification) -> None:
         root = self._folded_into.pop(name, None)
         if root is not None:
-            self._outages.get(root, _Outage()).folded.discard(name)
             log.info("%s: recovered; no message (its down alert went with %s's)", name, root)
         elif (held := self._held.pop(name, None) or self._gathering.pop(name, None)) is not None:
             if held.timer is not None:
@@ -246,12 +237,7 @@ class DependencyGate:
             log.debug("%s: recovered while its down alert was held; nothing to say", name)
         else:
             self._send(notification)
-        outage = self._outages.pop(name, None)
-        if outage is None:
-            return
-        for dependent in sorted(outage.folded):
-            if self._folded_into.get(dependent) != name:
-                continue
+        for dependent in self._taken_by(name):
             if self._tracker().state(dependent).status is Status.DOWN:
                 # Still down without its dependency to blame: a fresh check, then its own
                 # alert (handle() -> _alert_on_own) if it is still down.
