@@ -87,14 +87,7 @@ async def _serve_tls(port: int, ca_path: str) -> None:
 def start_tls_target(ca_path: str) -> tuple[subprocess.Popen[str], int]:
     """Start a TLS target process; its CA certificate is written to `ca_path`."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "tls", str(port), ca_path],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc, port
+    return _spawn("tls", str(port), ca_path, ready="ready"), port
 
 
 async def _serve_websocket(port: int) -> None:
@@ -115,14 +108,7 @@ async def _serve_websocket(port: int) -> None:
 def start_websocket_target() -> tuple[subprocess.Popen[str], int]:
     """Start a WebSocket target process (ws://127.0.0.1:port/)."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "websocket", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc, port
+    return _spawn("websocket", str(port), ready="ready"), port
 
 
 async def _serve_grpc(port: int) -> None:
@@ -141,14 +127,7 @@ async def _serve_grpc(port: int) -> None:
 def start_grpc_target() -> tuple[subprocess.Popen[str], int]:
     """Start a gRPC health server process on a free loopback port."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "grpc", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc, port
+    return _spawn("grpc", str(port), ready="ready"), port
 
 
 def start_memcached() -> tuple[subprocess.Popen[str], int] | None:
@@ -175,14 +154,24 @@ def start_peer(kind: str) -> tuple[subprocess.Popen[str], int]:
     """The test peer of the mongo prober (MockupDB, tests/support/mongo_peer.py) or of the
     kafka prober (tests/support/kafka_peer.py) in a process of its own, so that its CPU is not
     counted as the prober's; returns it and its port."""
+    proc = _spawn(kind)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline().strip())
+
+
+def _spawn(kind: str, *args: str, ready: str | None = None) -> subprocess.Popen[str]:
+    """This file run as the target `kind` in a process of its own (the repository on its
+    path, for the tests' peers); with `ready`, once it printed that line."""
     proc = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), kind],
+        [sys.executable, os.path.abspath(__file__), kind, *args],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))},
     )
     assert proc.stdout is not None
-    return proc, int(proc.stdout.readline().strip())
+    if ready is not None:
+        assert proc.stdout.readline().strip() == ready
+    return proc
 
 
 def _serve_mongo() -> None:
