@@ -50,6 +50,18 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
+def stop_process(process: subprocess.Popen[Any] | None) -> None:
+    """Terminate a private daemon (if it still runs), killing it after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def free_port() -> int:
     """A 127.0.0.1 port free right now (the server started next binds it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -141,14 +153,7 @@ class _Daemon:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
     def __enter__(self) -> Any:
         return self.start()

@@ -25,7 +25,7 @@ from types import TracebackType
 import asyncssh
 import pytest
 
-from tests.support.daemons import free_port, require_binary
+from tests.support.daemons import free_port, require_binary, stop_process
 from tests.support.services import services_required
 
 __all__ = ["SSH_PASSWORD", "SSH_USER", "PrivateSSHD", "make_key"]
@@ -152,14 +152,7 @@ class PrivateSSHD:
 
     def _stop_process(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def __enter__(self) -> PrivateSSHD:
         return self.start()
