@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from pydantic import ValidationInfo
+from pydantic import ValidationInfo, field_validator
 
-__all__ = ["Matcher", "check_pattern", "mismatch"]
+from probe.config.models import StrictModel
+
+__all__ = ["Matcher", "PatternKeys", "check_pattern", "mismatch"]
 
 
 def check_pattern(value: str | None, info: ValidationInfo) -> str | None:
@@ -22,6 +24,20 @@ def check_pattern(value: str | None, info: ValidationInfo) -> str | None:
         except re.error as exc:
             raise ValueError(f"invalid regular expression: {exc}") from None
     return value
+
+
+class PatternKeys(StrictModel):
+    """The keys, for a spec to inherit: `regex` first, so the validator of the others can
+    read it (pydantic validates fields in declaration order)."""
+
+    regex: bool = False
+    contain: str | None = None
+    not_contain: str | None = None
+
+    @field_validator("contain", "not_contain")
+    @classmethod
+    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_pattern(value, info)
 
 
 class Matcher(NamedTuple):

@@ -59,7 +59,7 @@ from probe.probers._httpcore import (
     current_check,
     new_client,
 )
-from probe.probers._match import Matcher, check_pattern, mismatch
+from probe.probers._match import Matcher, PatternKeys, mismatch
 from probe.probers._net import first_error, redact_url, with_excerpt
 from probe.probers._proxy import DIRECT, ProxyRoute
 from probe.probers._redirect import next_request
@@ -152,7 +152,7 @@ def _variables(specs: list[EvalVariableSpec]) -> list[EvalVariable]:
     return [EvalVariable(v.name, v.type, v.query) for v in specs]
 
 
-class HTTPSpec(ProbeSpec):
+class HTTPSpec(PatternKeys, ProbeSpec):
     """An `http:` entry, EaseProbe's keys plus `max_body`.
 
     Redirects: without `limit_redirects`, at most 10 are followed; with it, at most
@@ -174,10 +174,6 @@ class HTTPSpec(ProbeSpec):
     username: str | None = None
     password: SecretStr | None = None
     success_code: list[tuple[int, int]] = Field(default_factory=lambda: [(200, 399)], min_length=1)
-    # `regex` comes before `contain`/`not_contain` so their validators can read it.
-    regex: bool = False
-    contain: str | None = None
-    not_contain: str | None = None
     insecure: bool = False
     ca: ConfigPath | None = None
     cert: ConfigPath | None = None
@@ -229,11 +225,6 @@ class HTTPSpec(ProbeSpec):
             if lo > hi:
                 raise ValueError(f"[{lo}, {hi}]: the first code must not exceed the second")
         return value
-
-    @field_validator("contain", "not_contain")
-    @classmethod
-    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return check_pattern(value, info)
 
     @field_validator("ca", "cert", "key")
     @classmethod

@@ -31,12 +31,10 @@ import shlex
 import subprocess
 from typing import Any, ClassVar
 
-from pydantic import ValidationInfo, field_validator
-
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
 from probe.errors import ProbeError
-from probe.probers._match import Matcher, check_pattern, mismatch
+from probe.probers._match import Matcher, PatternKeys, mismatch
 from probe.probers._net import redact_url, with_excerpt
 from probe.probers.base import Prober, SharedResources
 from probe.subprocesses import (
@@ -63,7 +61,7 @@ _DETAILS_OUTPUT = 1000
 # Arguments and env names that look like they carry a secret (shown as ***).
 
 
-class ShellSpec(CommandSpec, ProbeSpec):
+class ShellSpec(CommandSpec, PatternKeys, ProbeSpec):
     """A `shell:` entry: EaseProbe's keys."""
 
     # `cmd`, `args`, `env` and `clean_env` come from CommandSpec, as for the shell notifier.
@@ -72,17 +70,8 @@ class ShellSpec(CommandSpec, ProbeSpec):
     # [EXIT_CODE] (int) and [OUTPUT] (the output kept for contain, secrets masked).
     condition_placeholders: ClassVar[frozenset[str]] = frozenset({"EXIT_CODE", "OUTPUT"})
 
-    # `regex` comes before `contain`/`not_contain` so their validators can read it.
-    regex: bool = False
-    contain: str | None = None
-    not_contain: str | None = None
     # Put an excerpt of the output in the check's message, so notifications show it.
     with_output: bool = False
-
-    @field_validator("contain", "not_contain")
-    @classmethod
-    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return check_pattern(value, info)
 
     def endpoint(self) -> str:
         return _command_text(self.cmd, self.args)

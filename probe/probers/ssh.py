@@ -18,11 +18,11 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field
 
 from probe.config.models import ProbeSpec
 from probe.core.check import CheckContext, Outcome
-from probe.probers._match import Matcher, check_pattern, mismatch
+from probe.probers._match import Matcher, PatternKeys, mismatch
 from probe.probers._net import with_excerpt
 from probe.probers._ssh import CommandRun, SSHServerKeys, run_command
 from probe.probers.base import Prober, SharedResources
@@ -35,7 +35,7 @@ __all__ = ["SSHProber", "SSHSpec", "command_line"]
 _DETAILS_OUTPUT = 1000
 
 
-class SSHSpec(SSHServerKeys, ProbeSpec):
+class SSHSpec(SSHServerKeys, PatternKeys, ProbeSpec):
     """One entry of `ssh: servers:`: EaseProbe's keys."""
 
     kind: ClassVar[str] = "ssh"
@@ -44,16 +44,7 @@ class SSHSpec(SSHServerKeys, ProbeSpec):
     cmd: Annotated[str, AfterValidator(check_cmd)] = Field(min_length=1)
     args: Annotated[list[str], AfterValidator(check_args)] = Field(default_factory=list)
     env: Annotated[list[str], AfterValidator(check_env)] = Field(default_factory=list, repr=False)
-    # `regex` comes before `contain`/`not_contain` so their validators can read it.
-    regex: bool = False
-    contain: str | None = None
-    not_contain: str | None = None
     with_output: bool = False
-
-    @field_validator("contain", "not_contain")
-    @classmethod
-    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return check_pattern(value, info)
 
     def endpoint(self) -> str:
         return f"{self.shown()} {command_line(self.cmd, self.args, [])}"[:200]

@@ -52,7 +52,7 @@ from probe.core.check import CheckContext, Outcome
 from probe.durations import format_duration
 from probe.errors import ProbeError
 from probe.probers._connect import connect_tcp
-from probe.probers._match import Matcher, check_pattern, mismatch
+from probe.probers._match import Matcher, PatternKeys, mismatch
 from probe.probers._net import describe_os_error, plain_error, redact_url
 from probe.probers._proxy import ProxyRoute, invalid_proxy
 from probe.probers.base import Prober, SharedResources
@@ -72,7 +72,7 @@ _DRIVER_LOG = logging.getLogger("probe.probers.websocket.driver")
 _DRIVER_LOG.setLevel(logging.CRITICAL)
 
 
-class WebSocketSpec(ProbeSpec):
+class WebSocketSpec(PatternKeys, ProbeSpec):
     """A `websocket:` entry: EaseProbe's keys (`url`, `headers`, `proxy`) plus TLS
     (`ca`/`cert`/`key`/`insecure`), `send` and the reply's `contain`/`not_contain`/`regex`."""
 
@@ -90,15 +90,6 @@ class WebSocketSpec(ProbeSpec):
     key: ConfigPath | None = None
     # A text message sent once connected; the first reply is then judged (no ping).
     send: str | None = None
-    # `regex` comes before `contain`/`not_contain` so their validators can read it.
-    regex: bool = False
-    contain: str | None = None
-    not_contain: str | None = None
-
-    @field_validator("contain", "not_contain")
-    @classmethod
-    def _valid_pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return check_pattern(value, info)
 
     @field_validator("url")
     @classmethod
