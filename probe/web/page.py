@@ -54,10 +54,10 @@ class DayBar:
     """The 90-day bar, drawn once per read: 90 elements per probe are most of a page's size
     and of its rendering time, so they are neither re-rendered per request nor repeated."""
 
-    markup: Markup  # one <li> per day, its figure in the title (end tags omitted: valid HTML)
+    markup: Markup  # one <i> per day, its figure in the title (phrasing content: in <summary>)
     with_data: int  # days with measured time
     below: int  # days under 99.9%
-    short: str  # the days under 100%, newest first, as text: shown while the bar has focus
+    short: str  # the days under 100%, newest first, as text: shown with the probe's details
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ def _day_bar(days: Sequence[Day]) -> DayBar:
     items = []
     for d in days:
         title = f"{fmt.when(d.start)[:10]}: {fmt.pct(d.uptime)}"
-        items.append(f'<li class={fmt.grade(d.uptime)} title="{title}">')  # no user text here
+        items.append(f'<i class={fmt.grade(d.uptime)} title="{title}"></i>')  # no user text here
     measured = [d for d in days if d.uptime is not None]
     short = [d for d in reversed(measured) if d.uptime is not None and d.uptime < 100.0]
     if short:

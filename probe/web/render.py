@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 REFRESH_RANGE = (5, 3600)
+# The uptime window each row shows until the reader picks another (#w-7d: CSS, no script).
+DEFAULT_WINDOW = "30d"
 
 PageLink = Callable[[Mapping[str, str], int], str]
 
@@ -55,31 +57,64 @@ def _template() -> jinja2.Template:
     return env.from_string(source)
 
 
-_STATUS_RANK = {Status.DOWN: 0, Status.UNKNOWN: 1, Status.UP: 2}
+# Page order inside a group: down, degraded, unknown, up (a probe in maintenance by its
+# checked status: it is shown blue, but a down one is still what a reader looks for first).
+_DOWN, _DEGRADED, _UNKNOWN, _UP = range(4)
 
 
 def _group(item: ProbeSummary) -> str:
     return item.info.labels.get("group", "") or ""
 
 
-def _sorted_indices(items: Sequence[ProbeSummary]) -> list[int]:
-    """The positions of `items` in page order: groups holding a down probe first, then by
-    group name (ungrouped last); inside a group down first, then unknown, then up; then by
-    name."""
-    down_groups = {_group(i) for i in items if i.status is Status.DOWN}
+def _rank(item: ProbeSummary) -> int:
+    if item.status is Status.DOWN:
+        return _DOWN
+    if item.status is Status.UNKNOWN:
+        return _UNKNOWN
+    return _DEGRADED if item.degraded is not None else _UP
 
-    def key(index: int) -> tuple[bool, bool, str, int, str]:
+
+def _order_key(item: ProbeSummary) -> tuple[Status, bool]:
+    """What the page order depends on besides the fixed groups and names."""
+    return item.status, item.degraded is not None
+
+
+def _sorted_indices(items: Sequence[ProbeSummary]) -> list[int]:
+    """The positions of `items` in page order: groups holding a down probe first, then those
+    holding a degraded one, then by group name (ungrouped last); inside a group down first,
+    then degraded, unknown, up; then by name."""
+    group_rank: dict[str, int] = {}
+    for item in items:
+        group = _group(item)
+        group_rank[group] = min(group_rank.get(group, _UP), _rank(item), _UNKNOWN)
+
+    def key(index: int) -> tuple[int, bool, str, int, str]:
         item = items[index]
         group = _group(item)
-        return (
-            group not in down_groups,
-            group == "",
-            group,
-            _STATUS_RANK[item.status],
-            item.info.name,
-        )
+        return (group_rank[group], group == "", group, _rank(item), item.info.name)
 
     return sorted(range(len(items)), key=key)
+
+
+def _group_counts(items: Sequence[ProbeSummary]) -> dict[str, str]:
+    """Per group, what its heading says of all its probes (not only this page's):
+    "12 probes · 1 down · 2 degraded"."""
+    tally: dict[str, list[int]] = {}
+    for item in items:
+        counts = tally.setdefault(_group(item), [0, 0, 0])
+        counts[0] += 1
+        rank = _rank(item)
+        if rank == _DOWN:
+            counts[1] += 1
+        elif rank == _DEGRADED:
+            counts[2] += 1
+    text = {}
+    for group, (total, down, degraded) in tally.items():
+        parts = [f"{total} probe{'s' if total != 1 else ''}"]
+        parts += [f"{down} down"] if down else []
+        parts += [f"{degraded} degraded"] if degraded else []
+        text[group] = " \u00b7 ".join(parts)
+    return text
 
 
 def _banner(items: Sequence[ProbeSummary]) -> dict[str, str]:
@@ -178,6 +213,8 @@ class _View:
     pages: int
     prev_link: str | None
     next_link: str | None
+    live: bool  # served (the filter form works) rather than written to a file
+    query: Mapping[str, str]
 
 
 def _html(view: _View) -> str:
@@ -190,8 +227,10 @@ def _html(view: _View) -> str:
         row["index"] = index  # for ids unique on the page
         groups[-1]["rows"].append(row)
     has_groups = any(g["name"] for g in groups)
+    counts = _group_counts(view.everything)
     for g in groups:
         g["label"] = g["name"] or ("Other" if has_groups else "")
+        g["counts"] = counts[g["name"]]
     return _template().render(
         title=view.title,
         icon=view.icon,
@@ -201,6 +240,10 @@ def _html(view: _View) -> str:
         banner=_banner(view.everything),
         groups=groups,
         windows=WINDOWS,
+        default_window=DEFAULT_WINDOW,
+        live=view.live,
+        query_name=view.query.get("name", ""),
+        query_status=view.query.get("status", ""),
         shown=len(view.page),
         total=view.total,
         probes=len(view.everything),
@@ -238,7 +281,7 @@ class StatusPage:
         self._details: dict[str, tuple[float | None, ProbeDetail]] = {}  # (since, detail)
         self._details_for = -1  # the source's generation they belong to
         self._order: list[int] = []  # page order, as indices into the summaries
-        self._sorted_for: list[Status] | None = None  # the statuses it was sorted for
+        self._sorted_for: list[tuple[Status, bool]] | None = None  # what it was sorted for
         self._lock = asyncio.Lock()
 
     async def snapshot(self) -> Snapshot:
@@ -247,7 +290,7 @@ class StatusPage:
         summaries = await self.source.summaries()
         # The order depends on the statuses alone (groups and names are fixed): sorted anew
         # only when one changed, which at 50,000 probes saves ~0.1 s per page.
-        statuses = [item.status for item in summaries]
+        statuses = [_order_key(item) for item in summaries]
         if statuses != self._sorted_for:
             self._order = await asyncio.to_thread(_sorted_indices, summaries)
             self._sorted_for = statuses
@@ -259,9 +302,11 @@ class StatusPage:
         *,
         link: PageLink = query_link,
         snapshot: Snapshot | None = None,
+        live: bool = True,
     ) -> str:
         """The HTML page for `query` (EaseProbe's filters, pg/sz paging, refresh) from
-        `snapshot` (a new one when None); `link` makes the previous/next links. Bad
+        `snapshot` (a new one when None); `link` makes the previous/next links; `live`
+        False for a static file (no filter form: no server reads its query). Bad
         parameters raise BadRequest (a 400)."""
         refresh = _refresh(query)
         size = page_size(query)
@@ -283,6 +328,8 @@ class StatusPage:
             pages=pages,
             prev_link=link(query, number - 1) if number > 1 else None,
             next_link=link(query, number + 1) if number < pages else None,
+            live=live,
+            query=query,
         )
         # 100 probes of markup is tens of milliseconds of CPU: off the loop, like the reads.
         return await asyncio.to_thread(_html, view)

@@ -105,7 +105,7 @@ async def write_status_files(
     written = []
     for number in range(1, count + 1):
         query = {"pg": str(number)} if number > 1 else {}
-        html = await page.render(query, link=link, snapshot=snap)
+        html = await page.render(query, link=link, snapshot=snap, live=False)
         await asyncio.to_thread(write_static_page, page_file(target, number), html)
         written.append(page_file(target, number))
     await asyncio.to_thread(_remove_pages_after, target, count)

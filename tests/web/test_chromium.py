@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,23 +20,12 @@ from probe.store import Store
 from probe.web.data import ConfiguredProbe, StatusSource
 from probe.web.server import create_app, start_server
 from tests.store.helpers import NOW, Clock, Feeder, every
-from tests.support.services import services_required
+from tests.support.browser import CHROMIUM_FLAGS, chromium
 from tests.web.pagedom import PageDOM
 from tests.web.test_render import ALL, LONG
 from tests.web.test_server import HOSTILE, fill
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path(os.environ.get("PROBE_TEST_CHROMIUM", "/usr/bin/chromium"))
-
-
-def chromium() -> Path:
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        reason = f"chromium not found at {CHROMIUM} (`make services` as root installs it)"
-        if services_required():
-            pytest.fail(reason + " (PROBE_TEST_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return CHROMIUM
 
 
 async def dump_dom(url: str, tmp: Path) -> tuple[str, str]:
@@ -45,15 +33,7 @@ async def dump_dom(url: str, tmp: Path) -> tuple[str, str]:
     netlog = tmp / "netlog.json"
     proc = await asyncio.create_subprocess_exec(
         str(chromium()),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-default-apps",
-        "--no-first-run",
-        "--no-default-browser-check",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={tmp / 'profile'}",
         f"--log-net-log={netlog}",
         "--dump-dom",
@@ -84,6 +64,23 @@ def page_requests(netlog: str, site: str) -> list[str]:
         if event["type"] == start_job and "url" in params and key == site:
             urls.append(params["url"])
     return urls
+
+
+def looked_up(netlog: str) -> list[str]:
+    """The host names the browser resolved other than loopback's: none may be, so nothing
+    Chromium asks for on its own (update and time checks) leaves the machine (CHROMIUM_FLAGS
+    map every other name to "not found" before any DNS query)."""
+    log = json.loads(netlog)
+    kinds = log["constants"]["logEventTypes"]
+    asks = {kinds[k] for k in ("HOST_RESOLVER_MANAGER_REQUEST", "HOST_RESOLVER_MANAGER_JOB")}
+    hosts = [
+        str((event.get("params") or {}).get("host", ""))
+        for event in log["events"]
+        if event["type"] in asks and (event.get("params") or {}).get("host")
+    ]
+    assert hosts, "no name resolution logged: the net log's shape changed"
+    local = ("127.0.0.1", "localhost", "~notfound")
+    return [h for h in hosts if not any(name in h for name in local)]
 
 
 HOUR = 3600.0
@@ -133,6 +130,7 @@ async def test_page_in_headless_chromium(store, tmp_path):
     urls = page_requests(netlog, "http://127.0.0.1")
     assert f"http://127.0.0.1:{port}/" in urls
     assert all(u.startswith(f"http://127.0.0.1:{port}/") for u in urls), urls
+    assert looked_up(netlog) == []
 
 
 async def test_icon_is_loaded_as_favicon_and_logo(store, tmp_path):
@@ -167,3 +165,4 @@ async def test_icon_is_loaded_as_favicon_and_logo(store, tmp_path):
     assert "/logo.svg" in asked  # the <img> in the header, allowed by img-src
     urls = page_requests(netlog, "http://127.0.0.1")
     assert all(u.startswith((f"http://127.0.0.1:{port}/", icon)) for u in urls), urls
+    assert looked_up(netlog) == []

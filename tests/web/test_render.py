@@ -45,12 +45,13 @@ async def test_one_row_per_probe_with_status_and_uptime(page):
     assert "2026-02-27: 91.666%" in api.days  # the outage day, on hover
     assert api.days[-2] == "2026-02-28: 100%"
     assert sum(d.endswith("no data") for d in api.days) == 60  # 30 days of history
-    # On keyboard focus (no script): the days short of 100%, also in the bar's label.
-    assert api.days_focusable
-    assert api.day_figures.startswith("2026-02-27 91.666%; other days with data: 100%")
-    assert api.days_described_by == api.day_figures_id != ""
-    assert len({r.day_figures_id for r in dom.rows}) == len(dom.rows)  # ids unique
-    assert dom.row("db").day_figures == "every day with data: 100%"
+    # In the details that open in place (no script): the days short of 100% as text.
+    assert "1 day(s) below 99.9%; 2026-02-27 91.666%; other days with data: 100%" in (
+        api.day_figures
+    )
+    assert api.days_label.endswith("30 day(s) with data, 1 below 99.9%")
+    assert dom.row("db").day_figures.endswith("every day with data: 100%")
+    assert "Uptime 90d" in api.details and api.uptime["90d"] in api.details
     assert api.chart
     assert len(api.incidents) == 1
     assert "2026-02-27 21:" in api.incidents[0] and "2h" in api.incidents[0]

@@ -1,0 +1,75 @@
+"""The README's screenshots of the status page: 11 and 100 probes, light and dark, and a phone.
+
+Run:  .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--days 90]
+
+A fleet with 90 days of history (tests/support/fleet.py) goes into a temporary store; the
+real web server serves its page on loopback and Debian's headless Chromium takes the
+pictures at 1280x900 (the whole page for 11 probes, the first screen for 100 and a 390x844
+phone), so they show the page exactly as the code draws it today.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from probe.store import Store
+from probe.web.data import StatusSource
+from probe.web.server import create_app, start_server
+from tests.support.browser import browser
+from tests.support.fleet import fill_fleet, fleet_probes
+
+SHOTS = [
+    # (probes, file, width, height, dark, whole page, fragment)
+    (11, "status-11-light.png", 1280, 900, False, True, ""),
+    (11, "status-11-dark.png", 1280, 900, True, True, ""),
+    (100, "status-100-light.png", 1280, 900, False, False, ""),
+    (100, "status-100-dark.png", 1280, 900, True, False, "#w-24h"),
+    (100, "status-100-phone.png", 390, 844, False, False, ""),
+]
+
+
+async def serve_fleet(count: int, days: int, folder: Path) -> tuple[Store, object, int]:
+    now = time.time()
+    store = Store.open(folder / f"fleet-{count}.db", clock=lambda: now)
+    await store.start()
+    probes = fleet_probes(count)
+    await fill_fleet(store, probes, now=now, days=days, step=1800.0)
+    source = StatusSource(store, probes, clock=lambda: now)
+    app = create_app(source, title="Example Corp status")
+    runner, port = await start_server(app, "127.0.0.1", 0)
+    return store, runner, port
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument("--days", type=int, default=90)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {}
+        for count in sorted({shot[0] for shot in SHOTS}):
+            servers[count] = await serve_fleet(count, args.days, Path(tmp))
+        async with browser() as chrome:
+            for count, name, width, height, dark, whole, fragment in SHOTS:
+                url = f"http://127.0.0.1:{servers[count][2]}/{fragment}"
+                await chrome.open(url, width=width, height=height, dark=dark)
+                # One probe's details open, as a reader would click it.
+                await chrome.js("document.querySelector('details.probe summary').click()")
+                await chrome.screenshot(args.out / name, full_page=whole)
+                page_height = await chrome.js("document.documentElement.scrollHeight")
+                print(f"{name}: {count} probes, page {page_height} px high at {width} px wide")
+        for store, runner, _port in servers.values():
+            await runner.cleanup()  # type: ignore[attr-defined]
+            await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
