@@ -7,8 +7,8 @@ http probes, 0 when nothing answered), `probe_ssl_earliest_cert_expiry` (the res
 (results since start), `probe_sla_ratio{window}` (0..1 over 24h / 7d / 30d / 90d, absent
 without measured time) and `probe_maintenance` (1 inside a maintenance window, else 0; only
 when the App attaches its maintenance gate) and `probe_degraded` (1 when the last result is up
-but fails the probe's `degraded` conditions, else 0; `probe_success` alone cannot tell). The typed readings come from the probers;
-`details` is never parsed.
+but fails the probe's `degraded` conditions, else 0; `probe_success` alone cannot tell). The
+typed readings come from the probers; `details` is never parsed.
 
 Every series carries the same labels: `name`, `kind`, `endpoint`, then one label per key of
 any probe's `labels` (the union over the config; empty where a probe lacks the key), with the
