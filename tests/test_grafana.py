@@ -116,6 +116,8 @@ def test_every_panel_uses_the_datasource_variable_and_has_a_place():
 
     ids = [panel["id"] for panel in panels(dashboard)]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+    titles = [panel["title"] for panel in panels(dashboard)]
+    assert len(titles) == len(set(titles)), "titles tell the panels apart (here and in Grafana)"
     for panel in panels(dashboard):
         where = panel["title"]
         assert panel["datasource"] == DATASOURCE, where
