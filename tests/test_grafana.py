@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -222,19 +222,37 @@ def _probe_config(directory: Path, port: int, web: int, tls: int) -> Path:
     return path
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _answers(url: str, process: subprocess.Popen[bytes]) -> bool:
+    """Whether `url` answers 200 before START_TIMEOUT (False at once if the process exits)."""
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
+    return False
+
+
+def _on_a_free_port(
+    start: Callable[[int], subprocess.Popen[bytes]],
+    ready: str,
+    log: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> int:
+    """The port `start(port)` serves on, `ready` (a path) answering; another port is tried
+    when the process exits (a free port can be taken before it binds)."""
+    for _attempt in range(3):
+        port = free_port()
+        processes.append(start(port))
+        if _answers(f"http://127.0.0.1:{port}{ready}", processes[-1]):
+            return port
+        if processes[-1].poll() is None:
+            break  # running but not answering: another port will not help
+        stop_process(processes.pop())
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-    pytest.fail(f"{url} did not answer (exit status {process.poll()}):\n{tail}", pytrace=False)
+    pytest.fail(f"{ready} did not answer:\n{tail}", pytrace=False)
 
 
 def _start(command: list[str], log: Path, cwd: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -263,14 +281,26 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     web, tls = _Served(), _Served(context)
     (directory / "token").write_text("scrape-secret-token\n")
     processes: list[subprocess.Popen[bytes]] = []
-    try:
-        port = free_port()
-        config = _probe_config(directory, port, web.port, tls.port)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        probe_log = directory / "probe.log"
-        processes.append(_start([*PROBE, "run", "-c", str(config)], probe_log, directory, env=env))
-        _wait_until_ready(f"http://127.0.0.1:{port}/healthz", processes[-1], probe_log)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
 
+    def probe_run(port: int) -> subprocess.Popen[bytes]:
+        config = _probe_config(directory, port, web.port, tls.port)
+        return _start(
+            [*PROBE, "run", "-c", str(config)], directory / "probe.log", directory, env=env
+        )
+
+    def prometheus_on(port: int) -> subprocess.Popen[bytes]:
+        command = [
+            binary,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
+        return _start(command, directory / "prometheus.log", directory)
+
+    try:
+        port = _on_a_free_port(probe_run, "/healthz", directory / "probe.log", processes)
         scrape = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
@@ -282,18 +312,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ],
         }
         (directory / "prometheus.yml").write_text(json.dumps(scrape))
-        prom_port = free_port()
-        prom_log = directory / "prometheus.log"
-        command = [
-            binary,
-            f"--config.file={directory / 'prometheus.yml'}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--log.level=warn",
-        ]
-        processes.append(_start(command, prom_log, directory))
-        url = f"http://127.0.0.1:{prom_port}"
-        _wait_until_ready(f"{url}/-/ready", processes[-1], prom_log)
+        log = directory / "prometheus.log"
+        url = f"http://127.0.0.1:{_on_a_free_port(prometheus_on, '/-/ready', log, processes)}"
         yield url
     finally:
         for process in reversed(processes):
