@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/probe run -c probes.example.yaml
 
-# Installs and starts what the tests talk to (etcd, InfluxDB, Chromium, a PostgreSQL role),
+# Installs and starts what the tests talk to (etcd, InfluxDB, Chromium, Prometheus, a PostgreSQL role),
 # idempotently; whatever cannot be had here is said, and its tests are skipped with the reason.
 services:
 	bash scripts/services.sh

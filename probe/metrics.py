@@ -6,8 +6,9 @@ http probes, 0 when nothing answered), `probe_ssl_earliest_cert_expiry` (the res
 `cert_expiry`, Unix time: tls probes that read a certificate), `probe_checks_total{status}`
 (results since start), `probe_sla_ratio{window}` (0..1 over 24h / 7d / 30d / 90d, absent
 without measured time) and `probe_maintenance` (1 inside a maintenance window, else 0; only
-when the App attaches its maintenance gate). The typed readings come from the probers;
-`details` is never parsed.
+when the App attaches its maintenance gate) and `probe_degraded` (1 when the last result is up
+but fails the probe's `degraded` conditions, else 0; `probe_success` alone cannot tell). The
+typed readings come from the probers; `details` is never parsed.
 
 Every series carries the same labels: `name`, `kind`, `endpoint`, then one label per key of
 any probe's `labels` (the union over the config; empty where a probe lacks the key), with the
@@ -91,6 +92,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "Share of measured time the probe was up over the window (0 to 1).",
     ),
     "probe_maintenance": ("gauge", "1 while the probe is in a maintenance window, else 0."),
+    "probe_degraded": (
+        "gauge",
+        "1 if the last check was up but failed a degraded condition, else 0.",
+    ),
 }
 
 
@@ -160,6 +165,7 @@ class _Latest(NamedTuple):
     """The last result of one probe as the metrics show it, plus the check counts."""
 
     success: float
+    degraded: float
     duration: float | None
     status_code: float | None  # None: the check was not an HTTP exchange
     cert_expiry: float | None
@@ -173,6 +179,7 @@ def _latest(now: ProbeNow) -> _Latest | None:
     code, expiry = last.http_status, last.cert_expiry
     return _Latest(
         success=1.0 if last.status is Status.UP else 0.0,
+        degraded=1.0 if last.status is Status.UP and last.degraded else 0.0,
         duration=last.latency,
         status_code=None if code is None else float(code),
         cert_expiry=None if expiry is None else float(expiry),
@@ -369,6 +376,8 @@ class ProbeMetrics(Collector):
         for name, flag in (inside or {}).items():
             if name in text:
                 out.append(f"probe_maintenance{{{text[name]}}} {fmt(flag)}\n")
+        out.append(header("probe_degraded"))
+        out.extend(f"probe_degraded{{{t}}} {fmt(last.degraded)}\n" for _, t, last in rows)
         return "".join(out)
 
     @staticmethod
@@ -390,6 +399,7 @@ class ProbeMetrics(Collector):
         http_code = gauges["probe_http_status_code"]
         expiry = gauges["probe_ssl_earliest_cert_expiry"]
         maintenance = gauges["probe_maintenance"]
+        degraded = gauges["probe_degraded"]
         checks = CounterMetricFamily(
             "probe_checks", FAMILIES["probe_checks"][1], labels=[*labels, "status"]
         )
@@ -404,6 +414,7 @@ class ProbeMetrics(Collector):
                     continue
                 lv = list(vals)
                 success.add_metric(lv, last.success)
+                degraded.add_metric(lv, last.degraded)
                 if last.duration is not None and math.isfinite(last.duration):
                     duration.add_metric(lv, last.duration)
                 if last.status_code is not None:
@@ -427,6 +438,7 @@ class ProbeMetrics(Collector):
         yield checks
         yield ratio
         yield maintenance
+        yield degraded
 
 
 _silenced = threading.local()

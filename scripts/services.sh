@@ -4,8 +4,8 @@
 #
 #   1. PostgreSQL, MariaDB, Redis and Mosquitto: started when installed but not answering
 #      (this project's machines come with them running; nothing is installed for them here);
-#   2. Debian's etcd-server, influxdb, chromium, zookeeper, dnsmasq-base and memcached:
-#      installed when missing (one apt-get update);
+#   2. Debian's etcd-server, influxdb, chromium, zookeeper, dnsmasq-base, memcached and
+#      prometheus: installed when missing (one apt-get update);
 #   3. the PostgreSQL role probe_auth with a password and its pg_hba rules (postgres-auth.sh);
 #   4. etcd (127.0.0.1:2379) and InfluxDB (127.0.0.1:8086) started on loopback
 #      (start-etcd-influxdb.sh);
@@ -78,15 +78,46 @@ install_missing() {
   # memcached: the memcache prober's tests start private ones on free ports (the package's
   # own service, where systemd starts it, is never used).
   command -v memcached >/dev/null || missing+=(memcached)
-  ((${#missing[@]})) || return 0
+  # Prometheus: the Grafana dashboard's test (tests/test_grafana.py) starts a private one on a
+  # free loopback port. Without its recommends (node-exporter and its timers, not used).
+  local lean=()
+  command -v prometheus >/dev/null || lean+=(prometheus)
+  ((${#missing[@]} + ${#lean[@]})) || return 0
   if ! is_root || ! command -v apt-get >/dev/null; then
-    problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")
+    ((${#missing[@]})) &&
+      problems+=("not installed: ${missing[*]} (as root: apt-get install ${missing[*]})")
+    ((${#lean[@]})) &&
+      problems+=("not installed: ${lean[*]} (as root: apt-get install --no-install-recommends ${lean[*]})")
     return 0
   fi
-  log "installing ${missing[*]}"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    "${missing[@]}" >/dev/null; }; then
+  log "installing ${missing[*]} ${lean[*]}"
+  if ! apt-get update -qq; then
+    problems+=("apt-get update failed")
+    return 0
+  fi
+  if ((${#missing[@]})) && ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    "${missing[@]}" >/dev/null; then
     problems+=("apt-get install ${missing[*]} failed")
+  fi
+  if ((${#lean[@]})); then
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${lean[@]}" >/dev/null; then
+      quiet_system_prometheus
+    else
+      problems+=("apt-get install ${lean[*]} failed")
+    fi
+  fi
+}
+
+# The package enables a system Prometheus (on :9090, every interface, scraping itself): stopped
+# and disabled right after we installed it, since the tests start their own. One that was
+# there before is not ours to touch.
+quiet_system_prometheus() {
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/prometheus ]]; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
   fi
 }
 

@@ -7,6 +7,7 @@ import asyncio
 import math
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ PROBE_FAMILIES = {
     "probe_ssl_earliest_cert_expiry",
     "probe_checks",
     "probe_sla_ratio",
+    "probe_degraded",
 }
 
 PROBES = [
@@ -251,6 +253,22 @@ def test_gauges_come_from_the_typed_readings_never_from_details() -> None:
     assert {lv["name"] for lv, _ in expiries} == {"cert", "etcd"}
 
 
+def test_degraded_is_its_own_gauge_beside_success() -> None:
+    registry = CollectorRegistry()
+    metrics = probe_metrics(registry, PROBES)
+    tracker = attached(metrics)
+    slow = replace(result("web", "http", http_status=200), degraded="[RESPONSE_TIME] < 1")
+    feed(tracker, slow, result("cert", "tls"), result("db", "tcp", Status.DOWN, latency=None))
+    samples = scrape(registry)
+    assert value(samples["probe_success"], name="web") == 1.0  # degraded is still up
+    degraded = samples["probe_degraded"]
+    assert value(degraded, name="web") == 1.0
+    assert value(degraded, name="cert") == 0.0
+    assert value(degraded, name="db") == 0.0
+    assert {lv["name"] for lv, _ in degraded} == {"web", "cert", "db"}  # checked ones only
+    assert metrics.render().encode() in exposition(registry)
+
+
 def test_reconfigure_drops_removed_probes_and_relabels() -> None:
     registry, metrics = fed_registry()
     same = probe_metrics(registry, [PROBES[2], SeriesLabels("new", "tcp", "h:1", {"zone": "a"})])
@@ -417,6 +435,7 @@ def test_fast_exposition_is_byte_identical_to_generate_latest() -> None:
     tracker = attached(metrics)
     for r in (
         result("web", "http", details=WEB_200, latency=1e-7, http_status=200),
+        replace(result("api", "http", http_status=200), degraded="[STATUS] == 204"),
         result(
             "cert", "tls", details={"not_after": "2027-01-01T00:00:00Z"}, cert_expiry=EXPIRY_2027
         ),
