@@ -178,6 +178,10 @@ def load_config(
     return loader.load_folder() if folder else loader.load()
 
 
+# Where a probe or notifier is: its file's Source and its key path there.
+_Place = tuple[Source, Loc]
+
+
 @dataclass(slots=True)
 class _Document:
     """One config file's top level, and what its validation found."""
@@ -275,17 +279,18 @@ class _Loader:
         self._use(settings_document)
         settings = self._settings(settings_document.root.get("settings"))
 
-        probes: list[ProbeSpec] = []
-        probe_names: dict[str, tuple[Source, Loc]] = {}
+        placed: list[tuple[ProbeSpec, _Place]] = []
+        probe_names: dict[str, _Place] = {}
         for document in documents:
             self._use(document)
             found = self._probes(document.root, document.sections, settings.probe, probe_names)
             document.probes = len(found)
-            probes.extend(found)
-        self._check_dependencies(probes, probe_names)
+            placed.extend(found)
+        self._check_dependencies(placed, probe_names)
+        probes = [spec for spec, _ in placed]
 
         notifiers: list[NotifierSpec] = []
-        notifier_names: dict[str, tuple[Source, Loc]] = {}
+        notifier_names: dict[str, _Place] = {}
         maintenance: list[SharedWindowSpec] = []
         probe_set = {p.name for p in probes}
         for document in documents:
@@ -350,7 +355,7 @@ class _Loader:
             )
         return holders[0] if holders else documents[0]
 
-    def _duplicate_name(self, what: str, name: str, loc: Loc, first: tuple[Source, Loc]) -> None:
+    def _duplicate_name(self, what: str, name: str, loc: Loc, first: _Place) -> None:
         """Report `name` at `loc` as already the name of a `what` at `first`."""
         src, first_loc = first
         pos = src.where((*first_loc, "name"))
@@ -390,14 +395,14 @@ class _Loader:
         root: dict[str, Any],
         names: list[str],
         defaults: ProbeDefaults,
-        seen_names: dict[str, tuple[Source, Loc]],
-    ) -> list[ProbeSpec]:
-        """The probes of one file; `seen_names` holds the names taken (and where), across
-        the files of a folder, and gains this file's."""
+        seen_names: dict[str, _Place],
+    ) -> list[tuple[ProbeSpec, _Place]]:
+        """The probes of one file, each with where it is; `seen_names` holds the names
+        taken (and where), across the files of a folder, and gains this file's."""
         # Cut here too, so probes that inherit both values need no warning of their own.
         if defaults.timeout > defaults.interval:
             defaults = defaults.model_copy(update={"timeout": defaults.interval})
-        probes: list[ProbeSpec] = []
+        probes: list[tuple[ProbeSpec, _Place]] = []
         for section in names:
             raw = root[section]
             if raw is None:
@@ -436,23 +441,22 @@ class _Loader:
                 else:
                     seen_names[name] = (self.src, loc)
                 if spec is not None:
-                    probes.append(spec)
+                    probes.append((spec, (self.src, loc)))
         return probes
 
     def _check_dependencies(
-        self, probes: list[ProbeSpec], where: dict[str, tuple[Source, Loc]]
+        self, probes: list[tuple[ProbeSpec, _Place]], where: dict[str, _Place]
     ) -> None:
         """Every `depends_on` name is a probe of the config (of any file of a folder), and no
         chain of them comes back to where it started (located at the name, or at the
         depends_on of the cycle's first probe in file order)."""
         names = set(where)  # entries that failed validation still have a name
-        for spec in probes:
-            src, loc = where[spec.name]
+        for spec, (src, loc) in probes:
             for index, dep in enumerate(spec.depends_on):
                 if dep not in names:
                     hint = did_you_mean(dep, sorted(names))
                     src.error((*loc, "depends_on", index), f"no probe is named {quoted(dep)}{hint}")
-        graph = DependencyGraph({spec.name: spec.depends_on for spec in probes})
+        graph = DependencyGraph({spec.name: spec.depends_on for spec, _ in probes})
         cycle = graph.find_cycle()
         if cycle is not None:
             first = min(cycle[:-1], key=lambda name: list(where).index(name))
@@ -637,7 +641,7 @@ class _Loader:
 
     # -- notifiers
 
-    def _notifiers(self, raw: Any, seen_names: dict[str, tuple[Source, Loc]]) -> list[NotifierSpec]:
+    def _notifiers(self, raw: Any, seen_names: dict[str, _Place]) -> list[NotifierSpec]:
         """The notifiers of one file; `seen_names` as for `_probes`."""
         loc: Loc = ("notify",)
         if raw is None:
