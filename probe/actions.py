@@ -90,6 +90,8 @@ class CheckSummary:
     http_own_codes: dict[str, int] = field(default_factory=dict)
     # Why `probe run` would refuse the status page path the config names, if it would.
     status_problem: str | None = None
+    # For a folder of config files: each file's name in it, probes and notifiers, in order.
+    files: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def check_summary(config: Config) -> CheckSummary:
@@ -117,6 +119,7 @@ def check_summary(config: Config) -> CheckSummary:
         http_default_codes=defaulted,
         http_own_codes=dict(sorted(own.items())),
         status_problem=_status_problem(config),
+        files=[(f.path.name, f.probes, f.notifiers) for f in config.files] if config.folder else [],
     )
 
 

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
             "-c",
             "--config",
             metavar="FILE",
-            help="config file (default: $PROBE_CONFIG, then probes.yaml)",
+            help="config file or folder of them (default: $PROBE_CONFIG, then probes.yaml)",
         )
         return p
 
@@ -153,6 +153,8 @@ def _cmd_check(config: Config) -> int:
     by_kind = _counts(summary.probe_kinds)
     notifier_kinds = _counts(summary.notifier_kinds)
     print(f"{escaped(str(summary.path))}: OK")
+    for name, probes, notifiers in summary.files:  # a folder: its files, then the totals
+        print(f"  {escaped(name)}: {_plural(probes, 'probe')}, {_plural(notifiers, 'notifier')}")
     print(f"  probes: {summary.probes}" + (f" ({by_kind})" if by_kind else ""))
     if summary.disabled:
         print(f"  disabled: {summary.disabled}")
@@ -171,6 +173,10 @@ def _cmd_check(config: Config) -> int:
         # The file system, not the config: `run` refuses it at start unless it is put right.
         print(f"warning: status page: {escaped(summary.status_problem)}", file=sys.stderr)
     return EXIT_OK
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _counts(by_kind: dict[str, int]) -> str:

@@ -2,13 +2,14 @@
 
 Three triggers reach `App.reload`: SIGHUP, `POST /-/reload`, and, with
 `settings.reload.watch`, a change of the file or of a file it reads (its `*_file` secrets,
-the CAs, certificates and message templates its probes and notifiers name). The watcher
+the CAs, certificates and message templates its probes and notifiers name; for a folder of
+config files, each of them and the folder's list of them: a file added or removed). The watcher
 looks at the files' modification times and sizes every `settings.reload.every`, and reloads
 only when their content differs from what was last applied (an editor that saves twice, or
 `touch`, reloads nothing). A file saved in several writes is read once it has held still
 for one look.
 
-`read_config` loads and validates the whole file, and fingerprints what it reads, before
+`read_config` loads and validates the whole file (or folder), and fingerprints what it reads, before
 anything of the running App is touched: a file that does not load changes nothing.
 """
 

@@ -65,6 +65,7 @@ def load_config(
 ) -> Config:
     """Load and validate `path` with every prober and notifier kind there is (probe.config's
     `load_config` with the real registries); raise `ConfigError` listing every problem.
+    `path` may be a folder of config files (`-c DIR`), loaded as one config.
     `environ` is what `${VAR}` reads (default: `os.environ`)."""
     return config.load_config(
         path,
@@ -75,6 +76,8 @@ def load_config(
         unsupported_drivers=UNSUPPORTED_DRIVERS,
         unsupported_notifiers=UNSUPPORTED_NOTIFIERS,
         environ=environ,
+        # A path that is no folder (or cannot be looked at) is read as a file, which says why.
+        folder=os.path.isdir(path),
     )
 
 

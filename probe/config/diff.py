@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from probe.config.folder import config_names_in
 from probe.config.loader import Config
 from probe.config.models import NotifierSpec, ProbeSpec
 
@@ -58,9 +59,10 @@ def _spec_files(spec: BaseModel) -> list[Path]:
 
 
 def input_files(config: Config) -> list[Path]:
-    """The files `config` reads: the file itself, its `*_file` secrets and the files its
-    probes and notifiers name. Not the ones it writes (store, status page, logs)."""
-    files = [config.path, *config.secret_files]
+    """The files `config` reads: the file itself (for a folder: the folder, whose
+    fingerprint is its list of config files, and each of them), its `*_file` secrets and the
+    files its probes and notifiers name. Not the ones it writes (store, status page, logs)."""
+    files = [config.path, *(file.path for file in config.files), *config.secret_files]
     for spec in [*config.probes, *config.notifiers]:
         files.extend(_spec_files(spec))
     return list(dict.fromkeys(files))
@@ -68,6 +70,10 @@ def input_files(config: Config) -> list[Path]:
 
 def _digest(path: Path) -> str:
     try:
+        if path.is_dir():
+            # A config folder: a file added, removed or renamed changes what is loaded.
+            names = "\n".join(config_names_in(path))
+            return "folder " + hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         return "missing"

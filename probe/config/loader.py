@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from probe.config.folder import config_files_in
 from probe.config.maintenance import SharedWindowSpec, WindowSpec
 from probe.config.messages import (
     descend,
@@ -45,6 +46,7 @@ from probe.text import quoted
 
 __all__ = [
     "Config",
+    "ConfigFile",
     "NotifierSpecFactory",
     "SpecFactory",
     "find_config_path",
@@ -70,8 +72,18 @@ _MAX_SECRET_BYTES = 65_536
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """One file a config was loaded from, and what it holds."""
+
+    path: Path
+    probes: int
+    notifiers: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    """A loaded, validated config. `probes` keeps disabled probes (with `enabled=False`)."""
+    """A loaded, validated config. `probes` keeps disabled probes (with `enabled=False`).
+    `path` is the file, or the folder for a folder of files (`folder`; `files` lists them)."""
 
     path: Path
     settings: Settings
@@ -82,6 +94,9 @@ class Config:
     secret_files: tuple[Path, ...] = ()
     # The top-level `maintenance:` windows (each probe's own are in its spec).
     maintenance: list[SharedWindowSpec] = field(default_factory=list)
+    # The config files read, in the order they were merged (one for a config file).
+    files: tuple[ConfigFile, ...] = ()
+    folder: bool = False
 
     @property
     def enabled_probes(self) -> list[ProbeSpec]:
@@ -109,7 +124,8 @@ class Config:
 
 
 def find_config_path(cli_value: str | None) -> Path:
-    """The config file to use: the CLI's `-c`, else `$PROBE_CONFIG`, else `probes.yaml`."""
+    """The config file (or folder) to use: the CLI's `-c`, else `$PROBE_CONFIG`, else
+    `probes.yaml`."""
     if cli_value is not None:
         return Path(cli_value)
     from_env = os.environ.get(_ENV_CONFIG)
@@ -132,6 +148,7 @@ def load_config(
     unsupported_drivers: Mapping[str, str] | None = None,
     unsupported_notifiers: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    folder: bool = False,
 ) -> Config:
     """Load and validate `path`; raise `ConfigError` listing every problem found.
 
@@ -141,6 +158,12 @@ def load_config(
     `unsupported_*` maps name EaseProbe sections, drivers and notifier kinds refused with
     their message rather than as unknown. `environ` is what `${VAR}` reads (default:
     `os.environ`). probe.assembly.load_config passes the real registries.
+
+    With `folder`, `path` is a folder whose config files (folder.py says which) are loaded
+    as one config: probe sections, each notifier kind and `maintenance:` follow each other
+    in file order; probe and notifier names are unique across the files; `settings:` may be
+    in one file only. Every problem is located in its own file. Without it, a folder is
+    refused as the file it is not.
     """
     loader = _Loader(
         Path(path),
@@ -152,7 +175,23 @@ def load_config(
         unsupported_notifiers=unsupported_notifiers or {},
         environ=os.environ if environ is None else environ,
     )
-    return loader.load()
+    return loader.load_folder() if folder else loader.load()
+
+
+# Where a probe or notifier is: its file's Source and its key path there.
+_Place = tuple[Source, Loc]
+
+
+@dataclass(slots=True)
+class _Document:
+    """One config file's top level, and what its validation found."""
+
+    path: Path
+    src: Source
+    root: dict[str, Any]
+    sections: list[str] = field(default_factory=list)  # its probe sections
+    probes: int = 0
+    notifiers: int = 0
 
 
 class _Loader:
@@ -185,12 +224,36 @@ class _Loader:
         self.secret_files: list[Path] = []
 
     def load(self) -> Config:
-        root = parse_file(self.path, self.src)
-        src = self.src
+        """The config file at `self.path`."""
+        return self._merge([self._document(self.path, in_folder=False)])
+
+    def load_folder(self) -> Config:
+        """The config files of the folder at `self.path`, merged. Files that cannot be read
+        or parsed are reported together, before anything is validated (a probe of a file
+        that failed would otherwise show up as "no probe is named" in another)."""
+        documents: list[_Document] = []
+        problems: list[ConfigProblem] = []
+        for file in config_files_in(self.path):
+            try:
+                documents.append(self._document(file, in_folder=True))
+            except ConfigError as err:
+                problems.extend(err.problems)
+        if problems:
+            raise ConfigError(problems)
+        return self._merge(documents, folder=True)
+
+    def _document(self, path: Path, *, in_folder: bool) -> _Document:
+        """One file's top-level mapping (raises ConfigError when there is none to use)."""
+        src = Source(str(path))
+        root = parse_file(path, src)
         if src.problems and not isinstance(root, dict):
             raise ConfigError(src.problems)  # the top level itself is unusable, and said so
         if root is None:
-            raise src.fatal("empty config")
+            if not in_folder:
+                raise src.fatal("empty config")
+            # A file of a folder emptied (or commented out) on purpose: nothing to load.
+            src.warn((), "the file is empty; nothing is loaded from it")
+            root = {}
         if not isinstance(root, dict):
             src.error(
                 (),
@@ -198,7 +261,67 @@ class _Loader:
                 f"({', '.join(self._known_sections())}), not {describe(root)}",
             )
             raise ConfigError(src.problems)
+        return _Document(path, src, root)
 
+    def _use(self, document: _Document) -> None:
+        """Report what follows in `document`'s file, and read its relative paths from its
+        folder."""
+        self.src = document.src
+        self.base_dir = document.path.absolute().parent
+
+    def _merge(self, documents: list[_Document], *, folder: bool = False) -> Config:
+        """Validate the documents as one config: probe and notifier lists and maintenance
+        windows follow each other in file order; names are unique across all of them."""
+        for document in documents:
+            self._use(document)
+            document.sections = self._probe_sections(document.root)
+        settings_document = self._settings_document(documents)
+        self._use(settings_document)
+        settings = self._settings(settings_document.root.get("settings"))
+
+        placed: list[tuple[ProbeSpec, _Place]] = []
+        probe_names: dict[str, _Place] = {}
+        for document in documents:
+            self._use(document)
+            found = self._probes(document.root, document.sections, settings.probe, probe_names)
+            document.probes = len(found)
+            placed.extend(found)
+        self._check_dependencies(placed, probe_names)
+        probes = [spec for spec, _ in placed]
+
+        notifiers: list[NotifierSpec] = []
+        notifier_names: dict[str, _Place] = {}
+        maintenance: list[SharedWindowSpec] = []
+        probe_set = {p.name for p in probes}
+        for document in documents:
+            self._use(document)
+            found_notifiers = self._notifiers(document.root.get("notify"), notifier_names)
+            document.notifiers = len(found_notifiers)
+            notifiers.extend(found_notifiers)
+            windows = self._maintenance(document.root.get("maintenance"), probe_set)
+            maintenance.extend(windows)
+        self._use(settings_document)
+        settings = self._cut_default_timeout(settings)
+
+        # Each file's problems in its order, the files in theirs.
+        problems = [p for d in documents for p in _tidy(d.src.problems)]
+        warnings = [w for d in documents for w in _tidy(d.src.warnings)]
+        if problems:
+            raise ConfigError(problems, warnings=warnings)
+        return Config(
+            path=self.path,
+            settings=settings,
+            probes=probes,
+            notifiers=notifiers,
+            warnings=warnings,
+            secret_files=tuple(dict.fromkeys(self.secret_files)),
+            maintenance=maintenance,
+            files=tuple(ConfigFile(d.path, d.probes, d.notifiers) for d in documents),
+            folder=folder,
+        )
+
+    def _probe_sections(self, root: dict[str, Any]) -> list[str]:
+        """The probe sections of a file's top level (any other key is checked here)."""
         probe_sections: list[str] = []
         for key in root:
             if key in self.sections or (key == _CLIENT and self.drivers):
@@ -208,32 +331,39 @@ class _Loader:
                 continue
             elif key == "version":
                 # EaseProbe's files may carry the version they were written for.
-                src.warn((key,), "accepted for EaseProbe compatibility; not used", key=True)
+                self.src.warn((key,), "accepted for EaseProbe compatibility; not used", key=True)
             elif key in self.unsupported_sections:
-                src.error((key,), self.unsupported_sections[key], key=True)
+                self.src.error((key,), self.unsupported_sections[key], key=True)
             else:
                 hint = did_you_mean(key, self._known_sections())
                 if not hint:
                     hint = f" (known: {', '.join(self._known_sections())})"
-                src.error((key,), f"unknown section {quoted(key)}{hint}", key=True)
+                self.src.error((key,), f"unknown section {quoted(key)}{hint}", key=True)
+        return probe_sections
 
-        settings = self._settings(root.get("settings"))
-        probes = self._probes(root, probe_sections, settings.probe)
-        notifiers = self._notifiers(root.get("notify"))
-        maintenance = self._maintenance(root.get("maintenance"), {p.name for p in probes})
-        settings = self._cut_default_timeout(settings)
+    def _settings_document(self, documents: list[_Document]) -> _Document:
+        """The one document with `settings:` (else the first): merging settings key by key
+        would leave a reader of one file unsure which value holds, so a second is an error."""
+        holders = [d for d in documents if "settings" in d.root]
+        for document in holders[1:]:
+            first = holders[0].src.where(("settings",), key=True)
+            at = f"{holders[0].src.file}:{first[0]}:{first[1]}" if first else holders[0].src.file
+            document.src.error(
+                ("settings",),
+                f"settings are already given in {at}; only one file of a folder may hold them",
+                key=True,
+            )
+        return holders[0] if holders else documents[0]
 
-        if src.problems:
-            raise ConfigError(_tidy(src.problems), warnings=_tidy(src.warnings))
-        return Config(
-            path=self.path,
-            settings=settings,
-            probes=probes,
-            notifiers=notifiers,
-            warnings=_tidy(src.warnings),
-            secret_files=tuple(dict.fromkeys(self.secret_files)),
-            maintenance=maintenance,
-        )
+    def _duplicate_name(self, what: str, name: str, loc: Loc, first: _Place) -> None:
+        """Report `name` at `loc` as already the name of a `what` at `first`."""
+        src, first_loc = first
+        pos = src.where((*first_loc, "name"))
+        if src is self.src:
+            where = f" (first at line {pos[0]})" if pos else ""
+        else:  # another file of the folder
+            where = f" (first at {src.file}:{pos[0]}:{pos[1]})" if pos else f" (in {src.file})"
+        self.src.error((*loc, "name"), f"duplicate {what} name {quoted(name)}{where}")
 
     def _known_sections(self) -> list[str]:
         client = [_CLIENT] if self.drivers else []
@@ -261,13 +391,18 @@ class _Loader:
     # -- probes
 
     def _probes(
-        self, root: dict[str, Any], names: list[str], defaults: ProbeDefaults
-    ) -> list[ProbeSpec]:
+        self,
+        root: dict[str, Any],
+        names: list[str],
+        defaults: ProbeDefaults,
+        seen_names: dict[str, _Place],
+    ) -> list[tuple[ProbeSpec, _Place]]:
+        """The probes of one file, each with where it is; `seen_names` holds the names
+        taken (and where), across the files of a folder, and gains this file's."""
         # Cut here too, so probes that inherit both values need no warning of their own.
         if defaults.timeout > defaults.interval:
             defaults = defaults.model_copy(update={"timeout": defaults.interval})
-        probes: list[ProbeSpec] = []
-        seen_names: dict[str, Loc] = {}
+        probes: list[tuple[ProbeSpec, _Place]] = []
         for section in names:
             raw = root[section]
             if raw is None:
@@ -302,37 +437,34 @@ class _Loader:
                 if name is None:
                     continue
                 if name in seen_names:
-                    first = self.src.where((*seen_names[name], "name"))
-                    where = f" (first at line {first[0]})" if first else ""
-                    self.src.error((*loc, "name"), f"duplicate probe name {quoted(name)}{where}")
+                    self._duplicate_name("probe", name, loc, seen_names[name])
                 else:
-                    seen_names[name] = loc
+                    seen_names[name] = (self.src, loc)
                 if spec is not None:
-                    probes.append(spec)
-        self._check_dependencies(probes, seen_names)
+                    probes.append((spec, (self.src, loc)))
         return probes
 
-    def _check_dependencies(self, probes: list[ProbeSpec], where: dict[str, Loc]) -> None:
-        """Every `depends_on` name is a probe of this file, and no chain of them comes back
-        to where it started (located at the name, or at the depends_on of the cycle's first
-        probe in file order)."""
+    def _check_dependencies(
+        self, probes: list[tuple[ProbeSpec, _Place]], where: dict[str, _Place]
+    ) -> None:
+        """Every `depends_on` name is a probe of the config (of any file of a folder), and no
+        chain of them comes back to where it started (located at the name, or at the
+        depends_on of the cycle's first probe in file order)."""
         names = set(where)  # entries that failed validation still have a name
-        for spec in probes:
+        for spec, (src, loc) in probes:
             for index, dep in enumerate(spec.depends_on):
                 if dep not in names:
                     hint = did_you_mean(dep, sorted(names))
-                    self.src.error(
-                        (*where[spec.name], "depends_on", index),
-                        f"no probe is named {quoted(dep)}{hint}",
-                    )
-        graph = DependencyGraph({spec.name: spec.depends_on for spec in probes})
+                    src.error((*loc, "depends_on", index), f"no probe is named {quoted(dep)}{hint}")
+        graph = DependencyGraph({spec.name: spec.depends_on for spec, _ in probes})
         cycle = graph.find_cycle()
         if cycle is not None:
             first = min(cycle[:-1], key=lambda name: list(where).index(name))
             at = cycle.index(first)
             shown = [*cycle[at:-1], *cycle[:at], first]
-            self.src.error(
-                (*where[first], "depends_on"),
+            src, loc = where[first]
+            src.error(
+                (*loc, "depends_on"),
                 "a cycle of dependencies: " + " -> ".join(quoted(n) for n in shown),
             )
 
@@ -509,7 +641,8 @@ class _Loader:
 
     # -- notifiers
 
-    def _notifiers(self, raw: Any) -> list[NotifierSpec]:
+    def _notifiers(self, raw: Any, seen_names: dict[str, _Place]) -> list[NotifierSpec]:
+        """The notifiers of one file; `seen_names` as for `_probes`."""
         loc: Loc = ("notify",)
         if raw is None:
             return []
@@ -520,7 +653,6 @@ class _Loader:
             return []
         raw = substitute(raw, loc, self.environ, self.src)
         specs: list[NotifierSpec] = []
-        seen_names: dict[str, Loc] = {}
         for kind, entries in raw.items():
             kloc = (*loc, kind)
             if not self._known_notifier(kind, kloc) or entries is None:
@@ -545,13 +677,9 @@ class _Loader:
                 if name is None:
                     continue
                 if name in seen_names:
-                    first = self.src.where((*seen_names[name], "name"))
-                    where = f" (first at line {first[0]})" if first else ""
-                    self.src.error(
-                        (*eloc, "name"), f"duplicate notifier name {quoted(name)}{where}"
-                    )
+                    self._duplicate_name("notifier", name, eloc, seen_names[name])
                 else:
-                    seen_names[name] = eloc
+                    seen_names[name] = (self.src, eloc)
                 if isinstance(spec, NotifierSpec):
                     specs.append(spec)
         return specs

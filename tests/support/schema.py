@@ -55,19 +55,34 @@ def watch_loads() -> Iterator[list[str]]:
     refused is appended (with the file's name) to the yielded list."""
     refused: list[str] = []
     original = loader._Loader.load
+    original_folder = loader._Loader.load_folder
+
+    def check(self: Any, config: Any) -> None:
+        if not _uses_real_registry(self):
+            return
+        # Each document as written, after `${VAR}` substitution (as an editor with the
+        # variables filled in would see it): parsed again, positions not needed. Each file
+        # of a folder is a config an editor checks on its own.
+        for path in [file.path for file in config.files]:
+            source = Source(str(path))
+            document = substitute(parse_file(path, source), (), self.environ, source)
+            if document is not None:  # an empty file of a folder loads nothing
+                refused.extend(f"{path}: {line}" for line in schema_errors(document))
 
     def load(self: Any) -> Any:
         config = original(self)
-        if _uses_real_registry(self):
-            # The document as written, after `${VAR}` substitution (as an editor with the
-            # variables filled in would see it): parsed again, positions not needed.
-            source = Source(self.src.file)
-            document = substitute(parse_file(self.path, source), (), self.environ, source)
-            refused.extend(f"{self.path}: {line}" for line in schema_errors(document))
+        check(self, config)
+        return config
+
+    def load_folder(self: Any) -> Any:
+        config = original_folder(self)
+        check(self, config)
         return config
 
     loader._Loader.load = load  # type: ignore[method-assign]
+    loader._Loader.load_folder = load_folder  # type: ignore[method-assign]
     try:
         yield refused
     finally:
         loader._Loader.load = original  # type: ignore[method-assign]
+        loader._Loader.load_folder = original_folder  # type: ignore[method-assign]
