@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from probe.config.maintenance import SharedWindowSpec, WindowSpec
 from probe.config.messages import (
@@ -310,7 +310,28 @@ class _Loader:
                 if spec is not None:
                     probes.append(spec)
         self._check_dependencies(probes, seen_names)
+        self._check_unique_secrets(probes, seen_names)
         return probes
+
+    def _check_unique_secrets(self, probes: list[ProbeSpec], where: dict[str, Loc]) -> None:
+        """No two probes of a kind share a secret its `unique_secrets` names (two push probes
+        with one token): located at the second, naming the first, never showing the value."""
+        seen: dict[tuple[str, str, str], str] = {}
+        for spec in probes:
+            for key in spec.unique_secrets:
+                value = getattr(spec, key, None)
+                secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+                if not isinstance(secret, str):
+                    continue
+                first = seen.setdefault((spec.kind, key, secret), spec.name)
+                if first == spec.name:
+                    continue
+                line = self.src.where((*where[first], key))
+                at = f" (line {line[0]})" if line else ""
+                self.src.error(
+                    (*where[spec.name], key),
+                    f"the same {key} as {spec.kind} probe {quoted(first)}{at}; each needs its own",
+                )
 
     def _check_dependencies(self, probes: list[ProbeSpec], where: dict[str, Loc]) -> None:
         """Every `depends_on` name is a probe of this file, and no chain of them comes back
@@ -448,6 +469,8 @@ class _Loader:
             "flap": defaults.flap,
         }
         for key, value in inherited.items():
+            if key in spec_type.not_inherited:
+                continue  # this kind's own, to be written (a push probe's interval)
             if key not in raw:
                 raw[key] = value
             elif key == "alert" and isinstance(raw[key], dict):
@@ -468,7 +491,8 @@ class _Loader:
         for index, window in enumerate(spec.maintenance):
             self._window_problems(window, (*loc, "maintenance", index))
         if spec.timeout > spec.interval:
-            if own_timeout or own_interval:
+            # A probe the scheduler never checks (push) has no use for its timeout.
+            if (own_timeout or own_interval) and spec.scheduled:
                 at = (*loc, "timeout" if own_timeout else "interval")
                 self.src.warn(at, _cut_message(spec.timeout, spec.interval))
             spec = spec.model_copy(update={"timeout": spec.interval})
