@@ -15,7 +15,7 @@ import pytest
 from probe import actions
 from probe.app import App
 from probe.assembly import load_config
-from probe.core.result import Status
+from probe.core.result import Result, Status
 from probe.shards import ShardedScheduler
 from tests.support.running_app import Targets, running, until
 
@@ -68,7 +68,7 @@ def base(app: App) -> str:
     return f"http://127.0.0.1:{app.http_port}"
 
 
-def last(app: App, name: str = "nightly"):  # type: ignore[no-untyped-def]
+def last(app: App, name: str = "nightly") -> Result:
     result = app.tracker.now(name).last
     assert result is not None
     return result
