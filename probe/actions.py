@@ -146,21 +146,55 @@ async def check_once(
     config: Config, on_done: Callable[[Result], None] | None = None
 ) -> list[Result]:
     """Check every enabled probe once (`probe once`), `settings.probe.concurrency` at a time;
-    `on_done` is called with each result as it comes. Results in config order."""
+    `on_done` is called with each result as it comes. Results in config order. Push probes
+    are not checked (their jobs call in): each is judged from the store's last result, as
+    the running App would judge it now (unknown without a store or a result)."""
     from probe.assembly import build_probers
     from probe.core.scheduler import run_all_once
     from probe.probers.base import SharedResources
 
+    pushed = await asyncio.to_thread(_push_verdicts, config)
     resources = SharedResources()
-    probers = build_probers(config.enabled_probes, resources)
+    probers = build_probers([s for s in config.enabled_probes if s.scheduled], resources)
     try:
-        return await run_all_once(
-            probers, concurrency=config.settings.probe.concurrency, on_done=on_done
+        checked = iter(
+            await run_all_once(
+                probers, concurrency=config.settings.probe.concurrency, on_done=on_done
+            )
         )
+        results = []
+        for spec in config.enabled_probes:
+            result = next(checked) if spec.scheduled else pushed[spec.name]
+            if not spec.scheduled and on_done is not None:
+                on_done(result)
+            results.append(result)
+        return results
     finally:
         for prober in probers:
             await prober.aclose()
         await resources.aclose()
+
+
+def _push_verdicts(config: Config) -> dict[str, Result]:
+    """Each enabled push probe's verdict from the store (blocking: run it in a thread)."""
+    from probe.push import push_specs, stored_verdict
+
+    specs = push_specs(config.enabled_probes)
+    last: dict[str, Result] = {}
+    path = config.settings.store.path
+    if specs and path.is_file():
+        from probe.app import open_store
+
+        store = open_store(config.settings)
+        try:
+            for spec in specs:
+                newest = store.last_results(spec.name, 1)
+                if newest:
+                    last[spec.name] = newest[0]
+        finally:
+            store.close_sync()
+    now = time.time()
+    return {spec.name: stored_verdict(spec, last.get(spec.name), now) for spec in specs}
 
 
 # --- probe sla ---------------------------------------------------------------------------------

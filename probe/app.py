@@ -58,6 +58,7 @@ from probe.notify.base import Event, Notification, Notifier, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
 from probe.notify.metrics import notify_metrics
 from probe.probers.base import Prober, SharedResources, close_when_ended
+from probe.push import PushMonitors, push_specs
 from probe.reload import ConfigWatcher, read_config
 from probe.reports import ReportScheduler, store_report_builder
 from probe.shards import ShardedScheduler, deal
@@ -277,7 +278,7 @@ def _whole_units(seconds: float) -> str:
 
 def policy_for(spec: ProbeSpec) -> Policy:
     return Policy(
-        interval=spec.interval,
+        interval=spec.result_interval(),
         failure=spec.failure,
         success=spec.success,
         strategy=spec.alert.strategy,
@@ -336,6 +337,12 @@ class App:
             send=self._dispatch,
             timeouts=_timeouts(config),
         )
+        # Push probes: heartbeats from the web server, silences timed here (probe/push.py).
+        self.push = PushMonitors(
+            push_specs(config.enabled_probes),
+            self._on_result,
+            lambda name: self.tracker.now(name).last,
+        )
         self._stop = asyncio.Event()
         self._force = False
         self._scheduler: Scheduler | ShardedScheduler | None = None
@@ -385,6 +392,7 @@ class App:
             self.maintenance.tracker = self.tracker
             self.sla = sla_cache(self.config, self.store)
             self.probe_metrics.attach(self.tracker, self.sla, self.maintenance)
+            self.push.start()  # before the web server: its first call finds the probes
             context = notify_context(settings, self._http, dry=self.dry_notify)
             self._notifiers = build_notifiers(self.config.notifiers, context)
             self.dispatcher = Dispatcher(
@@ -414,6 +422,8 @@ class App:
             processes = ""
             if isinstance(self._scheduler, ShardedScheduler):
                 processes = f" in {self._scheduler.processes} processes"
+            if pushed := len(push_specs(self.config.enabled_probes)):
+                processes += f", awaiting {pushed} push probe(s)"
             log.info(
                 "probing %d endpoint(s)%s on the %s event loop; store %s",
                 self._scheduler.probe_count,
@@ -428,6 +438,7 @@ class App:
             summary = asyncio.create_task(self._log_summaries(), name="summary")
             await self._stop.wait()
             summary.cancel()
+            await self.push.stop()
             status_file.cancel()
             fresh.cancel()
             if self._maintenance_timer is not None:
@@ -445,6 +456,7 @@ class App:
             await self._write_status_page()
         finally:
             self._remove_signals(loop)
+            await self.push.stop()
             if self._web_runner is not None:
                 await self._web_runner.cleanup()
             if self.reports is not None:
@@ -476,7 +488,8 @@ class App:
         """What runs the checks: a Scheduler of this process's probers, or shard 0 here and
         the others in worker processes when `settings.probe.workers` asks (probe.shards)."""
         settings = self.config.settings
-        specs = self.config.enabled_probes
+        # Push probes are never checked, here or in a worker: their jobs call in.
+        specs = [spec for spec in self.config.enabled_probes if spec.scheduled]
         concurrency = settings.probe.concurrency
         workers = min(settings.probe.workers, max(len(specs), 1))
         if workers == 1:
@@ -555,6 +568,7 @@ class App:
         self.dependencies.reconfigure(_graph(new), self._check_now, _timeouts(new))
         if diff.added:
             await self._seed([spec.name for spec in diff.added])
+        self.push.configure(push_specs(new.enabled_probes))
         # Windows apply at once: one a reload removed while active ends now, and is reckoned.
         self.maintenance.calendar = calendar_for(new)
         self._start_maintenance_timer()
@@ -608,14 +622,19 @@ class App:
         """Scheduler.apply (or its sharded face) with this process's new probers; the
         probers replaced or removed are closed once their loops have ended."""
         assert self._scheduler is not None
-        specs = [*diff.added, *diff.changed]
-        names = [*diff.removed, *(spec.name for spec in diff.changed)]
+        # Only what the scheduler checks: a push probe is never one of its loops (one that
+        # was scheduled and is now a push probe of the same name is removed from them).
+        was_scheduled = {spec.name for spec in self.config.enabled_probes if spec.scheduled}
+        specs = [spec for spec in [*diff.added, *diff.changed] if spec.scheduled]
+        removed = [name for name in diff.removed if name in was_scheduled]
+        removed += [s.name for s in diff.changed if not s.scheduled and s.name in was_scheduled]
+        names = [*removed, *(spec.name for spec in specs)]
         retired = [self._probers.pop(name) for name in names if name in self._probers]
         if isinstance(self._scheduler, ShardedScheduler):
             secrets = sorted(set(secret_values(self.config)) | set(secret_values(specs)))
-            ended = self._scheduler.apply(specs, diff.removed, self._build_local, secrets)
+            ended = self._scheduler.apply(specs, removed, self._build_local, secrets)
         else:
-            ended = self._scheduler.apply(self._build_local(specs), diff.removed)
+            ended = self._scheduler.apply(self._build_local(specs), removed)
         self._later(close_when_ended(ended, retired), "close retired probers")
 
     async def _seed(self, names: list[str]) -> None:
@@ -764,6 +783,7 @@ class App:
             healthy=lambda: store.last_error is None,
             page=page,
             reloader=self,
+            push=self.push,
         )
         try:
             runner, port = await start_server(

@@ -244,7 +244,10 @@ def _print_once_table(results: list[Result], stream: TextIO) -> None:
         rows.append([r.status.value.upper(), r.name, r.kind, latency, r.message])
     _table(rows, stream)
     down = sum(1 for r in results if r.status is Status.DOWN)
-    stream.write(f"\n{len(results) - down} up, {down} down\n")
+    up = sum(1 for r in results if r.status is Status.UP)
+    # Unknown: a push probe no job has called yet (probe once reads it from the store).
+    unknown = f", {len(results) - up - down} unknown" if len(results) > up + down else ""
+    stream.write(f"\n{up} up, {down} down{unknown}\n")
 
 
 def _cmd_sla(config: Config, window: str, fmt: str) -> int:

@@ -67,9 +67,9 @@ def config_schema() -> dict[str, Any]:
     _lax_booleans(definitions)
     _numbers_from_text(definitions)
     for model in sections.values():
-        _allow_empty_inherited(definitions, ref(model))
+        _allow_empty_inherited(definitions, ref(model), model)
     for driver, model in drivers.items():
-        _allow_empty_inherited(definitions, ref(model))
+        _allow_empty_inherited(definitions, ref(model), model)
         entry = definitions[ref(model)["$ref"].rsplit("/", 1)[1]]
         entry["properties"]["driver"] = {
             "type": "string",
@@ -262,10 +262,13 @@ def _numbers_from_text(node: Any) -> None:
         _numbers_from_text(value)
 
 
-def _allow_empty_inherited(definitions: Mapping[str, Any], ref: Mapping[str, str]) -> None:
+def _allow_empty_inherited(
+    definitions: Mapping[str, Any], ref: Mapping[str, str], model: type[BaseModel]
+) -> None:
     entry = definitions[ref["$ref"].rsplit("/", 1)[1]]
+    own: frozenset[str] = getattr(model, "not_inherited", frozenset())
     for key in _INHERITED:
-        if key in entry["properties"]:
+        if key in entry["properties"] and key not in own:
             entry["properties"][key] = {"anyOf": [entry["properties"][key], {"type": "null"}]}
 
 

@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from probe.config.folder import config_files_in
 from probe.config.maintenance import SharedWindowSpec, WindowSpec
@@ -287,6 +287,7 @@ class _Loader:
             document.probes = len(found)
             placed.extend(found)
         self._check_dependencies(placed, probe_names)
+        self._check_unique_secrets(placed)
         probes = [spec for spec, _ in placed]
 
         notifiers: list[NotifierSpec] = []
@@ -444,6 +445,33 @@ class _Loader:
                     probes.append((spec, (self.src, loc)))
         return probes
 
+    def _check_unique_secrets(self, probes: list[tuple[ProbeSpec, _Place]]) -> None:
+        """No two probes of a kind share a secret its `unique_secrets` names (two push probes
+        with one token, in one file or two): located at the second, naming the first, never
+        showing the value."""
+        seen: dict[tuple[str, str, str], tuple[str, Source, Loc]] = {}
+        for spec, (src, loc) in probes:
+            for key in spec.unique_secrets:
+                value = getattr(spec, key, None)
+                secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+                if not isinstance(secret, str):
+                    continue
+                first = seen.setdefault((spec.kind, key, secret), (spec.name, src, loc))
+                name, first_src, first_loc = first
+                if first_src is src and first_loc == loc:
+                    continue
+                pos = first_src.where((*first_loc, key))
+                if pos is None:
+                    at = "" if first_src is src else f" (in {first_src.file})"
+                elif first_src is src:
+                    at = f" (line {pos[0]})"
+                else:
+                    at = f" ({first_src.file}:{pos[0]}:{pos[1]})"
+                src.error(
+                    (*loc, key),
+                    f"the same {key} as {spec.kind} probe {quoted(name)}{at}; each needs its own",
+                )
+
     def _check_dependencies(
         self, probes: list[tuple[ProbeSpec, _Place]], where: dict[str, _Place]
     ) -> None:
@@ -580,6 +608,8 @@ class _Loader:
             "flap": defaults.flap,
         }
         for key, value in inherited.items():
+            if key in spec_type.not_inherited:
+                continue  # this kind's own, to be written (a push probe's interval)
             if key not in raw:
                 raw[key] = value
             elif key == "alert" and isinstance(raw[key], dict):
@@ -600,7 +630,8 @@ class _Loader:
         for index, window in enumerate(spec.maintenance):
             self._window_problems(window, (*loc, "maintenance", index))
         if spec.timeout > spec.interval:
-            if own_timeout or own_interval:
+            # A probe the scheduler never checks (push) has no use for its timeout.
+            if (own_timeout or own_interval) and spec.scheduled:
                 at = (*loc, "timeout" if own_timeout else "interval")
                 self.src.warn(at, _cut_message(spec.timeout, spec.interval))
             spec = spec.model_copy(update={"timeout": spec.interval})

@@ -291,6 +291,13 @@ class ProbeSpec(StrictModel):
     # With any, the section may be such a mapping; the loader validates the entries and hands
     # them to each probe's validators in the validation context, under "named".
     section_entries: ClassVar[Mapping[str, type[BaseModel]]] = {}
+    # False for kinds whose results come from elsewhere (push probes: their jobs' calls):
+    # the scheduler never checks them, in this process or a worker.
+    scheduled: ClassVar[bool] = True
+    # Secret keys no two probes of this kind may share (the loader says which two do).
+    unique_secrets: ClassVar[tuple[str, ...]] = ()
+    # Keys of `settings.probe` this kind does not inherit: each probe says its own.
+    not_inherited: ClassVar[frozenset[str]] = frozenset()
 
     name: str = Field(min_length=1)
     enabled: bool = True
@@ -333,6 +340,11 @@ class ProbeSpec(StrictModel):
     def endpoint(self) -> str:
         """What the probe checks, as shown to users, with credentials removed."""
         raise NotImplementedError
+
+    def result_interval(self) -> float:
+        """How far apart this probe's results come when all is well: a longer gap between
+        two (the prober was not running) counts for no SLA (the tracker's gap rule)."""
+        return self.interval
 
     def expiry_warning_thresholds(self) -> tuple[float, ...]:
         """Seconds before a certificate's expiry at which to warn, largest first (kinds that

@@ -33,6 +33,8 @@ SECTIONS: dict[str, str] = {
     "ssh": "probe.probers.ssh:SSHProber",
     "host": "probe.probers.host:HostProber",
     "grpc": "probe.probers.grpc:GRPCProber",
+    # Not checked by probe: jobs call /api/v1/push/TOKEN (probe/push.py times the silences).
+    "push": "probe.probers.push:PushProber",
 }
 
 # `client:` entries, chosen by their `driver:` key. The kind of such a probe is its driver.

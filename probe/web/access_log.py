@@ -15,6 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from probe.config.models import HTTPAccessLogSettings
 from probe.errors import StartupError
+from probe.web.push_route import redact_push_token
 
 __all__ = ["AccessLogger", "open_access_log"]
 
@@ -29,14 +30,14 @@ def _printable(text: str) -> str:
 
 class AccessLogger(AbstractAccessLogger):
     """`ADDRESS METHOD PATH STATUS BYTES DURATION`: the path without its query string (a
-    token may be in it) and never a header (Authorization)."""
+    token may be in it), a push token in it as `***`, and never a header (Authorization)."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %d %d %.1fms",
             _printable(request.remote or "-"),
             _printable(request.method),
-            _printable(request.rel_url.raw_path),
+            _printable(redact_push_token(request.rel_url.raw_path)),
             response.status,
             response.body_length,
             time * 1000,

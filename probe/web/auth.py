@@ -1,5 +1,6 @@
-"""Authentication: a bearer token and/or HTTP basic auth in front of everything but /healthz
-and the badges, each secret compared in constant time."""
+"""Authentication: a bearer token and/or HTTP basic auth in front of everything but /healthz,
+the badges and the push URLs (whose token is the credential), each secret compared in
+constant time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from probe.web.push_route import PUSH_PREFIX
 from probe.web.responses import Handler, json_error
 
 __all__ = ["auth_middleware"]
@@ -51,7 +53,8 @@ def auth_middleware(token: str | None, basic: tuple[str, str] | None) -> Middlew
         path = request.path
         if bearer is None and user is None:
             return await handler(request)
-        if path == "/healthz" or path.startswith("/badge/"):
+        # A push URL's token is its own credential: a cron job sends that and nothing else.
+        if path == "/healthz" or path.startswith(("/badge/", PUSH_PREFIX)):
             return await handler(request)
         if not allowed(request.headers.get("Authorization", "")):
             response = json_error(401, "authentication required")

@@ -11,17 +11,22 @@
     GET /badge/{name}/status.svg
     GET /badge/{name}/uptime/{24h|7d|30d|90d}.svg
     GET /badge/{name}/response-time/{24h|7d|30d}.svg
+    GET|POST /api/v1/push/{token}                 a push probe's heartbeat (?status=up|down,
+                                                  msg, latency ms): 200, 400, 404, 429
+    GET|POST /api/v1/push/{token}/start           its job started: the next heartbeat's
+                                                  latency is the job's duration
 
-With `settings.http.token` and/or `username`/`password`, everything but /healthz and the
-badges needs `Authorization: Bearer <token>` or HTTP basic auth (a browser asks for it). Bad
-query parameters are a 400 with a JSON error, an unknown probe a 404 with a JSON error, and no
-request ever gets a traceback. The web layer only reads: the store through StatusSource, the
-metrics through the registry the App hands in.
+With `settings.http.token` and/or `username`/`password`, everything but /healthz, the
+badges and the push URLs (their token is their credential) needs `Authorization: Bearer
+<token>` or HTTP basic auth (a browser asks for it). Bad query parameters are a 400 with a
+JSON error, an unknown probe a 404 with a JSON error, and no request ever gets a traceback.
+The web layer only reads (the store through StatusSource, the metrics through the registry
+the App hands in), but for the push URLs, whose calls it hands to the App's receiver.
 
 This module puts the application together and serves it; the parts live beside it: the
 routes in handlers (JSON shapes in json_shapes), authentication in auth, the error and
 security-header middlewares in middleware, the connection limits and timeouts in
-connections, the access log in access_log.
+connections, the access log in access_log, the push URLs in push_route.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from probe.web.connections import (
 from probe.web.data import StatusSource
 from probe.web.handlers import STATE, AppState, Reloader, add_routes
 from probe.web.middleware import errors, security_headers
+from probe.web.push_route import PushReceiver, add_push_routes
 from probe.web.query import DEFAULT_PAGE_SIZE, BadRequest, filter_summaries
 from probe.web.render import StatusPage
 
@@ -76,9 +82,11 @@ def create_app(
     icon: str | None = None,
     page: StatusPage | None = None,
     reloader: Reloader | None = None,
+    push: PushReceiver | None = None,
 ) -> web.Application:
     """The server's routes over `source`; `page` shares a StatusPage (and its cache) with
-    the App's status-file writer, else one is made with `title` and `icon`."""
+    the App's status-file writer, else one is made with `title` and `icon`; `push` records
+    the heartbeats of push probes (no push routes without it)."""
     page = page or StatusPage(source, title=title, icon=icon)
     app = web.Application(
         middlewares=[
@@ -91,6 +99,8 @@ def create_app(
     )
     app[STATE] = AppState(source, registry, healthy, page, reloader)
     add_routes(app)
+    if push is not None:
+        add_push_routes(app, push)
     return app
 
 

@@ -135,6 +135,8 @@ host:
     - {name: box, host: "u@127.0.0.1:9", password: p, threshold: {cpu: 0.9}, disks: [/]}
 grpc:
   - {name: rpc, host: "127.0.0.1:9", service: app, metadata: {authorization: Bearer t0ken}}
+push:
+  - {name: backup, token: "Zq3vT8kLm2Xw9RbN", interval: 24h, grace: 1h}
 client:
   - {name: pg, driver: postgres, host: "127.0.0.1:9", username: u, password: p}
   - {name: my, driver: mysql, host: "127.0.0.1:9", username: u}

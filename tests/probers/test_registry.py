@@ -16,6 +16,7 @@ from probe.probers.mqtt import MQTTProber, MQTTSpec
 from probe.probers.mysql import MySQLProber, MySQLSpec
 from probe.probers.ping import PingProber, PingSpec
 from probe.probers.postgres import PostgresProber, PostgresSpec
+from probe.probers.push import PushProber, PushSpec
 from probe.probers.redis import RedisProber, RedisSpec
 from probe.probers.shell import ShellProber, ShellSpec
 from probe.probers.tcp import TCPProber, TCPSpec
@@ -31,6 +32,7 @@ SECTION_PROBERS = [
     ("tls", TLSProber, TLSSpec),
     ("ping", PingProber, PingSpec),
     ("grpc", GRPCProber, GRPCSpec),
+    ("push", PushProber, PushSpec),
 ]
 DRIVER_PROBERS = [
     ("mysql", MySQLProber, MySQLSpec),
