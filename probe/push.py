@@ -69,6 +69,27 @@ def _moment(value: object) -> float | None:
         return None
 
 
+def _push_result(
+    spec: PushSpec,
+    status: Status,
+    message: str,
+    now: float,
+    details: dict[str, object],
+    latency: float | None = None,
+) -> Result:
+    """A push probe's result at wall time `now` (its endpoint names no token)."""
+    return Result(
+        name=spec.name,
+        kind=spec.kind,
+        endpoint=spec.endpoint(),
+        status=status,
+        latency=latency,
+        message=message,
+        time=datetime.fromtimestamp(now, UTC),
+        details=details,
+    )
+
+
 def stored_verdict(spec: PushSpec, last: Result | None, now: float) -> Result:
     """What `probe once` says of a push probe: judged from its last stored result, as the
     running App would judge it now (it cannot ask the job). Unknown without one."""
@@ -89,16 +110,7 @@ def stored_verdict(spec: PushSpec, last: Result | None, now: float) -> Result:
             )
         else:
             status, message = last.status, f"{last.message} (at {utc_iso(last.time)})"
-    return Result(
-        name=spec.name,
-        kind=spec.kind,
-        endpoint=spec.endpoint(),
-        status=status,
-        latency=None,
-        message=message,
-        time=datetime.fromtimestamp(now, UTC),
-        details=details,
-    )
+    return _push_result(spec, status, message, now, details)
 
 
 @dataclass(slots=True)
@@ -238,16 +250,7 @@ class PushMonitors:
         details: dict[str, object] = {"last_heartbeat": _iso(now)}
         if ran is not None:
             details["ran_s"] = round(ran, 3)
-        return Result(
-            name=spec.name,
-            kind=spec.kind,
-            endpoint=spec.endpoint(),
-            status=status,
-            latency=latency,
-            message=message,
-            time=datetime.fromtimestamp(now, UTC),
-            details=details,
-        )
+        return _push_result(spec, status, message, now, details, latency)
 
     # -- silences
 
@@ -268,20 +271,12 @@ class PushMonitors:
         spec = watch.spec
         watch.next_due = now + spec.interval
         last_beat = None if watch.last_beat is None else _iso(watch.last_beat)
-        result = Result(
-            name=spec.name,
-            kind=spec.kind,
-            endpoint=spec.endpoint(),
-            status=Status.DOWN,
-            latency=None,
-            message=watch.silence_message(),
-            time=datetime.fromtimestamp(now, UTC),
-            details={
-                "last_heartbeat": last_beat,
-                "watching_since": _iso(watch.since),
-                "silence": True,
-            },
-        )
+        details: dict[str, object] = {
+            "last_heartbeat": last_beat,
+            "watching_since": _iso(watch.since),
+            "silence": True,
+        }
+        result = _push_result(spec, Status.DOWN, watch.silence_message(), now, details)
         try:
             self._on_result(result)
         except Exception:  # one probe's trouble must not end every push probe's timer
