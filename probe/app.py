@@ -21,7 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -31,6 +30,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from probe import memory
+from probe.alerting import (
+    degraded_notification,
+    expiry_notification,
+    notification_for,
+    policy_for,
+)
 from probe.assembly import build_notifiers, build_probers
 from probe.config import Config
 from probe.config.diff import (
@@ -45,16 +50,15 @@ from probe.config.diff import (
 from probe.config.models import ProbeSpec, Settings
 from probe.core.result import Result
 from probe.core.scheduler import Scheduler, SchedulerStats
-from probe.core.tracker import Observation, Policy, StatusTracker
+from probe.core.tracker import StatusTracker
 from probe.dependencies import DependencyGate
 from probe.dependency_graph import DependencyGraph
-from probe.durations import format_duration
 from probe.errors import ConfigError, StartupError
 from probe.eventloop import running_loop_name, unmet_request, use_io_threads
 from probe.logs import register_secrets, secret_values
 from probe.maintenance_gate import MaintenanceGate, calendar_for
 from probe.metrics import REGISTRY, SeriesLabels, probe_metrics
-from probe.notify.base import Event, Notification, Notifier, NotifyContext
+from probe.notify.base import Notification, Notifier, NotifyContext
 from probe.notify.dispatch import DEFAULT_CONCURRENCY, OUTBOX_INTERVAL, Dispatcher, Outbox
 from probe.notify.metrics import notify_metrics
 from probe.probers.base import Prober, SharedResources, close_when_ended
@@ -79,11 +83,9 @@ from probe.web.static_files import check_target
 
 __all__ = [
     "App",
-    "notification_for",
     "notify_client",
     "notify_context",
     "open_store",
-    "policy_for",
     "sla_cache",
     "status_source",
     "template_renderer",
@@ -189,104 +191,6 @@ def sla_cache(config: Config, store: Store) -> SLACache:
         [s.name for s in config.enabled_probes],
         timezone=config.settings.timezone,
         max_age=min(refresh, 60.0) or 10.0,
-    )
-
-
-def notification_for(observation: Observation, spec: ProbeSpec) -> Notification | None:
-    """The Notification of an observation's alert decision (None without one)."""
-    alert = observation.alert
-    if alert is None:
-        return None
-    result = observation.result
-    message = result.message
-    window = format_duration(spec.flap.window)
-    if alert.event == "flapping":
-        changes = len(observation.state.flap_times)
-        message = (
-            f"{changes} status changes within {window}; down and recovery alerts are silenced"
-            f" until it holds one status for {window}. Last check: {message}"
-        )
-    elif alert.event == "stable":
-        status = observation.state.status.value
-        message = f"{status} for {window}, after flapping. Last check: {message}"
-    return Notification(
-        event=Event(alert.event),
-        time=alert.time,
-        probe=alert.name,
-        kind=result.kind,
-        endpoint=result.endpoint,
-        status=observation.state.status.value,
-        message=message,
-        outage_start=alert.outage_start,
-        duration=alert.duration,
-        position=alert.position,
-        labels=dict(spec.labels),
-    )
-
-
-def expiry_notification(observation: Observation, spec: ProbeSpec) -> Notification:
-    """The notification of a certificate expiry warning (Observation.warning)."""
-    warning = observation.warning
-    assert warning is not None
-    result = observation.result
-    left = max(warning.expires - warning.time, 0.0)
-    when = datetime.fromtimestamp(warning.expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Notification(
-        event=Event.EXPIRY,
-        time=warning.time,
-        probe=warning.name,
-        kind=result.kind,
-        endpoint=result.endpoint,
-        status=observation.state.status.value,
-        message=(
-            f"the certificate expires in {format_duration(left)} ({when}): within the"
-            f" {_whole_units(warning.threshold)} warning"
-        ),
-        duration=left,
-        labels=dict(spec.labels),
-    )
-
-
-def degraded_notification(observation: Observation, spec: ProbeSpec) -> Notification:
-    """The notification of an up probe becoming degraded, or fully healthy again."""
-    degradation = observation.degradation
-    assert degradation is not None
-    result = observation.result
-    return Notification(
-        event=Event.DEGRADED,
-        time=degradation.time,
-        probe=degradation.name,
-        kind=result.kind,
-        endpoint=result.endpoint,
-        status="degraded" if degradation.degraded else "up",
-        message=(
-            f"degraded: {degradation.message}"
-            if degradation.degraded
-            else f"every degraded condition holds again; {degradation.message}"
-        ),
-        labels=dict(spec.labels),
-    )
-
-
-def _whole_units(seconds: float) -> str:
-    """A threshold as written: 7d, 12h, 90m (format_duration would say 7d0h)."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return format_duration(seconds)
-
-
-def policy_for(spec: ProbeSpec) -> Policy:
-    return Policy(
-        interval=spec.result_interval(),
-        failure=spec.failure,
-        success=spec.success,
-        strategy=spec.alert.strategy,
-        factor=spec.alert.factor,
-        max_alerts=spec.alert.max,
-        flap_changes=spec.flap.changes,
-        flap_window=spec.flap.window,
-        expiry_warnings=spec.expiry_warning_thresholds(),
     )
 
 

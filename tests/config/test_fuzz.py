@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from probe import assembly
-from probe.app import notify_client, notify_context, open_store, policy_for, status_source
+from probe.alerting import policy_for
+from probe.app import notify_client, notify_context, open_store, status_source
 from probe.config import Config, load_config
 from probe.errors import ConfigError, StartupError, StoreError
 from probe.notify import ALIASES, NOTIFIERS, load_notifier_class

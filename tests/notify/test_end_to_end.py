@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from probe.app import App, notification_for
+from probe.alerting import notification_for
+from probe.app import App
 from probe.assembly import load_config
 from probe.config.models import AlertSpec, ProbeSpec
 from probe.core.result import Result, Status

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import web
 
-from probe.app import notification_for
+from probe.alerting import notification_for
 from probe.core.result import Result, Status
 from probe.core.scheduler import run_check
 from probe.core.tracker import AlertDecision, Observation, ProbeState
