@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from probe.config.folder import config_files_in
 from probe.config.maintenance import SharedWindowSpec, WindowSpec
@@ -36,10 +36,15 @@ from probe.config.messages import (
     report_validation_error,
 )
 from probe.config.models import NotifierSpec, ProbeDefaults, ProbeSpec, Settings, usable_path
+from probe.config.references import (
+    Place,
+    check_dependencies,
+    check_unique_secrets,
+    duplicate_name,
+)
 from probe.config.source import Loc, Source
 from probe.config.substitution import substitute
 from probe.config.yaml_reader import parse_file
-from probe.dependency_graph import DependencyGraph
 from probe.durations import format_duration
 from probe.errors import ConfigError, ConfigProblem
 from probe.text import quoted
@@ -178,10 +183,6 @@ def load_config(
     return loader.load_folder() if folder else loader.load()
 
 
-# Where a probe or notifier is: its file's Source and its key path there.
-_Place = tuple[Source, Loc]
-
-
 @dataclass(slots=True)
 class _Document:
     """One config file's top level, and what its validation found."""
@@ -279,19 +280,19 @@ class _Loader:
         self._use(settings_document)
         settings = self._settings(settings_document.root.get("settings"))
 
-        placed: list[tuple[ProbeSpec, _Place]] = []
-        probe_names: dict[str, _Place] = {}
+        placed: list[tuple[ProbeSpec, Place]] = []
+        probe_names: dict[str, Place] = {}
         for document in documents:
             self._use(document)
             found = self._probes(document.root, document.sections, settings.probe, probe_names)
             document.probes = len(found)
             placed.extend(found)
-        self._check_dependencies(placed, probe_names)
-        self._check_unique_secrets(placed)
+        check_dependencies(placed, probe_names)
+        check_unique_secrets(placed)
         probes = [spec for spec, _ in placed]
 
         notifiers: list[NotifierSpec] = []
-        notifier_names: dict[str, _Place] = {}
+        notifier_names: dict[str, Place] = {}
         maintenance: list[SharedWindowSpec] = []
         probe_set = {p.name for p in probes}
         for document in documents:
@@ -356,16 +357,6 @@ class _Loader:
             )
         return holders[0] if holders else documents[0]
 
-    def _duplicate_name(self, what: str, name: str, loc: Loc, first: _Place) -> None:
-        """Report `name` at `loc` as already the name of a `what` at `first`."""
-        src, first_loc = first
-        pos = src.where((*first_loc, "name"))
-        if src is self.src:
-            where = f" (first at line {pos[0]})" if pos else ""
-        else:  # another file of the folder
-            where = f" (first at {src.file}:{pos[0]}:{pos[1]})" if pos else f" (in {src.file})"
-        self.src.error((*loc, "name"), f"duplicate {what} name {quoted(name)}{where}")
-
     def _known_sections(self) -> list[str]:
         client = [_CLIENT] if self.drivers else []
         return sorted({*self.sections, *client, "maintenance", "notify", "settings"})
@@ -396,14 +387,14 @@ class _Loader:
         root: dict[str, Any],
         names: list[str],
         defaults: ProbeDefaults,
-        seen_names: dict[str, _Place],
-    ) -> list[tuple[ProbeSpec, _Place]]:
+        seen_names: dict[str, Place],
+    ) -> list[tuple[ProbeSpec, Place]]:
         """The probes of one file, each with where it is; `seen_names` holds the names
         taken (and where), across the files of a folder, and gains this file's."""
         # Cut here too, so probes that inherit both values need no warning of their own.
         if defaults.timeout > defaults.interval:
             defaults = defaults.model_copy(update={"timeout": defaults.interval})
-        probes: list[tuple[ProbeSpec, _Place]] = []
+        probes: list[tuple[ProbeSpec, Place]] = []
         for section in names:
             raw = root[section]
             if raw is None:
@@ -438,63 +429,12 @@ class _Loader:
                 if name is None:
                     continue
                 if name in seen_names:
-                    self._duplicate_name("probe", name, loc, seen_names[name])
+                    duplicate_name("probe", name, (self.src, loc), seen_names[name])
                 else:
                     seen_names[name] = (self.src, loc)
                 if spec is not None:
                     probes.append((spec, (self.src, loc)))
         return probes
-
-    def _check_unique_secrets(self, probes: list[tuple[ProbeSpec, _Place]]) -> None:
-        """No two probes of a kind share a secret its `unique_secrets` names (two push probes
-        with one token, in one file or two): located at the second, naming the first, never
-        showing the value."""
-        seen: dict[tuple[str, str, str], tuple[str, Source, Loc]] = {}
-        for spec, (src, loc) in probes:
-            for key in spec.unique_secrets:
-                value = getattr(spec, key, None)
-                secret = value.get_secret_value() if isinstance(value, SecretStr) else value
-                if not isinstance(secret, str):
-                    continue
-                first = seen.setdefault((spec.kind, key, secret), (spec.name, src, loc))
-                name, first_src, first_loc = first
-                if first_src is src and first_loc == loc:
-                    continue
-                pos = first_src.where((*first_loc, key))
-                if pos is None:
-                    at = "" if first_src is src else f" (in {first_src.file})"
-                elif first_src is src:
-                    at = f" (line {pos[0]})"
-                else:
-                    at = f" ({first_src.file}:{pos[0]}:{pos[1]})"
-                src.error(
-                    (*loc, key),
-                    f"the same {key} as {spec.kind} probe {quoted(name)}{at}; each needs its own",
-                )
-
-    def _check_dependencies(
-        self, probes: list[tuple[ProbeSpec, _Place]], where: dict[str, _Place]
-    ) -> None:
-        """Every `depends_on` name is a probe of the config (of any file of a folder), and no
-        chain of them comes back to where it started (located at the name, or at the
-        depends_on of the cycle's first probe in file order)."""
-        names = set(where)  # entries that failed validation still have a name
-        for spec, (src, loc) in probes:
-            for index, dep in enumerate(spec.depends_on):
-                if dep not in names:
-                    hint = did_you_mean(dep, sorted(names))
-                    src.error((*loc, "depends_on", index), f"no probe is named {quoted(dep)}{hint}")
-        graph = DependencyGraph({spec.name: spec.depends_on for spec, _ in probes})
-        cycle = graph.find_cycle()
-        if cycle is not None:
-            first = min(cycle[:-1], key=lambda name: list(where).index(name))
-            at = cycle.index(first)
-            shown = [*cycle[at:-1], *cycle[:at], first]
-            src, loc = where[first]
-            src.error(
-                (*loc, "depends_on"),
-                "a cycle of dependencies: " + " -> ".join(quoted(n) for n in shown),
-            )
 
     def _section_mapping(
         self, section: str, raw: dict[str, Any], spec_type: type[ProbeSpec]
@@ -672,7 +612,7 @@ class _Loader:
 
     # -- notifiers
 
-    def _notifiers(self, raw: Any, seen_names: dict[str, _Place]) -> list[NotifierSpec]:
+    def _notifiers(self, raw: Any, seen_names: dict[str, Place]) -> list[NotifierSpec]:
         """The notifiers of one file; `seen_names` as for `_probes`."""
         loc: Loc = ("notify",)
         if raw is None:
@@ -708,7 +648,7 @@ class _Loader:
                 if name is None:
                     continue
                 if name in seen_names:
-                    self._duplicate_name("notifier", name, eloc, seen_names[name])
+                    duplicate_name("notifier", name, (self.src, eloc), seen_names[name])
                 else:
                     seen_names[name] = (self.src, eloc)
                 if isinstance(spec, NotifierSpec):
