@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+import pytest_asyncio
 
 from probe.store import Store
 from probe.web.data import StatusSource
@@ -20,7 +21,9 @@ from probe.web.server import create_app, start_server
 from tests.support.browser import Browser, browser
 from tests.support.fleet import fill_fleet, fleet_probes, is_degraded, is_down
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# One fleet and one browser for the module (each test only reads and clicks): filling the
+# store and starting Chromium are most of the time these tests take.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 WIDTH, HEIGHT = 1280, 900
 NOW = time.time()
@@ -48,13 +51,13 @@ async def serve(tmp_path, count: int, *, days: int = 3) -> AsyncIterator[Served]
         await store.close()
 
 
-@pytest.fixture
-async def fleet100(tmp_path) -> AsyncIterator[Served]:
-    async for served in serve(tmp_path, 100):
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fleet100(tmp_path_factory) -> AsyncIterator[Served]:
+    async for served in serve(tmp_path_factory.mktemp("fleet"), 100):
         yield served
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chrome() -> AsyncIterator[Browser]:
     async with browser() as session:
         yield session
