@@ -11,11 +11,17 @@ grace` is down ("no heartbeat since ..."), and stays down with one more such res
 checked) until the next heartbeat. It lives in the main process, beside the web server, and
 never in a worker: the scheduler never sees push probes.
 
+Deadlines are timed on the monotonic clock: a wall clock set forward (NTP, a resumed VM) does
+not make every push probe down at once, nor one set back delay the silence. Wall time only
+labels results and is what the store keeps.
+
 State across restarts: every push result carries the last heartbeat's time in its details
 (`last_heartbeat`), so the clock is recovered from the store's last result at start (and
 when a reload adds a probe the store knows): a restart neither resets it nor forgets an
 overdue probe. What is not kept: a `/start` not yet followed by its heartbeat, and the time
-a never-seen probe has been watched when no result was stored yet.
+a never-seen probe has been watched when no result was stored yet. A probe found overdue at
+start is down from its deadline, not from the restart: its first silence result is dated at
+the deadline (so the SLA does not count the time in between as up).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ log = logging.getLogger("probe.push")
 # loop calling in a hurry is a bug that must not fill the store.
 HEARTBEAT_RATE = 2.0
 HEARTBEAT_BURST = 10.0
-# The longest the timer sleeps: a wall clock set anew is noticed within this.
+# The longest the timer sleeps (a heartbeat or a reload wakes it sooner).
 RECHECK = 30.0
 
 
@@ -121,8 +127,18 @@ class _Watch:
     bucket: Bucket
     since: float  # when watching began (wall clock): the anchor of a never-seen probe
     last_beat: float | None = None  # the last heartbeat's wall time
-    next_due: float = 0.0  # when the timer next makes a down result, unless a heartbeat comes
+    # When the timer next makes a down result unless a heartbeat comes: `deadline` on the
+    # monotonic clock (what the timer waits for), `due_at` the wall time it stands for (what
+    # labels that result when it is already past, e.g. found overdue at a restart).
+    deadline: float = 0.0
+    due_at: float = 0.0
+    silent: bool = False  # down for silence since the last heartbeat
     job_started: float | None = None  # monotonic time of the last /start not yet closed
+
+    def due(self, due_at: float, wall: float, mono: float) -> None:
+        """Make the next down result due at wall time `due_at` (now: `wall`, `mono`)."""
+        self.due_at = due_at
+        self.deadline = mono + (due_at - wall)
 
     def silence_message(self) -> str:
         if self.last_beat is None:
@@ -181,8 +197,11 @@ class PushMonitors:
             elif watch.spec != spec:
                 allowed_before = watch.spec.silence_allowed
                 watch.spec = spec
-                if spec.silence_allowed != allowed_before:
-                    watch.next_due = (watch.last_beat or watch.since) + spec.silence_allowed
+                # A silent probe keeps its next down result where it was: moving it to the
+                # new allowance, already past, would make one more at once.
+                if spec.silence_allowed != allowed_before and not watch.silent:
+                    anchor = watch.last_beat if watch.last_beat is not None else watch.since
+                    watch.due(anchor + spec.silence_allowed, now, self._monotonic())
             watches[spec.name] = watch
         self._watches = watches
         # Looked up by the token's SHA-256, not by comparing the token with each configured
@@ -195,19 +214,23 @@ class PushMonitors:
     def _restored(self, spec: PushSpec, now: float) -> _Watch:
         """A probe's clock from its last stored result: the last heartbeat it names (and,
         after a silence result, the next one due an interval later)."""
-        bucket = Bucket(HEARTBEAT_RATE, HEARTBEAT_BURST, updated=self._monotonic())
+        mono = self._monotonic()
+        bucket = Bucket(HEARTBEAT_RATE, HEARTBEAT_BURST, updated=mono)
         watch = _Watch(spec, bucket, now)
         last = self._last_result(spec.name)
         if last is None or last.kind != spec.kind:
-            watch.next_due = now + spec.silence_allowed
+            watch.due(now + spec.silence_allowed, now, mono)
             return watch
         watch.last_beat = _moment(last.details.get("last_heartbeat"))
         watch.since = _moment(last.details.get("watching_since")) or watch.last_beat or now
         anchor = watch.last_beat if watch.last_beat is not None else watch.since
-        watch.next_due = anchor + spec.silence_allowed
-        if last.details.get("silence"):
+        due_at = anchor + spec.silence_allowed
+        watch.silent = bool(last.details.get("silence"))
+        if watch.silent:
             # Down already: the next down result an interval after the last one.
-            watch.next_due = max(watch.next_due, last.time.timestamp() + spec.interval)
+            due_at = max(due_at, last.time.timestamp() + spec.interval)
+        # Never before the last stored result: results of a probe go forward in time.
+        watch.due(max(due_at, last.time.timestamp()), now, mono)
         return watch
 
     # -- heartbeats
@@ -246,7 +269,8 @@ class PushMonitors:
         if ran is not None:
             message = f"{message} (ran {ran:.1f} s)"
         watch.last_beat = now
-        watch.next_due = now + spec.silence_allowed
+        watch.silent = False
+        watch.due(now + spec.silence_allowed, now, self._monotonic())
         details: dict[str, object] = {"last_heartbeat": _iso(now)}
         if ran is not None:
             details["ran_s"] = round(ran, 3)
@@ -257,26 +281,30 @@ class PushMonitors:
     async def _silences(self) -> None:
         while True:
             self._wake.clear()
-            now = self._clock()
+            mono = self._monotonic()
             for watch in list(self._watches.values()):
-                if watch.next_due <= now:
-                    self._silent(watch, now)
-            following = min((w.next_due for w in self._watches.values()), default=None)
-            delay = RECHECK if following is None else min(max(following - now, 0.0), RECHECK)
+                if watch.deadline <= mono:
+                    self._silent(watch, self._clock(), mono)
+            following = min((w.deadline for w in self._watches.values()), default=None)
+            delay = RECHECK if following is None else min(max(following - mono, 0.0), RECHECK)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
 
-    def _silent(self, watch: _Watch, now: float) -> None:
+    def _silent(self, watch: _Watch, now: float, mono: float) -> None:
         spec = watch.spec
-        watch.next_due = now + spec.interval
+        # Dated when it fell due: the same moment while running, the deadline when found
+        # overdue at a start (never later than now, should the wall clock have gone back).
+        when = min(now, watch.due_at)
+        watch.silent = True
+        watch.due(now + spec.interval, now, mono)
         last_beat = None if watch.last_beat is None else _iso(watch.last_beat)
         details: dict[str, object] = {
             "last_heartbeat": last_beat,
             "watching_since": _iso(watch.since),
             "silence": True,
         }
-        result = _push_result(spec, Status.DOWN, watch.silence_message(), now, details)
+        result = _push_result(spec, Status.DOWN, watch.silence_message(), when, details)
         try:
             self._on_result(result)
         except Exception:  # one probe's trouble must not end every push probe's timer

@@ -138,6 +138,16 @@ async def test_heartbeats_silence_and_recovery_alert_once_each(
                 assert TOKEN not in shown.text and "nightly" in shown.text, path
             assert "push every 600ms" in (await client.get("/api/v1/sla", headers=auth)).text
 
+        # Paths spelled otherwise reach the access log as they were sent: the token in them
+        # is still a secret there.
+        for target in (f"//api/v1/push/{TOKEN}", f"/api/v1/%70ush/{TOKEN}"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            assert (await reader.read()).startswith(b"HTTP/1.1 ")
+            writer.close()
+            await writer.wait_closed()
+
     await running(config, body)
     logged = (tmp_path / "access.log").read_text()
     assert "GET /api/v1/push/*** 200" in logged and "/api/v1/push/***/start 200" in logged
@@ -146,7 +156,8 @@ async def test_heartbeats_silence_and_recovery_alert_once_each(
 
 async def test_bad_calls_unknown_tokens_and_rate_limits(tmp_path: Path, targets: Targets) -> None:
     config = tmp_path / "probes.yaml"
-    write_push(config, targets, [nightly(every="interval: 1h")])
+    weekly = f"name: weekly, token: {OTHER}, interval: 1h"
+    write_push(config, targets, [nightly(every="interval: 1h"), weekly])
 
     async def body(app: App) -> None:
         async with httpx.AsyncClient(base_url=base(app)) as client:
@@ -177,6 +188,10 @@ async def test_bad_calls_unknown_tokens_and_rate_limits(tmp_path: Path, targets:
                 assert reply.status_code == 404 and reply.json() == {"error": "not found"}
             codes = [(await client.get(f"/api/v1/push/guess{i}")).status_code for i in range(12)]
             assert codes[:6] == [404] * 6 and codes[-1] == 429
+            # Only the misses wait: another job behind the same address (a proxy, a NAT)
+            # still gets through while the guesses go on being refused.
+            assert (await client.get(f"/api/v1/push/{OTHER}")).status_code == 200
+            assert (await client.get("/api/v1/push/guess-again")).status_code == 429
 
     await running(config, body)
     assert TOKEN not in (tmp_path / "access.log").read_text()

@@ -9,6 +9,8 @@ spec says so with `scheduled = False`.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from typing import Annotated, ClassVar
 
@@ -26,8 +28,18 @@ __all__ = ["MIN_TOKEN_LENGTH", "PushProber", "PushSpec", "default_grace"]
 # characters of a random URL-safe alphabet are ~95 bits; `openssl rand -hex 16` gives 32).
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_LENGTH = 256
-# "aaaaaaaaaaaaaaaa" and "abababab..." are long and still guessable.
-MIN_DISTINCT_CHARACTERS = 6
+# "aaaaaaaaaaaaaaaa", "abcabcabcabcabca" and "0123456789012345" are long and still guessable:
+# at least this many different characters, no repeating pattern, no runs of neighbours
+# (abc, 987) over half of it, and at least MIN_TOKEN_BITS by the size of the alphabet its
+# characters come from (16 digits alone are 53 bits; 16 hex characters 83).
+MIN_DISTINCT_CHARACTERS = 7
+MIN_TOKEN_BITS = 64.0
+_CHARACTER_CLASSES = (
+    (re.compile(r"[a-z]"), 26),
+    (re.compile(r"[A-Z]"), 26),
+    (re.compile(r"[0-9]"), 10),
+    (re.compile(r"[._~-]"), 4),
+)
 # Characters a URL path carries as they are (RFC 3986 "unreserved"): curl sends the token
 # unchanged, and it never holds a "/" that would split the route.
 _TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~-]+")
@@ -40,6 +52,23 @@ DEFAULT_GRACE_SHARE = 0.1
 
 def default_grace(interval: float) -> float:
     return max(DEFAULT_GRACE_FLOOR, interval * DEFAULT_GRACE_SHARE)
+
+
+def _guessable(token: str) -> bool:
+    """Whether a token a person could guess or a guesser would try early: few different
+    characters, one pattern repeated, mostly runs of neighbouring characters, or too few
+    bits for the characters it is made of. No word list: `backup-token-2024` passes, which
+    the README's advice (random characters) is for."""
+    if len(set(token)) < MIN_DISTINCT_CHARACTERS:
+        return True
+    size = len(token)
+    if any(token[p:] == token[:-p] for p in range(1, size // 2 + 1)):
+        return True  # a period of at most half its length: abcabcabc...
+    neighbours = sum(1 for a, b in itertools.pairwise(token) if abs(ord(a) - ord(b)) == 1)
+    if neighbours * 2 >= size:
+        return True
+    alphabet = sum(count for pattern, count in _CHARACTER_CLASSES if pattern.search(token))
+    return size * math.log2(alphabet) < MIN_TOKEN_BITS
 
 
 class PushSpec(ProbeSpec):
@@ -77,10 +106,10 @@ class PushSpec(ProbeSpec):
             raise ValueError(
                 "only letters, digits and - _ . ~ may be used (they go into a URL as they are)"
             )
-        if len(set(token)) < MIN_DISTINCT_CHARACTERS:
+        if _guessable(token):
             raise ValueError(
-                "too easy to guess (few distinct characters); use random characters"
-                " (openssl rand -hex 16)"
+                "too easy to guess (few different characters, a repeating pattern or a run"
+                " like abc or 123); use random characters (openssl rand -hex 16)"
             )
         return value
 

@@ -15,6 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from probe.config.models import HTTPAccessLogSettings
 from probe.errors import StartupError
+from probe.logs import redact
 from probe.web.push_route import redact_push_token
 
 __all__ = ["AccessLogger", "open_access_log"]
@@ -30,14 +31,17 @@ def _printable(text: str) -> str:
 
 class AccessLogger(AbstractAccessLogger):
     """`ADDRESS METHOD PATH STATUS BYTES DURATION`: the path without its query string (a
-    token may be in it), a push token in it as `***`, and never a header (Authorization)."""
+    token may be in it), a push URL's token as `***`, every secret of the config as the main
+    log shows it (a push token in a path spelled otherwise, `//api/v1/push/...` or
+    `/api/v1/%70ush/...`, is still one), and never a header (Authorization). This logger
+    does not pass the main log's redaction, so it applies it here."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %d %d %.1fms",
             _printable(request.remote or "-"),
             _printable(request.method),
-            _printable(redact_push_token(request.rel_url.raw_path)),
+            _printable(redact(redact_push_token(request.rel_url.raw_path))),
             response.status,
             response.body_length,
             time * 1000,

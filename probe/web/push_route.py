@@ -5,8 +5,9 @@ not apply here: auth.py lets these paths through). This module reads the request
 keys, each checked: a bad one is a 400 naming it) and turns the receiver's answer into the
 response; the receiver (the App's PushMonitors, probe/push.py) finds the probe and records
 the heartbeat. An unknown token is a 404 that says only "not found", and a client address
-that keeps sending unknown tokens is slowed down (429) before any lookup, so guessing tokens
-costs time as well as luck.
+that keeps sending unknown tokens gets 429 for them, so guessing tokens costs time as well as
+luck; a known token is never refused for its address's misses (a proxy's or a NAT's address
+is every job's).
 """
 
 from __future__ import annotations
@@ -107,13 +108,16 @@ def _heartbeat(request: web.Request, start: bool) -> Heartbeat:
 
 async def _push(request: web.Request, start: bool) -> web.Response:
     beat = _heartbeat(request, start)
-    unknown = request.app[_UNKNOWN]
-    client = request.remote or "-"
-    slowed = unknown.wait(client)
-    if slowed > 0:
-        return _too_many(slowed)
     reply = request.app[_RECEIVER].receive(request.match_info["token"], beat)
     if not reply.found:
+        # Only misses count against an address: behind a proxy or a NAT every job shares one,
+        # and someone guessing there must not keep the real jobs' calls out (the token's
+        # strength is what makes guessing hopeless; this only makes it slow).
+        unknown = request.app[_UNKNOWN]
+        client = request.remote or "-"
+        slowed = unknown.wait(client)
+        if slowed > 0:
+            return _too_many(slowed)
         unknown.take(client)
         # The same answer whatever was wrong with the token.
         return json_error(404, "not found")

@@ -3,6 +3,7 @@ an interval of their own, a grace; every mistake a located error that never show
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,12 @@ def test_a_push_probe_loads_with_its_defaults(tmp_path: Path) -> None:
     assert config.secret_files == (tmp_path / "token",)
 
 
+GUESSABLE = (
+    "2:22: push[0].token: too easy to guess (few different characters, a repeating pattern or"
+    " a run like abc or 123); use random characters (openssl rand -hex 16)"
+)
+
+
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
@@ -63,8 +70,23 @@ def test_a_push_probe_loads_with_its_defaults(tmp_path: Path) -> None:
         ),
         (
             "{name: a, token: aaaaaaaaaabbbbbbbbbb, interval: 1h}",
-            "2:22: push[0].token: too easy to guess (few distinct characters); use random"
-            " characters (openssl rand -hex 16)",
+            GUESSABLE,
+        ),
+        (
+            "{name: a, token: abcdefabcdefabcd, interval: 1h}",
+            GUESSABLE,
+        ),
+        (
+            "{name: a, token: '0123456789012345', interval: 1h}",
+            GUESSABLE,
+        ),
+        (
+            "{name: a, token: abcdefghijklmnop1234, interval: 1h}",
+            GUESSABLE,
+        ),
+        (
+            "{name: a, token: deadbeefcafebabe, interval: 1h}",
+            GUESSABLE,
         ),
         (
             "{name: a, token: 'abc/def+ghi?jklmnop', interval: 1h}",
@@ -135,3 +157,10 @@ def test_one_token_in_two_files_of_a_folder(tmp_path: Path) -> None:
         " each needs its own"
     ]
     assert TOKEN not in str(info.value)
+
+
+def test_random_tokens_pass_the_strength_check() -> None:
+    # What the README tells users to run, many times over: never refused.
+    for _ in range(2000):
+        for token in (secrets.token_hex(16), secrets.token_urlsafe(24)):
+            PushSpec.model_validate({"name": "x", "token": token, "interval": "1h"})
