@@ -7,7 +7,8 @@ config files, each of them and the folder's list of them: a file added or remove
 looks at the files' modification times and sizes every `settings.reload.every`, and reloads
 only when their content differs from what was last applied (an editor that saves twice, or
 `touch`, reloads nothing). A file saved in several writes is read once it has held still
-for one look.
+for one look. A config file new to a folder is looked at from the round it appears: when the
+reload it causes is refused, saving the file fixed reloads.
 
 `read_config` loads and validates the whole file (or folder), and fingerprints what it reads, before
 anything of the running App is touched: a file that does not load changes nothing.
@@ -24,6 +25,7 @@ from pathlib import Path
 from probe.assembly import load_config
 from probe.config import Config
 from probe.config.diff import fingerprints, input_files
+from probe.config.folder import config_names_in
 
 __all__ = ["ConfigWatcher", "read_config"]
 
@@ -37,6 +39,20 @@ def read_config(path: Path) -> tuple[Config, dict[Path, str]]:
     a thread). Raises ConfigError, located, when it does not load."""
     config = load_config(path)
     return config, fingerprints(input_files(config))
+
+
+def _watched(applied: Mapping[Path, object]) -> list[Path]:
+    """What to look at: the files last applied, and each config folder's files as they are
+    now: a file new to a folder is watched before a reload that includes it succeeds, so
+    fixing one a reload refused is noticed (blocking: run it in a thread)."""
+    paths = list(applied)
+    for path in list(paths):
+        try:
+            names = config_names_in(path) if path.is_dir() else []
+        except OSError:
+            continue  # unreadable now: its fingerprint says so
+        paths.extend(path / name for name in names if path / name not in applied)
+    return paths
 
 
 def _stamps(paths: list[Path]) -> dict[Path, _Stamp]:
@@ -69,7 +85,8 @@ class ConfigWatcher:
 
     async def run(self) -> None:
         """Watch until cancelled."""
-        stamps = await asyncio.to_thread(_stamps, list(self._applied()))
+        watched = await asyncio.to_thread(_watched, self._applied())
+        stamps = await asyncio.to_thread(_stamps, watched)
         while True:
             await asyncio.sleep(self._every)
             try:
@@ -79,7 +96,7 @@ class ConfigWatcher:
 
     async def _round(self, stamps: dict[Path, _Stamp]) -> dict[Path, _Stamp]:
         applied = self._applied()
-        paths = list(applied)
+        paths = await asyncio.to_thread(_watched, applied)
         now = await asyncio.to_thread(_stamps, paths)
         if now == stamps:
             return now
@@ -91,7 +108,7 @@ class ConfigWatcher:
                 break
             now = settled
         current = await asyncio.to_thread(fingerprints, paths)
-        if any(current[path] != applied[path] for path in paths) and current != self._tried:
+        if any(current[path] != applied.get(path) for path in paths) and current != self._tried:
             # Once per content: a file that does not load is not reloaded again until it
             # changes again (the failure is logged once, not every round).
             self._tried = current
@@ -100,5 +117,7 @@ class ConfigWatcher:
                 await self._reload()
             except Exception:  # App.reload reports its own failures; this is a bug's
                 log.exception("reloading after a file change failed")
-        # What the reload applied may name other files: start from their stamps.
-        return await asyncio.to_thread(_stamps, list(self._applied()))
+        # The stamps of what was read, not taken anew: a file changed while the reload ran
+        # differs from them next round and is read again. (Files the reload's config names
+        # anew differ too, and cost one more comparison.)
+        return now

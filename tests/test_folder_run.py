@@ -172,3 +172,32 @@ async def test_sighup_and_post_reload_read_the_folder_again(
         assert changes(app) == ([], [], ["b"])
 
     await running(folder, body)
+
+
+@pytest.mark.slow
+async def test_a_file_new_to_the_folder_is_watched_before_a_reload_takes_it(
+    tmp_path: Path, targets: Targets
+) -> None:
+    """A new file that does not load is refused; fixing it (nothing else changes) reloads."""
+    folder = tmp_path / "conf.d"
+    put(folder / "00-settings.yaml", settings(folder, watch=True))
+    put(folder / "10-a.yaml", probes(targets, "a"))
+
+    async def body(app: App) -> None:
+        await until(lambda: len(targets.hits.get("a", [])) >= 1)
+        put(folder / "30-c.yaml", "http:\n  - {name: c, url: [\n")  # half written
+        await until(lambda: app.last_reload is not None)
+        refused = app.last_reload
+        assert refused is not None and not refused.ok
+        put(folder / "30-c.yaml", probes(targets, "c"))
+        await until(lambda: app.last_reload is not refused)
+        assert changes(app) == (["c"], [], [])
+
+    await running(folder, body)
+
+
+async def test_an_empty_config_path_is_refused_not_the_working_directory(tmp_path: Path) -> None:
+    put(tmp_path / "compose.yaml", "services: {}\n")  # a YAML file that is no probe config
+    code, out, err = await probe_cmd("check", "-c", "", cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert err.strip() == "-c: an empty path (an unset variable?); name a config file or folder"

@@ -30,11 +30,18 @@ def config_names_in(folder: Path) -> list[str]:
     before `9-b.yaml`). Raises OSError when the folder cannot be listed."""
     with os.scandir(folder) as entries:
         names = [
-            entry.name
-            for entry in entries
-            if is_config_name(entry.name) and not entry.is_dir()  # is_dir follows links
+            entry.name for entry in entries if is_config_name(entry.name) and not _is_folder(entry)
         ]
     return sorted(names)
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether a folder entry is a folder (following links): a link that cannot be followed
+    (a loop, a target not readable) is kept as a file, for the loader to report by name."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def config_files_in(folder: Path) -> list[Path]:

@@ -132,6 +132,11 @@ def find_config_path(cli_value: str | None) -> Path:
     """The config file (or folder) to use: the CLI's `-c`, else `$PROBE_CONFIG`, else
     `probes.yaml`."""
     if cli_value is not None:
+        if not cli_value.strip():
+            # Path("") is ".": an unset variable in `-c "$CONF"` would load every YAML file
+            # of the working directory as a config folder.
+            message = "an empty path (an unset variable?); name a config file or folder"
+            raise ConfigError([ConfigProblem("-c", None, None, "", message)])
         return Path(cli_value)
     from_env = os.environ.get(_ENV_CONFIG)
     if from_env:

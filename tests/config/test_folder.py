@@ -206,6 +206,13 @@ def test_unreadable_files_are_reported_together_before_validation(folder: Folder
     )
 
 
+def test_a_link_that_cannot_be_followed_is_reported_by_its_name(folder: Folder) -> None:
+    folder.write("a.yaml", "tcp:\n  - {name: a, host: '127.0.0.1:1'}\n")
+    (folder.root / "loop.yaml").symlink_to("loop.yaml")  # a link to itself
+    errors = folder.errors()
+    assert len(errors) == 1 and errors[0].startswith("loop.yaml: cannot read config: ")
+
+
 def test_an_empty_file_loads_nothing_and_says_so(folder: Folder) -> None:
     folder.write("a.yaml", "# all commented out\n# http: []\n")
     folder.write("b.yaml", "tcp:\n  - {name: b, host: '127.0.0.1:1'}\n")
