@@ -103,6 +103,14 @@ def probes(targets: Targets, *names: str, extra: str = "") -> str:
     return "http:\n" + "\n".join(lines) + "\n"
 
 
+def settings_and_a(tmp_path: Path, targets: Targets, *, watch: bool) -> Path:
+    """A folder of two files: the settings, and probe `a`."""
+    folder = tmp_path / "conf.d"
+    put(folder / "00-settings.yaml", settings(folder, watch=watch))
+    put(folder / "10-a.yaml", probes(targets, "a"))
+    return folder
+
+
 def changes(app: App) -> tuple[list[str], list[str], list[str]]:
     report = app.last_reload
     assert report is not None and report.ok and report.diff is not None, report
@@ -114,9 +122,7 @@ def changes(app: App) -> tuple[list[str], list[str], list[str]]:
 async def test_the_watch_reloads_a_folder_when_a_file_comes_changes_or_goes(
     tmp_path: Path, targets: Targets
 ) -> None:
-    folder = tmp_path / "conf.d"
-    put(folder / "00-settings.yaml", settings(folder, watch=True))
-    put(folder / "10-a.yaml", probes(targets, "a"))
+    folder = settings_and_a(tmp_path, targets, watch=True)
 
     async def body(app: App) -> None:
         await until(lambda: len(targets.hits.get("a", [])) >= 1)
@@ -146,9 +152,7 @@ async def test_the_watch_reloads_a_folder_when_a_file_comes_changes_or_goes(
 async def test_sighup_and_post_reload_read_the_folder_again(
     tmp_path: Path, targets: Targets
 ) -> None:
-    folder = tmp_path / "conf.d"
-    put(folder / "00-settings.yaml", settings(folder, watch=False))
-    put(folder / "10-a.yaml", probes(targets, "a"))
+    folder = settings_and_a(tmp_path, targets, watch=False)
 
     async def body(app: App) -> None:
         base = f"http://127.0.0.1:{app.http_port}"
@@ -179,9 +183,7 @@ async def test_a_file_new_to_the_folder_is_watched_before_a_reload_takes_it(
     tmp_path: Path, targets: Targets
 ) -> None:
     """A new file that does not load is refused; fixing it (nothing else changes) reloads."""
-    folder = tmp_path / "conf.d"
-    put(folder / "00-settings.yaml", settings(folder, watch=True))
-    put(folder / "10-a.yaml", probes(targets, "a"))
+    folder = settings_and_a(tmp_path, targets, watch=True)
 
     async def body(app: App) -> None:
         await until(lambda: len(targets.hits.get("a", [])) >= 1)
