@@ -219,13 +219,11 @@ class _View:
 
 def _html(view: _View) -> str:
     groups: list[dict[str, Any]] = []
-    for index, item in enumerate(view.page):
+    for item in view.page:
         group = _group(item)
         if not groups or groups[-1]["name"] != group:
             groups.append({"name": group, "rows": []})
-        row = _row_view(item, view.details[item.info.name], view.now)
-        row["index"] = index  # for ids unique on the page
-        groups[-1]["rows"].append(row)
+        groups[-1]["rows"].append(_row_view(item, view.details[item.info.name], view.now))
     has_groups = any(g["name"] for g in groups)
     counts = _group_counts(view.everything)
     for g in groups:
