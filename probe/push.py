@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 
 from probe.core.result import Result, Status, utc_iso
 from probe.probers.push import PushSpec
-from probe.rate_limit import Bucket
-from probe.web.push_route import Heartbeat, PushReply
+from probe.rate_limit import Bucket, KeyedBuckets
+from probe.web.push_route import UNKNOWN_BURST, UNKNOWN_RATE, Heartbeat, PushReply
 
 __all__ = ["HEARTBEAT_BURST", "HEARTBEAT_RATE", "PushMonitors", "push_specs", "stored_verdict"]
 
@@ -169,6 +169,9 @@ class PushMonitors:
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._specs = list(specs)
+        # Unknown tokens per client address (push_route throttles them): kept here, so a
+        # reload that rebuilds the web server does not start the count over.
+        self.misses = KeyedBuckets(UNKNOWN_RATE, UNKNOWN_BURST)
 
     # -- lifecycle
 

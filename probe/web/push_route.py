@@ -28,6 +28,8 @@ from probe.web.responses import json_error
 __all__ = [
     "MAX_MESSAGE",
     "PUSH_PREFIX",
+    "UNKNOWN_BURST",
+    "UNKNOWN_RATE",
     "Heartbeat",
     "PushReceiver",
     "PushReply",
@@ -72,13 +74,16 @@ class PushReply:
 
 
 class PushReceiver(Protocol):
-    """What records heartbeats (the App's PushMonitors)."""
+    """What records heartbeats (the App's PushMonitors). `misses` counts unknown tokens per
+    client address: the receiver's, so a reload that rebuilds the web server does not give
+    a guesser a fresh allowance."""
+
+    misses: KeyedBuckets
 
     def receive(self, token: str, beat: Heartbeat) -> PushReply: ...
 
 
 _RECEIVER = web.AppKey("push-receiver", PushReceiver)
-_UNKNOWN = web.AppKey("push-unknown-tokens", KeyedBuckets)
 
 
 def _heartbeat(request: web.Request, start: bool) -> Heartbeat:
@@ -113,7 +118,7 @@ async def _push(request: web.Request, start: bool) -> web.Response:
         # Only misses count against an address: behind a proxy or a NAT every job shares one,
         # and someone guessing there must not keep the real jobs' calls out (the token's
         # strength is what makes guessing hopeless; this only makes it slow).
-        unknown = request.app[_UNKNOWN]
+        unknown = request.app[_RECEIVER].misses
         client = request.remote or "-"
         slowed = unknown.wait(client)
         if slowed > 0:
@@ -143,7 +148,6 @@ async def _start(request: web.Request) -> web.Response:
 def add_push_routes(app: web.Application, receiver: PushReceiver) -> None:
     """The push routes on `app`, recording into `receiver`."""
     app[_RECEIVER] = receiver
-    app[_UNKNOWN] = KeyedBuckets(UNKNOWN_RATE, UNKNOWN_BURST)
     for method in ("GET", "POST"):
         # No HEAD: a link checker's HEAD must not count as the job's call.
         app.router.add_route(method, PUSH_PREFIX + "{token}", _beat)
