@@ -180,19 +180,18 @@ def _push_verdicts(config: Config) -> dict[str, Result]:
     from probe.push import push_specs, stored_verdict
 
     specs = push_specs(config.enabled_probes)
-    last: dict[str, Result] = {}
-    path = config.settings.store.path
-    if specs and path.is_file():
+    last: dict[str, Result | None] = {}
+    if specs and config.settings.store.path.is_file():
         from probe.app import open_store
+        from probe.web.data import read_now
 
         store = open_store(config.settings)
         try:
-            for spec in specs:
-                newest = store.last_results(spec.name, 1)
-                if newest:
-                    last[spec.name] = newest[0]
+            # What the running App would start from: the same read.
+            tracker = read_now(store, [spec.name for spec in specs])
         finally:
             store.close_sync()
+        last = {spec.name: tracker.now(spec.name).last for spec in specs}
     now = time.time()
     return {spec.name: stored_verdict(spec, last.get(spec.name), now) for spec in specs}
 

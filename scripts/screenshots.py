@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -20,12 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from probe.store import Store
-from probe.web.data import StatusSource
-from probe.web.server import create_app, start_server
 from tests.support.browser import browser
-from tests.support.fleet import fill_fleet, fleet_probes
+from tests.support.fleet import served_fleet
 
+TITLE = "Example Corp status"
 SHOTS = [
     # (probes, file, width, height, dark, whole page, fragment)
     (11, "status-11-light.png", 1280, 900, False, True, ""),
@@ -37,41 +36,30 @@ SHOTS = [
 ]
 
 
-async def serve_fleet(count: int, days: int, folder: Path) -> tuple[Store, object, int]:
-    now = time.time()
-    store = Store.open(folder / f"fleet-{count}.db", clock=lambda: now)
-    await store.start()
-    probes = fleet_probes(count)
-    step = 1800.0 if count <= 100 else 21600.0
-    await fill_fleet(store, probes, now=now, days=days, step=step)
-    source = StatusSource(store, probes, clock=lambda: now)
-    app = create_app(source, title="Example Corp status")
-    runner, port = await start_server(app, "127.0.0.1", 0)
-    return store, runner, port
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    now = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {}
-        for count in sorted({shot[0] for shot in SHOTS}):
-            servers[count] = await serve_fleet(count, args.days, Path(tmp))
-        async with browser() as chrome:
+        async with contextlib.AsyncExitStack() as stack:
+            urls = {}
+            for count in sorted({shot[0] for shot in SHOTS}):
+                step = 1800.0 if count <= 100 else 21600.0  # 1,000 x 90 days: every 6 h
+                fleet = served_fleet(
+                    Path(tmp), count, now=now, days=args.days, step=step, title=TITLE
+                )
+                urls[count] = (await stack.enter_async_context(fleet)).url
+            chrome = await stack.enter_async_context(browser())
             for count, name, width, height, dark, whole, fragment in SHOTS:
-                url = f"http://127.0.0.1:{servers[count][2]}/{fragment}"
-                await chrome.open(url, width=width, height=height, dark=dark)
+                await chrome.open(urls[count] + fragment, width=width, height=height, dark=dark)
                 # One probe's details open, as a reader would click it.
                 await chrome.js("document.querySelector('details.probe summary').click()")
                 await chrome.screenshot(args.out / name, full_page=whole)
                 page_height = await chrome.js("document.documentElement.scrollHeight")
                 print(f"{name}: {count} probes, page {page_height} px high at {width} px wide")
-        for store, runner, _port in servers.values():
-            await runner.cleanup()  # type: ignore[attr-defined]
-            await store.close()
 
 
 if __name__ == "__main__":

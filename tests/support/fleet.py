@@ -5,18 +5,25 @@ screenshots (scripts/screenshots.py).
 on loopback or .test names), and `fill_fleet` writes their history through the real store
 writer: one check every `step` seconds for `days` days, each probe with its own latency, a
 few outages in its past, and at the end some probes down, some degraded (up but slow).
-Deterministic: the same n gives the same fleet.
+Deterministic: the same n gives the same fleet. `served_fleet` does both in a new store and
+serves its status page with the real web server on loopback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from probe.core.result import Result, Status
 from probe.core.tracker import Policy, StatusTracker
 from probe.store import Store
-from probe.web.data import ConfiguredProbe
+from probe.web.data import ConfiguredProbe, StatusSource
+from probe.web.render import StatusPage
+from probe.web.server import create_app, start_server
 
 DAY = 86400.0
 
@@ -112,3 +119,30 @@ async def fill_fleet(
         if i % 10 == 9:
             await store.flush()
     await store.flush()
+
+
+@dataclass(frozen=True)
+class ServedFleet:
+    url: str  # the status page
+    page: StatusPage  # the one the server renders (for static files of the same page)
+
+
+@contextlib.asynccontextmanager
+async def served_fleet(
+    folder: Path, count: int, *, now: float, days: int, step: float, title: str = "Fleet"
+) -> AsyncIterator[ServedFleet]:
+    """`count` probes' history in a new store in `folder`, their page served on loopback."""
+    store = Store.open(folder / f"fleet-{count}.db", clock=lambda: now)
+    await store.start()
+    try:
+        probes = fleet_probes(count)
+        await fill_fleet(store, probes, now=now, days=days, step=step)
+        source = StatusSource(store, probes, clock=lambda: now)
+        page = StatusPage(source, title=title)
+        runner, port = await start_server(create_app(source, page=page), "127.0.0.1", 0)
+        try:
+            yield ServedFleet(f"http://127.0.0.1:{port}/", page)
+        finally:
+            await runner.cleanup()
+    finally:
+        await store.close()

@@ -7,19 +7,17 @@ test's script only reads the layout and clicks.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from probe.store import Store
-from probe.web.data import StatusSource
-from probe.web.render import StatusPage, write_status_files
-from probe.web.server import create_app, start_server
+from probe.web.render import write_status_files
 from tests.support.browser import Browser, browser
-from tests.support.fleet import fill_fleet, fleet_probes, is_degraded, is_down
+from tests.support.fleet import ServedFleet, is_degraded, is_down, served_fleet
 
 # One fleet and one browser for the module (each test only reads and clicks): filling the
 # store and starting Chromium are most of the time these tests take.
@@ -29,31 +27,15 @@ WIDTH, HEIGHT = 1280, 900
 NOW = time.time()
 
 
-@dataclass
-class Served:
-    url: str
-    page: StatusPage
-    count: int
-
-
-async def serve(tmp_path, count: int, *, days: int = 3) -> AsyncIterator[Served]:
-    store = Store.open(tmp_path / f"fleet-{count}.db", clock=lambda: NOW)
-    await store.start()
-    probes = fleet_probes(count)
-    await fill_fleet(store, probes, now=NOW, days=days, step=3600.0)
-    source = StatusSource(store, probes, clock=lambda: NOW)
-    page = StatusPage(source, title="Fleet")
-    runner, port = await start_server(create_app(source, page=page), "127.0.0.1", 0)
-    try:
-        yield Served(f"http://127.0.0.1:{port}/", page, count)
-    finally:
-        await runner.cleanup()
-        await store.close()
+@contextlib.asynccontextmanager
+async def serve(folder: Path, count: int, *, days: int = 3) -> AsyncIterator[ServedFleet]:
+    async with served_fleet(folder, count, now=NOW, days=days, step=3600.0) as served:
+        yield served
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fleet100(tmp_path_factory) -> AsyncIterator[Served]:
-    async for served in serve(tmp_path_factory.mktemp("fleet"), 100):
+async def fleet100(tmp_path_factory) -> AsyncIterator[ServedFleet]:
+    async with serve(tmp_path_factory.mktemp("fleet"), 100) as served:
         yield served
 
 
@@ -204,7 +186,7 @@ async def test_static_file_is_the_same_page(fleet100, chrome, tmp_path):
 
 
 async def test_1000_probes_page_and_filter(tmp_path, chrome):
-    async for served in serve(tmp_path, 1000, days=1):
+    async with serve(tmp_path, 1000, days=1) as served:
         await chrome.open(served.url, width=WIDTH, height=HEIGHT)
         assert await chrome.js(f"{ROWS}.length") == 100  # a page at a time
         meta = await chrome.js("document.querySelector('.meta').innerText")
